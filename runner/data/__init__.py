@@ -1,0 +1,215 @@
+"""In-memory data sets and their deterministic train/val/test split.
+
+Loaders (``runner.data.<module>``) are named in ``runner.catalog.DATASETS`` and take any object
+with attributes ``dataset``, ``path`` and ``root`` (the validated data spec), so they stay free
+of pydantic. They return a :class:`Dataset`; :func:`split` turns it into :class:`Splits`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from runner.errors import AdvrunError
+
+__all__ = [
+    "DataSpecLike",
+    "Dataset",
+    "Splits",
+    "make_dataset",
+    "split",
+    "content_sha256",
+    "uint8_to_float01",
+]
+
+
+class DataSpecLike(Protocol):
+    """What a loader reads from the data spec."""
+
+    dataset: str
+    path: str | None
+    root: str | None
+
+
+@dataclass(frozen=True, eq=False)  # arrays have no single truth value for ==
+class Dataset:
+    """Arrays of one data source: x is float32 (N, C, H, W) in [0, 1], y is int64 class indices.
+
+    ``x_test``/``y_test`` are None when the source has no official test split.
+    """
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray | None
+    y_test: np.ndarray | None
+    num_classes: int
+    name: str
+    sha256: str  # content hash of the arrays (see content_sha256), recorded with each run
+    class_names: tuple[str, ...] | None = None
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """(C, H, W) of one example."""
+        c, h, w = self.x_train.shape[1:]
+        return (int(c), int(h), int(w))
+
+
+@dataclass(frozen=True, eq=False)  # arrays have no single truth value for ==
+class Splits:
+    """The train/val/test arrays a run uses (val may be empty, with shape (0, C, H, W))."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+
+
+def content_sha256(*arrays: np.ndarray | None) -> str:
+    """Hex SHA-256 over dtype, shape and bytes of each array (None hashes as a marker).
+
+    Dtype and shape are hashed too, so a reshaped or re-typed copy of the same bytes differs.
+    """
+    h = hashlib.sha256()
+    for a in arrays:
+        if a is None:
+            h.update(b"none;")
+            continue
+        a = np.ascontiguousarray(a)
+        h.update(f"{a.dtype.str}{a.shape};".encode())
+        h.update(memoryview(a).cast("B"))
+    return h.hexdigest()
+
+
+def uint8_to_float01(x: np.ndarray) -> np.ndarray:
+    """uint8 pixels -> float32 in [0, 1] (one float32 copy, divided in place)."""
+    out = x.astype(np.float32)
+    out /= 255.0
+    return out
+
+
+def make_dataset(
+    name: str,
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_test: np.ndarray | None = None,
+    y_test: np.ndarray | None = None,
+    num_classes: int | None = None,
+    class_names: tuple[str, ...] | None = None,
+    where: str = "",
+) -> Dataset:
+    """Check the loader's arrays against the Dataset contract, then hash them.
+
+    ``num_classes`` defaults to max(label) + 1; ``where`` (a path) goes into error messages.
+    """
+    at = f" in {where}" if where else ""
+    if (x_test is None) != (y_test is None):
+        raise AdvrunError(f"{name}: test images and test labels must come together{at}")
+    pairs = [("train", x_train, y_train)]
+    if x_test is not None:
+        pairs.append(("test", x_test, y_test))
+    for part, x, y in pairs:
+        if x.ndim != 4 or x.dtype != np.float32:
+            raise AdvrunError(
+                f"{name}: {part} images must be float32 (N, C, H, W), got {x.dtype} {x.shape}{at}"
+            )
+        if y.ndim != 1 or y.dtype != np.int64:
+            raise AdvrunError(
+                f"{name}: {part} labels must be int64 (N,), got {y.dtype} {y.shape}{at}"
+            )
+        if len(x) != len(y):
+            raise AdvrunError(
+                f"{name}: {len(x)} {part} images but {len(y)} {part} labels{at}; "
+                "every image needs exactly one label"
+            )
+        if len(x) == 0:
+            raise AdvrunError(f"{name}: the {part} split is empty{at}")
+        if y.min() < 0:
+            raise AdvrunError(f"{name}: negative {part} label {int(y.min())}{at}")
+    if x_test is not None and x_test.shape[1:] != x_train.shape[1:]:
+        raise AdvrunError(
+            f"{name}: test images are {x_test.shape[1:]} but train images are "
+            f"{x_train.shape[1:]}{at}; both must have the same (C, H, W)"
+        )
+    top = max(int(y.max()) for _, _, y in pairs)
+    if num_classes is None:
+        num_classes = top + 1
+    elif top >= num_classes:
+        raise AdvrunError(
+            f"{name}: label {top} is out of range for {num_classes} classes{at}; "
+            "the file is corrupt or not this data set"
+        )
+    return Dataset(
+        x_train=x_train,
+        y_train=y_train,
+        x_test=x_test,
+        y_test=y_test,
+        num_classes=int(num_classes),
+        name=name,
+        sha256=content_sha256(x_train, y_train, x_test, y_test),
+        class_names=class_names,
+    )
+
+
+def _carve(
+    idx: np.ndarray, y: np.ndarray, n_out: int, seed: int, what: str, name: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """Split index array ``idx`` into (rest, out) with ``n_out`` items out, stratified by y."""
+    if n_out == 0:
+        return idx, idx[:0]
+    from sklearn.model_selection import train_test_split  # heavy import, only when splitting
+
+    try:
+        rest, out = train_test_split(idx, test_size=n_out, random_state=seed, stratify=y[idx])
+    except ValueError as exc:
+        # sklearn refuses when a class has < 2 members or n_out < number of classes
+        raise AdvrunError(
+            f"cannot carve a stratified {what} split of {n_out} examples from {len(idx)} "
+            f"examples of data set '{name}': {exc}; change the {what} fraction or use more data"
+        ) from None
+    return np.asarray(rest), np.asarray(out)
+
+
+def split(ds: Dataset, val_fraction: float, test_fraction: float, seed: int) -> Splits:
+    """Stratified, seeded train/val/test split.
+
+    With an official test split, that is the test set (``test_fraction`` is ignored) and val is
+    ``val_fraction`` of train. Otherwise test and then val are carved from the single pool; both
+    fractions are of the whole pool. Sizes are rounded to whole examples. The result depends only
+    on the arrays and the seed (sklearn's seeded RandomState), so it is the same on every machine.
+    """
+    for label, f in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
+        if not 0.0 <= f < 1.0:
+            raise AdvrunError(f"{label} must be in [0, 1), got {f}")
+    n = len(ds.y_train)
+    if ds.x_test is not None and ds.y_test is not None:
+        n_test, x_test, y_test = 0, ds.x_test, ds.y_test
+    else:
+        if val_fraction + test_fraction >= 1.0:
+            raise AdvrunError(
+                f"val_fraction + test_fraction must be < 1 (got {val_fraction} + "
+                f"{test_fraction}) so that some data is left to train on"
+            )
+        n_test = int(round(test_fraction * n))
+        x_test = y_test = None
+    n_val = int(round(val_fraction * n))
+
+    idx = np.arange(n)
+    idx, test_idx = _carve(idx, ds.y_train, n_test, seed, "test", ds.name)
+    idx, val_idx = _carve(idx, ds.y_train, n_val, seed, "val", ds.name)
+    if len(idx) == 0:
+        raise AdvrunError(f"no training examples left in '{ds.name}' after the val/test split")
+    if x_test is None:
+        x_test, y_test = ds.x_train[test_idx], ds.y_train[test_idx]
+    return Splits(
+        x_train=ds.x_train[idx],
+        y_train=ds.y_train[idx],
+        x_val=ds.x_train[val_idx],
+        y_val=ds.y_train[val_idx],
+        x_test=x_test,
+        y_test=y_test,
+    )

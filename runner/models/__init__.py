@@ -1,0 +1,126 @@
+"""Model construction: built-in architectures by name, or a user factory ``"pkg.module:attr"``.
+
+Every model is an ``nn.Module`` built as ``Model(input_shape=(C, H, W), num_classes=K, **kw)``
+whose forward returns logits of shape (B, K).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import importlib
+import inspect
+import operator
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from torch import nn
+
+from runner.errors import AdvrunError
+from runner.registry import did_you_mean
+
+__all__ = ["build_model", "check_io", "import_allowed"]
+
+_FIXED = ("self", "input_shape", "num_classes")  # passed by build_model, not user kwargs
+
+
+def check_io(name: str, input_shape: Sequence[int], num_classes: int) -> tuple[int, int, int]:
+    """Validate (C, H, W) and the class count; return the shape as a tuple of ints."""
+    try:
+        # operator.index accepts ints and NumPy integers but not floats or strings
+        shape = tuple(operator.index(d) for d in input_shape if not isinstance(d, bool))
+        classes = operator.index(num_classes)
+    except TypeError:
+        shape, classes = (), 0
+    if len(shape) != 3 or min(shape) <= 0:
+        raise AdvrunError(
+            f"{name}: input_shape must be three positive integers (C, H, W), got {input_shape!r}"
+        )
+    if isinstance(num_classes, bool) or classes < 2:
+        raise AdvrunError(f"{name}: num_classes must be an integer >= 2, got {num_classes!r}")
+    return (shape[0], shape[1], shape[2])
+
+
+def import_allowed(module: str, patterns: Sequence[str]) -> bool:
+    """Whether ``module`` matches an fnmatch pattern; ``pkg.*`` also admits ``pkg`` itself."""
+    return any(
+        fnmatch.fnmatchcase(module, p) or (p.endswith(".*") and module == p[:-2]) for p in patterns
+    )
+
+
+def build_model(
+    arch: str,
+    input_shape: Sequence[int],
+    num_classes: int,
+    kwargs: Mapping[str, Any] | None = None,
+    allow_import: Sequence[str] = (),
+) -> nn.Module:
+    """Build ``arch``: a name in ``runner.catalog.MODELS``, or ``"pkg.module:factory"``.
+
+    A factory's module is imported only if it matches a pattern in ``allow_import`` (importing
+    runs arbitrary code, so a spec alone must not be able to trigger it).
+    """
+    kw = dict(kwargs or {})
+    shape = check_io(arch, input_shape, num_classes)
+    num_classes = int(num_classes)
+    if ":" in arch:
+        return _build_user(arch, shape, num_classes, kw, allow_import)
+
+    from runner.catalog import MODELS
+
+    cls = MODELS.load(arch)
+    params = inspect.signature(cls).parameters
+    accepted = [p for p in params if p not in _FIXED]
+    unknown = sorted(set(kw) - set(accepted))
+    if unknown:
+        raise AdvrunError(
+            f"model '{arch}' does not take {', '.join(map(repr, unknown))}"
+            f"{did_you_mean(unknown[0], accepted)}; it accepts: "
+            + (", ".join(accepted) if accepted else "no options")
+        )
+    return cls(input_shape=shape, num_classes=num_classes, **kw)
+
+
+def _build_user(
+    arch: str,
+    shape: tuple[int, int, int],
+    num_classes: int,
+    kw: dict[str, Any],
+    allow_import: Sequence[str],
+) -> nn.Module:
+    module_name, _, attr = arch.partition(":")
+    if not module_name or not attr:
+        raise AdvrunError(f"model factory '{arch}' must look like 'package.module:factory'")
+    if not import_allowed(module_name, allow_import):
+        top = module_name.split(".")[0]
+        raise AdvrunError(
+            f"model factory '{arch}' would import module '{module_name}', which is not allowed; "
+            f"pass --allow-import {top}.* (or the exact module name) if you trust that code"
+        )
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise AdvrunError(
+            f"cannot import module '{module_name}' for model factory '{arch}' ({exc}); "
+            "check the name and that its folder is on PYTHONPATH"
+        ) from exc
+    factory = getattr(module, attr, None)
+    if factory is None or not callable(factory):
+        raise AdvrunError(
+            f"module '{module_name}' ({getattr(module, '__file__', '?')}) has no callable "
+            f"'{attr}' for model factory '{arch}'"
+        )
+    try:
+        model = factory(input_shape=shape, num_classes=num_classes, **kw)
+    except Exception as exc:
+        # chained (from exc), so a traceback is still there for --debug
+        raise AdvrunError(
+            f"model factory '{arch}' failed: {type(exc).__name__}: {exc}; it is called as "
+            f"{attr}(input_shape={shape}, num_classes={num_classes}"
+            + "".join(f", {k}=..." for k in kw)
+            + ")"
+        ) from exc
+    if not isinstance(model, nn.Module):
+        raise AdvrunError(
+            f"model factory '{arch}' returned {type(model).__name__}, not a torch.nn.Module"
+        )
+    return model
