@@ -1,0 +1,38 @@
+# Set-up and everyday commands. `make demo` and `make test` work on a fresh machine.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# torch first and pinned: a bare `torch` requirement would pull a multi-GB CUDA build here.
+TORCH ?= torch==2.13.0
+PYTEST_ARGS ?= -m "not slow"
+
+.PHONY: install demo test test-all lint format bench clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q "$(TORCH)"
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $@
+
+demo: install
+	$(BIN)/advrun run specs/quickstart.yaml
+
+test: install
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-all: install
+	$(BIN)/python -m pytest
+
+lint: install
+	$(BIN)/ruff check runner tests bench
+	$(BIN)/ruff format --check runner tests bench
+
+format: install
+	$(BIN)/ruff format runner tests bench
+	$(BIN)/ruff check --fix runner tests bench
+
+clean:
+	rm -rf $(VENV) reports .pytest_cache

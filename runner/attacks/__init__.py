@@ -1,0 +1,1 @@
+"""Attacks: native on-device loops (training, validation, fast evaluation) and ART's (reference)."""

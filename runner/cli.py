@@ -1,0 +1,81 @@
+"""The ``advrun`` command line: one small module per command under :mod:`runner.commands`.
+
+Command modules import nothing heavy at import time, so ``advrun validate`` and ``advrun plan``
+answer without loading torch, ART or optuna.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import traceback
+
+from runner.errors import EXIT_FAILED, EXIT_USAGE, AdvrunError
+
+# name -> (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "validate": ("runner.commands.validate", "check a spec; every error at file:line:col"),
+    "plan": ("runner.commands.plan", "list the runs a spec expands into, with their status"),
+    "run": ("runner.commands.run", "train, attack and store every run of a spec (resumable)"),
+    "schema": ("runner.commands.schema", "print the JSON Schema of the spec"),
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # usage errors: a message and exit 2, as for specs
+        self.print_usage(sys.stderr)
+        raise SystemExit(f"advrun: error: {message}")
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The parser; with ``only``, just that command's module is imported (fast start-up)."""
+    parser = _Parser(prog="advrun", description="Declarative adversarial-training experiments.")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of unexpected errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for name, (module, help_) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_, description=help_)
+        p.add_argument(
+            "--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS
+        )
+        if only is not None and name != only:
+            continue
+        mod = importlib.import_module(module)
+        mod.add_arguments(p)
+        p.set_defaults(_module=mod)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    command = next((a for a in argv if not a.startswith("-")), None)
+    parser = build_parser(command if command in COMMANDS else None)
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return EXIT_USAGE
+    try:
+        return int(args._module.run(args) or 0)
+    except AdvrunError as e:
+        print(f"advrun {args.command}: {e}" if "\n" not in str(e) else str(e), file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print(
+            "advrun: interrupted; completed epochs and runs are kept, run again to resume",
+            file=sys.stderr,
+        )
+        return 130
+    except Exception as e:  # an advrun bug: say so plainly, full detail only on request
+        if args.debug:
+            traceback.print_exc()
+        else:
+            print(
+                f"advrun {args.command}: internal error: {type(e).__name__}: {e}\n"
+                "rerun with --debug for the traceback and report it",
+                file=sys.stderr,
+            )
+        return EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

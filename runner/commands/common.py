@@ -1,0 +1,40 @@
+"""Arguments and steps shared by commands that read a spec."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from runner.compile import Plan, compile_spec
+from runner.spec import LoadedSpec, load_spec
+from runner.store import Store, default_output_dir
+
+
+def add_spec_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("spec", help="the spec YAML file")
+    p.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="KEY=VALUE",
+        help="override spec values, e.g. recipes.0.epochs=3 seeds=[0]",
+    )
+    p.add_argument(
+        "-o", "--output", help="output directory (default: the spec's output.dir or reports/<name>)"
+    )
+
+
+def add_import_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--allow-import",
+        action="append",
+        default=[],
+        metavar="PATTERN",
+        help="allow user model factories from modules matching PATTERN (e.g. 'mypkg.*')",
+    )
+
+
+def load(args: argparse.Namespace) -> tuple[LoadedSpec, Plan, Store]:
+    loaded = load_spec(args.spec, args.overrides)
+    plan = compile_spec(loaded.spec)
+    out = args.output or loaded.spec.output.dir or default_output_dir(loaded.spec.name)
+    return loaded, plan, Store(Path(out))

@@ -1,0 +1,54 @@
+"""``advrun run SPEC [KEY=VALUE ...]``: train, attack and store every run; skip what is done."""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+
+from runner.commands.common import add_import_argument, add_spec_arguments, load
+from runner.errors import EXIT_FAILED
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    add_spec_arguments(p)
+    add_import_argument(p)
+    p.add_argument(
+        "--only", metavar="GLOB", help="run only runs whose id matches GLOB, e.g. 'cnn@madry@*'"
+    )
+    p.add_argument("--force", action="store_true", help="retrain runs even if they are done")
+    p.add_argument("--device", help="override the spec's device (auto, cpu, cuda, cuda:N)")
+    p.add_argument("-q", "--quiet", action="store_true", help="print only the results table")
+
+
+def run(args: argparse.Namespace) -> int:
+    loaded, plan, store = load(args)
+    from runner import results
+    from runner.execute import Options, execute_plan
+    from runner.fsio import write_json, write_text
+
+    runs = [r for r in plan.runs if not args.only or fnmatch.fnmatch(r.id, args.only)]
+    store.root.mkdir(parents=True, exist_ok=True)
+    write_text(store.root / "spec.yaml", loaded.text)
+    write_json(
+        store.root / "plan.json",
+        {
+            "spec_sha256": loaded.sha256,
+            "overrides": list(loaded.overrides),
+            "runs": [r.id for r in plan.runs],
+        },
+    )
+    opts = Options(
+        device=args.device or loaded.spec.device,
+        allow_import=args.allow_import,
+        force=args.force,
+        verbose=not args.quiet,
+    )
+    outcomes = execute_plan(plan, store, opts, runs)
+    df = results.collect(plan, store)
+    results.write(df, store.root)
+    print(results.format_table(df))
+    print(f"results: {store.root / 'results.csv'}")
+    failed = [o for o in outcomes if o.state == "failed"]
+    for o in failed:
+        print(f"FAILED {o.run.id}: {o.message}")
+    return EXIT_FAILED if failed else 0

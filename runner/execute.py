@@ -1,0 +1,225 @@
+"""Execute a plan: train each run (resumably), evaluate it, store everything atomically."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from runner.catalog import RECIPES
+from runner.compile import Plan, Run
+from runner.device import seed_everything, select_device
+from runner.errors import AdvrunError, RunFailed
+from runner.evaluate import evaluate
+from runner.fsio import write_json, write_with
+from runner.models import build_model
+from runner.prepare import prepare
+from runner.provenance import git_commit, versions
+from runner.recipes.base import TrainContext
+from runner.runlog import RunLog
+from runner.store import Store, now
+from runner.train.counter import PassCounter
+from runner.train.loop import fit, load_checkpoint
+
+
+@dataclass
+class Options:
+    device: str = "auto"
+    allow_import: list[str] = field(default_factory=list)
+    force: bool = False
+    verbose: bool = True
+
+    @property
+    def bars(self) -> bool:  # progress bars only on a terminal
+        return self.verbose and sys.stderr.isatty()
+
+
+@dataclass
+class Outcome:
+    run: Run
+    state: str  # done | skipped | failed
+    message: str = ""
+
+
+def execute_run(
+    run: Run, store: Store, opts: Options, on_epoch: Callable[[dict[str, Any]], None] | None = None
+) -> dict[str, Any]:
+    """Train (or resume) and evaluate one run; return its metrics."""
+    d = store.run_dir(run)
+    status = "new" if opts.force else store.status(run)
+    if status == "done":
+        from runner.fsio import read_json
+
+        return read_json(d / "metrics.json")
+    if opts.force or status == "failed":  # a fresh start, not a resume of a diverged state
+        shutil.rmtree(d / "checkpoints", ignore_errors=True)
+    d.mkdir(parents=True, exist_ok=True)
+    cfg = run.config
+    write_json(
+        d / "run.json",
+        {
+            "id": run.id,
+            "slug": run.slug,
+            "train_hash": run.train_hash,
+            "eval_hash": run.eval_hash,
+            **cfg,
+        },
+    )
+    log = RunLog(d / "log.txt")
+    try:
+        device = select_device(opts.device)
+        seed_everything(run.seed)
+        threat = cfg["threat"]
+        pr = tuple(threat["pixel_range"])
+        data = prepare(cfg["data"], pr, device)
+        model = build_model(
+            run.model["arch"],
+            data.input_shape,
+            data.num_classes,
+            run.model["kwargs"],
+            opts.allow_import,
+        ).to(device)
+        counter = PassCounter(model)
+        ctx = TrainContext(device, pr, threat, data.num_classes, data.input_shape, counter)
+        recipe = RECIPES.load(run.recipe["kind"])(run.recipe, ctx)
+        t0 = time.perf_counter()
+        if status in ("new", "partial", "failed") or not (d / "checkpoints" / "last.pt").exists():
+            store.set_status(run, "running", started=now(), device=str(device))
+            log(f"training {run.slug} on {device} ({len(data.x_train)} examples)")
+            bar = tqdm(
+                total=int(run.recipe["epochs"]), desc=run.slug, leave=False, disable=not opts.bars
+            )
+            try:
+                result = fit(
+                    model,
+                    recipe,
+                    data.x_train,
+                    data.y_train,
+                    data.x_val,
+                    data.y_val,
+                    ctx,
+                    run.seed,
+                    d,
+                    log,
+                    on_epoch=on_epoch,
+                    progress=bar,
+                )
+            finally:
+                bar.close()
+            store.set_status(
+                run, "trained", best_epoch=result.best_epoch, stopped_early=result.stopped_early
+            )
+        train_passes = counter.as_dict()
+        train_seconds = time.perf_counter() - t0
+        which = cfg["eval"]["checkpoint"]
+        ck = d / "checkpoints" / f"{which}.pt"
+        if not ck.exists():
+            ck = d / "checkpoints" / "last.pt"
+        model.load_state_dict(load_checkpoint(ck, device))
+        n = cfg["eval"]["n"] or len(data.x_test)
+        x_test, y_test = data.x_test[:n], data.y_test[:n]
+        t1 = time.perf_counter()
+        examples, summary = evaluate(
+            model,
+            x_test,
+            y_test,
+            cfg["attacks"],
+            threat,
+            data.num_classes,
+            cfg["eval"]["batch_size"],
+            cfg["eval"]["bootstrap"],
+            log,
+        )
+        eval_passes = {k: v - train_passes[k] for k, v in counter.as_dict().items()}
+        counter.close()
+        write_with(d / "examples.parquet", lambda p: examples.to_parquet(p, index=False))
+        st = store_status(store, run)
+        metrics = {
+            "run_id": run.id,
+            "slug": run.slug,
+            "eval_hash": run.eval_hash,
+            "model": run.model["name"],
+            "arch": run.model["arch"],
+            "recipe": run.recipe["name"],
+            "kind": run.recipe["kind"],
+            "seed": run.seed,
+            "sweep": run.sweep,
+            "hyperparameters": run.hyperparameters,
+            "checkpoint": ck.stem,
+            "best_epoch": st.get("best_epoch"),
+            "stopped_early": st.get("stopped_early"),
+            "results": summary,
+            "data_sha256": data.sha256,
+            "device": str(device),
+            "train_seconds": _train_seconds(d) if status == "stale" else train_seconds,
+            "eval_seconds": time.perf_counter() - t1,
+            "train_passes": train_passes,
+            "eval_passes": eval_passes,
+            "versions": versions(),
+            "git_commit": git_commit(),
+        }
+        write_json(d / "metrics.json", metrics)
+        store.set_status(run, "done", finished=now())
+        log("done")
+        return metrics
+    except RunFailed as e:
+        store.set_status(run, "failed", diagnosis=str(e), finished=now())
+        log(f"FAILED: {e}")
+        raise
+    finally:
+        log.close()
+
+
+def store_status(store: Store, run: Run) -> dict[str, Any]:
+    from runner.fsio import read_json
+
+    return read_json(store.run_dir(run) / "status.json") or {}
+
+
+def _train_seconds(d) -> float:
+    from runner.fsio import read_json
+
+    old = read_json(d / "metrics.json") or {}
+    return float(old.get("train_seconds", 0.0))
+
+
+def execute_plan(
+    plan: Plan, store: Store, opts: Options, runs: list[Run] | None = None
+) -> list[Outcome]:
+    """Run every not-yet-done run of the plan; a failed run does not stop the others."""
+    outcomes = []
+    todo = runs if runs is not None else plan.runs
+    for i, run in enumerate(todo, 1):
+        status = "new" if opts.force else store.status(run)
+        if status == "done":
+            outcomes.append(Outcome(run, "skipped", "already done"))
+            if opts.verbose:
+                print(f"[{i}/{len(todo)}] {run.slug}: done, skipped")
+            continue
+        if opts.verbose:
+            print(f"[{i}/{len(todo)}] {run.slug}: {status} -> running", flush=True)
+        try:
+            m = execute_run(run, store, opts)
+        except RunFailed as e:
+            outcomes.append(Outcome(run, "failed", str(e)))
+            print(f"[{i}/{len(todo)}] {run.slug}: FAILED: {e}", file=sys.stderr)
+            continue
+        except AdvrunError:
+            raise
+        acc = {r["attack"]: r["accuracy"] for r in m["results"]}
+        outcomes.append(Outcome(run, "done"))
+        if opts.verbose:
+            shown = ", ".join(f"{k} {v:.3f}" for k, v in acc.items())
+            print(
+                f"[{i}/{len(todo)}] {run.slug}: {shown} ({m['train_seconds']:.1f}s train)",
+                flush=True,
+            )
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    return outcomes

@@ -1,0 +1,98 @@
+"""Experiment-level results: one tidy row per (run, attack), as CSV and Parquet."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from runner.compile import Plan
+from runner.fsio import read_json, write_with
+from runner.store import Store
+
+COLUMNS = [
+    "run_id",
+    "model",
+    "arch",
+    "recipe",
+    "kind",
+    "seed",
+    "attack",
+    "attack_kind",
+    "norm",
+    "eps",
+    "accuracy",
+    "n",
+    "ci_low",
+    "ci_high",
+]
+
+
+def collect(plan: Plan, store: Store) -> pd.DataFrame:
+    """Rows of every run of the plan that has metrics (done or previously evaluated)."""
+    rows = []
+    for run in plan.runs:
+        m = read_json(store.run_dir(run) / "metrics.json")
+        if not m or m.get("eval_hash") != run.eval_hash:
+            continue
+        hp = {
+            f"hp_{k}": v
+            for k, v in run.hyperparameters.items()
+            if isinstance(v, (int, float, str, bool))
+        }
+        for r in m["results"]:
+            rows.append(
+                {
+                    "run_id": run.id,
+                    "model": run.model["name"],
+                    "arch": run.model["arch"],
+                    "recipe": run.recipe["name"],
+                    "kind": run.recipe["kind"],
+                    "seed": run.seed,
+                    "attack": r["attack"],
+                    "attack_kind": r["kind"],
+                    "norm": r["norm"],
+                    "eps": r["eps"],
+                    "accuracy": r["accuracy"],
+                    "n": r["n"],
+                    "ci_low": r["ci_low"],
+                    "ci_high": r["ci_high"],
+                    "train_seconds": m["train_seconds"],
+                    "eval_seconds": m["eval_seconds"],
+                    "train_forward_passes": m["train_passes"]["forward_passes"],
+                    "train_backward_passes": m["train_passes"]["backward_passes"],
+                    **hp,
+                }
+            )
+    return pd.DataFrame(rows, columns=None if rows else COLUMNS)
+
+
+def write(df: pd.DataFrame, root: Path) -> None:
+    write_with(root / "results.csv", lambda p: df.to_csv(p, index=False))
+    write_with(root / "results.parquet", lambda p: df.to_parquet(p, index=False))
+
+
+def seed_summary(df: pd.DataFrame) -> pd.DataFrame:
+    """Mean and standard deviation of accuracy over seeds, per model x recipe x attack."""
+    if df.empty:
+        return df
+    keys = ["model", "recipe", "attack"]
+    g = df.groupby(keys, sort=False)["accuracy"]
+    out = g.agg(["mean", "std", "count"]).reset_index().rename(columns={"count": "seeds"})
+    return out
+
+
+def format_table(df: pd.DataFrame) -> str:
+    """model x recipe rows, one column per attack: mean +- std over seeds."""
+    s = seed_summary(df)
+    if s.empty:
+        return "(no results)"
+    s["cell"] = [
+        f"{m:.3f}" + (f" ± {sd:.3f}" if c > 1 else "")
+        for m, sd, c in zip(s["mean"], s["std"], s["seeds"], strict=True)
+    ]
+    attacks = list(dict.fromkeys(s["attack"]))
+    t = s.pivot(index=["model", "recipe"], columns="attack", values="cell")[attacks].reset_index()
+    seeds = s.groupby(["model", "recipe"], sort=False)["seeds"].max().reset_index()
+    t = t.merge(seeds, on=["model", "recipe"])
+    return t.to_string(index=False)

@@ -1,0 +1,152 @@
+"""The top-level spec: what a user writes in one YAML file."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal, Union
+
+from pydantic import Field, field_validator
+
+from runner.catalog import DATASETS, MODELS
+from runner.registry import unknown_name_message
+from runner.spec.attacks import ATTACK_SPECS
+from runner.spec.base import Expr, StrictModel
+from runner.spec.recipes import RECIPE_SPECS
+
+RecipeSpec = Annotated[Union[tuple(RECIPE_SPECS.values())], Field(discriminator="kind")]  # noqa: UP007
+AttackSpec = Annotated[Union[tuple(ATTACK_SPECS.values())], Field(discriminator="kind")]  # noqa: UP007
+
+_DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+
+
+class DataSpec(StrictModel):
+    """The data set and its seeded train/validation/test split."""
+
+    dataset: str = Field(
+        "digits",
+        description="a registered data set: digits, npz, mnist, fashion_mnist, kmnist, cifar10",
+    )
+    path: str | None = Field(None, description="npz: the file with arrays x and y")
+    root: str | None = Field(
+        None, description="mnist family / cifar10: the local folder holding the files"
+    )
+    val_fraction: float = Field(
+        0.1, ge=0, lt=1, description="fraction of the training pool held out for validation"
+    )
+    test_fraction: float = Field(
+        0.2,
+        gt=0,
+        lt=1,
+        description="fraction held out for test (ignored when the data set has an official test split)",
+    )
+    split_seed: int = Field(
+        0, description="seed of the split; fixed across run seeds so runs share test examples"
+    )
+    limit: int | None = Field(
+        None, ge=1, description="use at most this many training examples (quick trials)"
+    )
+
+    @field_validator("dataset")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        if v not in DATASETS:
+            raise ValueError(unknown_name_message("dataset", v, DATASETS.names()))
+        return v
+
+
+class ThreatSpec(StrictModel):
+    """The evaluation threat model: what the attacker may change."""
+
+    norm: Literal["linf", "l2"] = Field(
+        "linf", description="distance in which the budget is measured"
+    )
+    eps: Expr = Field(..., description="perturbation budget in pixel units, e.g. 0.1 or 8/255")
+    pixel_range: tuple[float, float] = Field(
+        (0.0, 1.0), description="[low, high] valid pixel values"
+    )
+
+    @field_validator("pixel_range")
+    @classmethod
+    def _ordered(cls, v: tuple[float, float]) -> tuple[float, float]:
+        if not v[0] < v[1]:
+            raise ValueError(f"pixel_range [{v[0]}, {v[1]}] must be [low, high] with low < high")
+        return v
+
+
+class ModelSpec(StrictModel):
+    """One model architecture to train (or to audit with ``advrun eval``)."""
+
+    name: str = Field(
+        ..., min_length=1, max_length=80, description="your name for this model; used in run ids"
+    )
+    arch: str = Field(
+        ...,
+        description="a registered architecture (mlp, small_cnn, preact_resnet18) or a user factory "
+        "'package.module:function' (needs --allow-import)",
+    )
+    kwargs: dict[str, int | float | str | bool | list[int]] = Field(
+        default_factory=dict,
+        description="keyword arguments of the architecture, e.g. {hidden: [128]}",
+    )
+
+    @field_validator("arch")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        if ":" not in v and v not in MODELS:
+            raise ValueError(unknown_name_message("model architecture", v, MODELS.names()))
+        return v
+
+
+class EvalSpec(StrictModel):
+    """How trained models are evaluated."""
+
+    n: int | None = Field(
+        None, ge=1, description="test examples to evaluate (default: the whole test split)"
+    )
+    batch_size: int = Field(512, ge=1, le=65536, description="batch size of evaluation and attacks")
+    checkpoint: Literal["best", "last"] = Field(
+        "best",
+        description="which checkpoint is evaluated: best validation robust accuracy, or the last epoch",
+    )
+    bootstrap: int = Field(
+        1000, ge=0, le=100000, description="bootstrap resamples of each 95% confidence interval"
+    )
+
+
+class OutputSpec(StrictModel):
+    """Where results go."""
+
+    dir: str | None = Field(None, description="output directory (default: reports/<name>)")
+
+
+class Spec(StrictModel):
+    """An advrun experiment: data, models, recipes, threat model and attack suite."""
+
+    name: str = Field(
+        ...,
+        min_length=1,
+        max_length=80,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
+        description="experiment name (letters, digits, . _ -); default output dir reports/<name>",
+    )
+    description: str = Field("", description="free text, shown in the report")
+    seeds: list[int] = Field(
+        [0], min_length=1, description="training seeds; every model x recipe runs once per seed"
+    )
+    device: str = Field("auto", description="auto (CUDA when present), cpu, cuda, cuda:N or mps")
+    data: DataSpec = Field(default_factory=DataSpec, description="data set and split")
+    threat: ThreatSpec = Field(..., description="the evaluation threat model")
+    models: list[ModelSpec] = Field(..., min_length=1, description="architectures to train")
+    recipes: list[RecipeSpec] = Field(..., min_length=1, description="training recipes")
+    attacks: list[AttackSpec] = Field(
+        default_factory=list, description="the attack suite run on every trained model"
+    )
+    eval: EvalSpec = Field(default_factory=EvalSpec, description="evaluation settings")
+    output: OutputSpec = Field(default_factory=OutputSpec, description="output settings")
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, v: str) -> str:
+        if not _DEVICE.match(v):
+            raise ValueError(f"device '{v}' is not one of auto, cpu, mps, cuda, cuda:N")
+        return v

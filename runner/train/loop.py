@@ -1,0 +1,232 @@
+"""The shared training loop: every recipe plugs its batch loss (or ART's trainer) into it.
+
+Per epoch it runs the recipe over a seeded permutation, watches for non-finite losses without a
+per-batch device sync, measures clean and PGD accuracy on a validation subset, and writes the
+last and best-robust checkpoints plus a resume point (model, optimizer, scheduler, RNG states).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from runner.attacks import native
+from runner.device import generator
+from runner.errors import RunFailed
+from runner.fsio import atomic_path, write_text
+from runner.recipes.base import Recipe, TrainContext
+from runner.train.optim import make_optimizer, make_scheduler
+
+EpochCallback = Callable[[dict[str, Any]], None]
+
+
+@dataclass
+class FitResult:
+    history: list[dict[str, Any]]
+    best_epoch: int
+    stopped_early: str | None
+
+
+def save_state_dict(obj: Any, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+
+
+def load_checkpoint(path: Path, device: torch.device) -> Any:
+    return torch.load(path, map_location=device, weights_only=True)
+
+
+@torch.no_grad()
+def _clean_correct(model: nn.Module, x: Tensor, y: Tensor, bs: int) -> Tensor:
+    return torch.cat(
+        [model(x[i : i + bs]).argmax(1) == y[i : i + bs] for i in range(0, len(x), bs)]
+    )
+
+
+def validate(
+    model: nn.Module, x: Tensor, y: Tensor, ctx: TrainContext, steps: int, bs: int = 512
+) -> tuple[float, float]:
+    """Clean and PGD accuracy at the threat model (step 2.5*eps/steps), in eval mode."""
+    if len(x) == 0:
+        return float("nan"), float("nan")
+    was = model.training
+    model.eval()
+    lo, hi = ctx.pixel_range
+    eps = ctx.threat["eps"]
+    clean = _clean_correct(model, x, y, bs)
+    robust = []
+    for i in range(0, len(x), bs):
+        xa = native.pgd(
+            model,
+            x[i : i + bs],
+            y[i : i + bs],
+            eps,
+            2.5 * eps / steps,
+            steps,
+            ctx.threat["norm"],
+            lo,
+            hi,
+        )
+        robust.append(_clean_correct(model, xa, y[i : i + bs], bs))
+    model.train(was)
+    return clean.float().mean().item(), torch.cat(robust).float().mean().item()
+
+
+def _csv(history: list[dict[str, Any]]) -> str:
+    cols = list(history[0])
+    lines = [",".join(cols)] + [
+        ",".join(f"{r[c]:.6g}" if isinstance(r[c], float) else str(r[c]) for c in cols)
+        for r in history
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _native_epoch(
+    model,
+    recipe: Recipe,
+    opt,
+    sched,
+    x: Tensor,
+    y: Tensor,
+    bs: int,
+    gen: torch.Generator,
+    epoch: int,
+) -> tuple[float, int, float]:
+    """One epoch of the recipe's batch loss; returns mean loss, first bad batch (-1), lr at it."""
+    model.train()
+    perm = torch.randperm(len(x), generator=gen, device=gen.device).to(x.device)
+    batches = perm.split(bs)
+    loss_sum = torch.zeros((), device=x.device)
+    bad = torch.full((), -1, device=x.device, dtype=torch.long)
+    bad_lr = torch.zeros((), device=x.device)
+    for b, idx in enumerate(batches):
+        loss = recipe.batch_loss(model, x[idx], y[idx], epoch + b / len(batches))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        finite = torch.isfinite(loss.detach())
+        first = (bad < 0) & ~finite  # record the first non-finite batch without a device sync
+        bad = torch.where(first, torch.full_like(bad, b), bad)
+        bad_lr = torch.where(first, torch.full_like(bad_lr, opt.param_groups[0]["lr"]), bad_lr)
+        opt.step()
+        sched.step()
+        loss_sum += loss.detach()
+    return (loss_sum / max(1, len(batches))).item(), int(bad.item()), float(bad_lr.item())
+
+
+def fit(
+    model: nn.Module,
+    recipe: Recipe,
+    x: Tensor,
+    y: Tensor,
+    x_val: Tensor,
+    y_val: Tensor,
+    ctx: TrainContext,
+    seed: int,
+    run_dir: Path,
+    log: Callable[[str], None],
+    on_epoch: EpochCallback | None = None,
+    progress=None,
+) -> FitResult:
+    """Train ``model`` in place with ``recipe``; resumable from ``run_dir/checkpoints/state.pt``."""
+    cfg = recipe.cfg
+    ck = run_dir / "checkpoints"
+    epochs, bs = int(cfg["epochs"]), int(cfg["batch_size"])
+    x, y = recipe.training_data(x, y)
+    steps_per_epoch = -(-len(x) // bs)
+    opt = make_optimizer(model, cfg["optimizer"])
+    sched = make_scheduler(opt, {**cfg["schedule"]}, epochs * steps_per_epoch)
+    n_val = min(cfg["monitor"]["n"], len(x_val))
+    xv, yv = x_val[:n_val], y_val[:n_val]
+    history: list[dict[str, Any]] = []
+    best = {"epoch": -1, "robust": -1.0, "clean": -1.0}
+    start = 0
+    classifier = None
+    if cfg["engine"] == "art":
+        from runner.attacks.art_attacks import make_classifier
+
+        classifier = make_classifier(
+            model, ctx.input_shape, ctx.num_classes, ctx.pixel_range, ctx.device
+        )
+        classifier._optimizer = opt  # noqa: SLF001 - ART trains with the classifier's optimizer
+
+    state_path = ck / "state.pt"
+    if (
+        state_path.exists()
+    ):  # resume after a kill: same weights, optimizer, schedule and RNG streams
+        st = load_checkpoint(state_path, ctx.device)
+        model.load_state_dict(st["model"])
+        opt.load_state_dict(st["optimizer"])
+        sched.load_state_dict(st["scheduler"])
+        torch.set_rng_state(st["rng_cpu"].cpu())
+        if torch.cuda.is_available() and st.get("rng_cuda") is not None:
+            torch.cuda.set_rng_state_all([s.cpu() for s in st["rng_cuda"]])
+        start, best, history = st["epoch"], dict(st["best"]), list(st["history"])
+        log(f"resumed at epoch {start}")
+
+    stopped = None
+    for epoch in range(start, epochs):
+        t0 = time.perf_counter()
+        gen = generator(
+            seed * 100003 + epoch, ctx.device if ctx.device.type != "mps" else torch.device("cpu")
+        )
+        if classifier is not None:
+            loss, bad, bad_lr = recipe.art_epoch(classifier, x, y, epoch), -1, 0.0
+        else:
+            loss, bad, bad_lr = _native_epoch(model, recipe, opt, sched, x, y, bs, gen, epoch)
+        if bad >= 0:
+            raise RunFailed(
+                f"training diverged: the loss became non-finite at epoch {epoch + 1}, batch {bad + 1} "
+                f"(lr {bad_lr:g}); lower recipes.*.optimizer.lr, add warm-up, or use sgd"
+            )
+        val_clean, val_robust = (
+            validate(model, xv, yv, ctx, cfg["monitor"]["steps"]) if n_val else (float("nan"),) * 2
+        )
+        row = {
+            "epoch": epoch + 1,
+            "loss": loss,
+            "lr": opt.param_groups[0]["lr"],
+            "eps": recipe.eps_at(epoch + 1) if recipe.adversarial else 0.0,
+            "val_clean": val_clean,
+            "val_robust": val_robust,
+            "seconds": time.perf_counter() - t0,
+        }
+        history.append(row)
+        state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        save_state_dict(state, ck / "last.pt")
+        score = (val_robust, val_clean) if n_val else (epoch, 0.0)
+        if score > (best["robust"], best["clean"]):
+            best = {"epoch": epoch + 1, "robust": score[0], "clean": score[1]}
+            save_state_dict(state, ck / "best.pt")
+        write_text(run_dir / "epochs.csv", _csv(history))
+        save_state_dict(
+            {
+                "model": state,
+                "optimizer": opt.state_dict(),
+                "scheduler": sched.state_dict(),
+                "rng_cpu": torch.get_rng_state(),
+                "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+                "epoch": epoch + 1,
+                "best": best,
+                "history": history,
+            },
+            state_path,
+        )
+        log(
+            f"epoch {epoch + 1}/{epochs} loss {loss:.4f} val clean {val_clean:.3f} robust {val_robust:.3f}"
+        )
+        if progress is not None:
+            progress.update(1)
+            progress.set_postfix(loss=f"{loss:.3f}", val_rob=f"{val_robust:.3f}")
+        if on_epoch is not None:
+            on_epoch(row)
+        stopped = recipe.should_stop(history)
+        if stopped:
+            log(f"stopped early: {stopped}")
+            break
+    return FitResult(history=history, best_epoch=best["epoch"], stopped_early=stopped)

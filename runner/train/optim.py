@@ -1,0 +1,44 @@
+"""Optimizers and per-batch learning-rate schedules from the recipe's spec."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import nn
+
+
+def make_optimizer(model: nn.Module, cfg: dict[str, Any]) -> torch.optim.Optimizer:
+    name, lr, wd = cfg["name"], float(cfg["lr"]), float(cfg["weight_decay"])
+    params = model.parameters()
+    if name == "sgd":
+        return torch.optim.SGD(
+            params, lr=lr, momentum=cfg["momentum"], nesterov=cfg["nesterov"], weight_decay=wd
+        )
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=wd)
+    return torch.optim.Adam(params, lr=lr, weight_decay=wd)
+
+
+def lr_factor(cfg: dict[str, Any], progress: float) -> float:
+    """Multiplier of the base lr at ``progress`` in [0, 1] of training (stepped per batch)."""
+    name = cfg["name"]
+    if name == "step":
+        return cfg["gamma"] ** sum(progress >= m for m in cfg["milestones"])
+    if name == "cosine":
+        return 0.5 * (1 + math.cos(math.pi * progress))
+    if name == "cyclic":  # triangular 0 -> peak at 2/5 -> 0 (Wong, Rice & Kolter 2020)
+        return progress / 0.4 if progress < 0.4 else max(0.0, (1 - progress) / 0.6)
+    if name == "onecycle":  # warm up 30%, then cosine down to ~0
+        if progress < 0.3:
+            return 0.04 + 0.96 * progress / 0.3
+        return 0.5 * (1 + math.cos(math.pi * (progress - 0.3) / 0.7))
+    return 1.0
+
+
+def make_scheduler(opt: torch.optim.Optimizer, cfg: dict[str, Any], total_steps: int):
+    total = max(1, total_steps)
+    return torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda step: lr_factor(cfg, min(step + 0.5, total) / total)
+    )
