@@ -50,7 +50,16 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     command = next((a for a in argv if not a.startswith("-")), None)
     parser = build_parser(command if command in COMMANDS else None)
-    args = parser.parse_args(argv)
+    # KEY=VALUE overrides may follow options (`run spec.yaml -o out seeds=[0]`): argparse stops
+    # collecting a positional list at the first option, so gather the leftovers here.
+    args, extra = parser.parse_known_args(argv)
+    unknown = [
+        a for a in extra if a.startswith("-") or "=" not in a or not hasattr(args, "overrides")
+    ]
+    if unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    if extra:
+        args.overrides = [*args.overrides, *extra]
     if not getattr(args, "command", None):
         parser.print_help()
         return EXIT_USAGE
