@@ -1,39 +1,71 @@
-"""Evaluate a trained model: clean accuracy, each attack, the worst case, per-example outcomes."""
+"""Evaluate a model: clean accuracy, the attack suite and its worst case, curves, checklist.
+
+What each ``results`` row means (``scope`` says which):
+
+- ``clean``: accuracy on unperturbed test examples.
+- an attack with scope ``cascade``: accuracy after the cascade up to and including this attack
+  (cumulative); ``broken`` = examples it broke first, ``attacked`` = examples it was run on.
+- an attack with scope ``independent`` or ``off_threat``: that attack's own accuracy (it attacked
+  every clean-correct example).
+- ``worst_case``: robust accuracy under the suite, an example counting only if no attack at the
+  threat model fooled it.
+
+Every accuracy carries n and a 95% percentile-bootstrap interval (examples resampled).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
 from torch import Tensor, nn
 
-from runner.attacks.runner import generate
-from runner.errors import AdvrunError
+from runner.eval.cascade import run_suite
+from runner.eval.common import logits_of, margins, perturbation_norm
 from runner.stats import bootstrap_ci
 
+__all__ = ["Evaluation", "evaluate", "evaluate_run", "logits_of", "margins", "perturbation_norm"]
 
-@torch.no_grad()
-def logits_of(model: nn.Module, x: Tensor, bs: int) -> Tensor:
-    return (
-        torch.cat([model(x[i : i + bs]) for i in range(0, len(x), bs)])
-        if len(x)
-        else torch.empty(0)
+
+@dataclass
+class Evaluation:
+    examples: pd.DataFrame
+    results: list[dict[str, Any]]
+    curves: list[dict[str, Any]] = field(default_factory=list)
+    checklist: list[dict[str, Any]] = field(default_factory=list)
+
+
+def evaluate_run(
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    attacks: list[dict[str, Any]],
+    threat: dict[str, Any],
+    num_classes: int,
+    eval_cfg: dict[str, Any],
+    log: Callable[[str], None] = print,
+) -> Evaluation:
+    """Everything ``eval_cfg`` asks for (the resolved ``eval`` section of a run)."""
+    bs, n_boot = eval_cfg["batch_size"], eval_cfg["bootstrap"]
+    suite = run_suite(
+        model, x, y, attacks, threat, num_classes, bs, eval_cfg.get("suite", "cascade"), log
     )
+    results = summarize(suite.examples, attacks, threat, n_boot, suite.info)
+    ev = Evaluation(suite.examples, results)
+    if eval_cfg.get("eps_curve"):
+        from runner.eval.curves import robustness_curves
 
+        ev.curves = robustness_curves(model, x, y, attacks, threat, num_classes, eval_cfg, log)
+    if eval_cfg.get("checklist", True):
+        from runner.checklist import run_checklist
 
-def margins(logits: Tensor, y: Tensor) -> Tensor:
-    """logit of the true class minus the best other logit (< 0 means misclassified)."""
-    true = logits.gather(1, y[:, None]).squeeze(1)
-    other = logits.scatter(1, y[:, None], float("-inf")).amax(1)
-    return true - other
-
-
-def perturbation_norm(x: Tensor, x_adv: Tensor, norm: str) -> Tensor:
-    d = (x_adv - x).flatten(1)
-    return d.abs().amax(1) if norm == "linf" else d.norm(p=2, dim=1)
+        ev.checklist = run_checklist(
+            model, x, y, threat, num_classes, bs, eval_cfg.get("checklist_n", 256), log
+        )
+    return ev
 
 
 def evaluate(
@@ -47,83 +79,37 @@ def evaluate(
     n_boot: int = 1000,
     log: Callable[[str], None] = print,
 ) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
-    """Per-example outcomes (long: example x attack) and one summary row per attack incl. clean."""
-    model.eval()
-    lo, hi = threat["pixel_range"]
-    clean_logits = logits_of(model, x, batch_size)
-    frames = [_outcomes("clean", y, clean_logits, torch.zeros(len(y), device=x.device))]
-    art_classifier = None
-    if any(a.get("engine", "art") == "art" for a in attacks):
-        from runner.attacks.art_attacks import make_classifier
-
-        art_classifier = make_classifier(model, tuple(x.shape[1:]), num_classes, (lo, hi), x.device)
-    for cfg in attacks:
-        x_adv = generate(model, x, y, cfg, (lo, hi), num_classes, art_classifier)
-        model.eval()  # ART may have switched modes
-        dist = perturbation_norm(x, x_adv, cfg["norm"])
-        slack = 1e-5 * max(1.0, hi - lo)
-        if (
-            dist.max().item() > cfg["eps"] + slack
-            or x_adv.min().item() < lo - slack
-            or x_adv.max().item() > hi + slack
-        ):
-            raise AdvrunError(
-                f"attack '{cfg['name']}' left its threat model (max {cfg['norm']} distance "
-                f"{dist.max().item():.4g} > eps {cfg['eps']:.4g}, or pixels outside [{lo}, {hi}]); "
-                "refusing to report its accuracy"
-            )
-        frames.append(_outcomes(cfg["name"], y, logits_of(model, x_adv, batch_size), dist))
-        log(f"{cfg['name']}: accuracy {frames[-1]['correct'].mean():.4f}")
-    examples = pd.concat(frames, ignore_index=True)
-    summary = summarize(examples, attacks, threat, n_boot)
-    return examples, summary
-
-
-def _outcomes(attack: str, y: Tensor, logits: Tensor, dist: Tensor) -> pd.DataFrame:
-    pred = logits.argmax(1)
-    return pd.DataFrame(
-        {
-            "example": np.arange(len(y)),
-            "attack": attack,
-            "label": y.cpu().numpy(),
-            "pred": pred.cpu().numpy(),
-            "correct": (pred == y).cpu().numpy(),
-            "margin": margins(logits, y).cpu().numpy().astype(np.float32),
-            "distance": dist.cpu().numpy().astype(np.float32),
-        }
-    )
+    """The suite only (cascade): per-example outcomes and one summary row per attack."""
+    suite = run_suite(model, x, y, attacks, threat, num_classes, batch_size, "cascade", log)
+    return suite.examples, summarize(suite.examples, attacks, threat, n_boot, suite.info)
 
 
 def summarize(
-    examples: pd.DataFrame, attacks: list[dict[str, Any]], threat: dict[str, Any], n_boot: int
+    examples: pd.DataFrame,
+    attacks: list[dict[str, Any]],
+    threat: dict[str, Any],
+    n_boot: int,
+    info: dict[str, dict[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
-    """Accuracy with a 95% bootstrap CI per attack, plus the per-example worst case over the suite."""
-    meta = {"clean": {"kind": "clean", "norm": threat["norm"], "eps": 0.0}}
+    """Accuracy with a 95% bootstrap CI per row of the suite (clean, attacks, worst case)."""
+    info = info or {}
+    meta = {"clean": {"kind": "clean", "norm": threat["norm"], "eps": 0.0, "scope": "clean"}}
     meta.update(
-        {a["name"]: {"kind": a["kind"], "norm": a["norm"], "eps": a["eps"]} for a in attacks}
-    )
-    table = examples.pivot(index="example", columns="attack", values="correct")
-    rows = []
-    for name in meta:
-        rows.append(_row(name, table[name].to_numpy(), meta[name], n_boot))
-    if attacks:
-        # An example counts as robust only if it survives every attack (and is clean-correct).
-        at_threat = [
-            a["name"]
+        {
+            a["name"]: {"kind": a["kind"], "norm": a["norm"], "eps": a["eps"],
+                        "engine": a.get("engine"), **info.get(a["name"], {})}
             for a in attacks
-            if a["eps"] <= threat["eps"] + 1e-12 and a["norm"] == threat["norm"]
-        ]
-        cols = ["clean", *at_threat]
-        worst = table[cols].all(axis=1).to_numpy()
-        rows.append(
-            _row(
-                "worst_case",
-                worst,
-                {"kind": "suite", "norm": threat["norm"], "eps": threat["eps"]},
-                n_boot,
-            )
-        )
-    return rows
+        }
+    )  # fmt: skip
+    if "worst_case" in set(examples["attack"]):
+        meta["worst_case"] = {
+            "kind": "suite",
+            "norm": threat["norm"],
+            "eps": threat["eps"],
+            "scope": "worst_case",
+        }
+    table = examples.pivot(index="example", columns="attack", values="correct")
+    return [_row(name, table[name].to_numpy(bool), m, n_boot) for name, m in meta.items()]
 
 
 def _row(name: str, correct: np.ndarray, meta: dict[str, Any], n_boot: int) -> dict[str, Any]:
@@ -131,7 +117,7 @@ def _row(name: str, correct: np.ndarray, meta: dict[str, Any], n_boot: int) -> d
     return {
         "attack": name,
         **meta,
-        "accuracy": float(np.mean(correct)),
+        "accuracy": float(np.mean(correct)) if len(correct) else float("nan"),
         "n": int(len(correct)),
         "ci_low": lo,
         "ci_high": hi,

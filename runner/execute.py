@@ -16,7 +16,7 @@ from runner.catalog import RECIPES
 from runner.compile import Plan, Run
 from runner.device import seed_everything, select_device
 from runner.errors import AdvrunError, RunFailed
-from runner.evaluate import evaluate
+from runner.evaluate import evaluate_run
 from runner.fsio import write_json, write_with
 from runner.models import build_model
 from runner.prepare import prepare
@@ -125,17 +125,10 @@ def execute_run(
         n = cfg["eval"]["n"] or len(data.x_test)
         x_test, y_test = data.x_test[:n], data.y_test[:n]
         t1 = time.perf_counter()
-        examples, summary = evaluate(
-            model,
-            x_test,
-            y_test,
-            cfg["attacks"],
-            threat,
-            data.num_classes,
-            cfg["eval"]["batch_size"],
-            cfg["eval"]["bootstrap"],
-            log,
+        evaluation = evaluate_run(
+            model, x_test, y_test, cfg["attacks"], threat, data.num_classes, cfg["eval"], log
         )
+        examples, summary = evaluation.examples, evaluation.results
         eval_passes = {k: v - train_passes[k] for k, v in counter.as_dict().items()}
         counter.close()
         write_with(d / "examples.parquet", lambda p: examples.to_parquet(p, index=False))
@@ -155,6 +148,8 @@ def execute_run(
             "best_epoch": st.get("best_epoch"),
             "stopped_early": st.get("stopped_early"),
             "results": summary,
+            "curves": evaluation.curves,
+            "checklist": evaluation.checklist,
             "data_sha256": data.sha256,
             "device": str(device),
             "train_seconds": _train_seconds(d) if status == "stale" else train_seconds,

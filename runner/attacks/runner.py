@@ -1,4 +1,8 @@
-"""Run one resolved attack config on a batch of examples, native or through ART."""
+"""Run one resolved attack config on a set of examples, native or through ART.
+
+Every result is checked against (or, for minimal-norm attacks, projected into) the attack's
+threat model: eps-ball of its norm and the pixel range.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +17,112 @@ from runner.catalog import ATTACKS
 from runner.errors import AdvrunError
 
 
+def _native_batch(model, xb, yb, cfg, lo, hi, gen) -> Tensor:
+    kind = cfg["kind"]
+    if kind == "fgsm":
+        return native.fgsm(model, xb, yb, cfg["eps"], cfg["norm"], lo, hi)
+    if kind == "pgd":
+        return native.pgd(
+            model, xb, yb, cfg["eps"], cfg["step_size"], cfg["steps"], cfg["norm"], lo, hi,
+            cfg.get("random_start", True), cfg.get("restarts", 1), generator=gen,
+        )  # fmt: skip
+    if kind == "apgd":
+        from runner.attacks.apgd import apgd
+
+        return apgd(
+            model, xb, yb, cfg["eps"], cfg["norm"], cfg["steps"], cfg["loss"], cfg["targeted"],
+            cfg["n_targets"], cfg["restarts"], lo, hi, generator=gen,
+        )  # fmt: skip
+    if kind == "fab":
+        from runner.attacks.fab import fab_t
+
+        return fab_t(model, xb, yb, cfg["eps"], cfg["norm"], cfg["steps"], cfg["n_targets"], lo, hi)
+    if kind == "square":
+        from runner.attacks.square import square_linf
+
+        out = xb
+        for _ in range(cfg["restarts"]):
+            out = _keep_fooling(
+                model, out, yb, square_linf(model, xb, yb, cfg["eps"], cfg["queries"],
+                                            cfg["p_init"], lo, hi, gen)
+            )  # fmt: skip
+        return out
+    if kind == "autoattack":
+        return _standard_autoattack(model, xb, yb, cfg, lo, hi, gen)
+    raise AdvrunError(f"attack kind '{kind}' has no native engine; use engine: art")
+
+
+def standard_components(cfg: dict[str, Any]) -> list[dict[str, Any]]:
+    """Croce & Hein 2020's standard AutoAttack: APGD-CE, APGD-T (DLR), FAB-T, Square (Linf)."""
+    base = {k: cfg[k] for k in ("eps", "norm", "batch_size")}
+    parts = [
+        {**base, "kind": "apgd", "loss": "ce", "targeted": False, "n_targets": 9, "steps": 100,
+         "restarts": 1},
+        {**base, "kind": "apgd", "loss": "dlr", "targeted": True, "n_targets": 9, "steps": 100,
+         "restarts": 1},
+        {**base, "kind": "fab", "n_targets": 9, "steps": 100},
+    ]  # fmt: skip
+    if cfg["norm"] == "linf":  # the L2 standard version has no Square
+        parts.append({**base, "kind": "square", "queries": 5000, "p_init": 0.8, "restarts": 1})
+    return parts
+
+
+def _standard_autoattack(model, x, y, cfg, lo, hi, gen) -> Tensor:
+    """The standard composition as a cascade: each part attacks only what is still correct."""
+    x_adv = x.clone()
+    with torch.no_grad():
+        alive = model(x).argmax(1) == y
+    for part in standard_components(cfg):
+        idx = alive.nonzero().squeeze(1)
+        if len(idx) == 0:
+            break
+        adv = _native_batch(model, x[idx], y[idx], part, lo, hi, gen)
+        adv = x[idx] + native.project(x[idx], adv - x[idx], cfg["eps"], cfg["norm"], lo, hi)
+        x_adv[idx] = adv
+        with torch.no_grad():
+            alive[idx] = model(adv).argmax(1) == y[idx]
+    return x_adv
+
+
+@torch.no_grad()
+def _keep_fooling(model: nn.Module, old: Tensor, y: Tensor, new: Tensor) -> Tensor:
+    """Per example, ``new`` unless ``old`` fools the model and ``new`` does not."""
+    keep_old = (model(old).argmax(1) != y) & (model(new).argmax(1) == y)
+    return torch.where(keep_old.view(-1, *([1] * (old.dim() - 1))), old, new)
+
+
+def _art_generate(model, x, y, cfg, art_classifier) -> Tensor:
+    attack = ATTACKS.get(cfg["kind"])
+    factory = attack.meta.get("art")
+    if not factory:
+        raise AdvrunError(f"attack kind '{cfg['kind']}' has no ART engine; use engine: native")
+    module, _, attr = factory.partition(":")
+    import importlib
+
+    make = getattr(importlib.import_module(module), attr)
+    x_np = x.detach().cpu().numpy()
+    y_np = y.detach().cpu().numpy().astype(np.int64)  # class indices; ART one-hot encodes them
+    if cfg["kind"] == "apgd" and cfg.get("targeted"):
+        out = x_np.copy()
+        with torch.no_grad():
+            logits = model(x).scatter(1, y[:, None], float("-inf"))
+        k = min(cfg["n_targets"], logits.shape[1] - 1)
+        targets = logits.topk(k, dim=1).indices.cpu().numpy()
+        alive = np.ones(len(x_np), dtype=bool)
+        for t in range(k):
+            if not alive.any():
+                break
+            adv = make(art_classifier, cfg).generate(x=x_np[alive], y=targets[alive, t])
+            out[alive] = adv
+            pred = art_classifier.predict(adv, batch_size=cfg["batch_size"]).argmax(1)
+            alive[np.flatnonzero(alive)[pred != y_np[alive]]] = False
+        x_adv = out
+    else:
+        x_adv = make(art_classifier, cfg).generate(x=x_np, y=y_np)
+    model.eval()  # ART may switch modes
+    return torch.as_tensor(x_adv, dtype=x.dtype, device=x.device)
+
+
 def generate(
     model: nn.Module,
     x: Tensor,
@@ -21,43 +131,48 @@ def generate(
     pixel_range: tuple[float, float],
     num_classes: int,
     art_classifier=None,
+    generator: torch.Generator | None = None,
 ) -> Tensor:
-    """Adversarial examples for (x, y) under ``cfg``; returns a tensor on x's device."""
+    """Adversarial examples for (x, y) under ``cfg``, within its threat model, on x's device."""
     lo, hi = pixel_range
-    engine = cfg.get("engine", "art")
-    if engine == "native":
-        if not ATTACKS.get(cfg["kind"]).meta.get("native"):
-            raise AdvrunError(f"attack kind '{cfg['kind']}' has no native engine; use engine: art")
-        out = []
-        for i in range(0, len(x), cfg["batch_size"]):
-            xb, yb = x[i : i + cfg["batch_size"]], y[i : i + cfg["batch_size"]]
-            if cfg["kind"] == "fgsm":
-                out.append(native.fgsm(model, xb, yb, cfg["eps"], cfg["norm"], lo, hi))
-            else:
-                out.append(
-                    native.pgd(
-                        model,
-                        xb,
-                        yb,
-                        cfg["eps"],
-                        cfg["step_size"],
-                        cfg["steps"],
-                        cfg["norm"],
-                        lo,
-                        hi,
-                        cfg.get("random_start", True),
-                        cfg.get("restarts", 1),
-                    )
-                )
-        return torch.cat(out) if out else x.clone()
-    if art_classifier is None:
-        from runner.attacks.art_attacks import make_classifier
+    model.eval()
+    if len(x) == 0:
+        return x.clone()
+    if cfg.get("engine", "art") == "native":
+        bs = cfg["batch_size"]
+        parts = [
+            _native_batch(model, x[i : i + bs], y[i : i + bs], cfg, lo, hi, generator)
+            for i in range(0, len(x), bs)
+        ]
+        x_adv = torch.cat(parts).detach()
+    else:
+        if art_classifier is None:
+            from runner.attacks.art_attacks import make_classifier
 
-        art_classifier = make_classifier(
-            model, tuple(x.shape[1:]), num_classes, pixel_range, x.device
+            art_classifier = make_classifier(
+                model, tuple(x.shape[1:]), num_classes, pixel_range, x.device
+            )
+        x_adv = _art_generate(model, x, y, cfg, art_classifier)
+    if ATTACKS.get(cfg["kind"]).meta.get("minimal_norm"):
+        # minimal-norm attacks (C&W, DeepFool, FAB) are not bounded by eps: evaluate their
+        # perturbation projected into the threat model's ball
+        x_adv = x + native.project(x, x_adv - x, cfg["eps"], cfg["norm"], lo, hi)
+    _check_threat(x, x_adv, cfg, lo, hi)
+    return x_adv
+
+
+def _check_threat(x: Tensor, x_adv: Tensor, cfg: dict[str, Any], lo: float, hi: float) -> None:
+    d = (x_adv - x).flatten(1)
+    dist = d.abs().amax(1) if cfg["norm"] == "linf" else d.norm(dim=1)
+    slack = 1e-5 * max(1.0, hi - lo)
+    if (
+        not torch.isfinite(x_adv).all()
+        or dist.max().item() > cfg["eps"] * (1 + 1e-5) + slack
+        or x_adv.min().item() < lo - slack
+        or x_adv.max().item() > hi + slack
+    ):
+        raise AdvrunError(
+            f"attack '{cfg.get('name', cfg['kind'])}' left its threat model (max {cfg['norm']} "
+            f"distance {dist.max().item():.4g} > eps {cfg['eps']:.4g}, or pixels outside "
+            f"[{lo}, {hi}]); refusing to report its accuracy"
         )
-    attack = ATTACKS.load(cfg["kind"])(art_classifier, cfg)
-    x_np = x.detach().cpu().numpy()
-    y_np = y.detach().cpu().numpy().astype(np.int64)  # class indices; ART one-hot encodes them
-    x_adv = attack.generate(x=x_np, y=y_np)
-    return torch.as_tensor(x_adv, dtype=x.dtype, device=x.device)

@@ -10,7 +10,7 @@ from typing import Any
 
 from runner import expr
 from runner.catalog import DATASETS, RECIPES
-from runner.spec.attacks import PGDAttack
+from runner.spec.attacks import PGDAttack, check_attacks
 from runner.spec.core import Spec
 from runner.spec.recipes import AdversarialRecipeBase
 
@@ -138,5 +138,6 @@ def check_spec(spec: Spec) -> list[Problem]:
         if isinstance(attack, PGDAttack):
             step = expr.evaluate(attack.step_size, eps)
             problems += check_steps(eps, step, attack.steps, where, iterative=attack.steps > 1)
+    problems += check_attacks(spec)
     # de-duplicate (sweeps can repeat the same message)
     return list(dict.fromkeys(problems))

@@ -111,6 +111,31 @@ class EvalSpec(StrictModel):
     bootstrap: int = Field(
         1000, ge=0, le=100000, description="bootstrap resamples of each 95% confidence interval"
     )
+    suite: Literal["cascade", "independent"] = Field(
+        "cascade",
+        description="cascade: attacks at the threat model run cheap to expensive, each only on the "
+        "examples still correct (fast; per-attack rows are cumulative); independent: every attack "
+        "on every clean-correct example (per-attack rows are each attack's own accuracy)",
+    )
+    eps_curve: list[Expr] | None = Field(
+        None,
+        min_length=1,
+        description="robustness curve: evaluate the curve attacks at each of these eps, e.g. "
+        "[0, 0.025, 0.05, 0.1, 0.2] ('eps' here is the threat eps)",
+    )
+    curve_attacks: list[str] | None = Field(
+        None,
+        min_length=1,
+        description="names of the attacks drawn on the curve (default: the pgd/apgd attacks at "
+        "the threat norm)",
+    )
+    checklist: bool = Field(
+        True,
+        description="run the evaluation checklist (Carlini et al. 2019): gradient masking signs",
+    )
+    checklist_n: int = Field(
+        256, ge=8, le=100000, description="test examples the checklist probes use"
+    )
 
 
 class OutputSpec(StrictModel):

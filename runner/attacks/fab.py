@@ -1,0 +1,137 @@
+"""Native targeted FAB (FAB-T; Croce & Hein 2020, "Minimally distorted adversarial examples with a
+fast adaptive boundary attack"), the third attack of the standard AutoAttack composition.
+
+ART has no FAB, so advrun carries this one. Each iteration linearises the logit difference to the
+target class, projects both the current point and the original onto that hyperplane intersected
+with the pixel box (exact: the minimal-norm solution is ``clip(t * v)`` for a scalar t, found from
+the sorted breakpoints), and takes the convex combination of the two (alpha_max 0.1, eta 1.05);
+after a success it moves back towards the original by beta 0.9. The smallest adversarial found
+is kept; the caller projects it into the threat model's eps-ball (FAB minimises the norm, it is
+not bounded by eps).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+_BIG = 1e30
+
+
+def hyperplane_box_projection(
+    p: Tensor, w: Tensor, b: Tensor, lo: float, hi: float, norm: str
+) -> Tensor:
+    """Minimal-norm d with w.(p + d) = b and lo <= p + d <= hi (flattened rows); the box corner
+    closest to the hyperplane where it is out of reach."""
+    r = b - (w * p).sum(1)
+    s = torch.where(r >= 0, 1.0, -1.0).to(p.dtype)[:, None]
+    v = w.sign() if norm == "linf" else w
+    u = s * v  # direction of travel
+    bound = torch.where(u > 0, hi - p, lo - p)
+    tau = torch.where(u != 0, bound / torch.where(u != 0, u, 1.0), torch.full_like(u, _BIG))
+    tau = tau.clamp_min(0)
+    order = tau.argsort(1)
+    tau_s = tau.gather(1, order)
+    gain_sat = (s * w * bound).gather(1, order).masked_fill(tau_s >= _BIG, 0.0)
+    slope = (s * w * u).gather(1, order)
+    a_cum = gain_sat.cumsum(1)  # gain of the saturated coordinates up to and including k
+    b_after = slope.flip(1).cumsum(1).flip(1)  # slope of coordinates k.. (not yet saturated)
+    b_after = torch.cat([b_after[:, 1:], torch.zeros_like(b_after[:, :1])], 1)
+    h = a_cum + tau_s.clamp(max=_BIG) * b_after  # gain at each breakpoint
+    target = r.abs()[:, None]
+    k = (h < target).sum(1, keepdim=True)  # first breakpoint reaching the hyperplane
+    total_slope = slope.sum(1, keepdim=True)
+    a_prev = torch.where(k > 0, a_cum.gather(1, (k - 1).clamp_min(0)), torch.zeros_like(target))
+    b_prev = torch.where(k > 0, b_after.gather(1, (k - 1).clamp_min(0)), total_slope)
+    t = (target - a_prev) / b_prev.clamp_min(1e-30)
+    reachable = k < p.shape[1]
+    t_max = tau_s.masked_fill(tau_s >= _BIG, 0.0).amax(1, keepdim=True)
+    t = torch.where(reachable[:, None] if reachable.dim() == 1 else reachable, t, t_max)
+    return torch.minimum(torch.maximum(t * u, lo - p), hi - p)
+
+
+def _diff_and_grad(model: nn.Module, x: Tensor, y: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
+    x = x.detach().requires_grad_(True)
+    logits = model(x)
+    u = torch.arange(len(y), device=y.device)
+    diff = logits[u, target] - logits[u, y]  # > 0 means classified as the target
+    (grad,) = torch.autograd.grad(diff.sum(), x)
+    return diff.detach(), grad.detach()
+
+
+def _dist(d: Tensor, norm: str) -> Tensor:
+    return d.abs().amax(1) if norm == "linf" else d.norm(dim=1)
+
+
+def fab_targeted(
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    target: Tensor,
+    norm: str = "linf",
+    steps: int = 100,
+    lo: float = 0.0,
+    hi: float = 1.0,
+    alpha_max: float = 0.1,
+    eta: float = 1.05,
+    beta: float = 0.9,
+) -> tuple[Tensor, Tensor]:
+    """Smallest adversarial found per example toward ``target`` and its norm (inf if none)."""
+    shape = x.shape
+    x0 = x.detach().flatten(1)
+    x1 = x0.clone()
+    best = x0.clone()
+    best_norm = torch.full((len(x),), float("inf"), device=x.device, dtype=x.dtype)
+    for _ in range(steps):
+        df, dg = _diff_and_grad(model, x1.view(shape), y, target)
+        w = -dg.flatten(1)  # hyperplane of the linearised logit difference: w.z = b
+        b = (w * x1).sum(1) + df
+        d = hyperplane_box_projection(
+            torch.cat([x1, x0]), torch.cat([w, w]), torch.cat([b, b]), lo, hi, norm
+        )
+        d1, d2 = d[: len(x)], d[len(x) :]
+        a1 = _dist(d1, norm).clamp_min(1e-8)[:, None]
+        a2 = _dist(d2, norm).clamp_min(1e-8)[:, None]
+        alpha = (a1 / (a1 + a2)).clamp(0.0, alpha_max)
+        x1 = ((x1 + eta * d1) * (1 - alpha) + (x0 + eta * d2) * alpha).clamp(lo, hi)
+        with torch.no_grad():
+            is_adv = model(x1.view(shape)).argmax(1) != y
+        if is_adv.any():
+            t = _dist(x1 - x0, norm)
+            better = is_adv & (t < best_norm)
+            best[better] = x1[better]
+            best_norm[better] = t[better]
+            x1[is_adv] = x0[is_adv] + (x1[is_adv] - x0[is_adv]) * beta
+    return best.view(shape), best_norm
+
+
+def fab_t(
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    eps: float,
+    norm: str = "linf",
+    steps: int = 100,
+    n_targets: int = 9,
+    lo: float = 0.0,
+    hi: float = 1.0,
+) -> Tensor:
+    """FAB-T over the top ``n_targets`` classes; examples already adversarial within eps stop."""
+    x, y = x.detach(), y.detach()
+    with torch.no_grad():
+        logits = model(x)
+    alive = logits.argmax(1) == y
+    k = min(n_targets, logits.shape[1] - 1)
+    targets = logits.scatter(1, y[:, None], float("-inf")).topk(k, dim=1).indices.t()
+    best = x.clone()
+    best_norm = torch.full((len(x),), float("inf"), device=x.device, dtype=x.dtype)
+    for t in range(k):
+        idx = alive.nonzero().squeeze(1)
+        if len(idx) == 0:
+            break
+        adv, dist = fab_targeted(model, x[idx], y[idx], targets[t, idx], norm, steps, lo, hi)
+        better = dist < best_norm[idx]
+        best[idx[better]] = adv[better]
+        best_norm[idx[better]] = dist[better]
+        alive[idx[dist <= eps]] = False
+    return best

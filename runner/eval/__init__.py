@@ -1,0 +1,1 @@
+"""Evaluation pieces: the worst-case attack cascade and robustness curves."""
