@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "plan": ("runner.commands.plan", "list the runs a spec expands into, with their status"),
     "run": ("runner.commands.run", "train, attack and store every run of a spec (resumable)"),
     "schema": ("runner.commands.schema", "print the JSON Schema of the spec"),
+    "tune": ("runner.commands.tune", "run or continue the spec's Optuna study (tune: block)"),
 }
 
 

@@ -13,6 +13,7 @@ from runner.catalog import DATASETS, RECIPES
 from runner.spec.attacks import PGDAttack, check_attacks
 from runner.spec.core import Spec
 from runner.spec.recipes import AdversarialRecipeBase
+from runner.spec.tune import check as check_tune
 
 Problem = tuple[tuple[Any, ...], str]
 
@@ -139,5 +140,6 @@ def check_spec(spec: Spec) -> list[Problem]:
             step = expr.evaluate(attack.step_size, eps)
             problems += check_steps(eps, step, attack.steps, where, iterative=attack.steps > 1)
     problems += check_attacks(spec)
+    problems += check_tune(spec)
     # de-duplicate (sweeps can repeat the same message)
     return list(dict.fromkeys(problems))

@@ -12,6 +12,7 @@ from runner.registry import unknown_name_message
 from runner.spec.attacks import ATTACK_SPECS
 from runner.spec.base import Expr, StrictModel
 from runner.spec.recipes import RECIPE_SPECS
+from runner.spec.tune import TuneSpec
 
 RecipeSpec = Annotated[Union[tuple(RECIPE_SPECS.values())], Field(discriminator="kind")]  # noqa: UP007
 AttackSpec = Annotated[Union[tuple(ATTACK_SPECS.values())], Field(discriminator="kind")]  # noqa: UP007
@@ -168,6 +169,9 @@ class Spec(StrictModel):
     )
     eval: EvalSpec = Field(default_factory=EvalSpec, description="evaluation settings")
     output: OutputSpec = Field(default_factory=OutputSpec, description="output settings")
+    tune: TuneSpec | None = Field(
+        None, description="an Optuna study over one run of the matrix (advrun tune)"
+    )
 
     @field_validator("device")
     @classmethod

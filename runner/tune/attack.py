@@ -1,0 +1,147 @@
+"""Attack-strength mode: search an attack's parameters to minimise a trained model's accuracy.
+
+The target run of the matrix is trained (and evaluated) first if it is not done; each trial then
+attacks its checkpoint on the evaluation examples at the fixed threat eps. Every trial's
+adversarial examples are checked to lie in the threat model, so each trial's accuracy is a valid
+upper bound on the model's robust accuracy, and the minimum over trials is one too.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import optuna
+import torch
+from torch import Tensor, nn
+
+from runner.attacks import native
+from runner.errors import AdvrunError
+from runner.tune.build import Infeasible, attack_config, target_run
+from runner.tune.objective import TuneContext, run_lock
+from runner.tune.storage import Gate, worker_tag
+from runner.tune.study import suggest
+
+
+def _others_max(logits: Tensor, y: Tensor) -> Tensor:
+    return logits.scatter(1, y[:, None], float("-inf")).amax(1)
+
+
+def cw_loss(logits: Tensor, y: Tensor) -> Tensor:
+    """Carlini-Wagner margin, summed: best other logit minus the true logit (ascend it)."""
+    return (_others_max(logits, y) - logits.gather(1, y[:, None]).squeeze(1)).sum()
+
+
+def dlr_loss(logits: Tensor, y: Tensor) -> Tensor:
+    """Croce & Hein's difference of logits ratio, summed (scale invariant; ascend it)."""
+    top = logits.sort(1, descending=True).values
+    margin = _others_max(logits, y) - logits.gather(1, y[:, None]).squeeze(1)
+    return (margin / (top[:, 0] - top[:, 2] + 1e-12)).sum()
+
+
+LOSSES = {"ce": None, "cw": cw_loss, "dlr": dlr_loss}  # None: native PGD's cross-entropy
+
+
+def run_attack(
+    model: nn.Module, x: Tensor, y: Tensor, cfg: dict[str, Any], pr: tuple[float, float], k: int
+) -> Tensor:
+    """Adversarial examples of ``cfg``; PGD with a searched loss runs natively on the device."""
+    lo, hi = pr
+    model.eval()
+    if cfg["kind"] == "pgd" and cfg.get("loss", "ce") != "ce":
+        bs = cfg["batch_size"]
+        parts = [
+            native.pgd(
+                model,
+                x[i : i + bs],
+                y[i : i + bs],
+                cfg["eps"],
+                cfg["step_size"],
+                cfg["steps"],
+                cfg["norm"],
+                lo,
+                hi,
+                cfg.get("random_start", True),
+                cfg.get("restarts", 1),
+                loss_fn=LOSSES[cfg["loss"]],
+            )  # fmt: skip
+            for i in range(0, len(x), bs)
+        ]
+        x_adv = torch.cat(parts)
+    else:
+        from runner.attacks.runner import generate
+
+        plain = {k_: v for k_, v in cfg.items() if not (k_ == "loss" and cfg["kind"] == "pgd")}
+        x_adv = generate(model, x, y, plain, pr, k)
+    d = (x_adv - x).flatten(1)
+    dist = d.abs().amax(1) if cfg["norm"] == "linf" else d.norm(dim=1)
+    slack = 1e-5 * max(1.0, hi - lo)
+    if dist.max().item() > cfg["eps"] * (1 + 1e-5) + slack or not (
+        lo - slack <= x_adv.min().item() and x_adv.max().item() <= hi + slack
+    ):
+        raise AdvrunError(
+            f"searched attack {cfg['name']} left the threat model; refusing its accuracy"
+        )
+    return x_adv
+
+
+class AttackObjective:
+    """Minimise robust accuracy of the target run's model over the attack's parameters."""
+
+    def __init__(self, ctx: TuneContext, gate: Gate) -> None:
+        from runner.device import select_device
+        from runner.execute import execute_run
+        from runner.models import build_model
+        from runner.prepare import prepare
+        from runner.train.loop import load_checkpoint
+
+        self.ctx, self.gate = ctx, gate
+        self.spec = ctx.loaded.spec
+        self.tune = self.spec.tune
+        self.current: int | None = None
+        self.run = target_run(self.spec, ctx.loaded.data)
+        with run_lock(ctx, self.run.id):  # trained (and evaluated) if needed
+            execute_run(self.run, ctx.store, ctx.opts)
+        cfg = self.run.config
+        self.device = select_device(ctx.opts.device)
+        self.pr = tuple(cfg["threat"]["pixel_range"])
+        data = prepare(cfg["data"], self.pr, self.device)
+        self.num_classes = data.num_classes
+        self.model = build_model(
+            self.run.model["arch"],
+            data.input_shape,
+            data.num_classes,
+            self.run.model["kwargs"],
+            ctx.opts.allow_import,
+        ).to(self.device)
+        ck = ctx.store.run_dir(self.run) / "checkpoints" / f"{cfg['eval']['checkpoint']}.pt"
+        if not ck.exists():
+            ck = ck.with_name("last.pt")
+        self.model.load_state_dict(load_checkpoint(ck, self.device))
+        self.model.eval()
+        n = cfg["eval"]["n"] or len(data.x_test)
+        self.x, self.y = data.x_test[:n], data.y_test[:n]
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        from runner.device import seed_everything
+
+        self.gate.release()
+        self.current = trial.number
+        trial.set_user_attr("worker", worker_tag())
+        trial.set_user_attr("run_id", self.run.id)
+        params = suggest(trial, self.tune.space)
+        try:
+            cfg = attack_config(self.spec, self.ctx.loaded.data, params)
+        except Infeasible as e:
+            trial.set_user_attr("failure", f"infeasible: {e}")
+            raise
+        seed_everything(self.run.seed)  # the same random starts for every trial
+        x_adv = run_attack(self.model, self.x, self.y, cfg, self.pr, self.num_classes)
+        with torch.no_grad():
+            correct = torch.cat(
+                [
+                    self.model(x_adv[i : i + 512]).argmax(1) == self.y[i : i + 512]
+                    for i in range(0, len(x_adv), 512)
+                ]
+            )
+        trial.set_user_attr("n", len(correct))
+        return correct.float().mean().item()

@@ -1,0 +1,131 @@
+"""The objective of a training study: each trial is a normal run in the run store.
+
+The trial's run is compiled from the sampled parameters (same parameters, same run id), trained by
+:func:`runner.execute.execute_run` with a per-epoch callback that reports the validation robust
+accuracy to Optuna and raises ``TrialPruned`` when the pruner says so, then evaluated on the fixed
+threat model; the objective is read from the run's metrics.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from runner.compile import run_dirname
+from runner.errors import AdvrunError, RunFailed
+from runner.execute import Options, execute_run
+from runner.spec import LoadedSpec
+from runner.spec.tune import ObjectiveSpec
+from runner.store import Store
+from runner.tune.build import Infeasible, trial_run
+from runner.tune.storage import Gate, worker_tag
+from runner.tune.study import suggest
+
+
+@dataclass
+class TuneContext:
+    """Everything a worker needs (picklable pieces only)."""
+
+    loaded: LoadedSpec
+    store: Store
+    study_name: str
+    opts: Options
+
+    @property
+    def tune_dir(self) -> Path:
+        return self.store.root / "tune"
+
+
+@contextlib.contextmanager
+def run_lock(ctx: TuneContext, run_id: str) -> Iterator[None]:
+    """One process at a time trains a run directory (duplicate parameters, retried trials)."""
+    d = ctx.tune_dir / "locks"
+    d.mkdir(parents=True, exist_ok=True)
+    with open(d / f"{run_dirname(run_id)}.lock", "a") as f:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
+def metric_value(metrics: dict[str, Any], goal: ObjectiveSpec) -> float:
+    """clean_accuracy, or robust_accuracy under the named attack (default: the suite's worst case)."""
+    rows = {r["attack"]: r["accuracy"] for r in metrics["results"]}
+    key = "clean" if goal.metric == "clean_accuracy" else (goal.attack or "worst_case")
+    if key not in rows:
+        raise AdvrunError(
+            f"run {metrics.get('run_id')} has no '{key}' result (it has {', '.join(rows)}); "
+            "name an attack of the suite in the objective"
+        )
+    return float(rows[key])
+
+
+def _duplicate(trial: optuna.Trial, run_id: str) -> optuna.trial.FrozenTrial | None:
+    for other in trial.study.get_trials(
+        deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)
+    ):
+        if other.user_attrs.get("run_id") == run_id and other.number != trial.number:
+            return other
+    return None
+
+
+class TrainObjective:
+    def __init__(self, ctx: TuneContext, gate: Gate) -> None:
+        self.ctx = ctx
+        self.gate = gate
+        self.spec = ctx.loaded.spec
+        self.tune = self.spec.tune
+        assert self.tune is not None
+        self.current: int | None = None  # the trial this worker runs (for Ctrl-C retries)
+
+    def __call__(self, trial: optuna.Trial) -> float | list[float]:
+        self.gate.release()  # the trial exists now: other workers may count and ask
+        self.current = trial.number
+        trial.set_user_attr("worker", worker_tag())
+        params = suggest(trial, self.tune.space)
+        try:
+            run = trial_run(self.spec, self.ctx.loaded.data, params)
+        except Infeasible as e:
+            trial.set_user_attr("failure", f"infeasible: {e}")
+            raise
+        trial.set_user_attr("run_id", run.id)
+        dup = _duplicate(trial, run.id)
+        if dup is not None:  # same parameters as a finished trial: answer from the store
+            trial.set_user_attr("duplicate_of", dup.number)
+            if dup.state == TrialState.PRUNED:
+                trial.set_user_attr("pruned_at_epoch", dup.user_attrs.get("pruned_at_epoch"))
+                raise optuna.TrialPruned(f"same run as pruned trial {dup.number}")
+            return dup.values[0] if len(dup.values) == 1 else list(dup.values)
+        prune = self.tune.pruner_name != "none"
+
+        def on_epoch(row: dict[str, Any]) -> None:
+            if not prune:
+                return
+            epoch = int(row["epoch"])
+            trial.report(float(row["val_robust"]), epoch)
+            if trial.should_prune():
+                trial.set_user_attr("pruned_at_epoch", epoch)
+                raise optuna.TrialPruned(f"pruned at epoch {epoch}")
+
+        store = self.ctx.store
+        with run_lock(self.ctx, run.id):
+            try:
+                metrics = execute_run(run, store, self.ctx.opts, on_epoch=on_epoch)
+            except optuna.TrialPruned:
+                epoch = trial.user_attrs.get("pruned_at_epoch")
+                store.set_status(run, "pruned", pruned_at_epoch=epoch, trial=trial.number)
+                raise
+            except RunFailed as e:
+                trial.set_user_attr("failure", str(e))
+                raise
+        values = [metric_value(metrics, g) for g in self.tune.goals]
+        trial.set_user_attr("train_seconds", metrics.get("train_seconds"))
+        return values[0] if len(values) == 1 else values
