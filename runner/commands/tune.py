@@ -130,9 +130,13 @@ def _open(ctx, info, gate):
 
 
 def _finished(study) -> int:
+    """Complete and pruned trials (infeasible parameter sets are pruned but not counted)."""
     from optuna.trial import TrialState
 
-    return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
+    from runner.tune.objective import counts
+
+    done = (TrialState.COMPLETE, TrialState.PRUNED)
+    return sum(1 for tr in study.get_trials(deepcopy=False, states=done) if counts(tr))
 
 
 def _fmt(row: dict) -> str:

@@ -6,12 +6,10 @@ Pure: no optuna here. :func:`check` yields the cross-field problems so they prin
 from __future__ import annotations
 
 import builtins
-import copy
-import math
 from collections.abc import Iterator
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from runner.registry import did_you_mean
 from runner.spec.base import StrictModel
@@ -21,6 +19,8 @@ Metric = Literal["clean_accuracy", "robust_accuracy"]
 _PARAM_KEYS = ("float", "int", "categorical", "log", "step")
 # Keys a space may never move: identity, or the fixed evaluation threat model.
 _FIXED = {"name": "the run's name", "kind": "the recipe kind"}
+# Losses the attack mode can search for native PGD (see runner.tune.attack).
+ATTACK_LOSSES = ("ce", "cw", "dlr")
 
 
 class ParamSpec(StrictModel):
@@ -223,36 +223,6 @@ class TuneSpec(StrictModel):
         return self.sampler or ("nsga2" if self.multi else "tpe")
 
 
-# -- cross-field checks ---------------------------------------------------------------------
-
-
-def _index(items: list[Any], name: str) -> builtins.int | None:
-    return next((i for i, it in enumerate(items) if it.name == name), None)
-
-
-def _field_path(model: type, dotted: str) -> str | None:
-    """None if ``dotted`` names a (nested) field of the pydantic model, else what is wrong."""
-    from pydantic import BaseModel
-
-    tp: Any = model
-    for i, part in enumerate(dotted.split(".")):
-        if not (isinstance(tp, type) and issubclass(tp, BaseModel)):
-            return f"'{'.'.join(dotted.split('.')[:i])}' has no sub-keys"
-        if part not in tp.model_fields:
-            fields = list(tp.model_fields)
-            return f"has no parameter '{part}'{did_you_mean(part, fields)}; it has: {', '.join(fields)}"
-        tp = tp.model_fields[part].annotation
-        tp = next(
-            (
-                a
-                for a in getattr(tp, "__args__", ())
-                if isinstance(a, type) and issubclass(a, BaseModel)
-            ),
-            tp,
-        )
-    return None
-
-
 def set_dotted(d: dict[str, Any], dotted: str, value: Any) -> None:
     """Set ``a.b.c`` in a nested dict, creating the mappings on the way."""
     *head, last = dotted.split(".")
@@ -263,184 +233,8 @@ def set_dotted(d: dict[str, Any], dotted: str, value: Any) -> None:
     d[last] = value
 
 
-def _range_problems(key: str, p: ParamSpec, where: tuple[Any, ...]) -> Iterator[tuple]:
-    if p.categorical is not None:
-        if len(set(map(repr, p.categorical))) != len(p.categorical):
-            yield (*where, "categorical"), "choices must be distinct"
-        if p.log or p.step:
-            yield where, "log and step apply to float and int ranges, not to categorical"
-        return
-    kind = p.kind
-    lo, hi = getattr(p, kind)
-    if not all(math.isfinite(x) for x in (lo, hi)):
-        yield (*where, kind), f"range [{lo}, {hi}] must be finite"
-    elif lo >= hi:
-        yield (*where, kind), f"low {lo:g} >= high {hi:g}: give [low, high] with low < high"
-    if p.log and lo <= 0:
-        yield (
-            (*where, kind),
-            f"a log range must stay above 0, but it starts at {lo:g}; use e.g. [{hi / 100:g}, {hi:g}]",
-        )
-    if p.log and p.step:
-        yield where, "Optuna cannot combine log: true with step; drop one"
-    if kind == "int" and p.step is not None and p.step != builtins.int(p.step):
-        yield (*where, "step"), "an int range needs a whole-number step"
-
-
 def check(spec: Any) -> Iterator[tuple[tuple[Any, ...], str]]:
-    """Problems of ``spec.tune`` that need the rest of the spec (targets, suite, recipe fields)."""
-    from runner import expr
-    from runner.spec.attacks import ATTACK_SPECS
-    from runner.spec.checks import check_eps
-    from runner.spec.recipes import RECIPE_SPECS
+    """Cross-field problems of ``spec.tune`` (see :mod:`runner.spec.tune_check`)."""
+    from runner.spec.tune_check import check_tune
 
-    t = spec.tune
-    if t is None:
-        return
-    mi = _index(spec.models, t.target.model)
-    ri = _index(spec.recipes, t.target.recipe)
-    if mi is None:
-        names = [m.name for m in spec.models]
-        yield (
-            ("tune", "target", "model"),
-            f"no model '{t.target.model}'{did_you_mean(t.target.model, names)}; models: {', '.join(names)}",
-        )
-    if ri is None:
-        names = [r.name for r in spec.recipes]
-        yield (
-            ("tune", "target", "recipe"),
-            f"no recipe '{t.target.recipe}'{did_you_mean(t.target.recipe, names)}; recipes: {', '.join(names)}",
-        )
-    suite = [a.name for a in spec.attacks]
-    for i, goal in enumerate(t.goals):
-        where = ("tune", "objectives", i) if t.objectives else ("tune", "objective")
-        if goal.attack is not None and goal.attack not in suite:
-            yield (
-                (*where, "attack"),
-                f"attack '{goal.attack}' is not in the suite{did_you_mean(goal.attack, suite)}; "
-                f"attacks: {', '.join(suite) or '(none)'}",
-            )
-        if goal.metric == "robust_accuracy" and not suite and t.mode == "train":
-            yield where, "robust_accuracy needs an attack suite: add attacks: [...] to the spec"
-        if t.mode == "attack" and (goal.metric, goal.direction) != ("robust_accuracy", "minimize"):
-            yield (
-                where,
-                "attack mode searches for the strongest attack: its objective is "
-                "{minimize: robust_accuracy}",
-            )
-    if t.multi and t.pruner not in (None, "none"):
-        yield ("tune", "pruner"), "Optuna cannot prune multi-objective studies; set pruner: none"
-    if t.multi and t.sampler == "random":
-        pass  # random search is valid for a front
-    elif not t.multi and t.sampler == "nsga2":
-        yield ("tune", "sampler"), "nsga2 is for several objectives; use tpe or random"
-    if t.target.seed is not None and t.target.seed not in spec.seeds:
-        yield (
-            ("tune", "target", "seed"),
-            f"seed {t.target.seed} is not one of seeds {spec.seeds}; trials train a run of the matrix",
-        )
-    if ri is None:
-        return
-    recipe = spec.recipes[ri]
-    threat_eps = expr.evaluate(spec.threat.eps)
-    lo, hi = spec.threat.pixel_range
-    if t.mode == "attack":
-        if t.target.attack is None:
-            yield ("tune", "target"), "attack mode needs target.attack: the suite attack to search"
-            return
-        ai = _index(spec.attacks, t.target.attack)
-        if ai is None:
-            yield (
-                ("tune", "target", "attack"),
-                f"attack '{t.target.attack}' is not in the suite{did_you_mean(t.target.attack, suite)}; "
-                f"attacks: {', '.join(suite) or '(none)'}",
-            )
-            return
-        if t.pruner not in (None, "none"):
-            yield ("tune", "pruner"), "attack mode has no epochs to prune; set pruner: none"
-        base: Any = spec.attacks[ai]
-        model_cls: type = ATTACK_SPECS[base.kind]
-        raw = base.model_dump(exclude_none=True)
-        section = "attack"
-    else:
-        if t.target.attack is not None:
-            yield ("tune", "target", "attack"), "target.attack is for mode: attack"
-        base = recipe
-        model_cls = RECIPE_SPECS[recipe.kind]
-        raw = recipe.model_dump(exclude_none=True)
-        section = "recipe"
-        if t.pruner_name != "none" and recipe.monitor.n == 0 and "monitor.n" not in t.space:
-            yield (
-                ("tune", "pruner"),
-                f"pruning reads the per-epoch validation robust accuracy, but recipes.{ri}.monitor.n "
-                "is 0; set it > 0 or pruner: none",
-            )
-        from runner.spec.recipes import SWEEPABLE
-
-        for key in SWEEPABLE:
-            node: Any = raw
-            for part in key.split("."):
-                node = node.get(part) if isinstance(node, dict) else None
-            if isinstance(node, list) and key not in t.space:
-                yield (
-                    ("recipes", ri, *key.split(".")),
-                    f"the tune target sweeps {key}; a trial is one run: give one value or search "
-                    f"{key} in tune.space",
-                )
-
-    for key, p in t.space.items():
-        where = ("tune", "space", key)
-        yield from _range_problems(key, p, where)
-        if key.split(".")[0] == "threat" or (section == "attack" and key in ("eps", "norm")):
-            yield (
-                where,
-                "the evaluation threat model is fixed: searching its eps is degenerate (a larger "
-                "eps always wins for the attacker, a smaller one for the defender)",
-            )
-            continue
-        if key in _FIXED:
-            yield where, f"{_FIXED[key]} cannot be searched"
-            continue
-        if section == "attack" and key == "loss" and "loss" not in model_cls.model_fields:
-            if base.kind != "pgd":
-                yield where, f"attack kind '{base.kind}' has no loss to search"
-            elif p.categorical is None or not set(p.categorical) <= set(ATTACK_LOSSES):
-                yield where, f"loss is categorical over {', '.join(ATTACK_LOSSES)} for pgd"
-            continue
-        wrong = _field_path(model_cls, key)
-        if wrong:
-            what = f"{section} kind '{base.kind}'"
-            yield where, f"{what} {wrong}"
-            continue
-        for value in p.corners():  # each end of the range must make a valid target
-            cand = copy.deepcopy(raw)
-            set_dotted(cand, key, value)
-            try:
-                model_cls.model_validate(cand)
-            except ValidationError as e:
-                msg = e.errors()[0]["msg"].removeprefix("Value error, ")
-                yield where, f"{value!r} is not a valid {key}: {msg}"
-                break
-            if key == "eps" and section == "recipe":
-                yield from (
-                    (where, f"at {value!r}: {m}")
-                    for _, m in check_eps(expr.evaluate(value, threat_eps), lo, hi, where)
-                )
-    for j, params in enumerate(t.enqueue):
-        for key, value in params.items():
-            p = t.space.get(key)
-            if p is None:
-                yield (
-                    ("tune", "enqueue", j, key),
-                    f"'{key}' is not in tune.space{did_you_mean(key, list(t.space))}",
-                )
-            elif p.categorical is not None and value not in p.categorical:
-                yield ("tune", "enqueue", j, key), f"{value!r} is not one of {p.categorical}"
-            elif p.categorical is None:
-                a, b = p.corners()
-                if isinstance(value, (bool, str)) or not a <= value <= b:
-                    yield ("tune", "enqueue", j, key), f"{value!r} is outside [{a}, {b}]"
-
-
-# Losses the attack mode can search for native PGD (see runner.tune.attack).
-ATTACK_LOSSES = ("ce", "cw", "dlr")
+    yield from check_tune(spec)

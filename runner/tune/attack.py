@@ -131,9 +131,9 @@ class AttackObjective:
         params = suggest(trial, self.tune.space)
         try:
             cfg = attack_config(self.spec, self.ctx.loaded.data, params)
-        except Infeasible as e:
-            trial.set_user_attr("failure", f"infeasible: {e}")
-            raise
+        except Infeasible as e:  # pruned, so that the sampler learns to avoid the region
+            trial.set_user_attr("infeasible", str(e))
+            raise optuna.TrialPruned(f"infeasible: {e}") from None
         seed_everything(self.run.seed)  # the same random starts for every trial
         x_adv = run_attack(self.model, self.x, self.y, cfg, self.pr, self.num_classes)
         with torch.no_grad():

@@ -21,7 +21,7 @@ from runner.tune.build import apply_edits
 from runner.yamlio import load_yaml, parse_scalar
 
 _PLAIN = re.compile(r"^[A-Za-z_][A-Za-z0-9_.@/-]*$")
-_RESERVED = {"true", "false", "yes", "no", "on", "off", "null", "y", "n", "~"}
+_RESERVED = {"true", "false", "yes", "no", "on", "off", "null", "~"}
 
 
 def flow(value: Any) -> str:

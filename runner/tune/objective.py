@@ -68,11 +68,20 @@ def metric_value(metrics: dict[str, Any], goal: ObjectiveSpec) -> float:
     return float(rows[key])
 
 
+def counts(trial: optuna.trial.FrozenTrial) -> bool:
+    """Whether a trial counts towards ``tune.trials`` (infeasible ones are pruned but not counted)."""
+    if trial.state in (TrialState.RUNNING, TrialState.WAITING, TrialState.COMPLETE):
+        return True
+    return trial.state == TrialState.PRUNED and "infeasible" not in trial.user_attrs
+
+
 def _duplicate(trial: optuna.Trial, run_id: str) -> optuna.trial.FrozenTrial | None:
     for other in trial.study.get_trials(
         deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)
     ):
         if other.user_attrs.get("run_id") == run_id and other.number != trial.number:
+            if "infeasible" in other.user_attrs:
+                continue
             return other
     return None
 
@@ -93,9 +102,9 @@ class TrainObjective:
         params = suggest(trial, self.tune.space)
         try:
             run = trial_run(self.spec, self.ctx.loaded.data, params)
-        except Infeasible as e:
-            trial.set_user_attr("failure", f"infeasible: {e}")
-            raise
+        except Infeasible as e:  # pruned, so that the sampler learns to avoid the region
+            trial.set_user_attr("infeasible", str(e))
+            raise optuna.TrialPruned(f"infeasible: {e}") from None
         trial.set_user_attr("run_id", run.id)
         dup = _duplicate(trial, run.id)
         if dup is not None:  # same parameters as a finished trial: answer from the store
@@ -107,11 +116,11 @@ class TrainObjective:
         prune = self.tune.pruner_name != "none"
 
         def on_epoch(row: dict[str, Any]) -> None:
-            if not prune:
+            if self.tune.multi:  # Optuna keeps no intermediate values for several objectives
                 return
             epoch = int(row["epoch"])
-            trial.report(float(row["val_robust"]), epoch)
-            if trial.should_prune():
+            trial.report(float(row["val_robust"]), epoch)  # kept for curves even unpruned
+            if prune and trial.should_prune():
                 trial.set_user_attr("pruned_at_epoch", epoch)
                 raise optuna.TrialPruned(f"pruned at epoch {epoch}")
 

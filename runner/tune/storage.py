@@ -29,6 +29,7 @@ from optuna.trial import FrozenTrial, TrialState
 from runner.errors import AdvrunError
 
 MAX_RETRY = 3  # a trial whose worker dies is retried at most this often
+_SCHEMA_KEY = 0x61647672756E  # pg advisory lock key around Optuna's table creation
 _RDB = re.compile(r"^(postgresql|postgres|sqlite)(\+\w+)?://")
 
 
@@ -55,6 +56,22 @@ class StorageInfo:
     def shown(self) -> str:
         return redact(self.url)
 
+    @property
+    def engine_url(self) -> str:
+        """The URL for SQLAlchemy: a bare postgresql:// uses the installed driver (psycopg2 is
+        the ``postgres`` extra; SQLAlchemy 2.1 would otherwise ask for psycopg 3)."""
+        url = re.sub(r"^postgres://", "postgresql://", self.url)
+        if url.startswith("postgresql://"):
+            import importlib.util
+
+            if importlib.util.find_spec("psycopg") is None:
+                if importlib.util.find_spec("psycopg2") is None:
+                    raise AdvrunError(
+                        "a postgresql:// storage needs a driver: pip install 'advrun[postgres]'"
+                    )
+                url = "postgresql+psycopg2://" + url.removeprefix("postgresql://")
+        return url
+
     def open(self) -> optuna.storages.BaseStorage:
         if self.kind == "journal":
             from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
@@ -63,29 +80,39 @@ class StorageInfo:
             # The open-lock works on any local file system (the symlink lock needs symlinks).
             backend = JournalFileBackend(self.url, lock_obj=JournalFileOpenLock(self.url))
             return optuna.storages.JournalStorage(backend)
-        if self.url.startswith(("postgresql", "postgres")):
-            try:
-                import psycopg2  # noqa: F401
-            except ImportError:
-                raise AdvrunError(
-                    "a postgresql:// storage needs psycopg2: pip install 'advrun[postgres]'"
-                ) from None
+        url = self.engine_url
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             try:
-                return optuna.storages.RDBStorage(
-                    self.url,
-                    engine_kwargs={"pool_pre_ping": True},
-                    heartbeat_interval=self.heartbeat,
-                    grace_period=3 * self.heartbeat,
-                    heartbeat_stale_trial_callback=retry_callback(),
-                )
+                with _schema_lock(url):
+                    return optuna.storages.RDBStorage(
+                        url,
+                        engine_kwargs={"pool_pre_ping": True},
+                        heartbeat_interval=self.heartbeat,
+                        grace_period=3 * self.heartbeat,
+                        heartbeat_stale_trial_callback=retry_callback(),
+                    )
             except Exception as e:  # sqlalchemy's errors: bad host, credentials, database
                 raise AdvrunError(
                     f"cannot open the study storage {self.shown}: {type(e).__name__}: "
-                    f"{str(e).splitlines()[0] if str(e) else ''}; check the URL, that the server "
+                    f"{redact(str(e).splitlines()[0]) if str(e) else ''}; check the URL, that the server "
                     "runs and that the database exists"
                 ) from None
+
+
+@contextlib.contextmanager
+def _schema_lock(url: str):
+    """Workers starting together on a fresh database must not all create Optuna's tables."""
+    if not url.startswith("postgresql"):
+        yield
+        return
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool)
+    with engine.connect() as conn:  # closing the connection releases the lock in any case
+        conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(:k)"), {"k": _SCHEMA_KEY})
+        yield
+    engine.dispose()
 
 
 def storage_info(storage: str | None, tune_dir: Path, heartbeat: int) -> StorageInfo:
@@ -115,7 +142,9 @@ class Gate:
         if info.url.startswith(("postgresql", "postgres")):
             import sqlalchemy
 
-            self._engine = sqlalchemy.create_engine(info.url, poolclass=sqlalchemy.pool.NullPool)
+            self._engine = sqlalchemy.create_engine(
+                info.engine_url, poolclass=sqlalchemy.pool.NullPool
+            )
         else:
             path = info.url.split("///", 1)[1] if info.kind == "rdb" else info.url
             self._lock_path = f"{path}.advrun-gate"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ def trial_row(tr: FrozenTrial) -> dict[str, Any]:
     ua = tr.user_attrs
     return {
         "number": tr.number,
-        "state": tr.state.name.lower(),
+        "state": "infeasible" if "infeasible" in ua else tr.state.name.lower(),
         "params": tr.params,
         "values": [_num(v) for v in tr.values] if tr.values else None,
         "pruned_at_epoch": ua.get("pruned_at_epoch"),
@@ -31,7 +32,7 @@ def trial_row(tr: FrozenTrial) -> dict[str, Any]:
         "intermediate": {int(k): _num(v) for k, v in sorted(tr.intermediate_values.items())},
         "retry_of": tr.system_attrs.get("failed_trial"),
         "duplicate_of": ua.get("duplicate_of"),
-        "failure": ua.get("failure"),
+        "failure": ua.get("failure") or ua.get("infeasible"),
     }
 
 
@@ -44,15 +45,17 @@ def _importances(study: optuna.Study, t: TuneSpec, n_complete: int) -> Any:
         # Optuna's default evaluator (PED-ANOVA) explains low target values: flip maximised ones
         sign = -1.0 if goal.direction == "maximize" else 1.0
         try:
-            out[label] = optuna.importance.get_param_importances(
-                study, target=lambda tr, i=i, sign=sign: sign * tr.values[i]
-            )
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)  # PED-ANOVA's "low values" notice
+                out[label] = optuna.importance.get_param_importances(
+                    study, target=lambda tr, i=i, sign=sign: sign * tr.values[i]
+                )
         except (ValueError, RuntimeError, ZeroDivisionError) as e:  # e.g. one value everywhere
             out[label] = {"error": str(e)}
     return out[labels[0]] if len(labels) == 1 else out
 
 
-def _improvement(complete: list[FrozenTrial], best: FrozenTrial, t: TuneSpec, states) -> dict:
+def _improvement(complete: list[FrozenTrial], best: FrozenTrial, t: TuneSpec, names) -> dict:
     first = min(complete, key=lambda tr: tr.number)
     goal = t.goals[0]
     sign = 1 if goal.direction == "maximize" else -1
@@ -63,7 +66,8 @@ def _improvement(complete: list[FrozenTrial], best: FrozenTrial, t: TuneSpec, st
         vals = [tr.values[0] for tr in complete]
         out["why_not"] = (
             f"the first trial stayed the best of {len(complete)} complete trials "
-            f"({states.count(TrialState.PRUNED)} pruned, {states.count(TrialState.FAIL)} failed); "
+            f"({names.count('pruned')} pruned, {names.count('infeasible')} infeasible, "
+            f"{names.count('fail')} failed); "
             f"{goal.label} ranged {min(vals):.4f}..{max(vals):.4f}: the space is flat at this "
             "budget, or the study needs more trials"
         )
@@ -73,7 +77,8 @@ def _improvement(complete: list[FrozenTrial], best: FrozenTrial, t: TuneSpec, st
 def summarize(study: optuna.Study, t: TuneSpec, storage_shown: str) -> dict[str, Any]:
     trials = study.get_trials(deepcopy=False)
     complete = [tr for tr in trials if tr.state == TrialState.COMPLETE]
-    states = [tr.state for tr in trials]
+    rows = [trial_row(tr) for tr in trials]
+    names = [r["state"] for r in rows]
     out: dict[str, Any] = {
         "study_name": study.study_name,
         "mode": t.mode,
@@ -82,15 +87,15 @@ def summarize(study: optuna.Study, t: TuneSpec, storage_shown: str) -> dict[str,
         "objectives": [g.label for g in t.goals],
         "target": t.target.model_dump(exclude_none=True),
         "trials_requested": t.trials,
-        "counts": {s.name.lower(): states.count(s) for s in TrialState if states.count(s)},
-        "trials": [trial_row(tr) for tr in trials],
+        "counts": {n: names.count(n) for n in dict.fromkeys(names)},
+        "trials": rows,
     }
     if t.multi:
         out["pareto_front"] = [trial_row(tr) for tr in study.best_trials] if complete else []
     else:
         out["best"] = trial_row(study.best_trial) if complete else None
         if complete:
-            out["improvement"] = _improvement(complete, study.best_trial, t, states)
+            out["improvement"] = _improvement(complete, study.best_trial, t, names)
     out["param_importances"] = _importances(study, t, len(complete))
     return out
 

@@ -21,12 +21,11 @@ from optuna.trial import FrozenTrial, TrialState
 
 from runner.errors import AdvrunError, RunFailed
 from runner.tune.build import Infeasible
-from runner.tune.objective import TrainObjective, TuneContext
+from runner.tune.objective import TrainObjective, TuneContext, counts
 from runner.tune.storage import Gate, StorageInfo, reap_dead_workers, retry_interrupted
 from runner.tune.study import make_sampler, open_study, trial_seed
 
 POLL_S = 2.0  # how often a worker with nothing to do looks for dead workers' trials
-_LIVE = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)
 
 
 def target_epochs(ctx: TuneContext) -> int | None:
@@ -47,6 +46,8 @@ def describe(trial: FrozenTrial, labels: list[str]) -> str:
         vals = ", ".join(f"{lab} {v:.4f}" for lab, v in zip(labels, trial.values, strict=True))
         dup = trial.user_attrs.get("duplicate_of")
         return f"{head} {vals}  ({params}){f' same run as trial {dup}' if dup is not None else ''}"
+    if "infeasible" in trial.user_attrs:
+        return f"{head} infeasible, not counted: {trial.user_attrs['infeasible']}  ({params})"
     if trial.state == TrialState.PRUNED:
         return f"{head} pruned at epoch {trial.user_attrs.get('pruned_at_epoch')}  ({params})"
     return f"{head} {trial.state.name.lower()}: {trial.user_attrs.get('failure', '')}  ({params})"
@@ -81,18 +82,18 @@ def work(ctx: TuneContext, info: StorageInfo, tag: str = "") -> None:
                 optuna.storages.fail_stale_trials(study)
             trials = study.get_trials(deepcopy=False)
             states = [tr.state for tr in trials]
-            failures = [
-                str(tr.user_attrs.get("failure", "failed"))
+            own = [
+                str(tr.user_attrs.get("infeasible") or tr.user_attrs.get("failure", "failed"))
                 for tr in trials
-                if tr.state == TrialState.FAIL
+                if tr.state == TrialState.FAIL or "infeasible" in tr.user_attrs
             ]
-            own = [f for f in failures if not f.startswith(("its worker", "interrupted"))]
+            own = [f for f in own if not f.startswith(("its worker", "interrupted"))]
             if len(own) > fail_cap:
                 raise AdvrunError(
                     f"{len(own)} trials of study '{ctx.study_name}' failed or were infeasible "
                     f"(last: {own[-1]}); narrow tune.space so that its combinations are valid"
                 )
-            live = sum(1 for s in states if s in _LIVE)
+            live = sum(1 for tr in trials if counts(tr))
             if TrialState.WAITING not in states and live >= t.trials:
                 if TrialState.RUNNING in states:  # another worker's: wait, it may die
                     gate.release()
