@@ -12,6 +12,7 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
+from runner import poisoning
 from runner.catalog import RECIPES
 from runner.compile import Plan, Run
 from runner.device import seed_everything, select_device
@@ -59,6 +60,7 @@ def execute_run(
         return read_json(d / "metrics.json")
     if opts.force or status == "failed":  # a fresh start, not a resume of a diverged state
         shutil.rmtree(d / "checkpoints", ignore_errors=True)
+        (d / "metrics.json").unlink(missing_ok=True)  # no stale results beside a failed retrain
     d.mkdir(parents=True, exist_ok=True)
     cfg = run.config
     write_json(
@@ -88,9 +90,10 @@ def execute_run(
         counter = PassCounter(model)
         ctx = TrainContext(device, pr, threat, data.num_classes, data.input_shape, counter)
         recipe = RECIPES.load(run.recipe["kind"])(run.recipe, ctx)
+        x_train, y_train = poisoning.training_set(cfg, data, ctx)  # poisoned if the spec says so
         t0 = time.perf_counter()
         if status in ("new", "partial", "failed") or not (d / "checkpoints" / "last.pt").exists():
-            store.set_status(run, "running", started=now(), device=str(device))
+            store.set_status(run, "running", started=now(), device=str(device), stopped_epoch=None)
             log(f"training {run.slug} on {device} ({len(data.x_train)} examples)")
             bar = tqdm(
                 total=int(run.recipe["epochs"]), desc=run.slug, leave=False, disable=not opts.bars
@@ -99,8 +102,8 @@ def execute_run(
                 result = fit(
                     model,
                     recipe,
-                    data.x_train,
-                    data.y_train,
+                    x_train,
+                    y_train,
                     data.x_val,
                     data.y_val,
                     ctx,
@@ -113,11 +116,17 @@ def execute_run(
             finally:
                 bar.close()
             store.set_status(
-                run, "trained", best_epoch=result.best_epoch, stopped_early=result.stopped_early
+                run,
+                "trained",
+                best_epoch=result.best_epoch,
+                stopped_early=result.stopped_early,
+                stopped_epoch=result.stopped_epoch,
             )
         train_passes = counter.as_dict()
         train_seconds = time.perf_counter() - t0
-        which = cfg["eval"]["checkpoint"]
+        # a run stopped early (catastrophic overfitting) restored its best epoch: evaluate that
+        stopped = store_status(store, run).get("stopped_epoch")
+        which = "best" if stopped else cfg["eval"]["checkpoint"]
         ck = d / "checkpoints" / f"{which}.pt"
         if not ck.exists():
             ck = d / "checkpoints" / "last.pt"
@@ -133,6 +142,7 @@ def execute_run(
         counter.close()
         write_with(d / "examples.parquet", lambda p: examples.to_parquet(p, index=False))
         st = store_status(store, run)
+        asr = poisoning.evaluate(cfg, model, x_test, y_test, summary)  # adds an "asr" row
         metrics = {
             "run_id": run.id,
             "slug": run.slug,
@@ -147,6 +157,8 @@ def execute_run(
             "checkpoint": ck.stem,
             "best_epoch": st.get("best_epoch"),
             "stopped_early": st.get("stopped_early"),
+            "stopped_epoch": st.get("stopped_epoch"),
+            "poisoning": asr,
             "results": summary,
             "curves": evaluation.curves,
             "checklist": evaluation.checklist,

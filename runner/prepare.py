@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 from dataclasses import dataclass
@@ -35,7 +36,8 @@ def _load_split(data_json: str):
     ds = DATASETS.load(cfg["dataset"])(SimpleNamespace(**cfg))
     sp = split(ds, cfg["val_fraction"], cfg["test_fraction"], cfg["split_seed"])
     if cfg.get("limit"):
-        sp.x_train, sp.y_train = sp.x_train[: cfg["limit"]], sp.y_train[: cfg["limit"]]
+        n = cfg["limit"]  # Splits is frozen: build a trimmed copy
+        sp = dataclasses.replace(sp, x_train=sp.x_train[:n], y_train=sp.y_train[:n])
     return ds, sp
 
 

@@ -7,6 +7,7 @@ the model is trained on them with their correct labels.
 from __future__ import annotations
 
 import numpy as np
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from runner.recipes.base import Recipe
@@ -17,12 +18,17 @@ class PGDRecipe(Recipe):
 
     def batch_loss(self, model: nn.Module, x: Tensor, y: Tensor, epoch_progress: float) -> Tensor:
         eps = self.eps_at(epoch_progress)
-        step = self.cfg["step_size"] * (eps / self.cfg["eps"]) if self.cfg["eps"] else 0.0
-        x_adv = self.perturb(model, x, y, eps, step, self.cfg["steps"], self.cfg["random_start"])
-        return nn.functional.cross_entropy(model(x_adv), y)
+        start = "uniform" if self.cfg["random_start"] else "none"
+        x_adv = self.perturb(
+            model, x, y, eps, self.scaled("step_size", eps), self.cfg["steps"], start
+        )
+        return F.cross_entropy(model(x_adv), y)
 
-    def art_epoch(self, classifier, x: Tensor, y: Tensor, epoch: int) -> float:
-        """One epoch of ART's AdversarialTrainerMadryPGD (labels as indices: it one-hot encodes)."""
+    def art_epoch(self, classifier, x: Tensor, y: Tensor, epoch: int, scheduler) -> float:
+        """One epoch of ART's AdversarialTrainerMadryPGD (index labels: ART one-hot encodes them).
+
+        ART's trainer calls the classifier's ``fit`` once per batch, which steps ``scheduler``.
+        """
         from art.defences.trainer import AdversarialTrainerMadryPGD
 
         trainer = self.__dict__.get("_art_trainer")
@@ -36,5 +42,6 @@ class PGDRecipe(Recipe):
                 max_iter=self.cfg["steps"],
                 num_random_init=1 if self.cfg["random_start"] else 0,
             )
-        trainer.fit(x.cpu().numpy(), y.cpu().numpy().astype(np.int64))
+            trainer.attack.set_params(verbose=False)
+        trainer.fit(x.cpu().numpy(), y.cpu().numpy().astype(np.int64), scheduler=scheduler)
         return float("nan")  # ART does not report the training loss

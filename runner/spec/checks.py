@@ -9,10 +9,11 @@ from collections.abc import Iterator
 from typing import Any
 
 from runner import expr
-from runner.catalog import DATASETS, RECIPES
+from runner.catalog import DATASETS
 from runner.spec.attacks import PGDAttack, check_attacks
 from runner.spec.core import Spec
-from runner.spec.recipes import AdversarialRecipeBase
+from runner.spec.poisoning import check as check_poisoning
+from runner.spec.recipes import check_recipe
 from runner.spec.tune import check as check_tune
 
 Problem = tuple[tuple[Any, ...], str]
@@ -107,29 +108,7 @@ def check_spec(spec: Spec) -> list[Problem]:
             )
 
     for i, recipe in enumerate(spec.recipes):
-        where = ("recipes", i)
-        if recipe.engine == "art" and not RECIPES.get(recipe.kind).meta.get("art"):
-            with_art = [n for n in RECIPES.names() if RECIPES.get(n).meta.get("art")]
-            problems.append(
-                (
-                    (*where, "engine"),
-                    f"ART has no trainer for recipe kind '{recipe.kind}'; use engine: native "
-                    f"(kinds with an ART trainer: {', '.join(with_art)})",
-                )
-            )
-        if isinstance(recipe, AdversarialRecipeBase):
-            eps_values = [threat_eps] if recipe.eps is None else _as_list(recipe.eps)
-            for e in eps_values:
-                try:
-                    eps = expr.evaluate(e, threat_eps)
-                except ValueError as err:
-                    problems.append(((*where, "eps"), str(err)))
-                    continue
-                problems += check_eps(eps, lo, hi, (*where, "eps"))
-                for step_expr in _as_list(recipe.step_size):
-                    step = expr.evaluate(step_expr, eps)
-                    for steps in _as_list(recipe.steps):
-                        problems += check_steps(eps, step, steps, where, iterative=steps > 1)
+        problems += check_recipe(recipe, ("recipes", i), spec, threat_eps)
 
     for i, attack in enumerate(spec.attacks):
         where = ("attacks", i)
@@ -141,5 +120,6 @@ def check_spec(spec: Spec) -> list[Problem]:
             problems += check_steps(eps, step, attack.steps, where, iterative=attack.steps > 1)
     problems += check_attacks(spec)
     problems += check_tune(spec)
+    problems += check_poisoning(spec)
     # de-duplicate (sweeps can repeat the same message)
     return list(dict.fromkeys(problems))

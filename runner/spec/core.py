@@ -11,6 +11,7 @@ from runner.catalog import DATASETS, MODELS
 from runner.registry import unknown_name_message
 from runner.spec.attacks import ATTACK_SPECS
 from runner.spec.base import Expr, StrictModel
+from runner.spec.poisoning import PoisoningSpec
 from runner.spec.recipes import RECIPE_SPECS
 from runner.spec.tune import TuneSpec
 
@@ -171,6 +172,11 @@ class Spec(StrictModel):
     output: OutputSpec = Field(default_factory=OutputSpec, description="output settings")
     tune: TuneSpec | None = Field(
         None, description="an Optuna study over one run of the matrix (advrun tune)"
+    )
+    poisoning: PoisoningSpec | None = Field(
+        None,
+        description="simulate a backdoor attacker: every run trains on the poisoned set and is "
+        "evaluated for attack success rate",
     )
 
     @field_validator("device")

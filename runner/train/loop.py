@@ -7,12 +7,15 @@ last and best-robust checkpoints plus a resume point (model, optimizer, schedule
 
 from __future__ import annotations
 
+import contextlib
+import io
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -30,7 +33,8 @@ EpochCallback = Callable[[dict[str, Any]], None]
 class FitResult:
     history: list[dict[str, Any]]
     best_epoch: int
-    stopped_early: str | None
+    stopped_early: str | None  # the reason, e.g. catastrophic overfitting
+    stopped_epoch: int | None = None  # the epoch after which training stopped early
 
 
 def save_state_dict(obj: Any, path: Path) -> None:
@@ -97,6 +101,7 @@ def _native_epoch(
     bs: int,
     gen: torch.Generator,
     epoch: int,
+    autocast: contextlib.AbstractContextManager,
 ) -> tuple[float, int, float]:
     """One epoch of the recipe's batch loss; returns mean loss, first bad batch (-1), lr at it."""
     model.train()
@@ -106,7 +111,8 @@ def _native_epoch(
     bad = torch.full((), -1, device=x.device, dtype=torch.long)
     bad_lr = torch.zeros((), device=x.device)
     for b, idx in enumerate(batches):
-        loss = recipe.batch_loss(model, x[idx], y[idx], epoch + b / len(batches))
+        with autocast:
+            loss = recipe.batch_loss(model, x[idx], y[idx], epoch + b / len(batches))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         finite = torch.isfinite(loss.detach())
@@ -146,6 +152,9 @@ def fit(
     history: list[dict[str, Any]] = []
     best = {"epoch": -1, "robust": -1.0, "clean": -1.0}
     start = 0
+    autocast = _device_options(model, cfg, ctx.device, log)
+    if cfg.get("channels_last") and ctx.device.type == "cuda" and x.dim() == 4:
+        x = x.contiguous(memory_format=torch.channels_last)
     classifier = None
     if cfg["engine"] == "art":
         from runner.attacks.art_attacks import make_classifier
@@ -166,7 +175,12 @@ def fit(
         torch.set_rng_state(st["rng_cpu"].cpu())
         if torch.cuda.is_available() and st.get("rng_cuda") is not None:
             torch.cuda.set_rng_state_all([s.cpu() for s in st["rng_cuda"]])
+        if st.get("rng_numpy") is not None:  # ART's trainers shuffle with NumPy's global stream
+            _set_numpy_state(st["rng_numpy"])
         start, best, history = st["epoch"], dict(st["best"]), list(st["history"])
+        if st.get("stopped"):  # it had stopped early before the kill: nothing left to train
+            model.load_state_dict(load_checkpoint(ck / "best.pt", ctx.device))
+            return FitResult(history, best["epoch"], st["stopped"], st["stopped_epoch"])
         log(f"resumed at epoch {start}")
 
     stopped = None
@@ -176,14 +190,24 @@ def fit(
             seed * 100003 + epoch, ctx.device if ctx.device.type != "mps" else torch.device("cpu")
         )
         if classifier is not None:
-            loss, bad, bad_lr = recipe.art_epoch(classifier, x, y, epoch), -1, 0.0
+            lr0 = opt.param_groups[0]["lr"]
+            with contextlib.redirect_stderr(io.StringIO()):  # ART draws a tqdm bar per call
+                loss = recipe.art_epoch(classifier, x, y, epoch, sched)
+            if not all(torch.isfinite(p).all() for p in model.parameters()):
+                raise RunFailed(
+                    f"training diverged: ART's trainer left non-finite weights in epoch {epoch + 1} "
+                    f"(lr {lr0:g} at its start; ART does not say which batch); lower "
+                    "recipes.*.optimizer.lr or use sgd"
+                )
         else:
-            loss, bad, bad_lr = _native_epoch(model, recipe, opt, sched, x, y, bs, gen, epoch)
-        if bad >= 0:
-            raise RunFailed(
-                f"training diverged: the loss became non-finite at epoch {epoch + 1}, batch {bad + 1} "
-                f"(lr {bad_lr:g}); lower recipes.*.optimizer.lr, add warm-up, or use sgd"
+            loss, bad, bad_lr = _native_epoch(
+                model, recipe, opt, sched, x, y, bs, gen, epoch, autocast
             )
+            if bad >= 0:
+                raise RunFailed(
+                    f"training diverged: the loss became non-finite at epoch {epoch + 1}, batch "
+                    f"{bad + 1} (lr {bad_lr:g}); lower recipes.*.optimizer.lr, add warm-up, or use sgd"
+                )
         val_clean, val_robust = (
             validate(model, xv, yv, ctx, cfg["monitor"]["steps"]) if n_val else (float("nan"),) * 2
         )
@@ -204,6 +228,7 @@ def fit(
             best = {"epoch": epoch + 1, "robust": score[0], "clean": score[1]}
             save_state_dict(state, ck / "best.pt")
         write_text(run_dir / "epochs.csv", _csv(history))
+        stopped = recipe.should_stop(history)
         save_state_dict(
             {
                 "model": state,
@@ -211,9 +236,12 @@ def fit(
                 "scheduler": sched.state_dict(),
                 "rng_cpu": torch.get_rng_state(),
                 "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+                "rng_numpy": _numpy_state(),
                 "epoch": epoch + 1,
                 "best": best,
                 "history": history,
+                "stopped": stopped,
+                "stopped_epoch": epoch + 1 if stopped else None,
             },
             state_path,
         )
@@ -225,8 +253,38 @@ def fit(
             progress.set_postfix(loss=f"{loss:.3f}", val_rob=f"{val_robust:.3f}")
         if on_epoch is not None:
             on_epoch(row)
-        stopped = recipe.should_stop(history)
         if stopped:
-            log(f"stopped early: {stopped}")
-            break
-    return FitResult(history=history, best_epoch=best["epoch"], stopped_early=stopped)
+            # restore the best epoch: the run's model is the one from before the collapse
+            model.load_state_dict(load_checkpoint(ck / "best.pt", ctx.device))
+            log(f"stopped early: {stopped}; restored epoch {best['epoch']}")
+            return FitResult(history, best["epoch"], stopped, epoch + 1)
+    return FitResult(history=history, best_epoch=best["epoch"], stopped_early=None)
+
+
+def _device_options(model: nn.Module, cfg: dict[str, Any], device: torch.device, log):
+    """bf16 autocast and channels_last on CUDA; elsewhere a note that they are ignored."""
+    wanted = [k for k in ("amp", "channels_last") if cfg.get(k) not in (None, False, "off")]
+    if wanted and device.type != "cuda":
+        log(f"note: {' and '.join(wanted)} apply on CUDA only; ignored on {device.type}")
+        return contextlib.nullcontext()
+    if cfg.get("channels_last"):
+        model.to(memory_format=torch.channels_last)
+    if cfg.get("amp") == "bf16":
+        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def _numpy_state() -> dict[str, Any]:
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    return {
+        "keys": torch.from_numpy(keys.astype(np.int64)),
+        "pos": pos,
+        "gauss": [has_gauss, cached],
+    }
+
+
+def _set_numpy_state(st: dict[str, Any]) -> None:
+    keys = st["keys"].cpu().numpy().astype(np.uint32)
+    np.random.set_state(
+        ("MT19937", keys, int(st["pos"]), int(st["gauss"][0]), float(st["gauss"][1]))
+    )

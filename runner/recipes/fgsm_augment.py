@@ -1,0 +1,58 @@
+"""``fgsm_augment``: Goodfellow, Shlens & Szegedy 2015, "Explaining and Harnessing Adversarial Examples".
+
+In each batch a share ``ratio`` of the examples is replaced by FGSM examples crafted against the
+current model (one signed-gradient step of size eps, no random start), kept with their correct
+labels: the model trains on clean and adversarial examples together. This is ART's
+``AdversarialTrainer(classifier, FastGradientMethod, ratio)``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from runner.recipes.base import Recipe
+
+_NORMS = {"linf": np.inf, "l2": 2}
+
+
+class FGSMAugmentRecipe(Recipe):
+    adversarial = True
+
+    def batch_loss(self, model: nn.Module, x: Tensor, y: Tensor, epoch_progress: float) -> Tensor:
+        eps = self.eps_at(epoch_progress)
+        # the batch is already a random draw, so its first n_adv examples are a random subset
+        n_adv = math.ceil(self.cfg["ratio"] * len(x))
+        x_adv = self.perturb(model, x[:n_adv], y[:n_adv], eps, eps, 1, start="none")
+        if n_adv < len(x):
+            x_adv = torch.cat([x_adv, x[n_adv:]])
+        return F.cross_entropy(model(x_adv), y)
+
+    def art_epoch(self, classifier, x: Tensor, y: Tensor, epoch: int, scheduler) -> float:
+        """One epoch of ART's AdversarialTrainer with FastGradientMethod (index labels)."""
+        from art.attacks.evasion import FastGradientMethod
+        from art.defences.trainer import AdversarialTrainer
+
+        trainer = self.__dict__.get("_art_trainer")
+        if trainer is None:
+            attack = FastGradientMethod(
+                classifier,
+                norm=_NORMS[self.norm],
+                eps=self.cfg["eps"],
+                batch_size=self.cfg["batch_size"],
+            )
+            trainer = self._art_trainer = AdversarialTrainer(
+                classifier, attack, ratio=self.cfg["ratio"]
+            )
+        trainer.fit(
+            x.cpu().numpy(),
+            y.cpu().numpy().astype(np.int64),
+            batch_size=self.cfg["batch_size"],
+            nb_epochs=1,
+            scheduler=scheduler,
+        )
+        return float("nan")
