@@ -18,6 +18,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--force", action="store_true", help="retrain runs even if they are done")
     p.add_argument("--device", help="override the spec's device (auto, cpu, cuda, cuda:N)")
     p.add_argument("-q", "--quiet", action="store_true", help="print only the results table")
+    p.add_argument(
+        "--no-report", action="store_true", help="do not write OUTPUT/report.html at the end"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -51,4 +54,8 @@ def run(args: argparse.Namespace) -> int:
     failed = [o for o in outcomes if o.state == "failed"]
     for o in failed:
         print(f"FAILED {o.run.id}: {o.message}")
-    return EXIT_FAILED if failed else 0
+    from runner.report.hooks import finish
+
+    # report + robustness gate (exit 3 when a threshold fails; a failed run's exit 1 wins)
+    gate_code = finish(loaded.spec, store.root, [r.id for r in runs], report=not args.no_report)
+    return EXIT_FAILED if failed else gate_code

@@ -12,6 +12,7 @@ from runner import expr
 from runner.catalog import DATASETS
 from runner.spec.attacks import PGDAttack, check_attacks
 from runner.spec.core import Spec
+from runner.spec.gate import check as check_gate
 from runner.spec.poisoning import check as check_poisoning
 from runner.spec.recipes import check_recipe
 from runner.spec.tune import check as check_tune
@@ -120,6 +121,7 @@ def check_spec(spec: Spec) -> list[Problem]:
             problems += check_steps(eps, step, attack.steps, where, iterative=attack.steps > 1)
     problems += check_attacks(spec)
     problems += check_tune(spec)
+    problems += check_gate(spec)
     problems += check_poisoning(spec)
     # de-duplicate (sweeps can repeat the same message)
     return list(dict.fromkeys(problems))

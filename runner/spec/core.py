@@ -11,6 +11,7 @@ from runner.catalog import DATASETS, MODELS
 from runner.registry import unknown_name_message
 from runner.spec.attacks import ATTACK_SPECS
 from runner.spec.base import Expr, StrictModel
+from runner.spec.gate import GateSpec
 from runner.spec.poisoning import PoisoningSpec
 from runner.spec.recipes import RECIPE_SPECS
 from runner.spec.tune import TuneSpec
@@ -170,6 +171,10 @@ class Spec(StrictModel):
     )
     eval: EvalSpec = Field(default_factory=EvalSpec, description="evaluation settings")
     output: OutputSpec = Field(default_factory=OutputSpec, description="output settings")
+    gate: GateSpec | None = Field(
+        None,
+        description="robustness gate: thresholds that make advrun run/eval exit with code 3",
+    )
     tune: TuneSpec | None = Field(
         None, description="an Optuna study over one run of the matrix (advrun tune)"
     )

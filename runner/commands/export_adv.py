@@ -1,0 +1,173 @@
+"""``advrun export-adv RUN_DIR --attack NAME [-o FILE]``: the adversarial test set of a run.
+
+Regenerates the attack from the run's checkpoint and resolved config, writes an npz (``x_adv``,
+``y``, ``index`` into the test split, ``meta`` as JSON text) and records its SHA-256 in the run's
+``exports.json``, so the exact adversarial data behind a reported number can be audited later.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from runner.errors import AdvrunError
+from runner.fsio import contained, read_json
+from runner.registry import unknown_name_message
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a run directory: <output>/runs/<run>")
+    p.add_argument("--attack", required=True, metavar="NAME", help="an attack of the run's suite")
+    p.add_argument("-o", "--output", help="the npz file (default: RUN_DIR/exports/adv-NAME.npz)")
+    p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
+    p.add_argument(
+        "--allow-import",
+        action="append",
+        default=[],
+        metavar="PATTERN",
+        help="allow user model factories from modules matching PATTERN",
+    )
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _attack(cfg: dict[str, Any], name: str) -> dict[str, Any]:
+    attacks = {a["name"]: a for a in cfg.get("attacks", [])}
+    if not attacks:
+        raise AdvrunError("this run's spec has no attacks; there is nothing to export")
+    if name not in attacks:
+        raise AdvrunError(unknown_name_message("attack", name, list(attacks)))
+    return attacks[name]
+
+
+def _checkpoint(run_dir: Path, metrics: dict[str, Any] | None, cfg: dict[str, Any]) -> Path:
+    which = (metrics or {}).get("checkpoint") or cfg.get("eval", {}).get("checkpoint", "best")
+    for name in (str(which), "last"):
+        path = contained(run_dir, "checkpoints", f"{name}.pt")
+        if path.exists():
+            return path
+    raise AdvrunError(f"{run_dir}: no checkpoint under checkpoints/; train the run first")
+
+
+def record_export(run_dir: Path, entry: dict[str, Any]) -> None:
+    """Add (or replace, same file) an entry in RUN_DIR/exports.json, atomically."""
+    from runner.fsio import write_json
+
+    path = run_dir / "exports.json"
+    data = read_json(path) or {}
+    items = [e for e in data.get("adversarial_exports", []) if e.get("file") != entry["file"]]
+    write_json(path, {**data, "adversarial_exports": [*items, entry]})
+
+
+def run(args: argparse.Namespace) -> int:
+    run_dir = Path(args.run_dir)
+    cfg = read_json(run_dir / "run.json")
+    if not cfg:
+        raise AdvrunError(f"{run_dir}: no run.json; give a run directory such as OUT/runs/<run>")
+    metrics = read_json(run_dir / "metrics.json")
+    attack = _attack(cfg, args.attack)
+
+    import numpy as np
+
+    from runner.attacks.runner import generate
+    from runner.device import seed_everything, select_device
+    from runner.evaluate import logits_of, perturbation_norm
+    from runner.fsio import write_with
+    from runner.models import build_model
+    from runner.prepare import prepare
+    from runner.store import now
+    from runner.train.loop import load_checkpoint
+
+    device = select_device(args.device)
+    seed_everything(int(cfg.get("seed", 0)))
+    threat = cfg["threat"]
+    lo, hi = threat["pixel_range"]
+    data = prepare(cfg["data"], (lo, hi), device)
+    recorded = (metrics or {}).get("data_sha256")
+    if recorded and recorded != data.sha256:
+        raise AdvrunError(
+            f"the data changed since this run was evaluated (sha256 {data.sha256[:12]} != "
+            f"{recorded[:12]}); an export would not match its reported accuracy"
+        )
+    model = build_model(
+        cfg["model"]["arch"],
+        data.input_shape,
+        data.num_classes,
+        cfg["model"].get("kwargs", {}),
+        args.allow_import,
+    ).to(device)
+    ck = _checkpoint(run_dir, metrics, cfg)
+    model.load_state_dict(load_checkpoint(ck, device))
+    model.eval()
+    n = cfg["eval"].get("n") or len(data.x_test)
+    x, y = data.x_test[:n], data.y_test[:n]
+    x_adv = generate(model, x, y, attack, (lo, hi), data.num_classes)
+    dist = perturbation_norm(x, x_adv, attack["norm"])
+    slack = 1e-5 * max(1.0, hi - lo)
+    if (
+        dist.max().item() > attack["eps"] + slack
+        or x_adv.min() < lo - slack
+        or x_adv.max() > hi + slack
+    ):
+        raise AdvrunError(f"attack '{args.attack}' left its threat model; nothing was exported")
+    bs = int(cfg["eval"].get("batch_size", 512))
+    accuracy = float((logits_of(model, x_adv, bs).argmax(1) == y).float().mean().item())
+    reported = next(
+        (r["accuracy"] for r in (metrics or {}).get("results", []) if r["attack"] == args.attack),
+        None,
+    )
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", args.attack)
+    out = Path(args.output) if args.output else contained(run_dir, "exports", f"adv-{safe}.npz")
+    meta = {
+        "run_id": cfg.get("id"),
+        "attack": attack,
+        "threat": threat,
+        "checkpoint": ck.name,
+        "checkpoint_sha256": sha256_file(ck),
+        "data_sha256": data.sha256,
+        "n": int(n),
+        "accuracy": accuracy,
+        "reported_accuracy": reported,
+        "created": now(),
+    }
+
+    def write(p: Path) -> None:
+        with open(p, "wb") as fh:  # a file object: np.savez would append .npz to a path
+            np.savez_compressed(
+                fh,
+                x_adv=x_adv.detach().cpu().numpy().astype(np.float32),
+                y=y.cpu().numpy().astype(np.int64),
+                index=np.arange(int(n), dtype=np.int64),
+                meta=np.array(json.dumps(meta, sort_keys=True)),
+            )
+
+    write_with(out, write)
+    digest = sha256_file(out)
+    resolved, rd = out.resolve(), run_dir.resolve()
+    file = str(resolved.relative_to(rd)) if rd in resolved.parents else str(resolved)
+    record_export(
+        run_dir,
+        {
+            "file": file,
+            "sha256": digest,
+            **{k: v for k, v in meta.items() if k != "attack"},
+            "attack": args.attack,
+            "attack_config": attack,
+        },
+    )
+    print(f"wrote {out}: {n} adversarial examples ({args.attack}), sha256 {digest}")
+    shown = f"{accuracy:.4f}" + (
+        f" (reported in metrics.json: {reported:.4f})" if reported is not None else ""
+    )
+    print(f"accuracy on the exported set: {shown}; recorded in {run_dir / 'exports.json'}")
+    return 0

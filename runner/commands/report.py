@@ -1,0 +1,30 @@
+"""``advrun report DIR [DIR ...] [-o FILE]``: one self-contained HTML report of experiments."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("dirs", nargs="+", metavar="DIR", help="output directories of advrun run")
+    p.add_argument(
+        "-o",
+        "--output",
+        help="the HTML file (default: DIR/report.html for one directory, ./report.html for several)",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from runner.report.render import write_report
+
+    out = args.output or (
+        Path(args.dirs[0]) / "report.html" if len(args.dirs) == 1 else "report.html"
+    )
+    path = write_report(args.dirs, out)
+    print(f"report: {path}")
+    for d in args.dirs:
+        print(
+            f"results: {Path(d) / 'results.json'} (model cards in {Path(d) / 'runs'}/*/model_card.json)"
+        )
+    return 0

@@ -1,0 +1,141 @@
+"""Assemble the report's data (what results.json holds and the HTML shows) from output dirs."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+from runner.errors import AdvrunError
+from runner.report import narrative, sections
+from runner.report.collect import Experiment, clean_json, load_experiment
+from runner.report.tables import (
+    CLEAN,
+    attack_columns,
+    column_scopes,
+    groups,
+    headline,
+    mean_of,
+    run_row,
+)
+
+SCHEMA = "advrun.report/1"
+
+
+def _gate(exp: Experiment) -> dict[str, Any]:
+    """Re-read the spec as run (text + overrides) and judge the stored results with its gate."""
+    if exp.spec_text is None:
+        return {"configured": False}
+    from runner.report.gate import evaluate_gate, gate_json
+    from runner.spec import load_spec
+
+    try:
+        loaded = load_spec(exp.root / "spec.yaml", list((exp.plan or {}).get("overrides", [])))
+    except AdvrunError as e:
+        return {"configured": True, "error": f"the stored spec no longer loads: {e}"}
+    if loaded.spec.gate is None:
+        return {"configured": False}
+    checks = evaluate_gate(loaded.spec, exp.root)
+    return {
+        "configured": True,
+        "rules": [r.model_dump() for r in loaded.spec.gate.rules],
+        "ok": all(c.ok for c in checks),
+        "checks": gate_json(checks),
+    }
+
+
+def experiment_data(exp: Experiment, label: str) -> dict[str, Any]:
+    runs = [run_row(r) for r in exp.runs]
+    first = next((r for r in exp.runs if r.config.get("threat")), None)
+    threat = first.config.get("threat") if first else None
+    attacks = list(first.config.get("attacks", [])) if first else []
+    columns = attack_columns(runs, [str(a.get("name")) for a in attacks])
+    rows = groups(runs, columns)
+    col, _ = headline(columns)
+    ranked = sorted(
+        (g for g in rows if mean_of(g, col) is not None),
+        key=lambda g: (mean_of(g, col), mean_of(g, CLEAN) or 0),
+        reverse=True,
+    )
+    paired = (
+        sections.paired_test(runs, exp, ranked[0]["group"], ranked[1]["group"])
+        if len(ranked) > 1
+        else None
+    )
+    train = sections.training(runs)
+    poison = sections.poisoning(runs, rows)
+    check = sections.checklist(runs)
+    gate = _gate(exp)
+    best_by_column = {}
+    for c in columns:
+        scored = [g for g in rows if mean_of(g, c) is not None]
+        if len(scored) > 1:
+            best_by_column[c] = max(scored, key=lambda g: mean_of(g, c))["group"]
+    counts: dict[str, int] = {}
+    for r in runs:
+        counts[r["state"]] = counts.get(r["state"], 0) + 1
+    return {
+        "label": label,
+        "name": exp.name,
+        "dir": str(exp.root.resolve()),
+        "description": exp.description,
+        "threat": threat,
+        "attacks": attacks,
+        "attack_descriptions": [
+            narrative.describe_attack(a, threat.get("pixel_range") if threat else None)
+            for a in attacks
+        ],
+        "columns": columns,
+        "best_by_column": best_by_column,
+        "column_scopes": column_scopes(runs),
+        "run_states": counts,
+        "runs": runs,
+        "groups": rows,
+        "summary": narrative.summary(rows, columns, runs, paired, check, gate, train, poison),
+        "paired_test": paired,
+        "training": train,
+        "robustness_curves": sections.robustness_curves(exp, runs),
+        "tuning": sections.tuning(exp.tune),
+        "poisoning": poison,
+        "checklist": check,
+        "gate": gate,
+        "provenance": sections.provenance(exp, runs),
+        "threat_model": narrative.threat_model(threat, attacks, runs, poison),
+    }
+
+
+def _labels(exps: list[Experiment]) -> list[str]:
+    """Experiment names, made unique with their directory names where two share a name."""
+    names = [e.name for e in exps]
+    return [
+        n if names.count(n) == 1 else f"{n} ({e.root.resolve().name})"
+        for n, e in zip(names, exps, strict=True)
+    ]
+
+
+def build(dirs: list[str | Path]) -> dict[str, Any]:
+    """The whole report for one or several output directories, as JSON-ready data."""
+    from runner.provenance import versions
+
+    exps = [load_experiment(d) for d in dirs]
+    data = [experiment_data(e, lab) for e, lab in zip(exps, _labels(exps), strict=True)]
+    threats = {(str((d["threat"] or {}).get("norm")), (d["threat"] or {}).get("eps")) for d in data}
+    columns = list(dict.fromkeys(c for d in data for c in d["columns"]))
+    scopes = {k: v for d in reversed(data) for k, v in d["column_scopes"].items()}
+    return clean_json(
+        {
+            "schema": SCHEMA,
+            "generated": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "generator": {"advrun": versions().get("advrun"), "python": versions().get("python")},
+            "experiments": data,
+            "comparison": {
+                "columns": columns,
+                "scopes": scopes,
+                "comparable": len(threats) <= 1,
+                "note": None
+                if len(threats) <= 1
+                else "the experiments use different threat models: compare robust accuracies "
+                "only between rows with the same norm and eps",
+            },
+        }
+    )

@@ -1,0 +1,77 @@
+"""Model cards: one JSON per run, in the spirit of RobustBench's model entries."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from runner.report.narrative import NORMS, fmt_eps
+from runner.report.tables import CLEAN, WORST
+
+SCHEMA = "advrun.model_card/1"
+
+
+def _acc(run: dict[str, Any], attack: str) -> float | None:
+    r = run["results"].get(attack)
+    return r["accuracy"] if r else None
+
+
+def model_card(exp: dict[str, Any], run: dict[str, Any]) -> dict[str, Any]:
+    """Dataset, architecture, threat model, eps, clean and robust accuracy (and by what attack),
+    recipe, checklist and provenance of one evaluated run."""
+    threat = exp["threat"] or {}
+    attacks = [a for a in run["results"] if a not in (CLEAN, WORST)]
+    if WORST in run["results"]:
+        robust_attack = f"{WORST} ({', '.join(attacks)})"
+        robust = _acc(run, WORST)
+    elif attacks:
+        worst = min(attacks, key=lambda a: _acc(run, a) if _acc(run, a) is not None else 2)
+        robust_attack, robust = worst, _acc(run, worst)
+    else:
+        robust_attack, robust = None, None
+    checklist = run["checklist"]
+    return {
+        "schema": SCHEMA,
+        "name": run["id"],
+        "experiment": exp["name"],
+        "dataset": (run.get("data") or {}).get("dataset"),
+        "data": run.get("data"),
+        "data_sha256": run["data_sha256"],
+        "architecture": run["arch"],
+        "model": run["model"],
+        "threat_model": NORMS.get(threat.get("norm"), threat.get("norm")),
+        "eps": threat.get("eps"),
+        "eps_text": fmt_eps(threat.get("eps"), threat.get("pixel_range")),
+        "pixel_range": threat.get("pixel_range"),
+        "clean_acc": _acc(run, CLEAN),
+        "robust_acc": robust,
+        "robust_acc_attack": robust_attack,
+        "n_test": (run["results"].get(CLEAN) or {}).get("n"),
+        "results": run["results"],
+        "recipe": {
+            "name": run["recipe"],
+            "kind": run["kind"],
+            "seed": run["seed"],
+            "hyperparameters": run["hyperparameters"],
+            "checkpoint": run["checkpoint"],
+            "best_epoch": run["best_epoch"],
+            "stopped_early": run["stopped_early"],
+        },
+        "checklist": checklist,
+        "unreliable": None
+        if not checklist
+        else any(c.get("status") == "fail" for c in checklist),  # RobustBench's flag
+        "poisoning": run["poisoning"],
+        "cost": {
+            "train_seconds": run["train_seconds"],
+            "eval_seconds": run["eval_seconds"],
+            "train_forward_passes": run["train_forward_passes"],
+            "train_backward_passes": run["train_backward_passes"],
+        },
+        "provenance": {
+            "device": run["device"],
+            "versions": run["versions"],
+            "git_commit": run["git_commit"],
+            "started": run["started"],
+            "finished": run["finished"],
+        },
+    }

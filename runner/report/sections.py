@@ -1,0 +1,272 @@
+"""The report's data sections beyond the comparison table: curves, tuning, poisoning, checklist,
+provenance and the paired test between the two best defenses."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from typing import Any
+
+from runner.report.collect import Experiment
+from runner.report.tables import CLEAN, WORST, _f
+
+# A validation robust accuracy that falls by this much from its best epoch, to below half of it,
+# is the signature of catastrophic overfitting (Wong et al. 2020; Rice et al. 2020).
+COLLAPSE_DROP = 0.2
+
+
+def collapse(epochs: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The first epoch at which validation robust accuracy collapsed, if it did."""
+    best, best_epoch = -1.0, None
+    for row in epochs:
+        v = _f(row.get("val_robust"))
+        if v is None:
+            continue
+        if best_epoch is not None and v < best - COLLAPSE_DROP and v < best / 2:
+            return {"epoch": row.get("epoch"), "from": best, "from_epoch": best_epoch, "to": v}
+        if v > best:
+            best, best_epoch = v, row.get("epoch")
+    return None
+
+
+def training(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per model x recipe: each seed's validation clean/robust accuracy per epoch."""
+    out: dict[str, dict[str, Any]] = {}
+    for r in runs:
+        if not r["epochs"]:
+            continue
+        g = out.setdefault(r["group"], {"group": r["group"], "runs": []})
+        g["runs"].append(
+            {
+                "id": r["id"],
+                "seed": r["seed"],
+                "epoch": [e.get("epoch") for e in r["epochs"]],
+                "val_clean": [_f(e.get("val_clean")) for e in r["epochs"]],
+                "val_robust": [_f(e.get("val_robust")) for e in r["epochs"]],
+                "loss": [_f(e.get("loss")) for e in r["epochs"]],
+                "best_epoch": r["best_epoch"],
+                "stopped_early": r["stopped_early"],
+                "collapse": collapse(r["epochs"]),
+            }
+        )
+    return list(out.values())
+
+
+def robustness_curves(exp: Experiment, runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per attack: accuracy against eps for each model x recipe (mean over seeds)."""
+    points: list[dict[str, Any]] = []
+    group_of = {r["id"]: r["group"] for r in runs}
+    for r in runs:
+        for p in r["curves"] or []:
+            points.append({**p, "group": r["group"], "run_id": r["id"]})
+    if not points and exp.curves_csv:
+        points = [
+            {**p, "group": group_of.get(str(p.get("run_id")), str(p.get("run_id")))}
+            for p in exp.curves_csv
+        ]
+    by_attack: dict[str, dict[str, dict[float, list[dict]]]] = {}
+    for p in points:
+        eps = _f(p.get("eps"))
+        if eps is None or _f(p.get("accuracy")) is None:
+            continue
+        by_attack.setdefault(str(p.get("attack")), {}).setdefault(p["group"], {}).setdefault(
+            eps, []
+        ).append(p)
+    out = []
+    for attack, groups in by_attack.items():
+        series = []
+        for group, at in groups.items():
+            xs = sorted(at)
+            acc = [sum(_f(p["accuracy"]) for p in at[e]) / len(at[e]) for e in xs]
+            lo = [min((_f(p.get("ci_low")) for p in at[e]), key=_key) for e in xs]
+            hi = [max((_f(p.get("ci_high")) for p in at[e]), key=_key) for e in xs]
+            series.append({"group": group, "eps": xs, "accuracy": acc, "ci_low": lo, "ci_high": hi})
+        out.append({"attack": attack, "series": series})
+    return out
+
+
+def _key(v: float | None) -> float:
+    return -math.inf if v is None else v
+
+
+def tuning(summary: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The Optuna study: history with best-so-far, importances, the Pareto front."""
+    if not summary:
+        return None
+    directions = list(summary.get("directions") or ["maximize"])
+    names = list(summary.get("objectives") or [])
+    names = [str(n) for n in names] + [f"objective {i + 1}" for i in range(len(names), 9)]
+    trials = sorted(summary.get("trials") or [], key=lambda t: t.get("number", 0))
+    best, history = None, []
+    sign = 1 if directions[0] == "maximize" else -1
+    for t in trials:
+        values = t.get("values") or ([t["value"]] if t.get("value") is not None else [])
+        v = _f(values[0]) if values else None
+        if v is not None and str(t.get("state", "")).upper() == "COMPLETE":
+            best = v if best is None or sign * v > sign * best else best
+        history.append({**t, "values": values, "value": v, "best_so_far": best})
+    imp = summary.get("param_importances") or {}
+    if imp and all(isinstance(v, dict) for v in imp.values()):  # multi-objective: per objective
+        imp = next(iter(imp.values()))
+    imp_error = imp.get("error") if isinstance(imp, dict) else None
+    if isinstance(imp, dict):
+        imp = sorted(
+            ((k, v) for k, v in imp.items() if k != "error"), key=lambda kv: -(_f(kv[1]) or 0)
+        )
+    pareto = summary.get("pareto") or summary.get("pareto_front") or []
+    front = {p.get("number") for p in pareto if isinstance(p, dict)}
+    states: dict[str, int] = {}
+    for t in trials:
+        states[str(t.get("state", "?"))] = states.get(str(t.get("state", "?")), 0) + 1
+    return {
+        "study_name": summary.get("study_name"),
+        "directions": directions,
+        "objectives": names[: len(directions)],
+        "trials": history,
+        "states": states,
+        "best": summary.get("best"),
+        "pareto": pareto,
+        "pareto_numbers": sorted(n for n in front if n is not None),
+        "importances": [[str(k), _f(v)] for k, v in imp],
+        "importances_error": imp_error,
+        "improvement": summary.get("improvement"),
+        "mode": summary.get("mode"),
+        "target": summary.get("target"),
+        "raw_keys": sorted(summary),
+    }
+
+
+def poisoning(runs: list[dict[str, Any]], groups: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Attack success rate of the backdoor per model x recipe, with and without mitigation."""
+    with_p = [r for r in runs if r["poisoning"]]
+    if not with_p:
+        return None
+    rows = []
+    for g in groups:
+        members = [r for r in with_p if r["group"] == g["group"]]
+        if not members:
+            continue
+        asr = [_f(r["poisoning"].get("asr")) for r in members]
+        asr = [a for a in asr if a is not None]
+        mean = sum(asr) / len(asr) if asr else None
+        std = (
+            math.sqrt(sum((a - mean) ** 2 for a in asr) / (len(asr) - 1))
+            if len(asr) > 1 and mean is not None
+            else None
+        )
+        lows = [_f(r["poisoning"].get("ci_low")) for r in members]
+        highs = [_f(r["poisoning"].get("ci_high")) for r in members]
+        clean = g["cells"].get(CLEAN)
+        rows.append(
+            {
+                "group": g["group"],
+                "kind": g["kind"],
+                "mitigation": g["kind"] == "backdoor_mitigation",
+                "asr": mean,
+                "asr_std": std,
+                "ci_low": min((v for v in lows if v is not None), default=None),
+                "ci_high": max((v for v in highs if v is not None), default=None),
+                "n": members[0]["poisoning"].get("n"),
+                "clean": clean["mean"] if clean else None,
+                "seeds": len(asr),
+            }
+        )
+    p = with_p[0]["poisoning"]
+    setup = {k: p.get(k) for k in ("target", "trigger", "fraction")}
+    return {"setup": setup, "rows": rows}
+
+
+def checklist(runs: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Check x run matrix of pass/warn/fail with each check's detail and evidence."""
+    with_c = [r for r in runs if r["checklist"]]
+    if not with_c:
+        return None
+    names = list(dict.fromkeys(str(c.get("check")) for r in with_c for c in r["checklist"]))
+    counts = {"pass": 0, "warn": 0, "fail": 0}
+    per_run = []
+    for r in with_c:
+        by = {str(c.get("check")): c for c in r["checklist"]}
+        for c in r["checklist"]:
+            counts[str(c.get("status"))] = counts.get(str(c.get("status")), 0) + 1
+        per_run.append({"id": r["id"], "group": r["group"], "seed": r["seed"], "checks": by})
+    return {"checks": names, "runs": per_run, "counts": counts}
+
+
+def spec_hash(text: str, overrides: list[str]) -> str:
+    """As runner.spec.load.LoadedSpec.sha256: the text as written plus the overrides."""
+    h = hashlib.sha256(text.encode())
+    for o in overrides:
+        h.update(b"\0" + o.encode())
+    return h.hexdigest()
+
+
+def provenance(exp: Experiment, runs: list[dict[str, Any]]) -> dict[str, Any]:
+    done = [r for r in runs if r["results"]]
+    plan = exp.plan or {}
+    overrides = list(plan.get("overrides", []))
+    recorded = plan.get("spec_sha256")
+    computed = spec_hash(exp.spec_text, overrides) if exp.spec_text is not None else None
+    versions = list({json.dumps(r["versions"], sort_keys=True) for r in done if r["versions"]})
+    started = [r["started"] for r in runs if r["started"]]
+    finished = [r["finished"] for r in runs if r["finished"]]
+    return {
+        "spec_text": exp.spec_text,
+        "spec_sha256": recorded,
+        "spec_sha256_verified": None if not recorded or not computed else recorded == computed,
+        "overrides": overrides,
+        "data_sha256": sorted({r["data_sha256"] for r in done if r["data_sha256"]}),
+        "seeds": sorted({r["seed"] for r in runs if r["seed"] is not None}, key=str),
+        "devices": sorted({str(r["device"]) for r in runs if r["device"]}),
+        "versions": [json.loads(v) for v in sorted(versions)],
+        "git_commits": sorted({r["git_commit"] for r in done if r["git_commit"]}),
+        "started": min(started) if started else None,
+        "finished": max(finished) if finished else None,
+        "exports": [{"run": r["id"], **e} for r in runs for e in r["exports"]],
+        "omitted_dirs": exp.omitted,
+    }
+
+
+def paired_test(runs: list[dict[str, Any]], exp: Experiment, a: str, b: str) -> dict | None:
+    """McNemar on per-example worst-case correctness of groups a and b, on a seed both ran."""
+    from runner.stats import mcnemar
+
+    ra = {r["seed"]: r for r in runs if r["group"] == a and r["results"]}
+    rb = {r["seed"]: r for r in runs if r["group"] == b and r["results"]}
+    common = sorted(set(ra) & set(rb), key=str)
+    if not common:
+        return None
+    seed = common[0]
+    try:
+        ca, cb = _worst_correct(ra[seed], exp), _worst_correct(rb[seed], exp)
+    except Exception as e:  # examples.parquet is optional: say why the test is missing
+        return {"seed": seed, "error": f"{type(e).__name__}: {e}"}
+    if ca is None or cb is None or len(ca) != len(cb):
+        return {"seed": seed, "error": "per-example outcomes missing or not on the same examples"}
+    res = mcnemar(ca, cb)
+    return {"seed": seed, "n": int(len(ca)), "a": a, "b": b, **res}
+
+
+def _worst_correct(run: dict[str, Any], exp: Experiment):
+    import pandas as pd
+
+    path = exp.root / "runs" / run["dir"] / "examples.parquet"
+    if not path.exists():
+        return None
+    ex = pd.read_parquet(path, columns=["example", "attack", "correct"])
+    table = ex.pivot_table(index="example", columns="attack", values="correct", aggfunc="min")
+    if WORST in table.columns:
+        return table[WORST].astype(bool).to_numpy()
+    res = run["results"]
+    worst = res.get(WORST)
+    cols = [CLEAN] + [
+        a
+        for a, v in res.items()
+        if a not in (CLEAN, WORST)
+        and worst is not None
+        and v["eps"] is not None
+        and v["eps"] <= (worst["eps"] or 0) + 1e-12
+        and v["norm"] == worst["norm"]
+    ]
+    cols = [c for c in cols if c in table.columns]
+    return table[cols].astype(bool).all(axis=1).to_numpy()

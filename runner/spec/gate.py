@@ -1,0 +1,125 @@
+"""The robustness gate: thresholds a CI pipeline enforces on an experiment's results (pure).
+
+``advrun run`` and ``advrun eval`` exit with :data:`runner.errors.EXIT_GATE` when a rule fails;
+the logic lives in :mod:`runner.report.gate`, the spec model and its cross-field checks here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import Field
+
+from runner.registry import did_you_mean
+from runner.spec.base import StrictModel
+
+if TYPE_CHECKING:
+    from runner.spec.core import Spec
+
+Problem = tuple[tuple[Any, ...], str]
+
+WORST_CASE = "worst_case"  # the per-example worst case over the attack suite (runner.evaluate)
+
+
+class GateRule(StrictModel):
+    """Thresholds for the runs of the named models and recipes (all of them when omitted)."""
+
+    models: list[str] | None = Field(
+        None, min_length=1, description="model names this rule applies to (default: every model)"
+    )
+    recipes: list[str] | None = Field(
+        None,
+        min_length=1,
+        description="recipe names this rule applies to (default: every recipe)",
+    )
+    min_clean_accuracy: float | None = Field(
+        None, ge=0, le=1, description="minimum clean test accuracy, a fraction in [0, 1]"
+    )
+    min_accuracy: dict[str, float] = Field(
+        default_factory=dict,
+        description="minimum accuracy under named attacks of the suite, or 'worst_case' for the "
+        "per-example worst case over the suite, e.g. {pgd20: 0.7, worst_case: 0.6}",
+    )
+    max_attack_success_rate: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description="maximum backdoor attack success rate (needs a poisoning block), in [0, 1]",
+    )
+    checklist: Literal["ignore", "no_fail", "pass"] = Field(
+        "ignore",
+        description="evaluation checklist: ignore it; no_fail (warnings allowed); pass (every "
+        "check must pass). A checklist that was not run fails no_fail and pass",
+    )
+    over_seeds: Literal["mean", "every"] = Field(
+        "mean",
+        description="mean: the mean over seeds must meet each threshold; every: each seed must",
+    )
+    statistic: Literal["accuracy", "ci_low"] = Field(
+        "accuracy",
+        description="compare the point accuracy, or the lower bound of its 95% confidence "
+        "interval (robust with 95% confidence)",
+    )
+
+
+class GateSpec(StrictModel):
+    """A robustness gate: every rule must hold, or the command exits with code 3."""
+
+    rules: list[GateRule] = Field(
+        ..., min_length=1, description="threshold rules; all must hold for the gate to pass"
+    )
+
+
+def _names(where: tuple[Any, ...], given: list[str] | None, known: list[str], what: str):
+    for j, name in enumerate(given or []):
+        if name not in known:
+            yield (
+                (*where, j),
+                f"unknown {what} '{name}'{did_you_mean(name, known)}; the spec's {what}s: "
+                + ", ".join(known),
+            )
+
+
+def check(spec: Spec) -> Iterator[Problem]:
+    """Names in the gate must exist in the spec; each rule must set at least one threshold."""
+    gate = getattr(spec, "gate", None)
+    if gate is None:
+        return
+    models = [m.name for m in spec.models]
+    recipes = [r.name for r in spec.recipes]
+    attacks = [a.name for a in spec.attacks]
+    allowed = ["clean", *attacks, *([WORST_CASE] if attacks else [])]
+    for i, rule in enumerate(gate.rules):
+        where = ("gate", "rules", i)
+        yield from _names((*where, "models"), rule.models, models, "model")
+        yield from _names((*where, "recipes"), rule.recipes, recipes, "recipe")
+        for name, value in rule.min_accuracy.items():
+            if name not in allowed:
+                yield (
+                    (*where, "min_accuracy", name),
+                    f"'{name}' is not an attack of the suite{did_you_mean(name, allowed)}; "
+                    f"choose one of: {', '.join(allowed)}",
+                )
+            elif not 0 <= value <= 1:
+                yield (
+                    (*where, "min_accuracy", name),
+                    f"minimum accuracy {value:g} must be a fraction in [0, 1] (e.g. 0.7 for 70%)",
+                )
+        if rule.max_attack_success_rate is not None and getattr(spec, "poisoning", None) is None:
+            yield (
+                (*where, "max_attack_success_rate"),
+                "the spec has no poisoning block, so no attack success rate is measured; "
+                "add poisoning: or remove this threshold",
+            )
+        if (
+            rule.min_clean_accuracy is None
+            and not rule.min_accuracy
+            and rule.max_attack_success_rate is None
+            and rule.checklist == "ignore"
+        ):
+            yield (
+                where,
+                "this rule sets no threshold; give min_clean_accuracy, min_accuracy, "
+                "max_attack_success_rate or checklist",
+            )
