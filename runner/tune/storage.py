@@ -213,8 +213,8 @@ def reap_dead_workers(study: optuna.Study, storage: optuna.storages.BaseStorage)
             continue
         tid = storage.get_trial_id_from_study_id_trial_number(study_id, t.number)
         with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
+            storage.set_trial_user_attr(tid, "failure", "its worker process died")
             if storage.set_trial_state_values(tid, state=TrialState.FAIL):
-                storage.set_trial_user_attr(tid, "failure", "its worker process died")
                 failed.append(t.number)
                 retry_callback()(study, storage.get_trial(tid))
     return failed

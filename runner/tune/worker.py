@@ -67,6 +67,16 @@ def work(ctx: TuneContext, info: StorageInfo, tag: str = "") -> None:
 
         objective = AttackObjective(ctx, gate)
     labels = [g.label for g in t.goals]
+
+    def guarded(trial: optuna.Trial) -> Any:
+        if trial.user_attrs.get("failure"):  # a retry inherits its original's attributes
+            trial.set_user_attr("failure", None)
+        try:
+            return objective(trial)
+        except KeyboardInterrupt:
+            trial.set_user_attr("failure", "interrupted; queued again")
+            raise
+
     fail_cap = max(20, 5 * t.trials)
 
     def report(_study: optuna.Study, trial: FrozenTrial) -> None:
@@ -104,7 +114,7 @@ def work(ctx: TuneContext, info: StorageInfo, tag: str = "") -> None:
             objective.current = None
             try:
                 study.optimize(
-                    objective, n_trials=1, catch=(RunFailed, Infeasible), callbacks=[report]
+                    guarded, n_trials=1, catch=(RunFailed, Infeasible), callbacks=[report]
                 )
             except KeyboardInterrupt:
                 _requeue(study, storage, objective.current)
@@ -119,10 +129,7 @@ def _requeue(study: optuna.Study, storage: Any, number: int | None) -> None:
         return
     trial = study.get_trials(deepcopy=False)[number]
     if trial.state == TrialState.FAIL:
-        study_id = storage.get_study_id_from_name(study.study_name)
-        tid = storage.get_trial_id_from_study_id_trial_number(study_id, number)
-        storage.set_trial_user_attr(tid, "failure", "interrupted; queued again")
-        retry_interrupted(study, storage.get_trial(tid))
+        retry_interrupted(study, trial)
 
 
 def spawn(argv: list[str], n: int) -> list[int]:
