@@ -12,6 +12,7 @@ never overshoot the requested number of trials.
 from __future__ import annotations
 
 import contextlib
+import datetime
 import fcntl
 import hashlib
 import os
@@ -29,6 +30,7 @@ from optuna.trial import FrozenTrial, TrialState
 from runner.errors import AdvrunError
 
 MAX_RETRY = 3  # a trial whose worker dies is retried at most this often
+ORPHAN_S = 120  # a running trial that never named its worker is dead after this long
 _SCHEMA_KEY = 0x61647672756E  # pg advisory lock key around Optuna's table creation
 _RDB = re.compile(r"^(postgresql|postgres|sqlite)(\+\w+)?://")
 
@@ -207,9 +209,14 @@ def reap_dead_workers(study: optuna.Study, storage: optuna.storages.BaseStorage)
     host = socket.gethostname()
     failed = []
     study_id = storage.get_study_id_from_name(study.study_name)
+    now = datetime.datetime.now()
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        w = t.user_attrs.get("worker") or {}
-        if w.get("host") != host or _alive(int(w.get("pid", -1))):
+        w = t.user_attrs.get("worker")
+        if w is None:  # killed between Optuna's ask and the objective's first line
+            started = t.datetime_start or now
+            if (now - started).total_seconds() < ORPHAN_S:
+                continue
+        elif w.get("host") != host or _alive(int(w.get("pid", -1))):
             continue
         tid = storage.get_trial_id_from_study_id_trial_number(study_id, t.number)
         with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
