@@ -104,11 +104,14 @@ tune:
 
 
 def test_multi_objective_study_returns_a_pareto_front(tmp_path):
-    tune = LR_SPACE + """\
+    tune = (
+        LR_SPACE
+        + """\
     eps: {float: [0.02, 0.15]}
   objectives: [maximize clean_accuracy, maximize robust_accuracy]
   trials: 3
 """
+    )
     out = tmp_path / "out"
     assert main(["tune", str(write(tmp_path, "pareto", tune, 1)), "-o", str(out), "-q"]) == 0
     s = summary(out)
@@ -118,12 +121,9 @@ def test_multi_objective_study_returns_a_pareto_front(tmp_path):
     assert front and all(len(t["values"]) == 2 for t in front)
     others = [t for t in finished(s) if t["number"] not in {f["number"] for f in front}]
     for t in others:  # nothing off the front dominates a front member
-        assert not any(
-            o["values"][0] >= f["values"][0] and o["values"][1] >= f["values"][1]
-            and o["values"] != f["values"]
-            for f in front
-            for o in [t]
-        )  # fmt: skip
+        for f in front:
+            a, b = t["values"], f["values"]
+            assert not (a[0] >= b[0] and a[1] >= b[1] and a != b)
 
 
 def test_attack_mode_minimises_robust_accuracy_and_exports_the_attack(tmp_path, capsys):

@@ -33,9 +33,7 @@ def _running_trial(journal: Path):
     if not studies:
         return None
     study = optuna.load_study(study_name=studies[0].study_name, storage=storage)
-    return next(
-        (t for t in study.get_trials(deepcopy=False) if t.state.name == "RUNNING"), None
-    )
+    return next((t for t in study.get_trials(deepcopy=False) if t.state.name == "RUNNING"), None)
 
 
 def _wait_for_an_epoch(out: Path, proc: subprocess.Popen, timeout: float = 180):

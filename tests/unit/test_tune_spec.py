@@ -43,6 +43,25 @@ def test_valid_block_and_defaults(write_spec):
     assert t.space["steps"].kind == "int" and t.space["step_size"].log
 
 
+ISSUE_EXAMPLE = """\
+tune:
+  target: {model: cnn, recipe: madry}          # which run of the matrix to tune
+  space:
+    eps: {float: [0.02, 0.3]}                   # training eps of the recipe
+    step_size: {float: [0.002, 0.1], log: true}
+    steps: {int: [3, 15]}
+  objective: {maximize: robust_accuracy, attack: pgd20}   # at the fixed evaluation threat model
+  trials: 30
+  pruner: hyperband                              # median | hyperband | none
+  sampler: tpe                                   # tpe | random | nsga2 (multi-objective)
+"""
+
+
+def test_the_issue_example_validates(write_spec):
+    t = load_spec(write_spec(BASE + ISSUE_EXAMPLE)).spec.tune
+    assert (t.trials, t.pruner_name, t.sampler_name) == (30, "hyperband", "tpe")
+
+
 def test_multi_objective_defaults_to_nsga2_without_pruning(write_spec):
     text = BASE + TUNE.replace(
         "  objective: {maximize: robust_accuracy, attack: pgd20}",
@@ -238,3 +257,27 @@ def test_validate_of_a_tune_spec_imports_neither_torch_nor_optuna():
     )
     modules = {line.split("|")[-1].strip().split(".")[0] for line in out.stderr.splitlines()}
     assert "torch" not in modules and "optuna" not in modules
+
+
+@pytest.mark.parametrize(
+    ("given", "kind", "shown"),
+    [
+        (None, "journal", "study.journal"),
+        ("postgresql://u:secret@db:5432/s", "rdb", "postgresql://u:***@db:5432/s"),
+        ("sqlite:///x.db", "rdb", "sqlite:///x.db"),
+        ("elsewhere/s.journal", "journal", "s.journal"),
+    ],
+)
+def test_storage_choice_hides_passwords(tmp_path, given, kind, shown):
+    from runner.tune.storage import storage_info
+
+    info = storage_info(given, tmp_path, 30)
+    assert info.kind == kind and info.shown.endswith(shown) and "secret" not in info.shown
+
+
+def test_unknown_storage_scheme_is_a_clear_error(tmp_path):
+    from runner.errors import AdvrunError
+    from runner.tune.storage import storage_info
+
+    with pytest.raises(AdvrunError, match="use postgresql://"):
+        storage_info("mysql://u:p@h/db", tmp_path, 30)
