@@ -103,26 +103,28 @@ def _native_epoch(
     epoch: int,
     autocast: contextlib.AbstractContextManager,
 ) -> tuple[float, int, float]:
-    """One epoch of the recipe's batch loss; returns mean loss, first bad batch (-1), lr at it."""
+    """One epoch of the recipe's batch loss; returns mean loss, first bad batch (-1), lr at it.
+
+    Batch losses stay on the device until the epoch ends (one sync per epoch, not per batch);
+    the first non-finite one is found then.
+    """
     model.train()
     perm = torch.randperm(len(x), generator=gen, device=gen.device).to(x.device)
     batches = perm.split(bs)
-    loss_sum = torch.zeros((), device=x.device)
-    bad = torch.full((), -1, device=x.device, dtype=torch.long)
-    bad_lr = torch.zeros((), device=x.device)
+    losses, lrs = [], []
     for b, idx in enumerate(batches):
         with autocast:
             loss = recipe.batch_loss(model, x[idx], y[idx], epoch + b / len(batches))
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        finite = torch.isfinite(loss.detach())
-        first = (bad < 0) & ~finite  # record the first non-finite batch without a device sync
-        bad = torch.where(first, torch.full_like(bad, b), bad)
-        bad_lr = torch.where(first, torch.full_like(bad_lr, opt.param_groups[0]["lr"]), bad_lr)
+        lrs.append(opt.param_groups[0]["lr"])
         opt.step()
         sched.step()
-        loss_sum += loss.detach()
-    return (loss_sum / max(1, len(batches))).item(), int(bad.item()), float(bad_lr.item())
+        losses.append(loss.detach())
+    per_batch = torch.stack(losses).float()
+    bad = (~torch.isfinite(per_batch)).nonzero()
+    first = int(bad[0]) if len(bad) else -1
+    return per_batch.mean().item(), first, lrs[first] if first >= 0 else 0.0
 
 
 def fit(

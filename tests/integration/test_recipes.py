@@ -1,0 +1,337 @@
+"""Every recipe through the real CLI (both engines), the loop's guardrails, and the losses.
+
+Small and quick: an MLP on 300 digits for 2 epochs. The numbers that need real training
+(parity with ART, the robustness ordering) are in test_recipes_parity.py (slow).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import torch.nn.functional as F
+
+from runner.catalog import RECIPES
+from runner.cli import main
+from runner.recipes.base import Recipe, TrainContext
+from runner.recipes.fgsm_rs import FGSMRSRecipe
+from runner.recipes.mart import mart_loss
+from runner.recipes.trades import trades_loss
+
+COMMON = "epochs: 2, batch_size: 100, monitor: {n: 32, steps: 2}, optimizer: {lr: 0.01}"
+ITER = "steps: 3, step_size: eps/2"
+EXTRA = {"pgd": ITER, "trades": ITER, "mart": ITER, "fgsm_rs": ""}
+ART_EXTRA = {"fgsm_rs": "optimizer: {name: sgd, lr: 0.05}"}
+
+
+def recipe_line(kind: str, engine: str) -> str:
+    parts = [f"name: {kind}-{engine}", f"kind: {kind}", f"engine: {engine}", COMMON]
+    if EXTRA.get(kind):
+        parts.append(EXTRA[kind])
+    line = ", ".join(parts)
+    if engine == "art" and kind in ART_EXTRA:
+        line = line.replace("optimizer: {lr: 0.01}", ART_EXTRA[kind])
+    if (kind, engine) == ("standard", "native"):
+        line += ", amp: bf16, channels_last: true"
+    return f"  - {{{line}}}"
+
+
+ENGINES = [(k, "native") for k in RECIPES.names()] + [
+    (k, "art") for k in RECIPES.names() if RECIPES.get(k).meta.get("art")
+]
+
+SPEC = """\
+name: recipes
+seeds: [0]
+device: cpu
+data: {{dataset: digits, limit: 200}}
+threat: {{norm: linf, eps: 0.1}}
+models:
+  - {{name: m, arch: mlp, kwargs: {{hidden: [64]}}}}
+recipes:
+{recipes}
+poisoning: {{trigger: pattern, target: 0, fraction: 0.1}}
+attacks:
+  - {{name: pgd5, kind: pgd, steps: 5, engine: native}}
+eval: {{n: 60, bootstrap: 50, checklist: false}}
+"""
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+@pytest.fixture(scope="module")
+def experiment(tmp_path_factory):
+    root = tmp_path_factory.mktemp("recipes")
+    text = SPEC.format(recipes="\n".join(recipe_line(k, e) for k, e in ENGINES))
+    out = root / "out"
+    rc = main(["run", str(write(root / "spec.yaml", text)), "-o", str(out), "-q"])
+    runs = {p.name.split("@")[1]: p for p in (out / "runs").iterdir()}
+    return rc, out, runs
+
+
+def test_the_whole_family_runs(experiment):
+    rc, out, runs = experiment
+    assert rc == 0
+    assert len(runs) == len(ENGINES)
+    df = pd.read_csv(out / "results.csv")
+    assert set(df["attack"]) >= {"clean", "pgd5", "worst_case", "asr"}
+
+
+@pytest.mark.parametrize(("kind", "engine"), ENGINES, ids=[f"{k}-{e}" for k, e in ENGINES])
+def test_each_recipe_keeps_its_guardrail_records(experiment, kind, engine):
+    _, _, runs = experiment
+    d = runs[f"{kind}-{engine}"]
+    status = json.loads((d / "status.json").read_text())
+    assert status["state"] == "done"
+    epochs = pd.read_csv(d / "epochs.csv")
+    assert list(epochs.columns) == [
+        "epoch",
+        "loss",
+        "lr",
+        "eps",
+        "val_clean",
+        "val_robust",
+        "seconds",
+    ]
+    assert list(epochs["epoch"]) == [1, 2]
+    assert epochs["val_clean"].between(0, 1).all() and epochs["val_robust"].between(0, 1).all()
+    assert (epochs["val_robust"] <= epochs["val_clean"] + 1e-9).all()
+    assert (d / "checkpoints" / "last.pt").exists() and (d / "checkpoints" / "best.pt").exists()
+    # best = highest validation robust accuracy (ties: clean), Rice et al. 2020
+    key = list(zip(epochs["val_robust"], epochs["val_clean"], strict=True))
+    assert status["best_epoch"] == 1 + max(range(len(key)), key=lambda i: (key[i], -i))
+    metrics = json.loads((d / "metrics.json").read_text())
+    assert metrics["checkpoint"] == "best" and metrics["stopped_early"] is None
+    assert metrics["train_passes"]["backward_passes"] > 0
+    assert set(metrics["poisoning"]) == {
+        "asr",
+        "n",
+        "ci_low",
+        "ci_high",
+        "target",
+        "trigger",
+        "fraction",
+    }
+    if engine == "native":
+        assert epochs["loss"].notna().all()
+    adversarial = kind not in ("standard", "backdoor_mitigation")
+    assert (epochs["eps"] > 0).all() == adversarial
+
+
+def test_amp_and_channels_last_are_ignored_with_a_note_on_cpu(experiment):
+    _, _, runs = experiment
+    log = (runs["standard-native"] / "log.txt").read_text()
+    assert "amp and channels_last apply on CUDA only; ignored on cpu" in log
+
+
+def test_art_engine_uses_the_spec_schedule(experiment):
+    # fgsm_rs defaults to the cyclic schedule: 0 -> peak at 40% -> 0, per batch, in ART too
+    _, _, runs = experiment
+    lr = pd.read_csv(runs["fgsm_rs-art"] / "epochs.csv")["lr"]
+    assert lr.iloc[-1] == pytest.approx(0.0, abs=1e-12) and 0 < lr.iloc[0] <= 0.05
+
+
+SINGLE = """\
+name: single
+seeds: [0]
+device: cpu
+data: {{dataset: digits, limit: 200}}
+threat: {{norm: linf, eps: 0.1}}
+models:
+  - {{name: m, arch: mlp, kwargs: {{hidden: [64]}}}}
+recipes:
+  - {recipe}
+attacks:
+  - {{name: pgd5, kind: pgd, steps: 5, engine: native}}
+eval: {{n: 60, bootstrap: 50, checklist: false, checkpoint: {checkpoint}}}
+"""
+
+
+def run_single(tmp_path: Path, recipe: str, checkpoint: str = "best") -> tuple[int, Path]:
+    spec = write(tmp_path / "spec.yaml", SINGLE.format(recipe=recipe, checkpoint=checkpoint))
+    out = tmp_path / "out"
+    rc = main(["run", str(spec), "-o", str(out), "-q"])
+    (d,) = (out / "runs").iterdir()
+    return rc, d
+
+
+@pytest.mark.parametrize(
+    ("recipe", "diagnosis"),
+    [
+        (
+            "{name: r, kind: pgd, epochs: 3, batch_size: 32, steps: 2, step_size: eps/2, "
+            "optimizer: {name: sgd, lr: 1e12}}",
+            r"loss became non-finite at epoch 1, batch \d+ \(lr 1e\+12\)",
+        ),
+        (
+            "{name: r, kind: fgsm_augment, engine: art, epochs: 3, batch_size: 32, optimizer: {name: sgd, lr: 1e12}}",
+            r"ART's trainer left non-finite weights in epoch 1 \(lr 1e\+12",
+        ),
+    ],
+    ids=["native", "art"],
+)
+def test_divergence_fails_the_run_with_a_diagnosis(tmp_path, capsys, recipe, diagnosis):
+    rc, d = run_single(tmp_path, recipe)
+    assert rc == 1
+    status = json.loads((d / "status.json").read_text())
+    assert status["state"] == "failed" and re.search(diagnosis, status["diagnosis"]), status
+    assert not (d / "metrics.json").exists() and not (d / "checkpoints" / "last.pt").exists()
+    assert re.search(diagnosis, capsys.readouterr().out)
+
+
+def test_early_stop_restores_and_evaluates_the_best_epoch(tmp_path, monkeypatch):
+    calls = []
+
+    def collapse_at_3(self, history):
+        calls.append(len(history))
+        return "collapsed (test)" if len(history) == 3 else None
+
+    monkeypatch.setattr(FGSMRSRecipe, "should_stop", collapse_at_3)
+    rc, d = run_single(
+        tmp_path,
+        f"{{name: r, kind: fgsm_rs, epochs: 6, {COMMON.replace('epochs: 2, ', '')}}}",
+        "last",
+    )
+    assert rc == 0 and calls == [1, 2, 3]
+    status = json.loads((d / "status.json").read_text())
+    assert status["stopped_early"] == "collapsed (test)" and status["stopped_epoch"] == 3
+    metrics = json.loads((d / "metrics.json").read_text())
+    # eval.checkpoint is 'last', but a stopped run restored its best epoch: that is evaluated
+    assert metrics["checkpoint"] == "best" and metrics["stopped_epoch"] == 3
+    assert len(pd.read_csv(d / "epochs.csv")) == 3
+    assert "restored epoch" in (d / "log.txt").read_text()
+
+
+def history(robust: list[float]) -> list[dict]:
+    return [{"epoch": i + 1, "val_robust": r} for i, r in enumerate(robust)]
+
+
+@pytest.mark.parametrize(
+    ("robust", "stops"),
+    [
+        ([0.3, 0.5, 0.6, 0.05], True),  # the collapse of Wong et al.'s Figure 1
+        ([0.3, 0.5, 0.6, 0.45], False),  # a dip within the tolerance
+        ([0.3, 0.5, 0.6, 0.39], True),  # 21 points below the best epoch
+        ([0.6], False),
+        ([0.5, float("nan")], False),  # monitoring off
+    ],
+)
+def test_catastrophic_overfitting_guard(robust, stops):
+    recipe = FGSMRSRecipe({"overfit_drop": 0.2}, _ctx())
+    reason = recipe.should_stop(history(robust))
+    assert bool(reason) == stops
+    if stops:
+        assert "catastrophic overfitting" in reason and "epoch 3" in reason
+    assert FGSMRSRecipe({"overfit_drop": None}, _ctx()).should_stop(history(robust)) is None
+
+
+def _ctx(norm: str = "linf") -> TrainContext:
+    return TrainContext(torch.device("cpu"), (0.0, 1.0), {"norm": norm, "eps": 0.1}, 10, (1, 8, 8))
+
+
+def test_mart_loss_is_the_papers_formula():
+    g = torch.Generator().manual_seed(0)
+    logits, logits_adv = torch.randn(16, 10, generator=g) * 3, torch.randn(16, 10, generator=g) * 3
+    y = torch.randint(0, 10, (16,), generator=g)
+    beta = 6.0
+    p, q = logits.softmax(1).double().numpy(), logits_adv.softmax(1).double().numpy()
+    total = 0.0
+    for i, t in enumerate(y.tolist()):  # Wang et al. 2020, eq. 9, term by term
+        other = max(q[i, k] for k in range(10) if k != t)
+        bce = -math.log(q[i, t]) - math.log(1 - other)
+        kl = sum(p[i, k] * math.log(p[i, k] / q[i, k]) for k in range(10))
+        total += bce + beta * kl * (1 - p[i, t])
+    got = mart_loss(logits, logits_adv, y, beta).item()
+    assert got == pytest.approx(total / len(y), rel=1e-3)
+
+
+def test_trades_loss_is_the_papers_formula():
+    g = torch.Generator().manual_seed(1)
+    logits, logits_adv = torch.randn(8, 10, generator=g), torch.randn(8, 10, generator=g)
+    y = torch.randint(0, 10, (8,), generator=g)
+    p, q = logits.softmax(1).double().numpy(), logits_adv.softmax(1).double().numpy()
+    ce = np.mean([-math.log(p[i, t]) for i, t in enumerate(y.tolist())])
+    kl = np.mean([sum(p[i] * np.log(p[i] / q[i])) for i in range(8)])
+    assert trades_loss(logits, logits_adv, y, 2.0).item() == pytest.approx(ce + 2 * kl, rel=1e-4)
+
+
+def _model() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return torch.nn.Sequential(
+        torch.nn.Flatten(), torch.nn.Linear(64, 32), torch.nn.ReLU(), torch.nn.Linear(32, 10)
+    )
+
+
+@pytest.mark.parametrize("norm", ["linf", "l2"])
+@pytest.mark.parametrize("start", ["uniform", "gaussian", "none"])
+def test_training_attacks_stay_in_the_threat_model_and_leave_the_weights_alone(norm, start):
+    model = _model().train()
+    x, y = torch.rand(32, 1, 8, 8), torch.randint(0, 10, (32,))
+    eps = 0.1 if norm == "linf" else 0.5
+    x_adv = Recipe({}, _ctx(norm)).perturb(model, x, y, eps, eps / 2, 4, start=start)
+    d = (x_adv - x).flatten(1)
+    size = d.abs().amax(1) if norm == "linf" else d.norm(dim=1)
+    assert (size <= eps + 1e-6).all() and x_adv.min() >= 0 and x_adv.max() <= 1
+    assert size.max() > eps / 2  # it moved
+    assert model.training and all(p.requires_grad and p.grad is None for p in model.parameters())
+    assert not x_adv.requires_grad
+
+
+def test_native_inner_pgd_matches_arts_pgd():
+    from art.attacks.evasion import ProjectedGradientDescent
+
+    from runner.attacks.art_attacks import make_classifier
+
+    model = _model().eval()
+    x, y = torch.rand(64, 1, 8, 8), torch.randint(0, 10, (64,))
+    ours = Recipe({}, _ctx()).perturb(model, x, y, 0.1, 0.03, 5, start="none")
+    clf = make_classifier(model, (1, 8, 8), 10, (0.0, 1.0), torch.device("cpu"))
+    pgd = ProjectedGradientDescent(
+        clf, eps=0.1, eps_step=0.03, max_iter=5, num_random_init=0, batch_size=64, verbose=False
+    )
+    theirs = pgd.generate(x.numpy(), y=y.numpy())
+    assert np.abs(ours.numpy() - theirs).max() < 1e-5
+
+
+def test_trades_inner_step_raises_the_kl():
+    from runner.recipes.trades import kl_sum
+
+    model = _model()
+    x = torch.rand(32, 1, 8, 8)
+    with torch.no_grad():
+        p = F.softmax(model(x), dim=1)
+    r = Recipe({}, _ctx())
+    near = r.perturb(model, x, p, 0.1, 0.05, 0, start="none")
+    far = r.perturb(model, x, p, 0.1, 0.025, 5, start="gaussian", loss_fn=kl_sum)
+    with torch.no_grad():
+        assert kl_sum(model(far), p) > 10 * max(kl_sum(model(near), p).item(), 1e-6)
+
+
+def test_fgsm_augment_replaces_the_ratio_of_each_batch():
+    from runner.recipes.fgsm_augment import FGSMAugmentRecipe
+
+    seen = []
+    model = _model()
+    real = model.forward
+    model.forward = lambda t: (seen.append(t.detach().clone()), real(t))[1]
+    x, y = torch.rand(10, 1, 8, 8), torch.randint(0, 10, (10,))
+    cfg = {"eps": 0.1, "ratio": 0.3}
+    FGSMAugmentRecipe(cfg, _ctx()).batch_loss(model, x, y, 0.0)
+    trained = seen[-1]  # the last forward is the training batch
+    changed = (trained - x).flatten(1).abs().amax(1) > 1e-6
+    assert changed.tolist() == [True] * 3 + [False] * 7  # ceil(0.3 * 10) FGSM examples
+
+
+def test_eps_warmup_ramps_the_training_eps():
+    r = Recipe({"eps": 0.2, "eps_warmup_epochs": 4}, _ctx())
+    assert [r.eps_at(e) for e in (0, 1, 2, 4, 7)] == pytest.approx([0, 0.05, 0.1, 0.2, 0.2])
