@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 TORCH ?= torch==2.13.0
 PYTEST_ARGS ?= -m "not slow"
 
-.PHONY: install demo test test-all lint format bench clean
+.PHONY: install demo test test-all lint format bench clean chromium
 
 install: $(VENV)/.installed
 
@@ -33,6 +33,13 @@ lint: install
 format: install
 	$(BIN)/ruff format runner tests bench
 	$(BIN)/ruff check --fix runner tests bench
+
+# Headless Chromium for the report test (tests/integration/test_report_chromium.py), from
+# Debian's package when missing (needs root, as in CI); without it that test is skipped.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+	@chromium --version 2>/dev/null
 
 clean:
 	rm -rf $(VENV) reports .pytest_cache

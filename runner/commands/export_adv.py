@@ -88,6 +88,8 @@ def run(args: argparse.Namespace) -> int:
     from runner.store import now
     from runner.train.loop import load_checkpoint
 
+    if not re.match(r"^(auto|cpu|mps|cuda(:\d+)?)$", args.device):
+        raise AdvrunError(f"--device '{args.device}' is not one of auto, cpu, mps, cuda, cuda:N")
     device = select_device(args.device)
     seed_everything(int(cfg.get("seed", 0)))
     threat = cfg["threat"]

@@ -105,12 +105,18 @@ def experiment_data(exp: Experiment, label: str) -> dict[str, Any]:
 
 
 def _labels(exps: list[Experiment]) -> list[str]:
-    """Experiment names, made unique with their directory names where two share a name."""
+    """Experiment names, made unique with as much of their directory path as it takes."""
     names = [e.name for e in exps]
-    return [
-        n if names.count(n) == 1 else f"{n} ({e.root.resolve().name})"
-        for n, e in zip(names, exps, strict=True)
-    ]
+    paths = [e.root.resolve() for e in exps]
+    labels = list(names)
+    for depth in range(1, 1 + max(len(p.parts) for p in paths)):
+        if len(set(labels)) == len(labels):
+            break
+        labels = [
+            n if names.count(n) == 1 else f"{n} ({'/'.join(p.parts[-depth:])})"
+            for n, p in zip(names, paths, strict=True)
+        ]
+    return labels
 
 
 def build(dirs: list[str | Path]) -> dict[str, Any]:

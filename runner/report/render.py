@@ -115,10 +115,14 @@ def write_companions(report: dict[str, Any]) -> list[Path]:
         write_json(root / "results.json", single)
         written.append(root / "results.json")
         for run in exp["runs"]:
-            if run["results"] and run["dir"]:
-                path = contained(root / "runs", run["dir"], "model_card.json")
+            if not run["dir"]:
+                continue
+            path = contained(root / "runs", run["dir"], "model_card.json")
+            if run["results"]:
                 write_json(path, model_card(exp, run))
                 written.append(path)
+            else:  # a card must describe current results: none for a failed or pending run
+                path.unlink(missing_ok=True)
     return written
 
 
