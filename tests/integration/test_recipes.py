@@ -25,6 +25,16 @@ from runner.recipes.fgsm_rs import FGSMRSRecipe
 from runner.recipes.mart import mart_loss
 from runner.recipes.trades import trades_loss
 
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """One torch thread: on a shared 2-core machine, multi-threaded kernels stall on busy cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 COMMON = "epochs: 2, batch_size: 100, monitor: {n: 32, steps: 2}, optimizer: {lr: 0.01}"
 ITER = "steps: 3, step_size: eps/2"
 EXTRA = {"pgd": ITER, "trades": ITER, "mart": ITER, "fgsm_rs": ""}
@@ -335,3 +345,20 @@ def test_fgsm_augment_replaces_the_ratio_of_each_batch():
 def test_eps_warmup_ramps_the_training_eps():
     r = Recipe({"eps": 0.2, "eps_warmup_epochs": 4}, _ctx())
     assert [r.eps_at(e) for e in (0, 1, 2, 4, 7)] == pytest.approx([0, 0.05, 0.1, 0.2, 0.2])
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("kind", ["pgd", "trades"])
+def test_bf16_and_channels_last_train_on_cuda(tmp_path, kind):
+    recipe = (
+        f"{{name: r, kind: {kind}, amp: bf16, channels_last: true, steps: 3, "
+        "step_size: eps/2, epochs: 2, batch_size: 64, monitor: {n: 32, steps: 2}}"
+    )
+    spec = SINGLE.format(recipe=recipe, checkpoint="best").replace(
+        "arch: mlp, kwargs: {hidden: [64]}", "arch: small_cnn"
+    )
+    path = write(tmp_path / "spec.yaml", spec.replace("device: cpu", "device: cuda"))
+    assert main(["run", str(path), "-o", str(tmp_path / "out"), "-q"]) == 0
+    (d,) = (tmp_path / "out" / "runs").iterdir()
+    assert pd.read_csv(d / "epochs.csv")["loss"].notna().all()
+    assert "ignored" not in (d / "log.txt").read_text()

@@ -188,3 +188,11 @@ def test_validate_prints_all_recipe_errors_at_once(write_spec, capsys):
     assert main(["validate", str(write_spec(text))]) == 2
     err = capsys.readouterr().err
     assert "2 errors" in err and ":10:" in err and ":11:" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("name", ["recipes.yaml", "poisoning.yaml"])
+def test_example_specs_are_valid(name):
+    from pathlib import Path
+
+    spec = load_spec(Path(__file__).resolve().parents[2] / "specs" / name).spec
+    assert {r.kind for r in spec.recipes} >= {"standard"}
