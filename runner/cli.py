@@ -20,6 +20,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("runner.commands.run", "train, attack and store every run of a spec (resumable)"),
     "schema": ("runner.commands.schema", "print the JSON Schema of the spec"),
     "tune": ("runner.commands.tune", "run or continue the spec's Optuna study (tune: block)"),
+    "eval": (
+        "runner.commands.eval",
+        "audit an existing model (--checkpoint or a model factory) against the spec's suite",
+    ),
     "report": ("runner.commands.report", "render one self-contained HTML report of output dirs"),
     "export-adv": (
         "runner.commands.export_adv",

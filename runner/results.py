@@ -57,6 +57,8 @@ def collect(plan: Plan, store: Store) -> pd.DataFrame:
                     "n": r["n"],
                     "ci_low": r["ci_low"],
                     "ci_high": r["ci_high"],
+                    "scope": r.get("scope"),
+                    "broken": r.get("broken"),
                     "train_seconds": m["train_seconds"],
                     "eval_seconds": m["eval_seconds"],
                     "train_forward_passes": m["train_passes"]["forward_passes"],
@@ -64,7 +66,69 @@ def collect(plan: Plan, store: Store) -> pd.DataFrame:
                     **hp,
                 }
             )
+    rows += _audit_rows(plan, store)  # models audited with `advrun eval`
     return pd.DataFrame(rows, columns=None if rows else COLUMNS)
+
+
+def _audited(plan: Plan, store: Store) -> list[dict]:
+    """metrics.json of models audited with ``advrun eval`` under the plan's evaluation settings."""
+    if not plan.runs or not store.runs_dir.is_dir():
+        return []
+    found = []
+    for path in sorted(store.runs_dir.glob("*/metrics.json")):
+        m = read_json(path)
+        if m and m.get("kind") == "audit" and m.get("eval_hash") == plan.runs[0].eval_hash:
+            found.append(m)
+    return found
+
+
+def _audit_rows(plan: Plan, store: Store) -> list[dict]:
+    keys = ("attack", "norm", "eps", "accuracy", "n", "ci_low", "ci_high", "scope", "broken")
+    return [
+        {
+            "run_id": m["run_id"],
+            "model": m["model"],
+            "arch": m["arch"],
+            "recipe": "audit",
+            "kind": "audit",
+            "seed": None,
+            **{k: r.get(k) for k in keys},
+            "attack_kind": r["kind"],
+            "train_seconds": 0.0,
+            "eval_seconds": m["eval_seconds"],
+            "train_forward_passes": 0,
+            "train_backward_passes": 0,
+        }
+        for m in _audited(plan, store)
+        for r in m["results"]
+    ]
+
+
+CURVE_COLUMNS = ["run_id", "model", "recipe", "seed", "attack", "eps", "accuracy", "n",
+                 "ci_low", "ci_high"]  # fmt: skip
+
+
+def collect_curves(plan: Plan, store: Store) -> pd.DataFrame:
+    """Tidy robustness curves: one row per (run, attack, eps), trained runs and audits."""
+    rows = []
+    for run in plan.runs:
+        m = read_json(store.run_dir(run) / "metrics.json")
+        if m and m.get("eval_hash") == run.eval_hash:
+            ident = {"run_id": run.id, "model": run.model["name"], "recipe": run.recipe["name"],
+                     "seed": run.seed}  # fmt: skip
+            rows += [{**ident, **c} for c in m.get("curves") or []]
+    for m in _audited(plan, store):
+        ident = {"run_id": m["run_id"], "model": m["model"], "recipe": "audit", "seed": None}
+        rows += [{**ident, **c} for c in m.get("curves") or []]
+    return pd.DataFrame(rows, columns=CURVE_COLUMNS)
+
+
+def write_curves(plan: Plan, store: Store) -> pd.DataFrame:
+    """curves.csv and curves.parquet beside results.csv (empty files when no curve was asked)."""
+    df = collect_curves(plan, store)
+    write_with(store.root / "curves.csv", lambda p: df.to_csv(p, index=False))
+    write_with(store.root / "curves.parquet", lambda p: df.to_parquet(p, index=False))
+    return df
 
 
 def write(df: pd.DataFrame, root: Path) -> None:

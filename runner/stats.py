@@ -40,3 +40,37 @@ def mcnemar(correct_a: np.ndarray, correct_b: np.ndarray) -> dict[str, float]:
         tail = sum(math.comb(n, i) for i in range(k + 1)) / 2**n
         p = min(1.0, 2 * tail)
     return {"only_a": only_a, "only_b": only_b, "p_value": p}
+
+
+def mean_std(values) -> dict[str, float]:
+    """Mean and sample standard deviation (ddof 1; 0 for one value) across seeds, with n."""
+    v = np.asarray([x for x in values if x is not None and not np.isnan(x)], dtype=np.float64)
+    if v.size == 0:
+        return {"mean": float("nan"), "std": float("nan"), "n": 0}
+    std = float(v.std(ddof=1)) if v.size > 1 else 0.0
+    return {"mean": float(v.mean()), "std": std, "n": int(v.size)}
+
+
+def format_mean_std(values, digits: int = 3) -> str:
+    """``0.812 ± 0.014 (n=3)``; a single seed shows no spread."""
+    s = mean_std(values)
+    if s["n"] == 0:
+        return "n/a"
+    if s["n"] == 1:
+        return f"{s['mean']:.{digits}f} (n=1)"
+    return f"{s['mean']:.{digits}f} ± {s['std']:.{digits}f} (n={s['n']})"
+
+
+def compare_runs(examples_a, examples_b, attack: str = "worst_case") -> dict[str, float]:
+    """McNemar on two runs' per-example correctness under ``attack`` (same test examples).
+
+    ``examples_*`` are the runs' examples.parquet frames; accuracy of each and the paired test.
+    """
+    a = examples_a[examples_a["attack"] == attack].sort_values("example")
+    b = examples_b[examples_b["attack"] == attack].sort_values("example")
+    if len(a) != len(b) or not np.array_equal(a["example"].to_numpy(), b["example"].to_numpy()):
+        raise ValueError("the two runs were not evaluated on the same test examples")
+    if "label" in a and not np.array_equal(a["label"].to_numpy(), b["label"].to_numpy()):
+        raise ValueError("the two runs' test examples have different labels (another split?)")
+    ca, cb = a["correct"].to_numpy(bool), b["correct"].to_numpy(bool)
+    return {"accuracy_a": float(ca.mean()), "accuracy_b": float(cb.mean()), **mcnemar(ca, cb)}

@@ -103,6 +103,9 @@ def cw_linf(classifier, cfg: dict[str, Any]):
         confidence=cfg["confidence"],
         learning_rate=cfg["learning_rate"],
         max_iter=cfg["steps"],
+        initial_const=cfg["initial_const"],
+        largest_const=cfg["largest_const"],
+        decrease_factor=cfg["decrease_factor"],
         batch_size=cfg["batch_size"],
         verbose=False,
     )

@@ -16,6 +16,7 @@ import torch
 from torch import Tensor, nn
 
 _BIG = 1e30
+_SUBNORMAL = 1e-30
 
 
 def hyperplane_box_projection(
@@ -94,6 +95,9 @@ def fab_targeted(
         a2 = _dist(d2, norm).clamp_min(1e-8)[:, None]
         alpha = (a1 / (a1 + a2)).clamp(0.0, alpha_max)
         x1 = ((x1 + eta * d1) * (1 - alpha) + (x0 + eta * d2) * alpha).clamp(lo, hi)
+        # flush subnormal pixels (e.g. 1e-39 next to a 0 background): on CPUs they make every
+        # following convolution tens of times slower
+        x1 = x1.masked_fill(x1.abs() < _SUBNORMAL, 0.0)
         with torch.no_grad():
             is_adv = model(x1.view(shape)).argmax(1) != y
         if is_adv.any():

@@ -49,6 +49,7 @@ def run(args: argparse.Namespace) -> int:
     outcomes = execute_plan(plan, store, opts, runs)
     df = results.collect(plan, store)
     results.write(df, store.root)
+    results.write_curves(plan, store)  # curves.csv/.parquet (eval.eps_curve)
     print(results.format_table(df))
     print(f"results: {store.root / 'results.csv'}")
     failed = [o for o in outcomes if o.state == "failed"]

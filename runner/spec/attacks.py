@@ -110,7 +110,12 @@ class CWLinfAttack(AttackBase):
     norm: Literal["linf"] = Field("linf", description="always linf")
     confidence: float = Field(0.0, ge=0, description="required logit margin of the adversarial")
     learning_rate: float = Field(0.01, gt=0, description="step size")
-    steps: int = Field(10, ge=1, le=100000, description="iterations")
+    steps: int = Field(10, ge=1, le=100000, description="iterations per (tau, c) pair")
+    initial_const: float = Field(1e-5, gt=0, description="first trade-off constant c")
+    largest_const: float = Field(20.0, gt=0, description="c doubles up to this value")
+    decrease_factor: float = Field(
+        0.9, gt=0, lt=1, description="tau shrinks by this factor; ART loops per example: slow"
+    )
 
 
 class DeepFoolAttack(AttackBase):

@@ -140,6 +140,12 @@ class EvalSpec(StrictModel):
         256, ge=8, le=100000, description="test examples the checklist probes use"
     )
 
+    @field_validator("eps_curve")
+    @classmethod
+    def _as_floats(cls, v: list[float | str] | None) -> list[float | str] | None:
+        # whole numbers (0, 1) serialise as floats like every other eps
+        return None if v is None else [float(e) if isinstance(e, int) else e for e in v]
+
 
 class OutputSpec(StrictModel):
     """Where results go."""

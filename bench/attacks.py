@@ -1,0 +1,147 @@
+"""Speed and strength of advrun's worst-case suite against ART's default AutoAttack.
+
+    .venv/bin/python bench/attacks.py [--art-n 60] [--spec specs/audit.yaml] [--out bench/attacks.json]
+
+On the digits test split with a PGD-trained small CNN (trained here, ~10 s):
+
+1. advrun's worst-case cascade (the at-threat attacks of ``--spec``) on the whole test split;
+2. ART's default ``AutoAttack(...).generate`` (only eps and norm set) on the first ``--art-n``
+   test examples, its time scaled linearly to the whole split (ART attacks examples
+   independently, so time is linear in n; the issue measured 716 s on 397 digits on 2 cores);
+3. robust accuracy of both on the same ``--art-n`` examples, paired (examples each one broke);
+4. native APGD (CE, DLR) against ART's AutoProjectedGradientDescent on the whole split.
+
+Timings are wall clock in one process on this machine; compare ratios, not absolute seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from runner.attacks import native  # noqa: E402
+from runner.attacks.art_attacks import make_classifier  # noqa: E402
+from runner.attacks.runner import generate  # noqa: E402
+from runner.compile import compile_spec  # noqa: E402
+from runner.eval.cascade import at_threat_model, run_suite  # noqa: E402
+from runner.models import build_model  # noqa: E402
+from runner.prepare import prepare  # noqa: E402
+from runner.spec import load_spec  # noqa: E402
+
+
+def train_pgd_model(data, eps: float, epochs: int = 15, seed: int = 0) -> torch.nn.Module:
+    """Madry PGD training (7 steps of eps/4), as the quickstart's madry recipe."""
+    torch.manual_seed(seed)
+    model = build_model("small_cnn", data.input_shape, data.num_classes)
+    opt = torch.optim.Adam(model.parameters(), 1e-3)
+    x, y = data.x_train, data.y_train
+    for _ in range(epochs):
+        perm = torch.randperm(len(x))
+        for i in range(0, len(x), 128):
+            b = perm[i : i + 128]
+            model.eval()
+            xa = native.pgd(model, x[b], y[b], eps, eps / 4, 7)
+            model.train()
+            loss = torch.nn.functional.cross_entropy(model(xa), y[b])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    return model.eval()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--spec", default=str(ROOT / "specs" / "audit.yaml"))
+    ap.add_argument("--art-n", type=int, default=60)
+    ap.add_argument("--skip-apgd", action="store_true")
+    ap.add_argument("--out", default=None)
+    ap.add_argument("--model-cache", default=None, help="save/load the trained model here")
+    args = ap.parse_args()
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    plan = compile_spec(load_spec(args.spec).spec)
+    threat, attacks = plan.threat, plan.attacks
+    data = prepare(plan.runs[0].config["data"], tuple(threat["pixel_range"]), torch.device("cpu"))
+    x, y = data.x_test, data.y_test
+    t0 = time.perf_counter()
+    cache = Path(args.model_cache) if args.model_cache else None
+    if cache and cache.exists():
+        model = build_model("small_cnn", data.input_shape, data.num_classes)
+        model.load_state_dict(torch.load(cache, weights_only=True))
+        model.eval()
+    else:
+        model = train_pgd_model(data, threat["eps"])
+        if cache:
+            torch.save(model.state_dict(), cache)
+    print(f"PGD-trained model ready in {time.perf_counter() - t0:.1f}s; test n={len(x)}")
+    out: dict = {"n_test": len(x), "threat": threat, "torch_threads": torch.get_num_threads()}
+
+    t0 = time.perf_counter()
+    attacks = [a for a in attacks if at_threat_model(a, threat)]  # the worst-case suite only
+    suite = run_suite(model, x, y, attacks, threat, data.num_classes, 512, "cascade", print)
+    t_suite = time.perf_counter() - t0
+    worst = suite.examples[suite.examples.attack == "worst_case"].sort_values("example")
+    ours = worst["correct"].to_numpy(bool)
+    out["suite"] = {"attacks": suite.at_threat, "seconds": t_suite, "robust_accuracy": ours.mean()}
+    print(f"advrun suite {suite.at_threat}: {t_suite:.1f}s, robust accuracy {ours.mean():.4f}")
+
+    from art.attacks.evasion import AutoAttack
+
+    n = min(args.art_n, len(x))
+    clf = make_classifier(model, tuple(x.shape[1:]), data.num_classes, threat["pixel_range"],
+                          torch.device("cpu"))  # fmt: skip
+    aa = AutoAttack(clf, norm=np.inf if threat["norm"] == "linf" else 2, eps=threat["eps"])
+    for sub in aa.attacks:
+        sub.verbose = False
+    t0 = time.perf_counter()
+    x_art = aa.generate(x=x[:n].numpy(), y=y[:n].numpy())
+    t_art = time.perf_counter() - t0
+    with torch.no_grad():
+        art_ok = (model(torch.as_tensor(x_art)).argmax(1) == y[:n]).numpy()
+    scaled = t_art * len(x) / n
+    ours_n = ours[:n]
+    out["art_autoattack"] = {
+        "n": n, "seconds": t_art, "seconds_scaled_to_test": scaled,
+        "robust_accuracy": art_ok.mean(), "advrun_on_same": ours_n.mean(),
+        "broken_by_art_only": int((ours_n & ~art_ok).sum()),
+        "broken_by_advrun_only": int((~ours_n & art_ok).sum()),
+    }  # fmt: skip
+    out["speedup"] = scaled / t_suite
+    print(
+        f"ART AutoAttack on {n}: {t_art:.1f}s (scaled to {len(x)}: {scaled:.0f}s), robust accuracy "
+        f"{art_ok.mean():.4f}; advrun on the same {n}: {ours_n.mean():.4f} "
+        f"(ART-only breaks {out['art_autoattack']['broken_by_art_only']}, advrun-only "
+        f"{out['art_autoattack']['broken_by_advrun_only']}); speed-up {out['speedup']:.1f}x"
+    )
+
+    if not args.skip_apgd:
+        out["apgd"] = {}
+        for loss in ("ce", "dlr"):
+            cfg = {"kind": "apgd", "name": f"apgd_{loss}", "eps": threat["eps"],
+                   "norm": threat["norm"], "loss": loss, "targeted": False, "n_targets": 9,
+                   "steps": 100, "restarts": 1, "batch_size": 512}  # fmt: skip
+            res = {}
+            for engine in ("native", "art"):
+                t0 = time.perf_counter()
+                gen = torch.Generator().manual_seed(0)
+                xa = generate(model, x, y, {**cfg, "engine": engine}, threat["pixel_range"],
+                              data.num_classes, clf, gen)  # fmt: skip
+                with torch.no_grad():
+                    acc = float((model(xa).argmax(1) == y).float().mean())
+                res[engine] = {"accuracy": acc, "seconds": time.perf_counter() - t0}
+            out["apgd"][loss] = res
+            print(f"APGD-{loss}: native {res['native']} vs ART {res['art']}")
+    if args.out:
+        Path(args.out).write_text(json.dumps(out, indent=2, default=float) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,239 @@
+"""``advrun eval SPEC --checkpoint PATH``: audit an existing model, no training.
+
+Each model of the spec (or ``--model NAME``) is built, its weights loaded from a plain
+``state_dict`` (``torch.load(weights_only=True)``: pickled objects are refused), or taken from a
+model factory allowed with ``--allow-import``; it is then evaluated against the spec's suite,
+curve and checklist exactly like a trained run, and stored as a run directory under ``runs/``
+(``recipe`` and ``kind`` are ``audit``) whose rows join ``results.csv`` and ``curves.csv``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import time
+from pathlib import Path
+from typing import Any
+
+from runner.commands.common import add_import_argument, add_spec_arguments, load
+from runner.errors import AdvrunError
+from runner.registry import did_you_mean
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    add_spec_arguments(p)
+    add_import_argument(p)
+    p.add_argument(
+        "--checkpoint",
+        metavar="PATH",
+        help="a saved state_dict (torch.save(model.state_dict(), PATH)); optional for a model "
+        "factory that loads its own weights",
+    )
+    p.add_argument("--model", metavar="NAME", help="audit only this model of the spec")
+    p.add_argument("--device", help="override the spec's device (auto, cpu, cuda, cuda:N)")
+    p.add_argument("--force", action="store_true", help="re-evaluate even if already done")
+    p.add_argument("-q", "--quiet", action="store_true", help="print only the results table")
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def load_state_dict(path: Path, device) -> dict[str, Any]:
+    """A plain state_dict from ``path``; clear errors for a missing file or a pickle payload."""
+    import pickle
+
+    import torch
+
+    if not path.is_file():
+        raise AdvrunError(f"checkpoint {path}: no such file; pass the path of a saved state_dict")
+    try:
+        obj = torch.load(path, map_location=device, weights_only=True)
+    except pickle.UnpicklingError as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise AdvrunError(
+            f"checkpoint {path}: refused to load: it holds pickled Python objects, not just "
+            f"tensors ({first[:200]}); save model.state_dict() with torch.save instead"
+        ) from None
+    except Exception as e:  # not a torch file at all: zip/EOF/format errors vary by version
+        raise AdvrunError(
+            f"checkpoint {path}: not a PyTorch checkpoint ({type(e).__name__}: {str(e)[:200]})"
+        ) from None
+    if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
+        obj = obj["state_dict"]  # a common wrapper
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise AdvrunError(
+            f"checkpoint {path}: expected a state_dict (a mapping of names to tensors), got "
+            f"{type(obj).__name__}; save model.state_dict() with torch.save"
+        )
+    return obj
+
+
+def _load_into(model, state: dict[str, Any], path: Path, name: str) -> None:
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    wrong = [
+        f"{k} {tuple(state[k].shape)} != {tuple(v.shape)}"
+        for k, v in own.items()
+        if k in state and tuple(state[k].shape) != tuple(v.shape)
+    ]
+    if missing or unexpected or wrong:
+        parts = []
+        if wrong:
+            parts.append(
+                "wrong shapes: " + "; ".join(wrong[:3]) + (" ..." if len(wrong) > 3 else "")
+            )
+        if missing:
+            parts.append(
+                "missing: " + ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
+            )
+        if unexpected:
+            parts.append(
+                "unexpected: " + ", ".join(unexpected[:5]) + (" ..." if len(unexpected) > 5 else "")
+            )
+        raise AdvrunError(
+            f"checkpoint {path} does not fit model '{name}' ({'; '.join(parts)}); check the "
+            "model's arch and kwargs in the spec"
+        )
+    model.load_state_dict(state)
+
+
+def audit_model(
+    model_cfg: dict[str, Any],
+    ckpt: Path | None,
+    sha: str | None,
+    plan,
+    store,
+    device_name: str,
+    allow_import: list[str],
+    force: bool,
+    log=print,
+) -> dict[str, Any]:
+    """Evaluate one model like a run; store run.json, metrics.json, examples.parquet, status."""
+    from runner.compile import short_hash
+    from runner.device import seed_everything, select_device
+    from runner.evaluate import evaluate_run
+    from runner.fsio import read_json, write_json, write_with
+    from runner.models import build_model
+    from runner.prepare import prepare
+    from runner.provenance import git_commit, versions
+    from runner.runlog import RunLog
+    from runner.store import now
+    from runner.train.counter import PassCounter
+
+    cfg = plan.runs[0].config
+    threat, data_cfg = cfg["threat"], cfg["data"]
+    source = {"checkpoint": str(ckpt) if ckpt else None, "checkpoint_sha256": sha}
+    ident = {"model": model_cfg, "data": data_cfg, "threat": threat, **source}
+    tag = ckpt.stem if ckpt else "factory"
+    slug = f"{model_cfg['name']}@audit[{tag}]"
+    run_id = f"{slug}-{short_hash(ident)}"
+    d = store.run_dir(run_id)
+    old = read_json(d / "metrics.json")
+    if old and old.get("eval_hash") == plan.runs[0].eval_hash and not force:
+        log(f"{slug}: already evaluated, skipped (--force to redo)")
+        return old
+    d.mkdir(parents=True, exist_ok=True)
+    run_json = {"id": run_id, "slug": slug, "kind": "audit", "eval_hash": plan.runs[0].eval_hash,
+                "model": model_cfg, "data": data_cfg, "threat": threat, "attacks": cfg["attacks"],
+                "eval": cfg["eval"], "experiment": cfg["experiment"], **source}  # fmt: skip
+    write_json(d / "run.json", run_json)
+    device = select_device(device_name)
+    seed_everything(0)
+    data = prepare(data_cfg, tuple(threat["pixel_range"]), device)
+    model = build_model(
+        model_cfg["arch"], data.input_shape, data.num_classes, model_cfg["kwargs"], allow_import
+    )
+    if ckpt is not None:
+        _load_into(model, load_state_dict(ckpt, device), ckpt, model_cfg["name"])
+    model = model.to(device).eval()
+    status = {"state": "running", "started": now(), "device": str(device)}
+    write_json(d / "status.json", status)
+    runlog = RunLog(d / "log.txt")
+
+    def both(msg: str) -> None:
+        runlog(msg)
+        log(msg)
+
+    try:
+        n = cfg["eval"]["n"] or len(data.x_test)
+        counter = PassCounter(model)
+        t0 = time.perf_counter()
+        both(f"auditing {slug} on {device} ({n} test examples)")
+        ev = evaluate_run(
+            model, data.x_test[:n], data.y_test[:n], cfg["attacks"], threat, data.num_classes,
+            cfg["eval"], both,
+        )  # fmt: skip
+        counter.close()
+        write_with(d / "examples.parquet", lambda p: ev.examples.to_parquet(p, index=False))
+        metrics = {
+            "run_id": run_id, "slug": slug, "eval_hash": plan.runs[0].eval_hash,
+            "model": model_cfg["name"], "arch": model_cfg["arch"], "recipe": "audit",
+            "kind": "audit", "seed": None, "sweep": {}, "hyperparameters": {},
+            "checkpoint": str(ckpt) if ckpt else None, "checkpoint_sha256": sha,
+            "best_epoch": None, "stopped_early": None,
+            "results": ev.results, "curves": ev.curves, "checklist": ev.checklist,
+            "data_sha256": data.sha256, "device": str(device),
+            "train_seconds": 0.0, "eval_seconds": time.perf_counter() - t0,
+            "train_passes": {"forward_passes": 0, "backward_passes": 0},
+            "eval_passes": counter.as_dict(), "versions": versions(), "git_commit": git_commit(),
+        }  # fmt: skip
+        write_json(d / "metrics.json", metrics)
+        write_json(d / "status.json", {**status, "state": "done", "finished": now()})
+        both("done")
+        return metrics
+    except Exception as e:
+        write_json(d / "status.json", {**status, "state": "failed", "diagnosis": str(e)})
+        raise
+    finally:
+        runlog.close()
+
+
+def run(args: argparse.Namespace) -> int:
+    loaded, plan, store = load(args)
+    spec = loaded.spec
+    models = list(spec.models)
+    if args.model:
+        names = [m.name for m in models]
+        if args.model not in names:
+            raise AdvrunError(
+                f"--model '{args.model}' is not a model of the spec{did_you_mean(args.model, names)};"
+                f" models: {', '.join(names)}"
+            )
+        models = [m for m in models if m.name == args.model]
+    ckpt = Path(args.checkpoint) if args.checkpoint else None
+    for m in models:
+        if ckpt is None and ":" not in m.arch:
+            raise AdvrunError(
+                f"model '{m.name}' ({m.arch}) would be evaluated untrained: pass --checkpoint "
+                "PATH, or use a model factory 'package.module:function' with --allow-import"
+            )
+    from runner import results
+    from runner.fsio import write_text
+
+    store.root.mkdir(parents=True, exist_ok=True)
+    write_text(store.root / "spec.yaml", loaded.text)
+    device_name = args.device or spec.device
+    sha = _sha256(ckpt) if ckpt is not None and ckpt.is_file() else None
+    t0 = time.perf_counter()
+    for m in models:
+        metrics = audit_model(
+            m.model_dump(), ckpt, sha, plan, store, device_name, args.allow_import, args.force,
+            log=(lambda s: None) if args.quiet else print,
+        )  # fmt: skip
+        if not args.quiet:
+            shown = ", ".join(f"{r['attack']} {r['accuracy']:.3f}" for r in metrics["results"])
+            print(f"{metrics['slug']}: {shown}")
+    df = results.collect(plan, store)
+    results.write(df, store.root)
+    results.write_curves(plan, store)
+    print(results.format_table(df))
+    print(f"results: {store.root / 'results.csv'} ({time.perf_counter() - t0:.1f}s)")
+    from runner.report.hooks import gate_exit_code
+
+    return gate_exit_code(spec, store.root)  # the spec's gate: exit 3 when a threshold fails

@@ -1,0 +1,191 @@
+"""Every attack kind on a trained digits CNN: native against ART, threat model kept, FAB's
+projection exact."""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import pytest
+import torch
+from scipy.optimize import linprog, minimize
+
+from runner.attacks.fab import hyperplane_box_projection
+from runner.attacks.runner import generate
+from runner.catalog import ATTACKS
+from runner.models import build_model
+from runner.prepare import prepare
+
+CPU = torch.device("cpu")
+DATA = {"dataset": "digits", "path": None, "root": None, "val_fraction": 0.1,
+        "test_fraction": 0.2, "split_seed": 0, "limit": None}  # fmt: skip
+
+
+@functools.cache
+def trained():
+    """A standard-trained small CNN on digits (~97% clean) and its test split."""
+    data = prepare(DATA, (0.0, 1.0), CPU)
+    torch.manual_seed(0)
+    model = build_model("small_cnn", data.input_shape, data.num_classes)
+    opt = torch.optim.Adam(model.parameters(), 1e-3)
+    for _ in range(8):
+        perm = torch.randperm(len(data.x_train))
+        for i in range(0, len(perm), 64):
+            b = perm[i : i + 64]
+            loss = torch.nn.functional.cross_entropy(model(data.x_train[b]), data.y_train[b])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    return model.eval(), data
+
+
+def accuracy(model, x, y) -> float:
+    with torch.no_grad():
+        return float((model(x).argmax(1) == y).float().mean())
+
+
+def run(cfg, x, y, seed=0):
+    model, data = trained()
+    gen = torch.Generator().manual_seed(seed)
+    full = {"name": cfg["kind"], "batch_size": 512, **cfg}
+    x_adv = generate(model, x, y, full, (0.0, 1.0), data.num_classes, None, gen)
+    return x_adv, accuracy(model, x_adv, y)
+
+
+PGD = {"kind": "pgd", "steps": 20, "restarts": 1, "random_start": True}
+APGD = {"kind": "apgd", "targeted": False, "n_targets": 9, "steps": 50, "restarts": 1}
+
+
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        {"kind": "fgsm", "norm": "linf", "eps": 0.05},
+        {**PGD, "norm": "linf", "eps": 0.05, "step_size": 0.0125},
+        {**PGD, "norm": "l2", "eps": 0.5, "step_size": 0.125},
+    ],
+    ids=["fgsm", "pgd-linf", "pgd-l2"],
+)
+def test_native_agrees_with_art(cfg):
+    model, data = trained()
+    x, y = data.x_test, data.y_test
+    _, native_acc = run({**cfg, "engine": "native"}, x, y)
+    _, art_acc = run({**cfg, "engine": "art"}, x, y)
+    assert accuracy(model, x, y) - native_acc > 0.1  # the attack bites at this eps
+    assert abs(native_acc - art_acc) <= 0.01 + 1e-9, (native_acc, art_acc)
+
+
+@pytest.mark.parametrize("loss", ["ce", "dlr"])
+def test_native_apgd_agrees_with_art_apgd(loss):
+    model, data = trained()
+    x, y = data.x_test, data.y_test
+    cfg = {**APGD, "loss": loss, "norm": "linf", "eps": 0.05}
+    _, native_acc = run({**cfg, "engine": "native"}, x, y)
+    _, art_acc = run({**cfg, "engine": "art"}, x, y)
+    assert abs(native_acc - art_acc) <= 0.01 + 1e-9, (native_acc, art_acc)
+    # and APGD is at least as strong as PGD-20 with the usual step
+    _, pgd_acc = run({**PGD, "engine": "native", "norm": "linf", "eps": 0.05,
+                      "step_size": 0.0125}, x, y)  # fmt: skip
+    assert native_acc <= pgd_acc + 0.01
+
+
+CHEAP = {
+    "fgsm": {},
+    "pgd": {"steps": 5, "step_size": 0.02, "restarts": 1, "random_start": True},
+    "apgd": {"loss": "dlr", "targeted": True, "n_targets": 3, "steps": 10, "restarts": 1},
+    "fab": {"steps": 10, "n_targets": 2},
+    "square": {"queries": 50, "p_init": 0.8, "restarts": 1},
+    "cw_l2": {"confidence": 0.0, "learning_rate": 0.01, "binary_search_steps": 2, "steps": 5,
+              "initial_const": 0.01},
+    "cw_linf": {"confidence": 0.0, "learning_rate": 0.01, "steps": 5, "initial_const": 1.0,
+                "largest_const": 1.5, "decrease_factor": 0.3},  # ART loops per example
+    "deepfool": {"steps": 10, "overshoot": 0.02, "n_grads": 10},
+    "autoattack": {"composition": "standard"},
+}  # fmt: skip
+
+
+def _engines(kind: str) -> list[tuple[str, str]]:
+    norms = ATTACKS.get(kind).meta["norms"]
+    return [(kind, engine) for engine in norms if not (kind == "autoattack" and engine == "art")]
+
+
+ENGINES = [
+    # ART's C&W Linf loops over examples, tau and c: tens of seconds even for 4 examples
+    pytest.param(k, e, marks=[pytest.mark.slow] if k == "cw_linf" else [], id=f"{k}-{e}")
+    for name in ATTACKS.names()
+    for k, e in _engines(name)
+]
+
+
+@pytest.mark.parametrize(("kind", "engine"), ENGINES)
+def test_every_attack_stays_in_its_threat_model(kind, engine):
+    model, data = trained()
+    x, y = data.x_test[:24], data.y_test[:24]
+    norm = ATTACKS.get(kind).meta["norms"][engine][0]
+    eps = 0.1 if norm == "linf" else 1.0
+    cfg = {"kind": kind, "engine": engine, "norm": norm, "eps": eps, **CHEAP[kind]}
+    if kind in ("autoattack", "cw_linf"):  # slow per example: a few, and a large eps for
+        x, y, eps = x[:4], y[:4], 0.3  # autoattack, whose first part then breaks all of them
+        cfg["eps"] = eps
+    x_adv, acc = run(cfg, x, y)
+    d = (x_adv - x).flatten(1)
+    dist = d.abs().amax(1) if norm == "linf" else d.norm(dim=1)
+    assert x_adv.shape == x.shape and torch.isfinite(x_adv).all()
+    assert dist.max() <= eps * (1 + 1e-5) + 1e-6 and x_adv.min() >= 0 and x_adv.max() <= 1
+    assert model.training is False  # ART must not leave the model in training mode
+    assert acc <= accuracy(model, x, y)
+
+
+def test_cw_linf_factory_passes_the_spec_parameters():
+    from runner.attacks.art_attacks import cw_linf, make_classifier
+
+    model, data = trained()
+    clf = make_classifier(model, (1, 8, 8), 10, (0.0, 1.0), CPU)
+    cfg = {"batch_size": 64, **CHEAP["cw_linf"]}
+    a = cw_linf(clf, cfg)
+    assert (a.max_iter, a.initial_const, a.largest_const, a.decrease_factor) == (5, 1.0, 1.5, 0.3)
+
+
+def test_fab_and_square_are_real_attacks():
+    model, data = trained()
+    x, y = data.x_test[:128], data.y_test[:128]
+    clean = accuracy(model, x, y)
+    _, pgd_acc = run({**PGD, "engine": "native", "norm": "linf", "eps": 0.1,
+                      "step_size": 0.025}, x, y)  # fmt: skip
+    _, fab_acc = run({"kind": "fab", "engine": "native", "norm": "linf", "eps": 0.1,
+                      "steps": 30, "n_targets": 3}, x, y)  # fmt: skip
+    _, sq_acc = run({"kind": "square", "engine": "native", "norm": "linf", "eps": 0.1,
+                     "queries": 500, "p_init": 0.8, "restarts": 1}, x, y)  # fmt: skip
+    assert fab_acc <= pgd_acc + 0.05, (fab_acc, pgd_acc)
+    assert sq_acc < clean - 0.2, (sq_acc, clean)  # a black box still finds most
+    assert sq_acc >= pgd_acc - 0.02  # but not more than white-box PGD on a healthy model
+
+
+@pytest.mark.parametrize("norm", ["linf", "l2"])
+def test_fab_projection_is_the_minimal_norm_point(norm):
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        dim = 6
+        p, w = rng.random(dim), rng.normal(size=dim)
+        w[rng.integers(dim)] = 0.0  # a zero coordinate must not break it
+        b = float(w @ rng.random(dim))  # a hyperplane that meets the box
+        d = hyperplane_box_projection(
+            torch.tensor(p[None]),
+            torch.tensor(w[None]),
+            torch.tensor([b], dtype=torch.float64),
+            0.0,
+            1.0,
+            norm,
+        )[0].numpy()
+        assert np.all(p + d >= -1e-9) and np.all(p + d <= 1 + 1e-9)
+        assert w @ (p + d) == pytest.approx(b, abs=1e-7)
+        if norm == "linf":  # LP: min t s.t. |d_i| <= t, w.d = b - w.p, box
+            c = np.r_[np.zeros(dim), 1.0]
+            a_ub = np.block([[np.eye(dim), -np.ones((dim, 1))], [-np.eye(dim), -np.ones((dim, 1))]])
+            res = linprog(c, A_ub=a_ub, b_ub=np.zeros(2 * dim), A_eq=np.r_[w, 0.0][None],
+                          b_eq=[b - w @ p], bounds=[(-q, 1 - q) for q in p] + [(0, None)])  # fmt: skip
+            assert np.abs(d).max() == pytest.approx(res.fun, abs=1e-6)
+        else:
+            res = minimize(lambda v: v @ v, np.zeros(dim), method="SLSQP",
+                           constraints=[{"type": "eq", "fun": lambda v, w=w, r=b - w @ p: w @ v - r}],
+                           bounds=[(-q, 1 - q) for q in p], options={"ftol": 1e-12})  # fmt: skip
+            assert np.linalg.norm(d) == pytest.approx(np.linalg.norm(res.x), abs=1e-5)

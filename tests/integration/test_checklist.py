@@ -1,0 +1,113 @@
+"""The evaluation checklist: a healthy model passes, gradient-masking models are flagged."""
+
+from __future__ import annotations
+
+import functools
+
+import pytest
+import torch
+from torch import nn
+
+from runner.checklist import run_checklist
+from runner.models import build_model
+from runner.prepare import prepare
+
+CPU = torch.device("cpu")
+DATA = {"dataset": "digits", "path": None, "root": None, "val_fraction": 0.1,
+        "test_fraction": 0.2, "split_seed": 0, "limit": None}  # fmt: skip
+THREAT = {"norm": "linf", "eps": 0.1, "pixel_range": [0.0, 1.0]}
+
+
+@functools.cache
+def trained():
+    data = prepare(DATA, (0.0, 1.0), CPU)
+    torch.manual_seed(0)
+    model = build_model("small_cnn", data.input_shape, data.num_classes)
+    opt = torch.optim.Adam(model.parameters(), 1e-3)
+    for _ in range(8):
+        perm = torch.randperm(len(data.x_train))
+        for i in range(0, len(perm), 64):
+            b = perm[i : i + 64]
+            loss = nn.functional.cross_entropy(model(data.x_train[b]), data.y_train[b])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    return model.eval(), data
+
+
+class QuantisedInput(nn.Module):
+    """Gradient masking by input quantisation: round pixels to 4 levels (zero gradient)."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.inner(torch.round(x * 3) / 3)
+
+
+class SaturatedSoftmax(nn.Module):
+    """Gradient masking by a saturated softmax: outputs probabilities of 1000x the logits."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(1000 * self.inner(x), dim=1)
+
+
+class Noisy(nn.Module):
+    """A randomised model: the same input twice gives different logits."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.inner(x + 0.3 * torch.randn_like(x))
+
+
+def checks(model: nn.Module, n: int = 96) -> dict[str, dict]:
+    _, data = trained()
+    items = run_checklist(model, data.x_test, data.y_test, THREAT, 10, 512, n, log=lambda s: None)
+    for item in items:
+        assert item["status"] in ("pass", "warn", "fail")
+        assert isinstance(item["detail"], str) and item["detail"]
+        assert all(isinstance(v, float) for v in item["evidence"].values()), item
+    return {i["check"]: i for i in items}
+
+
+def test_healthy_model_has_no_failures():
+    model, _ = trained()
+    got = checks(model)
+    assert set(got) == {
+        "iterative_vs_single_step",
+        "large_eps",
+        "more_steps",
+        "black_box_vs_white_box",
+        "gradients",
+        "deterministic",
+    }
+    assert not [c for c in got.values() if c["status"] == "fail"], got
+    assert got["gradients"]["status"] == "pass" and got["deterministic"]["status"] == "pass"
+    assert got["large_eps"]["evidence"]["accuracy"] <= 0.1
+
+
+@pytest.mark.parametrize("wrapper", [QuantisedInput, SaturatedSoftmax], ids=lambda w: w.__name__)
+def test_gradient_masking_is_flagged(wrapper):
+    model, _ = trained()
+    got = checks(wrapper(model).eval())
+    assert got["gradients"]["status"] == "fail", got["gradients"]
+    assert got["gradients"]["evidence"]["zero_fraction"] > 0.5
+    # the unbounded attack cannot move along a zero gradient: accuracy stays far above chance
+    assert got["large_eps"]["status"] == "fail", got["large_eps"]
+    # a black box does better than the (blinded) white box
+    assert got["black_box_vs_white_box"]["status"] in ("warn", "fail")
+
+
+def test_randomised_model_is_not_deterministic():
+    model, _ = trained()
+    got = checks(Noisy(model).eval(), n=32)
+    assert got["deterministic"]["status"] in ("warn", "fail")
+    assert got["deterministic"]["evidence"]["max_logit_difference"] > 0

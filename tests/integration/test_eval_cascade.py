@@ -1,0 +1,132 @@
+"""The worst-case cascade, independent mode, per-example outcomes and robustness curves."""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import pytest
+import torch
+
+from runner.evaluate import evaluate_run
+from runner.models import build_model
+from runner.prepare import prepare
+
+CPU = torch.device("cpu")
+DATA = {"dataset": "digits", "path": None, "root": None, "val_fraction": 0.1,
+        "test_fraction": 0.2, "split_seed": 0, "limit": None}  # fmt: skip
+THREAT = {"norm": "linf", "eps": 0.1, "pixel_range": [0.0, 1.0]}
+N = 150
+
+
+@functools.cache
+def trained():
+    data = prepare(DATA, (0.0, 1.0), CPU)
+    torch.manual_seed(0)
+    model = build_model("small_cnn", data.input_shape, data.num_classes)
+    opt = torch.optim.Adam(model.parameters(), 1e-3)
+    for _ in range(8):
+        perm = torch.randperm(len(data.x_train))
+        for i in range(0, len(perm), 64):
+            b = perm[i : i + 64]
+            loss = torch.nn.functional.cross_entropy(model(data.x_train[b]), data.y_train[b])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    return model.eval(), data
+
+
+def attack(name, kind, **kw):
+    base = {"name": name, "kind": kind, "engine": "native", "norm": "linf", "eps": 0.05,
+            "batch_size": 64}  # fmt: skip
+    return {**base, **kw}
+
+
+SUITE = [
+    attack("square", "square", queries=100, p_init=0.8, restarts=1),  # listed first, runs last
+    attack("pgd10", "pgd", steps=10, step_size=0.0125, restarts=1, random_start=True),
+    attack("fgsm", "fgsm"),
+    attack("pgd_l2", "pgd", norm="l2", eps=0.5, steps=10, step_size=0.125, restarts=1,
+           random_start=True),  # another norm: beside the worst case
+]  # fmt: skip
+
+
+@functools.cache
+def evaluated(mode: str, curve: bool = False):
+    model, data = trained()
+    cfg = {"batch_size": 64, "bootstrap": 200, "suite": mode, "checklist": False,
+           "eps_curve": [0.0, "eps/4", 0.05, "eps"] if curve else None,
+           "curve_attacks": None}  # fmt: skip
+    return evaluate_run(
+        model, data.x_test[:N], data.y_test[:N], SUITE, THREAT, 10, cfg, log=lambda s: None
+    )
+
+
+def table(ev, col="correct"):
+    return ev.examples.pivot(index="example", columns="attack", values=col)
+
+
+def test_cascade_rows_are_cumulative_and_ordered_cheap_first():
+    ev = evaluated("cascade")
+    rows = {r["attack"]: r for r in ev.results}
+    assert list(rows) == ["clean", "square", "pgd10", "fgsm", "pgd_l2", "worst_case"]
+    order = ["fgsm", "pgd10", "square"]  # cost order
+    accs = [rows["clean"]["accuracy"]] + [rows[a]["accuracy"] for a in order]
+    assert accs == sorted(accs, reverse=True)
+    assert rows["worst_case"]["accuracy"] == rows["square"]["accuracy"]
+    assert rows["fgsm"]["attacked"] == round(rows["clean"]["accuracy"] * N)
+    assert rows["pgd10"]["attacked"] == rows["fgsm"]["attacked"] - rows["fgsm"]["broken"]
+    broken = sum(rows[a]["broken"] for a in order)
+    assert broken == round((rows["clean"]["accuracy"] - rows["worst_case"]["accuracy"]) * N)
+    assert rows["pgd_l2"]["scope"] == "off_threat" and rows["fgsm"]["scope"] == "cascade"
+    for r in ev.results:  # every accuracy with n and a CI around it
+        assert r["n"] == N and r["ci_low"] <= r["accuracy"] <= r["ci_high"]
+
+
+def test_per_example_outcomes():
+    ev = evaluated("cascade")
+    ex = ev.examples
+    assert {"example", "attack", "label", "pred", "correct", "attacked", "margin", "distance",
+            "broken_by"} <= set(ex.columns)  # fmt: skip
+    worst = ex[ex.attack == "worst_case"].set_index("example")
+    assert set(worst["broken_by"]) <= {"", "clean", "fgsm", "pgd10", "square"}
+    assert ((worst["broken_by"] == "") == worst["correct"]).all()
+    assert ((worst["margin"] > 0) == worst["correct"]).all()  # final margin decides
+    assert (worst["distance"] <= 0.05 + 1e-6).all()
+    broken = worst[~worst["broken_by"].isin(["", "clean"])]
+    assert (broken["distance"] > 0).all()
+    # the example count an attack broke equals its `broken` in the summary
+    rows = {r["attack"]: r for r in ev.results}
+    counts = worst["broken_by"].value_counts()
+    for a in ("fgsm", "pgd10", "square"):
+        assert counts.get(a, 0) == rows[a]["broken"]
+
+
+def test_independent_mode_gives_each_attacks_own_accuracy():
+    ev = evaluated("independent")
+    t = table(ev)
+    rows = {r["attack"]: r for r in ev.results}
+    inside = ["fgsm", "pgd10", "square"]
+    assert np.array_equal(t["worst_case"].to_numpy(), t[["clean", *inside]].all(axis=1).to_numpy())
+    for a in inside:
+        assert rows[a]["scope"] == "independent"
+        assert rows[a]["accuracy"] >= rows["worst_case"]["accuracy"]
+    assert rows["pgd10"]["accuracy"] <= rows["fgsm"]["accuracy"] + 0.02
+    # the cascade reaches the same worst case up to attack randomness
+    cascade = {r["attack"]: r for r in evaluated("cascade").results}
+    assert cascade["worst_case"]["accuracy"] == pytest.approx(
+        rows["worst_case"]["accuracy"], abs=0.03
+    )
+
+
+def test_curves_are_tidy_and_start_at_clean_accuracy():
+    ev = evaluated("cascade", curve=True)
+    assert {c["attack"] for c in ev.curves} == {"pgd10"}  # default: pgd-type at the threat norm
+    pts = sorted((c["eps"], c["accuracy"]) for c in ev.curves)
+    assert [e for e, _ in pts] == pytest.approx([0.0, 0.025, 0.05, 0.1])
+    clean = next(r["accuracy"] for r in ev.results if r["attack"] == "clean")
+    assert pts[0][1] == clean
+    accs = [a for _, a in pts]
+    assert accs == sorted(accs, reverse=True) and accs[-1] < clean - 0.2
+    for c in ev.curves:
+        assert set(c) == {"attack", "eps", "accuracy", "n", "ci_low", "ci_high"} and c["n"] == N
