@@ -6,7 +6,7 @@ accuracy at the fixed threat model. Both studies run in this process, one after 
 the same sampler seed. The target: pruning takes at most half the time and its best objective
 is within 2 points of the unpruned study's.
 
-    .venv/bin/python bench/tune.py [--trials 20] [--epochs 8] [--pruner hyperband]
+    .venv/bin/python bench/tune.py [--trials 20] [--epochs 12] [--pruner median|hyperband]
 """
 
 from __future__ import annotations
@@ -77,9 +77,9 @@ def study(root: Path, pruner: str, args: argparse.Namespace) -> tuple[float, dic
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--trials", type=int, default=20)
-    p.add_argument("--epochs", type=int, default=8)
+    p.add_argument("--epochs", type=int, default=12)
     p.add_argument("--limit", type=int, default=800, help="training examples")
-    p.add_argument("--pruner", default="hyperband", choices=["median", "hyperband"])
+    p.add_argument("--pruner", default="median", choices=["median", "hyperband"])
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", default="/tmp/advrun-bench-tune")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (1: steady timings)")
