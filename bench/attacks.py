@@ -63,10 +63,13 @@ def main() -> None:
     ap.add_argument("--spec", default=str(ROOT / "specs" / "audit.yaml"))
     ap.add_argument("--art-n", type=int, default=60)
     ap.add_argument("--skip-apgd", action="store_true")
+    ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     ap.add_argument("--out", default=None)
     ap.add_argument("--model-cache", default=None, help="save/load the trained model here")
     args = ap.parse_args()
-    torch.set_num_threads(max(1, torch.get_num_threads()))
+    # one intra-op thread: with the small CNN, every op is tiny, and on a shared (oversubscribed)
+    # machine OpenMP barriers make 2 threads up to 30x slower; ART and advrun get the same setting
+    torch.set_num_threads(args.threads)
     plan = compile_spec(load_spec(args.spec).spec)
     threat, attacks = plan.threat, plan.attacks
     data = prepare(plan.runs[0].config["data"], tuple(threat["pixel_range"]), torch.device("cpu"))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import time
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +52,11 @@ def load_state_dict(path: Path, device) -> dict[str, Any]:
 
     if not path.is_file():
         raise AdvrunError(f"checkpoint {path}: no such file; pass the path of a saved state_dict")
+    if not zipfile.is_zipfile(path):  # torch.save has written zip archives since torch 1.6
+        raise AdvrunError(
+            f"checkpoint {path}: not a PyTorch checkpoint (torch.save writes a zip archive); "
+            "save it with torch.save(model.state_dict(), PATH)"
+        )
     try:
         obj = torch.load(path, map_location=device, weights_only=True)
     except pickle.UnpicklingError as e:

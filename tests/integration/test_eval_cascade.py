@@ -19,6 +19,15 @@ THREAT = {"norm": "linf", "eps": 0.1, "pixel_range": [0.0, 1.0]}
 N = 150
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny CNN ops: one thread avoids OpenMP barrier stalls on a shared, busy machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @functools.cache
 def trained():
     data = prepare(DATA, (0.0, 1.0), CPU)
