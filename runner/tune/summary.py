@@ -68,8 +68,12 @@ def _improvement(complete: list[FrozenTrial], best: FrozenTrial, t: TuneSpec, na
             f"the first trial stayed the best of {len(complete)} complete trials "
             f"({names.count('pruned')} pruned, {names.count('infeasible')} infeasible, "
             f"{names.count('fail')} failed); "
-            f"{goal.label} ranged {min(vals):.4f}..{max(vals):.4f}: the space is flat at this "
-            "budget, or the study needs more trials"
+            f"{goal.label} ranged {min(vals):.4f}..{max(vals):.4f}: "
+            + (
+                "the space is flat at this budget"
+                if max(vals) - min(vals) < 0.01
+                else "the study needs more trials to beat a good first draw"
+            )
         )
     return out
 
