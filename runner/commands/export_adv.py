@@ -59,6 +59,21 @@ def _checkpoint(run_dir: Path, metrics: dict[str, Any] | None, cfg: dict[str, An
     raise AdvrunError(f"{run_dir}: no checkpoint under checkpoints/; train the run first")
 
 
+def write_npz(fh, arrays: dict[str, Any]) -> None:
+    """np.savez_compressed, but with fixed zip timestamps: the same arrays give the same bytes,
+    so the recorded SHA-256 can be reproduced by exporting again."""
+    import zipfile
+
+    import numpy as np
+
+    with zipfile.ZipFile(fh, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for name, arr in arrays.items():
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            with zf.open(info, "w", force_zip64=True) as f:
+                np.lib.format.write_array(f, np.asanyarray(arr), allow_pickle=False)
+
+
 def record_export(run_dir: Path, entry: dict[str, Any]) -> None:
     """Add (or replace, same file) an entry in RUN_DIR/exports.json, atomically."""
     from runner.fsio import write_json
@@ -140,18 +155,18 @@ def run(args: argparse.Namespace) -> int:
         "n": int(n),
         "accuracy": accuracy,
         "reported_accuracy": reported,
-        "created": now(),
+    }  # no timestamp inside the file: the same export gives the same bytes and hash
+
+    arrays = {
+        "x_adv": x_adv.detach().cpu().numpy().astype(np.float32),
+        "y": y.cpu().numpy().astype(np.int64),
+        "index": np.arange(int(n), dtype=np.int64),
+        "meta": np.array(json.dumps(meta, sort_keys=True)),
     }
 
     def write(p: Path) -> None:
-        with open(p, "wb") as fh:  # a file object: np.savez would append .npz to a path
-            np.savez_compressed(
-                fh,
-                x_adv=x_adv.detach().cpu().numpy().astype(np.float32),
-                y=y.cpu().numpy().astype(np.int64),
-                index=np.arange(int(n), dtype=np.int64),
-                meta=np.array(json.dumps(meta, sort_keys=True)),
-            )
+        with open(p, "wb") as fh:
+            write_npz(fh, arrays)
 
     write_with(out, write)
     digest = sha256_file(out)
@@ -160,6 +175,7 @@ def run(args: argparse.Namespace) -> int:
     record_export(
         run_dir,
         {
+            "created": now(),
             "file": file,
             "sha256": digest,
             **{k: v for k, v in meta.items() if k != "attack"},

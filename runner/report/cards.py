@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from runner.report.narrative import NORMS, fmt_eps
+from runner.report.narrative import fmt_eps
 from runner.report.tables import CLEAN, WORST
 
 SCHEMA = "advrun.model_card/1"
+THREAT_MODELS = {"linf": "Linf", "l2": "L2"}  # RobustBench's names
 
 
 def _acc(run: dict[str, Any], attack: str) -> float | None:
@@ -38,7 +39,7 @@ def model_card(exp: dict[str, Any], run: dict[str, Any]) -> dict[str, Any]:
         "data_sha256": run["data_sha256"],
         "architecture": run["arch"],
         "model": run["model"],
-        "threat_model": NORMS.get(threat.get("norm"), threat.get("norm")),
+        "threat_model": THREAT_MODELS.get(threat.get("norm"), threat.get("norm")),
         "eps": threat.get("eps"),
         "eps_text": fmt_eps(threat.get("eps"), threat.get("pixel_range")),
         "pixel_range": threat.get("pixel_range"),

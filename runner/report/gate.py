@@ -113,6 +113,11 @@ def _f(v: Any) -> float | None:
         return None
 
 
+def _who(m: dict[str, Any]) -> str:
+    """'seed N' for a trained run, the run id for an audit (no seed)."""
+    return f"seed {m['seed']}" if m.get("seed") is not None else str(m.get("run_id"))
+
+
 def _applies(rule: GateRule, m: dict[str, Any]) -> bool:
     return (rule.models is None or m.get("model") in rule.models) and (
         rule.recipes is None or m.get("recipe") in rule.recipes
@@ -151,7 +156,7 @@ def _compare(
         seeds = f"mean over {len(values)} seed{'s' if len(values) > 1 else ''}"
         points = [(v, seeds)]
     else:
-        points = [(v, f"seed {m.get('seed')}") for m, v in zip(runs, values, strict=True)]
+        points = [(v, _who(m)) for m, v in zip(runs, values, strict=True)]
     return [
         GateCheck(i, label, crit, need, f"{v:.3f}", v >= bound if at_least else v <= bound, why)
         for v, why in points
@@ -178,7 +183,7 @@ def _threshold_checks(i: int, rule: GateRule, label: str, runs: list[dict]) -> l
         need = "no failed check" if rule.checklist == "no_fail" else "every check passes"
         for m in runs:
             items = m.get("checklist")
-            seed = f"seed {m.get('seed')}"
+            seed = _who(m)
             if not items:
                 out.append(
                     GateCheck(

@@ -33,13 +33,14 @@ def pct(v: float | None) -> str:
 
 
 def fmt_eps(eps: float | None, pixel_range: list[float] | None = None) -> str:
+    """eps as written in papers: 0.03137 (8/255) on a [0, 1] pixel range."""
     if eps is None:
         return "n/a"
     text = f"{eps:.4g}"
     width = (pixel_range[1] - pixel_range[0]) if pixel_range else 1.0
-    k = eps / width * 255
-    if abs(k - round(k)) < 1e-6 and round(k) >= 1 and f"{eps:g}" != f"{round(k)}/255":
-        text += f" ({round(k)}/255)" if width == 1 else f" ({round(k)}/255 of the range)"
+    k = eps * 255
+    if width == 1 and abs(k - round(k)) < 1e-6 and round(k) >= 1 and eps < 0.5:
+        text += f" ({round(k)}/255)"
     return text
 
 

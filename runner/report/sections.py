@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import statistics
 from typing import Any
 
 from runner.report.collect import Experiment
@@ -150,11 +151,7 @@ def poisoning(runs: list[dict[str, Any]], groups: list[dict[str, Any]]) -> dict[
         asr = [_f(r["poisoning"].get("asr")) for r in members]
         asr = [a for a in asr if a is not None]
         mean = sum(asr) / len(asr) if asr else None
-        std = (
-            math.sqrt(sum((a - mean) ** 2 for a in asr) / (len(asr) - 1))
-            if len(asr) > 1 and mean is not None
-            else None
-        )
+        std = statistics.stdev(asr) if len(asr) > 1 else None  # over seeds, as seed_summary
         lows = [_f(r["poisoning"].get("ci_low")) for r in members]
         highs = [_f(r["poisoning"].get("ci_high")) for r in members]
         clean = g["cells"].get(CLEAN)

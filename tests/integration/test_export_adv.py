@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import zipfile
 
 import numpy as np
 import pytest
@@ -35,6 +36,8 @@ def test_export_matches_the_run_and_is_recorded(run_dir, capsys):
     reported = next(r["accuracy"] for r in metrics["results"] if r["attack"] == "fgsm")
     assert meta["accuracy"] == pytest.approx(reported, abs=1.5 / 80)
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    with zipfile.ZipFile(path) as zf:  # no wall-clock time inside: exporting again gives this hash
+        assert {i.date_time for i in zf.infolist()} == {(1980, 1, 1, 0, 0, 0)}
     record = json.loads((run_dir / "exports.json").read_text())["adversarial_exports"]
     assert [(e["file"], e["sha256"], e["attack"]) for e in record] == [
         ("exports/adv-fgsm.npz", digest, "fgsm")

@@ -88,7 +88,7 @@ def test_model_card_fields(exp):
         metrics = json.loads((path.parent / "metrics.json").read_text())
         acc = {r["attack"]: r["accuracy"] for r in metrics["results"]}
         assert card["dataset"] == "digits" and card["architecture"] == "mlp"
-        assert card["threat_model"] == "L∞" and card["eps"] == 0.1
+        assert card["threat_model"] == "Linf" and card["eps"] == 0.1
         assert card["clean_acc"] == acc["clean"]
         assert card["robust_acc"] == acc["worst_case"]
         assert card["robust_acc_attack"] == "worst_case (fgsm, pgd)"
