@@ -87,43 +87,57 @@ def main() -> None:
     print(f"PGD-trained model ready in {time.perf_counter() - t0:.1f}s; test n={len(x)}")
     out: dict = {"n_test": len(x), "threat": threat, "torch_threads": torch.get_num_threads()}
 
-    t0 = time.perf_counter()
     attacks = [a for a in attacks if at_threat_model(a, threat)]  # the worst-case suite only
-    suite = run_suite(model, x, y, attacks, threat, data.num_classes, 512, "cascade", print)
-    t_suite = time.perf_counter() - t0
-    worst = suite.examples[suite.examples.attack == "worst_case"].sort_values("example")
-    ours = worst["correct"].to_numpy(bool)
-    out["suite"] = {"attacks": suite.at_threat, "seconds": t_suite, "robust_accuracy": ours.mean()}
-    print(f"advrun suite {suite.at_threat}: {t_suite:.1f}s, robust accuracy {ours.mean():.4f}")
-
-    from art.attacks.evasion import AutoAttack
-
     n = min(args.art_n, len(x))
+
+    def suite_on(m: int):
+        t0 = time.perf_counter()
+        res = run_suite(model, x[:m], y[:m], attacks, threat, data.num_classes, 512, "cascade",
+                        print)  # fmt: skip
+        secs = time.perf_counter() - t0
+        w = res.examples[res.examples.attack == "worst_case"].sort_values("example")
+        return secs, w["correct"].to_numpy(bool), res.at_threat
+
+    t_full, ours, names = suite_on(len(x))
+    out["suite"] = {
+        "attacks": names,
+        "n": len(x),
+        "seconds": t_full,
+        "robust_accuracy": ours.mean(),
+    }
+    print(f"advrun suite {names} on {len(x)}: {t_full:.1f}s, robust accuracy {ours.mean():.4f}")
+    if args.art_n > 0:
+        from art.attacks.evasion import AutoAttack
+
+        clf = make_classifier(model, tuple(x.shape[1:]), data.num_classes, threat["pixel_range"],
+                              torch.device("cpu"))  # fmt: skip
+        aa = AutoAttack(clf, norm=np.inf if threat["norm"] == "linf" else 2, eps=threat["eps"])
+        for sub in aa.attacks:
+            sub.verbose = False
+        t0 = time.perf_counter()
+        x_art = aa.generate(x=x[:n].numpy(), y=y[:n].numpy())
+        t_art = time.perf_counter() - t0
+        with torch.no_grad():
+            art_ok = (model(torch.as_tensor(x_art)).argmax(1) == y[:n]).numpy()
+        t_n, ours_n, _ = suite_on(n)  # right after ART: same inputs, same machine load
+        out["art_autoattack"] = {
+            "n": n, "seconds": t_art, "robust_accuracy": art_ok.mean(),
+            "advrun_seconds_same_inputs": t_n, "advrun_robust_accuracy_same_inputs": ours_n.mean(),
+            "broken_by_art_only": int((ours_n & ~art_ok).sum()),
+            "broken_by_advrun_only": int((~ours_n & art_ok).sum()),
+            "speedup_same_inputs": t_art / t_n,
+            "art_seconds_scaled_to_test": t_art * len(x) / n,
+        }  # fmt: skip
+        r = out["art_autoattack"]
+        print(
+            f"ART AutoAttack on {n}: {t_art:.1f}s, robust accuracy {art_ok.mean():.4f}; advrun "
+            f"on the same {n}: {t_n:.1f}s, {ours_n.mean():.4f} (ART-only breaks "
+            f"{r['broken_by_art_only']}, advrun-only {r['broken_by_advrun_only']}); speed-up "
+            f"{r['speedup_same_inputs']:.1f}x (ART scaled linearly to {len(x)}: "
+            f"{r['art_seconds_scaled_to_test']:.0f}s vs advrun {t_full:.1f}s)"
+        )
     clf = make_classifier(model, tuple(x.shape[1:]), data.num_classes, threat["pixel_range"],
                           torch.device("cpu"))  # fmt: skip
-    aa = AutoAttack(clf, norm=np.inf if threat["norm"] == "linf" else 2, eps=threat["eps"])
-    for sub in aa.attacks:
-        sub.verbose = False
-    t0 = time.perf_counter()
-    x_art = aa.generate(x=x[:n].numpy(), y=y[:n].numpy())
-    t_art = time.perf_counter() - t0
-    with torch.no_grad():
-        art_ok = (model(torch.as_tensor(x_art)).argmax(1) == y[:n]).numpy()
-    scaled = t_art * len(x) / n
-    ours_n = ours[:n]
-    out["art_autoattack"] = {
-        "n": n, "seconds": t_art, "seconds_scaled_to_test": scaled,
-        "robust_accuracy": art_ok.mean(), "advrun_on_same": ours_n.mean(),
-        "broken_by_art_only": int((ours_n & ~art_ok).sum()),
-        "broken_by_advrun_only": int((~ours_n & art_ok).sum()),
-    }  # fmt: skip
-    out["speedup"] = scaled / t_suite
-    print(
-        f"ART AutoAttack on {n}: {t_art:.1f}s (scaled to {len(x)}: {scaled:.0f}s), robust accuracy "
-        f"{art_ok.mean():.4f}; advrun on the same {n}: {ours_n.mean():.4f} "
-        f"(ART-only breaks {out['art_autoattack']['broken_by_art_only']}, advrun-only "
-        f"{out['art_autoattack']['broken_by_advrun_only']}); speed-up {out['speedup']:.1f}x"
-    )
 
     if not args.skip_apgd:
         out["apgd"] = {}

@@ -47,17 +47,20 @@ def hyperplane_box_projection(
     t = (target - a_prev) / b_prev.clamp_min(1e-30)
     reachable = k < p.shape[1]
     t_max = tau_s.masked_fill(tau_s >= _BIG, 0.0).amax(1, keepdim=True)
-    t = torch.where(reachable[:, None] if reachable.dim() == 1 else reachable, t, t_max)
+    t = torch.where(reachable, t, t_max)  # (B, 1) each
     return torch.minimum(torch.maximum(t * u, lo - p), hi - p)
 
 
-def _diff_and_grad(model: nn.Module, x: Tensor, y: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
+def _diff_and_grad(
+    model: nn.Module, x: Tensor, y: Tensor, target: Tensor
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Logit difference target - true, its input gradient (flattened), and the prediction."""
     x = x.detach().requires_grad_(True)
     logits = model(x)
     u = torch.arange(len(y), device=y.device)
     diff = logits[u, target] - logits[u, y]  # > 0 means classified as the target
     (grad,) = torch.autograd.grad(diff.sum(), x)
-    return diff.detach(), grad.detach()
+    return diff.detach(), grad.detach().flatten(1), logits.detach().argmax(1)
 
 
 def _dist(d: Tensor, norm: str) -> Tensor:
@@ -77,14 +80,37 @@ def fab_targeted(
     eta: float = 1.05,
     beta: float = 0.9,
 ) -> tuple[Tensor, Tensor]:
-    """Smallest adversarial found per example toward ``target`` and its norm (inf if none)."""
+    """Smallest adversarial found per example toward ``target`` and its norm (inf if none).
+
+    The reference checks each new point with an extra forward pass; here the check reuses the
+    logits of the next gradient step, and only the points moved back (after a success) get their
+    gradient recomputed: the same iterates, about a third fewer passes.
+    """
     shape = x.shape
     x0 = x.detach().flatten(1)
     x1 = x0.clone()
     best = x0.clone()
     best_norm = torch.full((len(x),), float("inf"), device=x.device, dtype=x.dtype)
-    for _ in range(steps):
-        df, dg = _diff_and_grad(model, x1.view(shape), y, target)
+
+    def check(x1: Tensor, df: Tensor, dg: Tensor, pred: Tensor) -> None:
+        is_adv = pred != y
+        if not is_adv.any():
+            return
+        t = _dist(x1 - x0, norm)
+        better = is_adv & (t < best_norm)
+        best[better], best_norm[better] = x1[better], t[better]
+        idx = is_adv.nonzero().squeeze(1)
+        x1[idx] = x0[idx] + (x1[idx] - x0[idx]) * beta
+        df[idx], dg[idx], _ = _diff_and_grad(
+            model, x1[idx].view(-1, *shape[1:]), y[idx], target[idx]
+        )
+
+    for i in range(steps + 1):
+        df, dg, pred = _diff_and_grad(model, x1.view(shape), y, target)
+        if i > 0:
+            check(x1, df, dg, pred)
+        if i == steps:
+            break
         w = -dg.flatten(1)  # hyperplane of the linearised logit difference: w.z = b
         b = (w * x1).sum(1) + df
         d = hyperplane_box_projection(
@@ -98,14 +124,6 @@ def fab_targeted(
         # flush subnormal pixels (e.g. 1e-39 next to a 0 background): on CPUs they make every
         # following convolution tens of times slower
         x1 = x1.masked_fill(x1.abs() < _SUBNORMAL, 0.0)
-        with torch.no_grad():
-            is_adv = model(x1.view(shape)).argmax(1) != y
-        if is_adv.any():
-            t = _dist(x1 - x0, norm)
-            better = is_adv & (t < best_norm)
-            best[better] = x1[better]
-            best_norm[better] = t[better]
-            x1[is_adv] = x0[is_adv] + (x1[is_adv] - x0[is_adv]) * beta
     return best.view(shape), best_norm
 
 
