@@ -126,7 +126,8 @@ def build(dirs: list[str | Path]) -> dict[str, Any]:
     exps = [load_experiment(d) for d in dirs]
     data = [experiment_data(e, lab) for e, lab in zip(exps, _labels(exps), strict=True)]
     threats = {(str((d["threat"] or {}).get("norm")), (d["threat"] or {}).get("eps")) for d in data}
-    columns = list(dict.fromkeys(c for d in data for c in d["columns"]))
+    columns = list(dict.fromkeys(c for d in data for c in d["columns"] if c != "worst_case"))
+    columns += ["worst_case"] if any("worst_case" in d["columns"] for d in data) else []
     scopes = {k: v for d in reversed(data) for k, v in d["column_scopes"].items()}
     return clean_json(
         {
