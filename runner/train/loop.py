@@ -2,7 +2,7 @@
 
 Per epoch it runs the recipe over a seeded permutation, watches for non-finite losses without a
 per-batch device sync, measures clean and PGD accuracy on a validation subset, and writes the
-last and best-robust checkpoints plus a resume point (model, optimizer, scheduler, RNG states).
+last and best checkpoints (best robust; best clean for clean baselines) plus a resume point (model, optimizer, scheduler, RNG states).
 """
 
 from __future__ import annotations
@@ -127,6 +127,16 @@ def _native_epoch(
     return per_batch.mean().item(), first, lrs[first] if first >= 0 else 0.0
 
 
+def score_of(row: dict[str, Any], n_val: int, adversarial: bool) -> tuple[float, float]:
+    """What "best" means: the most robust epoch for adversarial recipes (Rice et al. 2020),
+    the most accurate one for clean baselines (selecting a clean model by robustness would
+    cherry-pick the baseline), the latest one without validation data."""
+    if not n_val:
+        return (float(row["epoch"]), 0.0)
+    robust, clean = row.get("val_robust", row.get("robust")), row.get("val_clean", row.get("clean"))
+    return (robust, clean) if adversarial else (clean, robust)
+
+
 def fit(
     model: nn.Module,
     recipe: Recipe,
@@ -225,9 +235,8 @@ def fit(
         history.append(row)
         state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         save_state_dict(state, ck / "last.pt")
-        score = (val_robust, val_clean) if n_val else (epoch, 0.0)
-        if score > (best["robust"], best["clean"]):
-            best = {"epoch": epoch + 1, "robust": score[0], "clean": score[1]}
+        if score_of(row, n_val, recipe.adversarial) > score_of(best, n_val, recipe.adversarial):
+            best = {"epoch": epoch + 1, "robust": val_robust, "clean": val_clean}
             save_state_dict(state, ck / "best.pt")
         write_text(run_dir / "epochs.csv", _csv(history))
         stopped = recipe.should_stop(history)
