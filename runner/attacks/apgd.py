@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from runner.attacks.native import _flat_norm, project, random_start
+from runner.errors import AdvrunError
 
 _TINY = 1e-12
 
@@ -134,13 +135,6 @@ def _single_run(
     return out.detach(), fooled
 
 
-@torch.no_grad()
-def _top_targets(model: nn.Module, x: Tensor, y: Tensor, k: int) -> Tensor:
-    """The k most likely classes other than y, per example: shape (k, B)."""
-    logits = model(x).scatter(1, y[:, None], float("-inf"))
-    return logits.topk(k, dim=1).indices.t()
-
-
 def apgd(
     model: nn.Module,
     x: Tensor,
@@ -161,10 +155,18 @@ def apgd(
     x, y = x.detach(), y.detach()
     best = x.clone()
     with torch.no_grad():
-        alive = model(x).argmax(1) == y
-    targets = (
-        _top_targets(model, x, y, min(n_targets, _num_classes(model, x) - 1)) if targeted else None
-    )
+        logits = model(x)
+    classes = logits.shape[1]
+    if loss == "dlr" and classes < (4 if targeted else 3):
+        raise AdvrunError(
+            f"APGD with the {'targeted ' if targeted else ''}DLR loss needs at least "
+            f"{4 if targeted else 3} classes, this model has {classes}; use loss: ce"
+        )
+    alive = logits.argmax(1) == y
+    targets = None
+    if targeted:  # the k most likely classes other than y, per example: shape (k, B)
+        k = min(n_targets, classes - 1)
+        targets = logits.scatter(1, y[:, None], float("-inf")).topk(k, dim=1).indices.t()
     rounds = [(r, t) for t in range(len(targets) if targeted else 1) for r in range(restarts)]
     for _, t in rounds:
         idx = alive.nonzero().squeeze(1)
@@ -177,8 +179,3 @@ def apgd(
         best[idx] = adv  # fooled examples keep a fooling point; the rest the strongest point
         alive[idx[fooled]] = False
     return best
-
-
-def _num_classes(model: nn.Module, x: Tensor) -> int:
-    with torch.no_grad():
-        return int(model(x[:1]).shape[1])
