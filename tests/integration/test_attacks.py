@@ -203,3 +203,25 @@ def test_fab_projection_is_the_minimal_norm_point(norm):
                            constraints=[{"type": "eq", "fun": lambda v, w=w, r=b - w @ p: w @ v - r}],
                            bounds=[(-q, 1 - q) for q in p], options={"ftol": 1e-12})  # fmt: skip
             assert np.linalg.norm(d) == pytest.approx(np.linalg.norm(res.x), abs=1e-5)
+
+
+@pytest.mark.gpu
+def test_native_attacks_on_cuda_match_cpu():
+    model, data = trained()
+    x, y = data.x_test[:128], data.y_test[:128]
+    dev = torch.device("cuda")
+    gpu = build_model("small_cnn", data.input_shape, data.num_classes).to(dev).eval()
+    gpu.load_state_dict(model.state_dict())
+    for cfg in (
+        {**APGD, "loss": "ce", "norm": "linf", "eps": 0.05},
+        {"kind": "fab", "norm": "linf", "eps": 0.05, "steps": 20, "n_targets": 2},
+        {"kind": "square", "norm": "linf", "eps": 0.05, "queries": 200, "p_init": 0.8,
+         "restarts": 1},
+    ):  # fmt: skip
+        full = {"name": cfg["kind"], "engine": "native", "batch_size": 512, **cfg}
+        _, cpu_acc = run(full, x, y)
+        gen = torch.Generator(device=dev).manual_seed(0)
+        xa = generate(gpu, x.to(dev), y.to(dev), full, (0.0, 1.0), 10, None, gen)
+        assert xa.device.type == "cuda"
+        gpu_acc = accuracy(gpu, xa, y.to(dev))
+        assert abs(gpu_acc - cpu_acc) <= 0.03, (cfg["kind"], gpu_acc, cpu_acc)
