@@ -3,49 +3,16 @@ projection exact."""
 
 from __future__ import annotations
 
-import functools
-
 import numpy as np
 import pytest
 import torch
+from digits_model import CPU, trained
 from scipy.optimize import linprog, minimize
 
 from runner.attacks.fab import hyperplane_box_projection
 from runner.attacks.runner import generate
 from runner.catalog import ATTACKS
 from runner.models import build_model
-from runner.prepare import prepare
-
-CPU = torch.device("cpu")
-DATA = {"dataset": "digits", "path": None, "root": None, "val_fraction": 0.1,
-        "test_fraction": 0.2, "split_seed": 0, "limit": None}  # fmt: skip
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny CNN ops: one thread avoids OpenMP barrier stalls on a shared, busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@functools.cache
-def trained():
-    """A standard-trained small CNN on digits (~97% clean) and its test split."""
-    data = prepare(DATA, (0.0, 1.0), CPU)
-    torch.manual_seed(0)
-    model = build_model("small_cnn", data.input_shape, data.num_classes)
-    opt = torch.optim.Adam(model.parameters(), 1e-3)
-    for _ in range(8):
-        perm = torch.randperm(len(data.x_train))
-        for i in range(0, len(perm), 64):
-            b = perm[i : i + 64]
-            loss = torch.nn.functional.cross_entropy(model(data.x_train[b]), data.y_train[b])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-    return model.eval(), data
 
 
 def accuracy(model, x, y) -> float:

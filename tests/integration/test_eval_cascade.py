@@ -6,43 +6,12 @@ import functools
 
 import numpy as np
 import pytest
-import torch
+from digits_model import trained
 
 from runner.evaluate import evaluate_run
-from runner.models import build_model
-from runner.prepare import prepare
 
-CPU = torch.device("cpu")
-DATA = {"dataset": "digits", "path": None, "root": None, "val_fraction": 0.1,
-        "test_fraction": 0.2, "split_seed": 0, "limit": None}  # fmt: skip
 THREAT = {"norm": "linf", "eps": 0.1, "pixel_range": [0.0, 1.0]}
 N = 150
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny CNN ops: one thread avoids OpenMP barrier stalls on a shared, busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@functools.cache
-def trained():
-    data = prepare(DATA, (0.0, 1.0), CPU)
-    torch.manual_seed(0)
-    model = build_model("small_cnn", data.input_shape, data.num_classes)
-    opt = torch.optim.Adam(model.parameters(), 1e-3)
-    for _ in range(8):
-        perm = torch.randperm(len(data.x_train))
-        for i in range(0, len(perm), 64):
-            b = perm[i : i + 64]
-            loss = torch.nn.functional.cross_entropy(model(data.x_train[b]), data.y_train[b])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-    return model.eval(), data
 
 
 def attack(name, kind, **kw):

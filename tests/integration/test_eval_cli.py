@@ -29,15 +29,6 @@ eval: {n: 60, bootstrap: 100, eps_curve: [0, 0.05, 0.1], checklist_n: 32}
 """
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny CNN ops: one thread avoids OpenMP barrier stalls on a shared, busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def audited(tmp_path_factory):
     """A quickly trained model's state_dict, audited with `advrun eval`."""

@@ -14,16 +14,6 @@ from runner.cli import main
 from runner.errors import AdvrunError
 from runner.poisoning import attack_success_rate, poison_training_set, stamp
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One torch thread: on a shared 2-core machine, multi-threaded kernels stall on busy cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 CFG = {
     "trigger": "pattern",
     "target": 3,

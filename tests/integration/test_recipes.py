@@ -25,16 +25,6 @@ from runner.recipes.fgsm_rs import FGSMRSRecipe
 from runner.recipes.mart import mart_loss
 from runner.recipes.trades import trades_loss
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One torch thread: on a shared 2-core machine, multi-threaded kernels stall on busy cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 COMMON = "epochs: 2, batch_size: 100, monitor: {n: 32, steps: 2}, optimizer: {lr: 0.01}"
 ITER = "steps: 3, step_size: eps/2"
 EXTRA = {"pgd": ITER, "trades": ITER, "mart": ITER, "fgsm_rs": ""}

@@ -20,17 +20,6 @@ ROOT = Path(__file__).resolve().parents[2]
 TUNE = LR_SPACE + "  objective: {maximize: robust_accuracy}\n  pruner: none\n  sampler: random\n"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    """One intra-op thread: on busy shared cores two threads wait on each other (10x slower)."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _running_trial(journal: Path):
     import optuna
     from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
