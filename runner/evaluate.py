@@ -27,7 +27,7 @@ from runner.eval.cascade import run_suite
 from runner.eval.common import logits_of, margins, perturbation_norm
 from runner.stats import bootstrap_ci
 
-__all__ = ["Evaluation", "evaluate", "evaluate_run", "logits_of", "margins", "perturbation_norm"]
+__all__ = ["Evaluation", "evaluate_run", "logits_of", "margins", "perturbation_norm"]
 
 
 @dataclass
@@ -66,22 +66,6 @@ def evaluate_run(
             model, x, y, threat, num_classes, bs, eval_cfg.get("checklist_n", 256), log
         )
     return ev
-
-
-def evaluate(
-    model: nn.Module,
-    x: Tensor,
-    y: Tensor,
-    attacks: list[dict[str, Any]],
-    threat: dict[str, Any],
-    num_classes: int,
-    batch_size: int,
-    n_boot: int = 1000,
-    log: Callable[[str], None] = print,
-) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
-    """The suite only (cascade): per-example outcomes and one summary row per attack."""
-    suite = run_suite(model, x, y, attacks, threat, num_classes, batch_size, "cascade", log)
-    return suite.examples, summarize(suite.examples, attacks, threat, n_boot, suite.info)
 
 
 def summarize(

@@ -159,4 +159,12 @@ def format_table(df: pd.DataFrame) -> str:
     t = s.pivot(index=["model", "recipe"], columns="attack", values="cell")[attacks].reset_index()
     seeds = s.groupby(["model", "recipe"], sort=False)["seeds"].max().reset_index()
     t = t.merge(seeds, on=["model", "recipe"])
-    return t.to_string(index=False)
+    plan_order = list(dict.fromkeys(zip(df["model"], df["recipe"], strict=True)))
+    t = t.set_index(["model", "recipe"]).loc[plan_order].reset_index()
+    text = t.to_string(index=False)
+    if "scope" in df.columns and (df["scope"] == "cascade").any():
+        text += (
+            "\nattack columns: accuracy after the cascade up to that attack (cheapest first); "
+            "worst_case: robust accuracy under the whole suite"
+        )
+    return text
