@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import csv
 import shutil
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -91,7 +93,6 @@ def execute_run(
         ctx = TrainContext(device, pr, threat, data.num_classes, data.input_shape, counter)
         recipe = RECIPES.load(run.recipe["kind"])(run.recipe, ctx)
         x_train, y_train = poisoning.training_set(cfg, data, ctx)  # poisoned if the spec says so
-        t0 = time.perf_counter()
         if status in ("new", "partial", "failed") or not (d / "checkpoints" / "last.pt").exists():
             store.set_status(run, "running", started=now(), device=str(device), stopped_epoch=None)
             log(f"training {run.slug} on {device} ({len(data.x_train)} examples)")
@@ -122,8 +123,8 @@ def execute_run(
                 stopped_early=result.stopped_early,
                 stopped_epoch=result.stopped_epoch,
             )
-        train_passes = counter.as_dict()
-        train_seconds = time.perf_counter() - t0
+        train_seconds, train_passes = training_cost(d)
+        eval_start = counter.as_dict()
         # a run stopped early (catastrophic overfitting) restored its best epoch: evaluate that
         stopped = store_status(store, run).get("stopped_epoch")
         which = "best" if stopped else cfg["eval"]["checkpoint"]
@@ -138,7 +139,7 @@ def execute_run(
             model, x_test, y_test, cfg["attacks"], threat, data.num_classes, cfg["eval"], log
         )
         examples, summary = evaluation.examples, evaluation.results
-        eval_passes = {k: v - train_passes[k] for k, v in counter.as_dict().items()}
+        eval_passes = {k: v - eval_start[k] for k, v in counter.as_dict().items()}
         counter.close()
         write_with(d / "examples.parquet", lambda p: examples.to_parquet(p, index=False))
         st = store_status(store, run)
@@ -164,7 +165,7 @@ def execute_run(
             "checklist": evaluation.checklist,
             "data_sha256": data.sha256,
             "device": str(device),
-            "train_seconds": _train_seconds(d) if status == "stale" else train_seconds,
+            "train_seconds": train_seconds,
             "eval_seconds": time.perf_counter() - t1,
             "train_passes": train_passes,
             "eval_passes": eval_passes,
@@ -189,11 +190,16 @@ def store_status(store: Store, run: Run) -> dict[str, Any]:
     return read_json(store.run_dir(run) / "status.json") or {}
 
 
-def _train_seconds(d) -> float:
-    from runner.fsio import read_json
-
-    old = read_json(d / "metrics.json") or {}
-    return float(old.get("train_seconds", 0.0))
+def training_cost(d: Path) -> tuple[float, dict[str, int]]:
+    """Wall time and passes of all training epochs, from the epoch table (survives resumes)."""
+    try:
+        rows = list(csv.DictReader((d / "epochs.csv").open(encoding="utf-8")))
+    except FileNotFoundError:
+        rows = []
+    seconds = sum(float(r["seconds"]) for r in rows)
+    last = rows[-1] if rows else {}
+    passes = {k: int(float(last.get(k) or 0)) for k in ("forward_passes", "backward_passes")}
+    return seconds, passes
 
 
 def execute_plan(

@@ -24,7 +24,7 @@ from torch import Tensor, nn
 
 from runner.attacks.runner import generate
 from runner.device import generator
-from runner.eval.common import attack_cost, logits_of, margins, perturbation_norm
+from runner.eval.common import attack_cost, logits_of, margins, perturbation_norm, progress
 
 
 @dataclass
@@ -94,7 +94,7 @@ def run_suite(
     w_dist = torch.zeros(len(y), device=x.device)
     broken_by = np.where(cpu(clean_ok), "", "clean").astype(object)
     info: dict[str, dict[str, Any]] = {}
-    for i, cfg in enumerate(inside + outside):
+    for i, cfg in enumerate(progress(inside + outside, "attacks")):
         in_suite = i < len(inside)
         scope = mode if in_suite else "off_threat"
         todo = alive if scope == "cascade" else clean_ok

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import sys
+
 import torch
 from torch import Tensor, nn
+from tqdm import tqdm
 
 
 @torch.no_grad()
@@ -45,3 +48,8 @@ def attack_cost(cfg: dict) -> float:
     if kind == "cw_linf":
         return float(cfg["steps"]) * 20
     return 1e9  # autoattack: last
+
+
+def progress(items: list, desc: str):
+    """A progress bar over attacks on a terminal; silent when stderr is not one (CI, logs)."""
+    return tqdm(items, desc=desc, leave=False, disable=not sys.stderr.isatty())

@@ -16,7 +16,7 @@ from runner import expr
 from runner.attacks.runner import generate
 from runner.catalog import ATTACKS
 from runner.device import generator
-from runner.eval.common import logits_of
+from runner.eval.common import logits_of, progress
 from runner.stats import bootstrap_ci
 
 
@@ -65,7 +65,7 @@ def robustness_curves(
 
         art_classifier = make_classifier(model, tuple(x.shape[1:]), num_classes, (lo, hi), x.device)
     rows = []
-    for j, cfg in enumerate(chosen):
+    for j, cfg in enumerate(progress(chosen, "curves")):
         for k, eps in enumerate(eps_values):
             correct = clean_ok.clone()
             if eps > 0 and len(idx):

@@ -195,6 +195,9 @@ def fit(
             return FitResult(history, best["epoch"], st["stopped"], st["stopped_epoch"])
         log(f"resumed at epoch {start}")
 
+    # forward/backward passes (examples) so far, carried across resumes in the epoch table
+    done = history[-1] if history else {}
+    counted = (ctx.counter.forward, ctx.counter.backward) if ctx.counter else (0, 0)
     stopped = None
     for epoch in range(start, epochs):
         t0 = time.perf_counter()
@@ -232,6 +235,11 @@ def fit(
             "val_robust": val_robust,
             "seconds": time.perf_counter() - t0,
         }
+        if ctx.counter is not None:
+            row["forward_passes"] = done.get("forward_passes", 0) + ctx.counter.forward - counted[0]
+            row["backward_passes"] = (
+                done.get("backward_passes", 0) + ctx.counter.backward - counted[1]
+            )
         history.append(row)
         state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         save_state_dict(state, ck / "last.pt")

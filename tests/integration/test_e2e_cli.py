@@ -104,6 +104,9 @@ def test_changed_attack_suite_reevaluates_without_retraining(experiment, capsys)
     assert "2 stale" in capsys.readouterr().out
     assert main(["run", str(spec), "-o", str(out), "-q", "attacks.1.steps=10"]) == 0
     assert ckpts == {p: p.stat().st_mtime_ns for p in (out / "runs").rglob("last.pt")}
+    for m in (out / "runs").rglob("metrics.json"):  # the training cost survives re-evaluation
+        metrics = json.loads(m.read_text())
+        assert metrics["train_passes"]["backward_passes"] > 0 and metrics["train_seconds"] > 0
 
 
 def test_bad_spec_writes_nothing(tmp_path, capsys):
@@ -144,5 +147,8 @@ def test_resume_after_interruption_is_bitwise_equal(tmp_path):
     a = torch.load(interrupted.run_dir(run) / "checkpoints" / "last.pt", weights_only=True)
     b = torch.load(straight.run_dir(run) / "checkpoints" / "last.pt", weights_only=True)
     assert all(torch.equal(a[k], b[k]) for k in a)
-    ea = (interrupted.run_dir(run) / "epochs.csv").read_text().splitlines()
-    assert [line.split(",")[0] for line in ea] == ["epoch", "1", "2", "3"]
+    ea = pd.read_csv(interrupted.run_dir(run) / "epochs.csv")
+    eb = pd.read_csv(straight.run_dir(run) / "epochs.csv")
+    assert list(ea["epoch"]) == [1, 2, 3]
+    cols = ["epoch", "loss", "val_clean", "val_robust", "forward_passes", "backward_passes"]
+    assert ea[cols].equals(eb[cols])
