@@ -65,8 +65,36 @@ def _dotted(path: Path_) -> str:
     return ".".join(str(p) for p in path)
 
 
-def _check_tree(node: yaml.Node, source: str, path: Path_, problems: list[Located]) -> None:
-    """Reject unknown tags and duplicate keys before anything is constructed."""
+MAX_NODES = 100_000  # a spec is small; aliases can expand a few lines exponentially
+
+
+class _Budget:
+    def __init__(self) -> None:
+        self.left = MAX_NODES
+
+
+def _check_tree(
+    node: yaml.Node,
+    source: str,
+    path: Path_,
+    problems: list[Located],
+    budget: _Budget | None = None,
+) -> None:
+    """Reject unknown tags, duplicate keys and alias bombs before anything is constructed."""
+    budget = budget or _Budget()
+    budget.left -= 1
+    if budget.left < 0:
+        raise SpecError(
+            [
+                _error(
+                    source,
+                    node.start_mark,
+                    _dotted(path),
+                    f"the spec expands to more than {MAX_NODES} YAML nodes (nested aliases?); "
+                    "write it out without nested anchors",
+                )
+            ]
+        )
     if node.tag not in _STANDARD_TAGS:
         problems.append(
             _error(
@@ -94,11 +122,11 @@ def _check_tree(node: yaml.Node, source: str, path: Path_, problems: list[Locate
                 )
             elif key is not None:
                 seen[key] = key_node
-            _check_tree(key_node, source, path, problems)
-            _check_tree(value_node, source, (*path, key), problems)
+            _check_tree(key_node, source, path, problems, budget)
+            _check_tree(value_node, source, (*path, key), problems, budget)
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
-            _check_tree(item, source, (*path, i), problems)
+            _check_tree(item, source, (*path, i), problems, budget)
 
 
 def _record_marks(node: yaml.Node, source: str, path: Path_, marks: dict[Path_, Mark]) -> None:

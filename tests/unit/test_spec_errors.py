@@ -199,3 +199,14 @@ def test_every_schema_field_has_a_description():
             if not prop.get("description"):
                 missing.append(f"{name}.{field}")
     assert not missing, missing
+
+
+def test_alias_bomb_is_refused_quickly(errors_of):
+    """Nested aliases expand exponentially ("billion laughs"); refuse before constructing."""
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [
+        f"a{i}: &a{i} [*a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}]"
+        for i in range(1, 9)
+    ]
+    p = one(errors_of(BASE + "\n".join(lines) + "\n"))
+    assert "more than 100000 YAML nodes" in p.message
