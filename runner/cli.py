@@ -35,7 +35,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # usage errors: a message and exit 2, as for specs
         self.print_usage(sys.stderr)
-        raise SystemExit(f"advrun: error: {message}")
+        print(f"advrun: error: {message}", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE)
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:

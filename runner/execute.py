@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import shutil
 import sys
 import time
@@ -22,7 +23,7 @@ from runner.errors import AdvrunError, RunFailed
 from runner.evaluate import evaluate_run
 from runner.fsio import write_json, write_with
 from runner.models import build_model
-from runner.prepare import prepare
+from runner.prepare import load_split, prepare
 from runner.provenance import git_commit, versions
 from runner.recipes.base import TrainContext
 from runner.runlog import RunLog
@@ -48,6 +49,21 @@ class Outcome:
     run: Run
     state: str  # done | skipped | failed
     message: str = ""
+
+
+def preflight(runs: list[Run], opts: Options) -> None:
+    """Load each data set and build each model once, so bad input fails before any write."""
+    if not runs:
+        return
+    select_device(opts.device)  # a missing CUDA device fails here
+    checks = {
+        json.dumps([r.config["data"], r.model], sort_keys=True): (r.config["data"], r.model)
+        for r in runs
+    }
+    for data_cfg, model in checks.values():
+        ds, sp = load_split(json.dumps(data_cfg, sort_keys=True))  # cached for the runs
+        shape = tuple(sp.x_train.shape[1:])
+        build_model(model["arch"], shape, ds.num_classes, model["kwargs"], opts.allow_import)
 
 
 def execute_run(

@@ -29,7 +29,8 @@ class Prepared:
 
 
 @functools.lru_cache(maxsize=4)
-def _load_split(data_json: str):
+def load_split(data_json: str):
+    """The data set and its split, loaded once per process (keyed by the canonical data JSON)."""
     from runner.data import split
 
     cfg = json.loads(data_json)
@@ -44,7 +45,7 @@ def _load_split(data_json: str):
 def prepare(
     data: dict[str, Any], pixel_range: tuple[float, float], device: torch.device
 ) -> Prepared:
-    ds, sp = _load_split(json.dumps(data, sort_keys=True))
+    ds, sp = load_split(json.dumps(data, sort_keys=True))
     lo, hi = pixel_range
 
     def tx(a: np.ndarray) -> torch.Tensor:  # loaders give [0, 1]; the threat model's range rules

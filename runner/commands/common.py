@@ -15,6 +15,7 @@ def add_spec_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "overrides",
         nargs="*",
+        default=[],
         metavar="KEY=VALUE",
         help="override spec values, e.g. recipes.0.epochs=3 seeds=[0]",
     )

@@ -26,10 +26,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     loaded, plan, store = load(args)
     from runner import results
-    from runner.execute import Options, execute_plan
+    from runner.execute import Options, execute_plan, preflight
     from runner.fsio import write_json, write_text
 
     runs = [r for r in plan.runs if not args.only or fnmatch.fnmatch(r.id, args.only)]
+    opts = Options(
+        device=args.device or loaded.spec.device,
+        allow_import=args.allow_import,
+        force=args.force,
+        verbose=not args.quiet,
+    )
+    preflight(runs, opts)  # missing data, a bad device or model: fail before writing anything
     store.root.mkdir(parents=True, exist_ok=True)
     write_text(store.root / "spec.yaml", loaded.text)
     write_json(
@@ -39,12 +46,6 @@ def run(args: argparse.Namespace) -> int:
             "overrides": list(loaded.overrides),
             "runs": [r.id for r in plan.runs],
         },
-    )
-    opts = Options(
-        device=args.device or loaded.spec.device,
-        allow_import=args.allow_import,
-        force=args.force,
-        verbose=not args.quiet,
     )
     outcomes = execute_plan(plan, store, opts, runs)
     df = results.collect(plan, store)

@@ -117,6 +117,30 @@ def test_bad_spec_writes_nothing(tmp_path, capsys):
     assert "0-255 units" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("data.path=missing.npz", "npz file not found"),
+        ("models.0.kwargs={widthh: 2}", "did you mean 'width'"),
+    ],
+)
+def test_bad_data_or_model_fails_before_writing(tmp_path, capsys, override, message):
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(SPEC)
+    extra = ["data.dataset=npz"] if override.startswith("data.") else []
+    assert main(["run", str(spec), "-o", str(tmp_path / "out"), *extra, override]) == 2
+    assert not (tmp_path / "out").exists()
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_usage_errors_exit_2(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["run"])
+    assert e.value.code == 2
+    assert "required: spec" in capsys.readouterr().err
+
+
 def test_resume_after_interruption_is_bitwise_equal(tmp_path):
     """A run killed after epoch 2 resumes from its state and ends with the same weights."""
     from runner.compile import compile_spec
