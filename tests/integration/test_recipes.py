@@ -106,7 +106,9 @@ def test_each_recipe_keeps_its_guardrail_records(experiment, kind, engine):
         "backward_passes",
     ]
     assert list(epochs["epoch"]) == [1, 2]
-    assert epochs["backward_passes"].is_monotonic_increasing and epochs["backward_passes"].iloc[0] > 0
+    assert (
+        epochs["backward_passes"].is_monotonic_increasing and epochs["backward_passes"].iloc[0] > 0
+    )
     assert epochs["val_clean"].between(0, 1).all() and epochs["val_robust"].between(0, 1).all()
     assert (epochs["val_robust"] <= epochs["val_clean"] + 1e-9).all()
     assert (d / "checkpoints" / "last.pt").exists() and (d / "checkpoints" / "best.pt").exists()
