@@ -21,7 +21,7 @@ from runner.compile import Plan, Run
 from runner.device import seed_everything, select_device
 from runner.errors import AdvrunError, RunFailed
 from runner.evaluate import evaluate_run
-from runner.fsio import write_json, write_with
+from runner.fsio import read_json, write_json, write_with
 from runner.models import build_model
 from runner.prepare import load_split, prepare
 from runner.provenance import git_commit, versions
@@ -73,8 +73,6 @@ def execute_run(
     d = store.run_dir(run)
     status = "new" if opts.force else store.status(run)
     if status == "done":
-        from runner.fsio import read_json
-
         return read_json(d / "metrics.json")
     if opts.force or status == "failed":  # a fresh start, not a resume of a diverged state
         shutil.rmtree(d / "checkpoints", ignore_errors=True)
@@ -201,8 +199,6 @@ def execute_run(
 
 
 def store_status(store: Store, run: Run) -> dict[str, Any]:
-    from runner.fsio import read_json
-
     return read_json(store.run_dir(run) / "status.json") or {}
 
 
