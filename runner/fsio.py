@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import tempfile
@@ -55,6 +56,15 @@ def read_json(path: str | Path) -> Any:
         return None
     except (OSError, json.JSONDecodeError) as e:
         raise AdvrunError(f"{path}: unreadable ({e}); delete it to recompute") from None
+
+
+def sha256_file(path: str | Path) -> str:
+    """Hex SHA-256 of a file's bytes, read in 1 MiB blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def contained(root: str | Path, *parts: str) -> Path:

@@ -28,80 +28,47 @@ COLUMNS = [
 ]
 
 
-def collect(plan: Plan, store: Store) -> pd.DataFrame:
-    """Rows of every run of the plan that has metrics (done or previously evaluated)."""
-    rows = []
+IDENTITY = ("run_id", "model", "arch", "recipe", "kind", "seed")
+RESULT_KEYS = ("attack", "attack_kind", "norm", "eps", "accuracy", "n", "ci_low", "ci_high",
+               "scope", "broken")  # fmt: skip
+
+
+def evaluated(plan: Plan, store: Store) -> list[dict]:
+    """metrics.json of every run evaluated under the plan's current evaluation settings: the
+    plan's runs, then models audited with ``advrun eval`` (same schema, ``kind: audit``)."""
+    found = []
     for run in plan.runs:
         m = read_json(store.run_dir(run) / "metrics.json")
-        if not m or m.get("eval_hash") != run.eval_hash:
-            continue
-        hp = {
-            f"hp_{k}": v
-            for k, v in run.hyperparameters.items()
-            if isinstance(v, (int, float, str, bool))
-        }
-        for r in m["results"]:
-            rows.append(
-                {
-                    "run_id": run.id,
-                    "model": run.model["name"],
-                    "arch": run.model["arch"],
-                    "recipe": run.recipe["name"],
-                    "kind": run.recipe["kind"],
-                    "seed": run.seed,
-                    "attack": r["attack"],
-                    "attack_kind": r["kind"],
-                    "norm": r["norm"],
-                    "eps": r["eps"],
-                    "accuracy": r["accuracy"],
-                    "n": r["n"],
-                    "ci_low": r["ci_low"],
-                    "ci_high": r["ci_high"],
-                    "scope": r.get("scope"),
-                    "broken": r.get("broken"),
-                    "train_seconds": m["train_seconds"],
-                    "eval_seconds": m["eval_seconds"],
-                    "train_forward_passes": m["train_passes"]["forward_passes"],
-                    "train_backward_passes": m["train_passes"]["backward_passes"],
-                    **hp,
-                }
-            )
-    rows += _audit_rows(plan, store)  # models audited with `advrun eval`
-    return pd.DataFrame(rows, columns=None if rows else COLUMNS)
-
-
-def _audited(plan: Plan, store: Store) -> list[dict]:
-    """metrics.json of models audited with ``advrun eval`` under the plan's evaluation settings."""
-    if not plan.runs or not store.runs_dir.is_dir():
-        return []
-    found = []
-    for path in sorted(store.runs_dir.glob("*/metrics.json")):
-        m = read_json(path)
-        if m and m.get("kind") == "audit" and m.get("eval_hash") == plan.runs[0].eval_hash:
+        if m and m.get("eval_hash") == run.eval_hash:
             found.append(m)
+    if plan.runs and store.runs_dir.is_dir():
+        for path in sorted(store.runs_dir.glob("*/metrics.json")):
+            m = read_json(path)
+            if m and m.get("kind") == "audit" and m.get("eval_hash") == plan.runs[0].eval_hash:
+                found.append(m)
     return found
 
 
-def _audit_rows(plan: Plan, store: Store) -> list[dict]:
-    keys = ("attack", "norm", "eps", "accuracy", "n", "ci_low", "ci_high", "scope", "broken")
-    return [
-        {
-            "run_id": m["run_id"],
-            "model": m["model"],
-            "arch": m["arch"],
-            "recipe": "audit",
-            "kind": "audit",
-            "seed": None,
-            **{k: r.get(k) for k in keys},
-            "attack_kind": r["kind"],
-            "train_seconds": 0.0,
+def collect(plan: Plan, store: Store) -> pd.DataFrame:
+    """One tidy row per (run, attack) of every evaluated run and audit."""
+    rows = []
+    for m in evaluated(plan, store):
+        ident = {k: m.get(k) for k in IDENTITY}
+        cost = {
+            "train_seconds": m["train_seconds"],
             "eval_seconds": m["eval_seconds"],
-            "train_forward_passes": 0,
-            "train_backward_passes": 0,
+            "train_forward_passes": m["train_passes"]["forward_passes"],
+            "train_backward_passes": m["train_passes"]["backward_passes"],
         }
-        for m in _audited(plan, store)
-        for r in m["results"]
-    ]
+        hp = {
+            f"hp_{k}": v
+            for k, v in (m.get("hyperparameters") or {}).items()
+            if isinstance(v, (int, float, str, bool))
+        }
+        for r in m["results"]:
+            result = {k: r.get(k) for k in RESULT_KEYS} | {"attack_kind": r["kind"]}
+            rows.append({**ident, **result, **cost, **hp})
+    return pd.DataFrame(rows, columns=None if rows else COLUMNS)
 
 
 CURVE_COLUMNS = ["run_id", "model", "recipe", "seed", "attack", "eps", "accuracy", "n",
@@ -110,16 +77,11 @@ CURVE_COLUMNS = ["run_id", "model", "recipe", "seed", "attack", "eps", "accuracy
 
 def collect_curves(plan: Plan, store: Store) -> pd.DataFrame:
     """Tidy robustness curves: one row per (run, attack, eps), trained runs and audits."""
-    rows = []
-    for run in plan.runs:
-        m = read_json(store.run_dir(run) / "metrics.json")
-        if m and m.get("eval_hash") == run.eval_hash:
-            ident = {"run_id": run.id, "model": run.model["name"], "recipe": run.recipe["name"],
-                     "seed": run.seed}  # fmt: skip
-            rows += [{**ident, **c} for c in m.get("curves") or []]
-    for m in _audited(plan, store):
-        ident = {"run_id": m["run_id"], "model": m["model"], "recipe": "audit", "seed": None}
-        rows += [{**ident, **c} for c in m.get("curves") or []]
+    rows = [
+        {k: m.get(k) for k in ("run_id", "model", "recipe", "seed")} | c
+        for m in evaluated(plan, store)
+        for c in m.get("curves") or []
+    ]
     return pd.DataFrame(rows, columns=CURVE_COLUMNS)
 
 

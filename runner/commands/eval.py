@@ -10,7 +10,6 @@ curve and checklist exactly like a trained run, and stored as a run directory un
 from __future__ import annotations
 
 import argparse
-import hashlib
 import time
 import zipfile
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Any
 
 from runner.commands.common import add_import_argument, add_spec_arguments, load
 from runner.errors import AdvrunError
+from runner.fsio import sha256_file
 from runner.registry import did_you_mean
 
 
@@ -34,14 +34,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", help="override the spec's device (auto, cpu, cuda, cuda:N)")
     p.add_argument("--force", action="store_true", help="re-evaluate even if already done")
     p.add_argument("-q", "--quiet", action="store_true", help="print only the results table")
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def load_state_dict(path: Path, device) -> dict[str, Any]:
@@ -225,7 +217,7 @@ def run(args: argparse.Namespace) -> int:
     store.root.mkdir(parents=True, exist_ok=True)
     write_text(store.root / "spec.yaml", loaded.text)
     device_name = args.device or spec.device
-    sha = _sha256(ckpt) if ckpt is not None and ckpt.is_file() else None
+    sha = sha256_file(ckpt) if ckpt is not None and ckpt.is_file() else None
     t0 = time.perf_counter()
     for m in models:
         metrics = audit_model(

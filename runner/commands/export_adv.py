@@ -8,14 +8,13 @@ Regenerates the attack from the run's checkpoint and resolved config, writes an 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import re
 from pathlib import Path
 from typing import Any
 
 from runner.errors import AdvrunError
-from runner.fsio import contained, read_json
+from runner.fsio import contained, read_json, sha256_file
 from runner.registry import unknown_name_message
 
 
@@ -31,14 +30,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="PATTERN",
         help="allow user model factories from modules matching PATTERN",
     )
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _attack(cfg: dict[str, Any], name: str) -> dict[str, Any]:

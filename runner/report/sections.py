@@ -3,7 +3,6 @@ provenance and the paired test between the two best defenses."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import statistics
@@ -11,6 +10,7 @@ from typing import Any
 
 from runner.report.collect import Experiment
 from runner.report.tables import CLEAN, WORST, _f
+from runner.spec.load import spec_sha256
 
 # A validation robust accuracy that falls by this much from its best epoch, to below half of it,
 # is the signature of catastrophic overfitting (Wong et al. 2020; Rice et al. 2020).
@@ -190,20 +190,12 @@ def checklist(runs: list[dict[str, Any]]) -> dict[str, Any] | None:
     return {"checks": names, "runs": per_run, "counts": counts}
 
 
-def spec_hash(text: str, overrides: list[str]) -> str:
-    """As runner.spec.load.LoadedSpec.sha256: the text as written plus the overrides."""
-    h = hashlib.sha256(text.encode())
-    for o in overrides:
-        h.update(b"\0" + o.encode())
-    return h.hexdigest()
-
-
 def provenance(exp: Experiment, runs: list[dict[str, Any]]) -> dict[str, Any]:
     done = [r for r in runs if r["results"]]
     plan = exp.plan or {}
     overrides = list(plan.get("overrides", []))
     recorded = plan.get("spec_sha256")
-    computed = spec_hash(exp.spec_text, overrides) if exp.spec_text is not None else None
+    computed = spec_sha256(exp.spec_text, overrides) if exp.spec_text is not None else None
     versions = list({json.dumps(r["versions"], sort_keys=True) for r in done if r["versions"]})
     started = [r["started"] for r in runs if r["started"]]
     finished = [r["finished"] for r in runs if r["finished"]]

@@ -34,10 +34,15 @@ class LoadedSpec:
 
     @property
     def sha256(self) -> str:
-        h = hashlib.sha256(self.text.encode())
-        for o in self.overrides:
-            h.update(b"\0" + o.encode())
-        return h.hexdigest()
+        return spec_sha256(self.text, self.overrides)
+
+
+def spec_sha256(text: str, overrides: list[str] | tuple[str, ...]) -> str:
+    """The hash recorded with an experiment: the spec text as written plus its overrides."""
+    h = hashlib.sha256(text.encode())
+    for o in overrides:
+        h.update(b"\0" + o.encode())
+    return h.hexdigest()
 
 
 def _split_key(key: str) -> list[Any]:
