@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import platform
 import subprocess
@@ -16,6 +17,7 @@ def _version(dist: str) -> str | None:
         return None
 
 
+@functools.cache
 def git_commit(cwd: Path | None = None) -> str | None:
     try:
         out = subprocess.run(
@@ -30,7 +32,8 @@ def git_commit(cwd: Path | None = None) -> str | None:
     return out.stdout.strip() or None if out.returncode == 0 else None
 
 
-def versions() -> dict[str, str | None]:
+@functools.cache
+def _versions() -> dict[str, str | None]:
     return {
         "python": sys.version.split()[0],
         "advrun": _version("advrun"),
@@ -40,3 +43,8 @@ def versions() -> dict[str, str | None]:
         "numpy": _version("numpy"),
         "platform": platform.platform(),
     }
+
+
+def versions() -> dict[str, str | None]:
+    """Versions recorded with every run (looked up once per process)."""
+    return dict(_versions())
