@@ -33,8 +33,8 @@ from runner.attacks.art_attacks import make_classifier  # noqa: E402
 from runner.attacks.runner import generate  # noqa: E402
 from runner.compile import compile_spec  # noqa: E402
 from runner.eval.cascade import at_threat_model, run_suite  # noqa: E402
+from runner.execute.prepare import prepare  # noqa: E402
 from runner.models import build_model  # noqa: E402
-from runner.prepare import prepare  # noqa: E402
 from runner.spec import load_spec  # noqa: E402
 
 

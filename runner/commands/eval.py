@@ -115,13 +115,13 @@ def audit_model(
     """Evaluate one model like a run; store run.json, metrics.json, examples.parquet, status."""
     from runner.compile import short_hash
     from runner.device import seed_everything, select_device
-    from runner.evaluate import evaluate_run
+    from runner.eval.evaluate import evaluate_run
+    from runner.execute.prepare import prepare
+    from runner.execute.runlog import RunLog
+    from runner.execute.store import now
     from runner.fsio import read_json, write_json, write_with
     from runner.models import build_model
-    from runner.prepare import prepare
     from runner.provenance import git_commit, versions
-    from runner.runlog import RunLog
-    from runner.store import now
     from runner.train.counter import PassCounter
 
     cfg = plan.runs[0].config
@@ -211,7 +211,7 @@ def run(args: argparse.Namespace) -> int:
                 f"model '{m.name}' ({m.arch}) would be evaluated untrained: pass --checkpoint "
                 "PATH, or use a model factory 'package.module:function' with --allow-import"
             )
-    from runner import results
+    from runner.execute import results
     from runner.fsio import write_text
 
     store.root.mkdir(parents=True, exist_ok=True)

@@ -87,11 +87,11 @@ def run(args: argparse.Namespace) -> int:
 
     from runner.attacks.runner import generate
     from runner.device import seed_everything, select_device
-    from runner.evaluate import logits_of, perturbation_norm
+    from runner.eval.evaluate import logits_of, perturbation_norm
+    from runner.execute.prepare import prepare
+    from runner.execute.store import now
     from runner.fsio import write_with
     from runner.models import build_model
-    from runner.prepare import prepare
-    from runner.store import now
     from runner.train.loop import load_checkpoint
 
     if not re.match(r"^(auto|cpu|mps|cuda(:\d+)?)$", args.device):

@@ -25,8 +25,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     loaded, plan, store = load(args)
-    from runner import results
-    from runner.execute import Options, execute_plan, preflight
+    from runner.execute import Options, execute_plan, preflight, results
     from runner.fsio import write_json, write_text
 
     runs = [r for r in plan.runs if not args.only or fnmatch.fnmatch(r.id, args.only)]

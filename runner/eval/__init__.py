@@ -1,1 +1,1 @@
-"""Evaluation pieces: the worst-case attack cascade and robustness curves."""
+"""Evaluation: the attack suite and its worst case (cascade), curves, statistics, checklist."""

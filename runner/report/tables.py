@@ -7,9 +7,9 @@ from typing import Any
 
 import pandas as pd
 
+from runner.execute.results import seed_summary
 from runner.report.collect import RunData
 from runner.report.gate import group_label
-from runner.results import seed_summary
 
 CLEAN, WORST = "clean", "worst_case"
 

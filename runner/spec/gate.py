@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 Problem = tuple[tuple[Any, ...], str]
 
-WORST_CASE = "worst_case"  # the per-example worst case over the attack suite (runner.evaluate)
+WORST_CASE = "worst_case"  # the per-example worst case over the attack suite (runner.eval.evaluate)
 
 
 class GateRule(StrictModel):

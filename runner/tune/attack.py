@@ -90,8 +90,8 @@ class AttackObjective:
     def __init__(self, ctx: TuneContext, gate: Gate) -> None:
         from runner.device import select_device
         from runner.execute import execute_run
+        from runner.execute.prepare import prepare
         from runner.models import build_model
-        from runner.prepare import prepare
         from runner.train.loop import load_checkpoint
 
         self.ctx, self.gate = ctx, gate

@@ -1,7 +1,7 @@
 """The objective of a training study: each trial is a normal run in the run store.
 
 The trial's run is compiled from the sampled parameters (same parameters, same run id), trained by
-:func:`runner.execute.execute_run` with a per-epoch callback that reports the validation robust
+:func:`runner.execute.run.execute_run` with a per-epoch callback that reports the validation robust
 accuracy to Optuna and raises ``TrialPruned`` when the pruner says so, then evaluated on the fixed
 threat model; the objective is read from the run's metrics.
 """
@@ -21,9 +21,9 @@ from optuna.trial import TrialState
 from runner.compile import run_dirname
 from runner.errors import AdvrunError, RunFailed
 from runner.execute import Options, execute_run
+from runner.execute.store import Store
 from runner.spec import LoadedSpec
 from runner.spec.tune import ObjectiveSpec
-from runner.store import Store
 from runner.tune.build import Infeasible, trial_run
 from runner.tune.storage import Gate, worker_tag
 from runner.tune.study import suggest

@@ -6,8 +6,8 @@ import functools
 
 import torch
 
+from runner.execute.prepare import Prepared, prepare
 from runner.models import build_model
-from runner.prepare import Prepared, prepare
 
 CPU = torch.device("cpu")
 DATA = {"dataset": "digits", "path": None, "root": None, "val_fraction": 0.1,

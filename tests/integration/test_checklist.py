@@ -7,7 +7,7 @@ import torch
 from digits_model import trained
 from torch import nn
 
-from runner.checklist import run_checklist
+from runner.eval.checklist import run_checklist
 
 THREAT = {"norm": "linf", "eps": 0.1, "pixel_range": [0.0, 1.0]}
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from digits_model import trained
 
-from runner.evaluate import evaluate_run
+from runner.eval.evaluate import evaluate_run
 
 THREAT = {"norm": "linf", "eps": 0.1, "pixel_range": [0.0, 1.0]}
 N = 150

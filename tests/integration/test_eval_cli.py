@@ -37,7 +37,7 @@ def audited(tmp_path_factory):
     spec.write_text(SPEC)
     torch.manual_seed(0)
     model = build_model("small_cnn", (1, 8, 8), 10, {"width": 0.25})
-    from runner.prepare import prepare
+    from runner.execute.prepare import prepare
 
     data = prepare(
         {"dataset": "digits", "path": None, "root": None, "val_fraction": 0.1,

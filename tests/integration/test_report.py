@@ -14,7 +14,7 @@ import pytest
 from report_helpers import EVIL, copy_experiment, tiny_experiment
 
 from runner.cli import main
-from runner.results import seed_summary
+from runner.execute.results import seed_summary
 
 ROOT = Path(__file__).resolve().parents[2]
 SECTIONS = [

@@ -1,54 +1,33 @@
-"""Execute a plan: train each run (resumably), evaluate it, store everything atomically."""
+"""Execute one run: train it (resumably), evaluate it, store everything atomically."""
 
 from __future__ import annotations
 
 import csv
 import json
 import shutil
-import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
 from tqdm import tqdm
 
 from runner import poisoning
 from runner.catalog import RECIPES
-from runner.compile import Plan, Run
+from runner.compile import Run
 from runner.device import seed_everything, select_device
-from runner.errors import AdvrunError, RunFailed
-from runner.evaluate import evaluate_run
+from runner.errors import RunFailed
+from runner.eval.evaluate import evaluate_run
+from runner.execute.options import Options
+from runner.execute.prepare import load_split, prepare
+from runner.execute.runlog import RunLog
+from runner.execute.store import Store, now
 from runner.fsio import read_json, write_json, write_with
 from runner.models import build_model
-from runner.prepare import load_split, prepare
 from runner.provenance import git_commit, versions
 from runner.recipes.base import TrainContext
-from runner.runlog import RunLog
-from runner.store import Store, now
 from runner.train.counter import PassCounter
 from runner.train.loop import fit, load_checkpoint
-
-
-@dataclass
-class Options:
-    device: str = "auto"
-    allow_import: list[str] = field(default_factory=list)
-    force: bool = False
-    verbose: bool = True
-
-    @property
-    def bars(self) -> bool:  # progress bars only on a terminal
-        return self.verbose and sys.stderr.isatty()
-
-
-@dataclass
-class Outcome:
-    run: Run
-    state: str  # done | skipped | failed
-    message: str = ""
 
 
 def preflight(runs: list[Run], opts: Options) -> None:
@@ -212,39 +191,3 @@ def training_cost(d: Path) -> tuple[float, dict[str, int]]:
     last = rows[-1] if rows else {}
     passes = {k: int(float(last.get(k) or 0)) for k in ("forward_passes", "backward_passes")}
     return seconds, passes
-
-
-def execute_plan(
-    plan: Plan, store: Store, opts: Options, runs: list[Run] | None = None
-) -> list[Outcome]:
-    """Run every not-yet-done run of the plan; a failed run does not stop the others."""
-    outcomes = []
-    todo = runs if runs is not None else plan.runs
-    for i, run in enumerate(todo, 1):
-        status = "new" if opts.force else store.status(run)
-        if status == "done":
-            outcomes.append(Outcome(run, "skipped", "already done"))
-            if opts.verbose:
-                print(f"[{i}/{len(todo)}] {run.slug}: done, skipped")
-            continue
-        if opts.verbose:
-            print(f"[{i}/{len(todo)}] {run.slug}: {status} -> running", flush=True)
-        try:
-            m = execute_run(run, store, opts)
-        except RunFailed as e:
-            outcomes.append(Outcome(run, "failed", str(e)))
-            print(f"[{i}/{len(todo)}] {run.slug}: FAILED: {e}", file=sys.stderr)
-            continue
-        except AdvrunError:
-            raise
-        acc = {r["attack"]: r["accuracy"] for r in m["results"]}
-        outcomes.append(Outcome(run, "done"))
-        if opts.verbose:
-            shown = ", ".join(f"{k} {v:.3f}" for k, v in acc.items())
-            print(
-                f"[{i}/{len(todo)}] {run.slug}: {shown} ({m['train_seconds']:.1f}s train)",
-                flush=True,
-            )
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
-    return outcomes

@@ -60,7 +60,7 @@ def evaluate_run(
 
         ev.curves = robustness_curves(model, x, y, attacks, threat, num_classes, eval_cfg, log)
     if eval_cfg.get("checklist", True):
-        from runner.checklist import run_checklist
+        from runner.eval.checklist import run_checklist
 
         ev.checklist = run_checklist(
             model, x, y, threat, num_classes, bs, eval_cfg.get("checklist_n", 256), log
