@@ -17,6 +17,7 @@ from runner.compile import Run
 from runner.device import seed_everything, select_device
 from runner.errors import RunFailed
 from runner.eval.evaluate import evaluate_run
+from runner.execute.hooks import hooks_for
 from runner.execute.options import Options
 from runner.execute.prepare import load_split, prepare
 from runner.execute.runlog import RunLog
@@ -55,6 +56,13 @@ def execute_run(
     d.mkdir(parents=True, exist_ok=True)
     write_json(d / "run.json", run.to_json())
     log = RunLog(d / "log.txt")
+    hooks = hooks_for(opts)
+
+    def epoch_done(row: dict[str, Any]) -> None:
+        hooks.call("epoch_done", run, d, row)
+        if on_epoch is not None:
+            on_epoch(row)
+
     try:
         device = select_device(opts.device)
         seed_everything(run.seed)
@@ -73,6 +81,7 @@ def execute_run(
         if status in ("new", "partial", "failed") or not (d / "checkpoints" / "last.pt").exists():
             store.set_status(run, "running", started=now(), device=str(device), stopped_epoch=None)
             log(f"training {run.slug} on {device} ({len(data.x_train)} examples)")
+            hooks.call("run_started", run, d)
             bar = tqdm(
                 total=int(run.recipe.epochs), desc=run.slug, leave=False, disable=not opts.bars
             )
@@ -88,7 +97,7 @@ def execute_run(
                     run.seed,
                     d,
                     log,
-                    on_epoch=on_epoch,
+                    on_epoch=epoch_done if hooks or on_epoch else None,
                     progress=bar,
                 )
             finally:
@@ -152,10 +161,12 @@ def execute_run(
         write_json(d / "metrics.json", metrics)
         store.set_status(run, "done", finished=now())
         log("done")
+        hooks.call("run_done", run, d, metrics)
         return metrics
     except RunFailed as e:
         store.set_status(run, "failed", diagnosis=str(e), finished=now())
         log(f"FAILED: {e}")
+        hooks.call("run_failed", run, d, str(e))
         raise
     finally:
         log.close()
