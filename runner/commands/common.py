@@ -34,6 +34,18 @@ def add_import_argument(p: argparse.ArgumentParser) -> None:
     )
 
 
+def add_tracking_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--mlflow",
+        metavar="URI",
+        help="log every run to MLflow at URI (http://host:port, sqlite:///file.db, file:///dir); "
+        "overrides the spec's tracking.mlflow.uri and MLFLOW_TRACKING_URI; needs advrun[mlflow]",
+    )
+    p.add_argument(
+        "--no-mlflow", action="store_true", help="do not log to MLflow even if the spec says so"
+    )
+
+
 def load(args: argparse.Namespace) -> tuple[LoadedSpec, Plan, Store]:
     loaded = load_spec(args.spec, args.overrides)
     plan = compile_spec(loaded.spec)

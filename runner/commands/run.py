@@ -5,7 +5,12 @@ from __future__ import annotations
 import argparse
 import fnmatch
 
-from runner.commands.common import add_import_argument, add_spec_arguments, load
+from runner.commands.common import (
+    add_import_argument,
+    add_spec_arguments,
+    add_tracking_arguments,
+    load,
+)
 from runner.errors import EXIT_FAILED
 
 
@@ -21,19 +26,23 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--no-report", action="store_true", help="do not write OUTPUT/report.html at the end"
     )
+    add_tracking_arguments(p)
 
 
 def run(args: argparse.Namespace) -> int:
     loaded, plan, store = load(args)
+    from runner import track
     from runner.execute import Options, execute_plan, preflight, results
     from runner.fsio import write_json, write_text
 
+    tracking = track.mlflow_settings(loaded.spec, args.mlflow, args.no_mlflow)
     runs = [r for r in plan.runs if not args.only or fnmatch.fnmatch(r.id, args.only)]
     opts = Options(
         device=args.device or loaded.spec.device,
         allow_import=args.allow_import,
         force=args.force,
         verbose=not args.quiet,
+        tracking=track.tracking_options(tracking),  # fails here when the extra is missing
     )
     preflight(runs, opts)  # missing data, a bad device or model: fail before writing anything
     store.root.mkdir(parents=True, exist_ok=True)
@@ -59,4 +68,6 @@ def run(args: argparse.Namespace) -> int:
 
     # report + robustness gate (exit 3 when a threshold fails; a failed run's exit 1 wins)
     gate_code = finish(loaded.spec, store.root, [r.id for r in runs], report=not args.no_report)
+    if tracking is not None:  # the report and model cards exist now; catch up what is missing
+        track.sync(tracking, store.root, verbose=not args.quiet)
     return EXIT_FAILED if failed else gate_code

@@ -14,6 +14,7 @@ from runner.spec.base import Expr, StrictModel
 from runner.spec.gate import GateSpec
 from runner.spec.poisoning import PoisoningSpec
 from runner.spec.recipes import RECIPE_SPECS
+from runner.spec.tracking import TrackingSpec
 from runner.spec.tune import TuneSpec
 
 RecipeSpec = Annotated[Union[tuple(RECIPE_SPECS.values())], Field(discriminator="kind")]  # noqa: UP007
@@ -188,6 +189,10 @@ class Spec(StrictModel):
         None,
         description="simulate a backdoor attacker: every run trains on the poisoned set and is "
         "evaluated for attack success rate",
+    )
+    tracking: TrackingSpec | None = Field(
+        None,
+        description="log every run to an experiment tracker (MLflow); never changes run ids",
     )
 
     @field_validator("device")
