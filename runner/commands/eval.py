@@ -15,7 +15,12 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from runner.commands.common import add_import_argument, add_spec_arguments, load
+from runner.commands.common import (
+    add_import_argument,
+    add_spec_arguments,
+    add_tracking_arguments,
+    load,
+)
 from runner.compile import Audit, compile_audit
 from runner.errors import AdvrunError
 from runner.fsio import sha256_file
@@ -35,6 +40,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", help="override the spec's device (auto, cpu, cuda, cuda:N)")
     p.add_argument("--force", action="store_true", help="re-evaluate even if already done")
     p.add_argument("-q", "--quiet", action="store_true", help="print only the results table")
+    add_tracking_arguments(p)
 
 
 def load_state_dict(path: Path, device) -> dict[str, Any]:
@@ -198,9 +204,12 @@ def run(args: argparse.Namespace) -> int:
                 f"model '{m.name}' ({m.arch}) would be evaluated untrained: pass --checkpoint "
                 "PATH, or use a model factory 'package.module:function' with --allow-import"
             )
+    from runner import track
     from runner.execute import results
     from runner.fsio import write_text
 
+    tracking = track.mlflow_settings(spec, args.mlflow, args.no_mlflow)
+    track.tracking_options(tracking)  # the extra is missing: say so before any compute
     store.root.mkdir(parents=True, exist_ok=True)
     write_text(store.root / "spec.yaml", loaded.text)
     device_name = args.device or spec.device
@@ -224,4 +233,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"results: {store.root / 'results.csv'} ({time.perf_counter() - t0:.1f}s)")
     from runner.report.hooks import gate_exit_code
 
-    return gate_exit_code(spec, store.root)  # the spec's gate: exit 3 when a threshold fails
+    code = gate_exit_code(spec, store.root)  # the spec's gate: exit 3 when a threshold fails
+    if tracking is not None:  # audits are logged like runs, nested under the experiment
+        track.sync(tracking, store.root, verbose=not args.quiet)
+    return code
