@@ -41,6 +41,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--force", action="store_true", help="re-evaluate even if already done")
     p.add_argument("-q", "--quiet", action="store_true", help="print only the results table")
     add_tracking_arguments(p)
+    p.add_argument(
+        "--baseline",
+        metavar="DIR",
+        help="gate against the last accepted release (its output dir, run dir or model_card.json):"
+        " exit 3 when clean or worst-case accuracy drops by more than gate.max_drop (default "
+        "0.01 clean, 0.02 worst case) beyond noise (paired McNemar test on the same examples)",
+    )
 
 
 def load_state_dict(path: Path, device) -> dict[str, Any]:
@@ -207,11 +214,15 @@ def run(args: argparse.Namespace) -> int:
     from runner import track
     from runner.execute import results
     from runner.fsio import write_text
+    from runner.report.baseline import load_baseline, remember_baseline
 
     tracking = track.mlflow_settings(spec, args.mlflow, args.no_mlflow)
     track.tracking_options(tracking)  # the extra is missing: say so before any compute
+    if args.baseline:
+        load_baseline(args.baseline)  # a missing or empty baseline fails before any compute
     store.root.mkdir(parents=True, exist_ok=True)
     write_text(store.root / "spec.yaml", loaded.text)
+    remember_baseline(store.root, args.baseline)
     device_name = args.device or spec.device
     sha = sha256_file(ckpt) if ckpt is not None and ckpt.is_file() else None
     t0 = time.perf_counter()

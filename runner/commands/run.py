@@ -27,6 +27,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--no-report", action="store_true", help="do not write OUTPUT/report.html at the end"
     )
     add_tracking_arguments(p)
+    p.add_argument(
+        "--baseline",
+        metavar="DIR",
+        help="gate against the last accepted release (its output dir, run dir or model_card.json):"
+        " exit 3 when clean or worst-case accuracy drops by more than gate.max_drop (default "
+        "0.01 clean, 0.02 worst case) beyond noise (paired McNemar test on the same examples)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -44,8 +51,13 @@ def run(args: argparse.Namespace) -> int:
         verbose=not args.quiet,
         tracking=track.tracking_options(tracking),  # fails here when the extra is missing
     )
+    from runner.report.baseline import load_baseline, remember_baseline
+
+    if args.baseline:
+        load_baseline(args.baseline)  # a missing or empty baseline fails before any compute
     preflight(runs, opts)  # missing data, a bad device or model: fail before writing anything
     store.root.mkdir(parents=True, exist_ok=True)
+    remember_baseline(store.root, args.baseline)
     write_text(store.root / "spec.yaml", loaded.text)
     write_json(
         store.root / "plan.json",
