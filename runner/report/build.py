@@ -137,12 +137,15 @@ def build(dirs: list[str | Path]) -> dict[str, Any]:
     columns = list(dict.fromkeys(c for d in data for c in d["columns"] if c != "worst_case"))
     columns += ["worst_case"] if any("worst_case" in d["columns"] for d in data) else []
     scopes = {k: v for d in reversed(data) for k, v in d["column_scopes"].items()}
+    from runner.report.releases import releases
+
     return clean_json(
         {
             "schema": SCHEMA,
             "generated": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             "generator": {"advrun": versions().get("advrun"), "python": versions().get("python")},
             "experiments": data,
+            "releases": releases(data),  # the time series of releases of one model
             "comparison": {
                 "columns": columns,
                 "scopes": scopes,
