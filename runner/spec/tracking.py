@@ -34,6 +34,11 @@ class MlflowSpec(StrictModel):
         description="artifact root of a newly created experiment (default: MLflow's; for a "
         "sqlite:/// store, an mlartifacts folder beside the database file)",
     )
+    log_exports: bool = Field(
+        False,
+        description="also upload each run's exported adversarial data (exports/*.npz of advrun "
+        "export-adv) as artifacts; exports/manifest.json is always logged",
+    )
     timeout: int | None = Field(
         None,
         ge=1,

@@ -68,6 +68,7 @@ def mlflow_settings(
         "uri": resolve_uri(uri),
         "experiment": (block.experiment if block else None) or spec.name,
         "artifact_location": block.artifact_location if block else None,
+        "log_exports": bool(block.log_exports) if block else False,
         "timeout": block.timeout if block else None,
         "retries": block.retries if block else None,
     }

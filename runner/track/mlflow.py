@@ -380,9 +380,11 @@ class Tracker:
         state = str(status.get("state") or "unknown")
         out = run_dir.parent.parent
         epochs = read_epochs(run_dir)
-        digests = {
-            rel: sha256_file(run_dir / rel) for rel in RUN_ARTIFACTS if (run_dir / rel).is_file()
-        }
+        files = RUN_ARTIFACTS
+        if self.settings.get("log_exports"):
+            npz = sorted(str(p.relative_to(run_dir)) for p in run_dir.glob("exports/*.npz"))
+            files = (*files, *npz)
+        digests = {rel: sha256_file(run_dir / rel) for rel in files if (run_dir / rel).is_file()}
         local = _key(
             json.dumps(
                 {
@@ -421,7 +423,7 @@ class Tracker:
         if trial:
             tags.update(self._trial(rid, dict(run.data.params), trial))
         if not live:
-            tags.update(self._artifacts(rid, have_tags, run_dir, RUN_ARTIFACTS))
+            tags.update(self._artifacts(rid, have_tags, run_dir, files))
         tags["advrun.synced"] = local
         self._log(rid, tags={k: v for k, v in tags.items() if have_tags.get(k) != str(v)})
         if not live and state in TERMINAL:

@@ -334,3 +334,22 @@ def test_a_resumed_run_continues_its_mlflow_run(tmp_path):
     assert done["status"] == "FINISHED"
     assert [s for s, _, _ in done["metrics"]["val_robust"]] == [1, 2, 3]  # each epoch once
     assert "worst_case" in done["metrics"]
+
+
+def test_exported_adversarial_data_is_logged_as_artifacts(tracked, capsys):
+    spec, out, uri = tracked
+    [run_dir] = (out / "runs").iterdir()
+    assert main(["export-adv", str(run_dir), "--all", "--device", "cpu"]) == 0
+    before = _only(snapshot(uri, "tracked"), "run")
+    assert main(["run", str(spec), "-o", str(out), "-q", "tracking.mlflow.log_exports=true"]) == 0
+    run = _only(snapshot(uri, "tracked"), "run")
+    logged = set(run["artifacts"]) - set(before["artifacts"])
+    assert logged == {"exports"}  # exports/adv-*.npz and exports/manifest.json
+    c = MlflowClient(uri)
+    rid = json.loads((run_dir / "mlflow.json").read_text())[uri]["run_id"]
+    files = sorted(a.path for a in c.list_artifacts(rid, "exports"))
+    assert files == ["exports/adv-fgsm.npz", "exports/adv-pgd_5__.npz", "exports/manifest.json"]
+    # the override changed the spec's hash; params are immutable, so the new one is a tag
+    plan = json.loads((out / "plan.json").read_text())
+    assert run["params"]["spec_sha256"] != plan["spec_sha256"]
+    assert run["tags"]["advrun.param_changed.spec_sha256"] == plan["spec_sha256"]
