@@ -111,7 +111,7 @@ def audit_model(
     log=print,
 ) -> dict[str, Any]:
     """Evaluate one model like a run; store run.json, metrics.json, examples.parquet, status."""
-    from runner.device import seed_everything, select_device
+    from runner.device import seed_everything, select_device, set_threads
     from runner.eval.evaluate import evaluate_run
     from runner.execute.prepare import prepare
     from runner.execute.runlog import RunLog
@@ -131,7 +131,8 @@ def audit_model(
     d.mkdir(parents=True, exist_ok=True)
     write_json(d / "run.json", audit.to_json())
     device = select_device(device_name)
-    seed_everything(0)
+    seed_everything(0, audit.deterministic)
+    set_threads(audit.threads, audit.deterministic)
     data = prepare(audit.data, audit.threat.pixel_range, device)
     model = build_model(m.arch, data.input_shape, data.num_classes, m.kwargs, allow_import)
     if ckpt is not None:
@@ -199,6 +200,7 @@ def run(args: argparse.Namespace) -> int:
                 "PATH, or use a model factory 'package.module:function' with --allow-import"
             )
     from runner.execute import results
+    from runner.execute.finish import write_results
     from runner.fsio import write_text
 
     store.root.mkdir(parents=True, exist_ok=True)
@@ -217,9 +219,7 @@ def run(args: argparse.Namespace) -> int:
         if not args.quiet:
             shown = ", ".join(f"{r['attack']} {r['accuracy']:.3f}" for r in metrics["results"])
             print(f"{metrics['slug']}: {shown}")
-    df = results.collect(plan, store)
-    results.write(df, store.root)
-    results.write_curves(plan, store)
+    df = write_results(plan, store, report=False)
     print(results.format_table(df))
     print(f"results: {store.root / 'results.csv'} ({time.perf_counter() - t0:.1f}s)")
     from runner.report.hooks import gate_exit_code

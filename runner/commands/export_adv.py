@@ -107,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from runner.attacks.runner import generate
-    from runner.device import seed_everything, select_device
+    from runner.device import seed_everything, select_device, set_threads
     from runner.eval.evaluate import logits_of, perturbation_norm
     from runner.execute.prepare import prepare
     from runner.execute.store import now
@@ -118,7 +118,8 @@ def run(args: argparse.Namespace) -> int:
     if not re.match(r"^(auto|cpu|mps|cuda(:\d+)?)$", args.device):
         raise AdvrunError(f"--device '{args.device}' is not one of auto, cpu, mps, cuda, cuda:N")
     device = select_device(args.device)
-    seed_everything(stored.seed)
+    seed_everything(stored.seed, stored.deterministic)
+    set_threads(stored.threads, stored.deterministic)
     threat = stored.threat
     lo, hi = threat.pixel_range
     data = prepare(stored.data, (lo, hi), device)

@@ -26,7 +26,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     loaded, plan, store = load(args)
     from runner.execute import Options, execute_plan, preflight, results
-    from runner.fsio import write_json, write_text
+    from runner.execute import finish as experiment
 
     runs = [r for r in plan.runs if not args.only or fnmatch.fnmatch(r.id, args.only)]
     opts = Options(
@@ -36,27 +36,14 @@ def run(args: argparse.Namespace) -> int:
         verbose=not args.quiet,
     )
     preflight(runs, opts)  # missing data, a bad device or model: fail before writing anything
-    store.root.mkdir(parents=True, exist_ok=True)
-    write_text(store.root / "spec.yaml", loaded.text)
-    write_json(
-        store.root / "plan.json",
-        {
-            "spec_sha256": loaded.sha256,
-            "overrides": list(loaded.overrides),
-            "runs": [r.id for r in plan.runs],
-        },
-    )
-    outcomes = execute_plan(plan, store, opts, runs)
-    df = results.collect(plan, store)
-    results.write(df, store.root)
-    results.write_curves(plan, store)  # curves.csv/.parquet (eval.eps_curve)
+    experiment.write_plan(loaded, plan, store)
+    outcomes = execute_plan(store, opts, runs)
+    df = experiment.write_results(plan, store, report=not args.no_report)
     print(results.format_table(df))
     print(f"results: {store.root / 'results.csv'}")
     failed = [o for o in outcomes if o.state == "failed"]
     for o in failed:
         print(f"FAILED {o.run.id}: {o.message}")
-    from runner.report.hooks import finish
-
-    # report + robustness gate (exit 3 when a threshold fails; a failed run's exit 1 wins)
-    gate_code = finish(loaded.spec, store.root, [r.id for r in runs], report=not args.no_report)
+    # the robustness gate: exit 3 when a threshold fails; a failed run's exit 1 wins
+    gate_code = experiment.gate(loaded.spec, store, [r.id for r in runs])
     return EXIT_FAILED if failed else gate_code

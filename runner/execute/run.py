@@ -14,15 +14,17 @@ from tqdm import tqdm
 from runner import poisoning
 from runner.catalog import RECIPES
 from runner.compile import Run
-from runner.device import seed_everything, select_device
+from runner.device import seed_everything, select_device, set_threads
 from runner.errors import RunFailed
 from runner.eval.evaluate import evaluate_run
+from runner.eval.resume import EvalCheckpoint
+from runner.execute.claim import Claim
 from runner.execute.hooks import hooks_for
 from runner.execute.options import Options
 from runner.execute.prepare import load_split, prepare
 from runner.execute.runlog import RunLog
 from runner.execute.store import Store, now
-from runner.fsio import read_json, write_json, write_with
+from runner.fsio import read_json, sha256_file, write_json, write_with
 from runner.models import build_model
 from runner.provenance import git_commit, versions
 from runner.recipes.base import TrainContext
@@ -43,17 +45,31 @@ def preflight(runs: list[Run], opts: Options) -> None:
 
 
 def execute_run(
-    run: Run, store: Store, opts: Options, on_epoch: Callable[[dict[str, Any]], None] | None = None
+    run: Run,
+    store: Store,
+    opts: Options,
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
+    claim: Claim | None = None,
 ) -> dict[str, Any]:
-    """Train (or resume) and evaluate one run; return its metrics."""
+    """Train (or resume) and evaluate one run; return its metrics.
+
+    The caller holds the run's ``claim`` (see :mod:`runner.execute.claim`); it is checked before
+    every write, so a process that lost its claim stops instead of overwriting another's work.
+    """
     d = store.run_dir(run)
+    guard = claim.check if claim is not None else (lambda: None)
     status = "new" if opts.force else store.status(run)
     if status == "done":
         return read_json(d / "metrics.json")
-    if opts.force or status == "failed":  # a fresh start, not a resume of a diverged state
+    st0 = store_status(store, run)
+    # a fresh start after --force or a diverged run; a killed job resumes from its last epoch
+    if opts.force or (status == "failed" and not st0.get("resumable")):
+        guard()
         shutil.rmtree(d / "checkpoints", ignore_errors=True)
+        shutil.rmtree(d / EVAL_STATE, ignore_errors=True)
         (d / "metrics.json").unlink(missing_ok=True)  # no stale results beside a failed retrain
     d.mkdir(parents=True, exist_ok=True)
+    guard()
     write_json(d / "run.json", run.to_json())
     log = RunLog(d / "log.txt")
     hooks = hooks_for(opts)
@@ -65,7 +81,8 @@ def execute_run(
 
     try:
         device = select_device(opts.device)
-        seed_everything(run.seed)
+        seed_everything(run.seed, run.deterministic)
+        threads = set_threads(run.threads, run.deterministic)
         threat = run.threat
         pr = threat.pixel_range
         data = prepare(run.data, pr, device)
@@ -78,30 +95,29 @@ def execute_run(
         )
         recipe = RECIPES.load(run.recipe.kind)(run.recipe, ctx)
         x_train, y_train = poisoning.training_set(run, data, ctx)  # poisoned if the spec says so
+        execution = {"device": str(device), "threads": threads,
+                     "deterministic": run.deterministic, "world_size": 1,
+                     "batch_size": int(run.recipe.batch_size),
+                     "per_rank_batch_size": int(run.recipe.batch_size)}  # fmt: skip
         if status in ("new", "partial", "failed") or not (d / "checkpoints" / "last.pt").exists():
-            store.set_status(run, "running", started=now(), device=str(device), stopped_epoch=None)
-            log(f"training {run.slug} on {device} ({len(data.x_train)} examples)")
+            guard()
+            store.set_status(run, "running", started=now(), stopped_epoch=None, resumable=None,
+                             diagnosis=None, **execution)  # fmt: skip
+            log(
+                f"training {run.slug} on {device} ({len(data.x_train)} examples, {threads} threads)"
+            )
             hooks.call("run_started", run, d)
             bar = tqdm(
                 total=int(run.recipe.epochs), desc=run.slug, leave=False, disable=not opts.bars
             )
             try:
-                result = fit(
-                    model,
-                    recipe,
-                    x_train,
-                    y_train,
-                    data.x_val,
-                    data.y_val,
-                    ctx,
-                    run.seed,
-                    d,
-                    log,
-                    on_epoch=epoch_done if hooks or on_epoch else None,
-                    progress=bar,
-                )
+                result = _deterministic_ops(run, lambda: fit(
+                    model, recipe, x_train, y_train, data.x_val, data.y_val, ctx, run.seed, d, log,
+                    on_epoch=epoch_done if hooks or on_epoch else None, progress=bar, guard=guard,
+                ))  # fmt: skip
             finally:
                 bar.close()
+            guard()
             store.set_status(
                 run,
                 "trained",
@@ -121,12 +137,15 @@ def execute_run(
         n = run.eval.n or len(data.x_test)
         x_test, y_test = data.x_test[:n], data.y_test[:n]
         t1 = time.perf_counter()
-        evaluation = evaluate_run(
-            model, x_test, y_test, run.attacks, threat, data.num_classes, run.eval, log
-        )
+        kept = EvalCheckpoint(d / EVAL_STATE, f"{run.eval_hash}:{sha256_file(ck)}")
+        evaluation = _deterministic_ops(run, lambda: evaluate_run(
+            model, x_test, y_test, run.attacks, threat, data.num_classes, run.eval, log,
+            checkpoint=_Guarded(kept, guard),
+        ))  # fmt: skip
         examples, summary = evaluation.examples, evaluation.results
         eval_passes = {k: v - eval_start[k] for k, v in counter.as_dict().items()}
         counter.close()
+        guard()
         write_with(d / "examples.parquet", lambda p: examples.to_parquet(p, index=False))
         st = store_status(store, run)
         asr = poisoning.evaluate(run, model, x_test, y_test, summary)  # adds an "asr" row
@@ -151,6 +170,7 @@ def execute_run(
             "checklist": evaluation.checklist,
             "data_sha256": data.sha256,
             "device": str(device),
+            "execution": {**execution, "train": _train_execution(st)},
             "train_seconds": train_seconds,
             "eval_seconds": time.perf_counter() - t1,
             "train_passes": train_passes,
@@ -158,18 +178,64 @@ def execute_run(
             "versions": versions(),
             "git_commit": git_commit(),
         }
+        guard()
         write_json(d / "metrics.json", metrics)
         store.set_status(run, "done", finished=now())
+        kept.clear()
         log("done")
         hooks.call("run_done", run, d, metrics)
         return metrics
     except RunFailed as e:
-        store.set_status(run, "failed", diagnosis=str(e), finished=now())
-        log(f"FAILED: {e}")
-        hooks.call("run_failed", run, d, str(e))
+        if claim is None or not claim.lost:
+            store.set_status(run, "failed", diagnosis=str(e), finished=now())
+            log(f"FAILED: {e}")
+            hooks.call("run_failed", run, d, str(e))
         raise
     finally:
         log.close()
+
+
+EVAL_STATE = "eval"  # RUN/eval/: finished attacks, curves and checklist of an interrupted run
+
+
+class _Guarded:
+    """The evaluation checkpoint, with the claim checked before every save."""
+
+    def __init__(self, inner: EvalCheckpoint, guard: Callable[[], None]) -> None:
+        self.inner, self.guard = inner, guard
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self.inner, name)
+        if name.startswith("save"):
+
+            def guarded(*args: Any) -> Any:
+                self.guard()
+                return attr(*args)
+
+            return guarded
+        return attr
+
+
+def _train_execution(status: dict[str, Any]) -> dict[str, Any]:
+    """How training ran (it may have run in another process: another job, a torchrun)."""
+    keys = ("device", "threads", "deterministic", "world_size", "batch_size",
+            "per_rank_batch_size")  # fmt: skip
+    return {k: status[k] for k in keys if k in status}
+
+
+def _deterministic_ops(run: Run, work: Callable[[], Any]) -> Any:
+    """``work()``; with ``deterministic: true``, an operation torch cannot run deterministically
+    fails the run with a message instead of a traceback."""
+    try:
+        return work()
+    except RuntimeError as e:
+        if run.deterministic and "deterministic" in str(e):
+            first = str(e).strip().splitlines()[0]
+            raise RunFailed(
+                f"deterministic: true, but an operation has no deterministic implementation on "
+                f"this device ({first[:240]}); set deterministic: false, or use another device"
+            ) from None
+        raise
 
 
 def store_status(store: Store, run: Run) -> dict[str, Any]:

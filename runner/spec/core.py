@@ -168,6 +168,20 @@ class Spec(StrictModel):
         [0], min_length=1, description="training seeds; every model x recipe runs once per seed"
     )
     device: str = Field("auto", description="auto (CUDA when present), cpu, cuda, cuda:N or mps")
+    deterministic: bool = Field(
+        False,
+        description="seed python, numpy and torch from the run seed, use torch's deterministic "
+        "algorithms (CUBLAS_WORKSPACE_CONFIG on CUDA) and fail loudly where an operation has "
+        "none; CPU threads are fixed (see threads) because results depend on the thread count. "
+        "false keeps the fast path (cudnn autotuning)",
+    )
+    threads: int | None = Field(
+        None,
+        ge=1,
+        le=1024,
+        description="torch CPU threads per run (default: the machine's cores shared between "
+        "parallel jobs; 1 with deterministic: true, so results do not depend on --jobs)",
+    )
     data: DataSpec = Field(default_factory=DataSpec, description="data set and split")
     threat: ThreatSpec = Field(..., description="the evaluation threat model")
     models: list[ModelSpec] = Field(..., min_length=1, description="architectures to train")

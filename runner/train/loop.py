@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from runner import faults
 from runner.attacks import native
 from runner.device import generator
 from runner.errors import RunFailed
@@ -151,8 +152,12 @@ def fit(
     log: Callable[[str], None],
     on_epoch: EpochCallback | None = None,
     progress=None,
+    guard: Callable[[], None] | None = None,
 ) -> FitResult:
-    """Train ``model`` in place with ``recipe``; resumable from ``run_dir/checkpoints/state.pt``."""
+    """Train ``model`` in place with ``recipe``; resumable from ``run_dir/checkpoints/state.pt``.
+
+    ``guard`` is called before each epoch's files are written (the run claim's ownership check).
+    """
     cfg = recipe.cfg
     ck = run_dir / "checkpoints"
     epochs, bs = int(cfg.epochs), int(cfg.batch_size)
@@ -242,6 +247,8 @@ def fit(
                 done.get("backward_passes", 0) + ctx.counter.backward - counted[1]
             )
         history.append(row)
+        if guard is not None:
+            guard()
         state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         save_state_dict(state, ck / "last.pt")
         if score_of(row, n_val, recipe.adversarial) > score_of(best, n_val, recipe.adversarial):
@@ -268,6 +275,7 @@ def fit(
         log(
             f"epoch {epoch + 1}/{epochs} loss {loss:.4f} val clean {val_clean:.3f} robust {val_robust:.3f}"
         )
+        faults.reached(f"epoch:{epoch + 1}")
         if progress is not None:
             progress.update(1)
             progress.set_postfix(loss=f"{loss:.3f}", val_rob=f"{val_robust:.3f}")

@@ -103,8 +103,8 @@ class AttackObjective:
         self.tune = self.spec.tune
         self.current: int | None = None
         self.run = target_run(self.spec, ctx.loaded.data)
-        with run_lock(ctx, self.run.id):  # trained (and evaluated) if needed
-            execute_run(self.run, ctx.store, ctx.opts)
+        with run_lock(ctx, self.run.id) as claim:  # trained (and evaluated) if needed
+            execute_run(self.run, ctx.store, ctx.opts, claim=claim)
         run = self.run
         self.device = select_device(ctx.opts.device)
         self.pr = run.threat.pixel_range
@@ -135,7 +135,9 @@ class AttackObjective:
         except Infeasible as e:  # pruned, so that the sampler learns to avoid the region
             trial.set_user_attr("infeasible", str(e))
             raise optuna.TrialPruned(f"infeasible: {e}") from None
-        seed_everything(self.run.seed)  # the same random starts for every trial
+        seed_everything(
+            self.run.seed, self.run.deterministic
+        )  # the same random starts for every trial
         loss = str(params.get("loss", "ce"))
         x_adv = run_attack(self.model, self.x, self.y, cfg, self.pr, self.num_classes, loss)
         with torch.no_grad():
