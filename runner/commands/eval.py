@@ -120,7 +120,7 @@ def audit_model(
     from runner.execute.runlog import RunLog
     from runner.execute.store import now
     from runner.fsio import read_json, write_json, write_with
-    from runner.models import build_model
+    from runner.models import build_for_spec
     from runner.provenance import git_commit, versions
     from runner.train.counter import PassCounter
 
@@ -144,9 +144,8 @@ def audit_model(
     device = select_device(device_name)
     seed_everything(0)
     data = prepare(data_cfg, tuple(threat["pixel_range"]), device)
-    model = build_model(
-        model_cfg["arch"], data.input_shape, data.num_classes, model_cfg["kwargs"], allow_import
-    )
+    pr = tuple(threat["pixel_range"])
+    model = build_for_spec(model_cfg, data.input_shape, data.num_classes, pr, allow_import)
     if ckpt is not None:
         _load_into(model, load_state_dict(ckpt, device), ckpt, model_cfg["name"])
     model = model.to(device).eval()
@@ -176,7 +175,7 @@ def audit_model(
             "checkpoint": str(ckpt) if ckpt else None, "checkpoint_sha256": sha,
             "best_epoch": None, "stopped_early": None,
             "results": ev.results, "curves": ev.curves, "checklist": ev.checklist,
-            "data_sha256": data.sha256, "device": str(device),
+            "data_sha256": data.sha256, "class_names": data.class_names, "device": str(device),
             "train_seconds": 0.0, "eval_seconds": time.perf_counter() - t0,
             "train_passes": {"forward_passes": 0, "backward_passes": 0},
             "eval_passes": counter.as_dict(), "versions": versions(), "git_commit": git_commit(),

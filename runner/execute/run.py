@@ -23,9 +23,10 @@ from runner.execute.prepare import load_split, prepare
 from runner.execute.runlog import RunLog
 from runner.execute.store import Store, now
 from runner.fsio import read_json, write_json, write_with
-from runner.models import build_model
+from runner.models import build_for_spec
 from runner.provenance import git_commit, versions
 from runner.recipes.base import TrainContext
+from runner.train.augment import Augment
 from runner.train.counter import PassCounter
 from runner.train.loop import fit, load_checkpoint
 
@@ -42,7 +43,10 @@ def preflight(runs: list[Run], opts: Options) -> None:
     for data_cfg, model in checks.values():
         ds, sp = load_split(json.dumps(data_cfg, sort_keys=True))  # cached for the runs
         shape = tuple(sp.x_train.shape[1:])
-        build_model(model["arch"], shape, ds.num_classes, model["kwargs"], opts.allow_import)
+        Augment(
+            data_cfg.get("augment") or [], (0.0, 1.0), shape
+        )  # e.g. a crop larger than npz images
+        build_for_spec(model, shape, ds.num_classes, allow_import=opts.allow_import)
 
 
 def execute_run(
@@ -75,20 +79,17 @@ def execute_run(
         threat = cfg["threat"]
         pr = tuple(threat["pixel_range"])
         data = prepare(cfg["data"], pr, device)
-        model = build_model(
-            run.model["arch"],
-            data.input_shape,
-            data.num_classes,
-            run.model["kwargs"],
-            opts.allow_import,
+        model = build_for_spec(
+            run.model, data.input_shape, data.num_classes, pr, opts.allow_import
         ).to(device)
         counter = PassCounter(model)
         ctx = TrainContext(device, pr, threat, data.num_classes, data.input_shape, counter)
+        ctx.augment = Augment(cfg["data"].get("augment") or [], pr, data.input_shape) or None
         recipe = RECIPES.load(run.recipe["kind"])(run.recipe, ctx)
         x_train, y_train = poisoning.training_set(cfg, data, ctx)  # poisoned if the spec says so
         if status in ("new", "partial", "failed") or not (d / "checkpoints" / "last.pt").exists():
             store.set_status(run, "running", started=now(), device=str(device), stopped_epoch=None)
-            log(f"training {run.slug} on {device} ({len(data.x_train)} examples)")
+            log(f"training {run.slug} on {device} ({len(data.x_train)} examples; {data.memory})")
             bar = tqdm(
                 total=int(run.recipe["epochs"]), desc=run.slug, leave=False, disable=not opts.bars
             )
@@ -157,6 +158,7 @@ def execute_run(
             "curves": evaluation.curves,
             "checklist": evaluation.checklist,
             "data_sha256": data.sha256,
+            "class_names": data.class_names,
             "device": str(device),
             "train_seconds": train_seconds,
             "eval_seconds": time.perf_counter() - t1,

@@ -33,6 +33,7 @@ class TrainContext:
     input_shape: tuple[int, ...]
     counter: PassCounter | None = None
     extras: dict[str, Any] = field(default_factory=dict)  # e.g. the poisoning block
+    augment: Callable[[Tensor, torch.Generator], Tensor] | None = None  # data.augment, per batch
 
 
 def ce_sum(logits: Tensor, y: Tensor) -> Tensor:

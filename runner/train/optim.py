@@ -25,11 +25,15 @@ def lr_factor(cfg: dict[str, Any], progress: float) -> float:
     """Multiplier of the base lr at ``progress`` in [0, 1] of training (stepped per batch)."""
     name = cfg["name"]
     if name == "step":
-        return cfg["gamma"] ** sum(progress >= m for m in cfg["milestones"])
+        milestones = cfg["milestones"]
+        if cfg.get("milestone_epochs") is not None:  # epochs -> fractions of training
+            milestones = [m / cfg["epochs"] for m in cfg["milestone_epochs"]]
+        return cfg["gamma"] ** sum(progress >= m for m in milestones)
     if name == "cosine":
         return 0.5 * (1 + math.cos(math.pi * progress))
-    if name == "cyclic":  # triangular 0 -> peak at 2/5 -> 0 (Wong, Rice & Kolter 2020)
-        return progress / 0.4 if progress < 0.4 else max(0.0, (1 - progress) / 0.6)
+    if name == "cyclic":  # triangular 0 -> peak (2/5 by default) -> 0 (Wong, Rice & Kolter 2020)
+        peak = cfg.get("peak", 0.4)
+        return progress / peak if progress < peak else max(0.0, (1 - progress) / (1 - peak))
     if name == "onecycle":  # warm up 30%, then cosine down to ~0
         if progress < 0.3:
             return 0.04 + 0.96 * progress / 0.3

@@ -91,7 +91,7 @@ class AttackObjective:
         from runner.device import select_device
         from runner.execute import execute_run
         from runner.execute.prepare import prepare
-        from runner.models import build_model
+        from runner.models import build_for_spec
         from runner.train.loop import load_checkpoint
 
         self.ctx, self.gate = ctx, gate
@@ -106,12 +106,8 @@ class AttackObjective:
         self.pr = tuple(cfg["threat"]["pixel_range"])
         data = prepare(cfg["data"], self.pr, self.device)
         self.num_classes = data.num_classes
-        self.model = build_model(
-            self.run.model["arch"],
-            data.input_shape,
-            data.num_classes,
-            self.run.model["kwargs"],
-            ctx.opts.allow_import,
+        self.model = build_for_spec(
+            self.run.model, data.input_shape, data.num_classes, self.pr, ctx.opts.allow_import
         ).to(self.device)
         ck = ctx.store.run_dir(self.run) / "checkpoints" / f"{cfg['eval']['checkpoint']}.pt"
         if not ck.exists():
