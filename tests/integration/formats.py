@@ -38,20 +38,28 @@ def py2_pickle(obj: object) -> bytes:
     return buf.getvalue().replace(b"cnumpy._core.multiarray\n", b"cnumpy.core.multiarray\n")
 
 
-def cifar_arrays(n: int, seed: int, classes: int = 10) -> tuple[np.ndarray, np.ndarray]:
+def cifar_arrays(
+    n: int, seed: int, classes: int = 10, signal: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """n 3x32x32 uint8 images with labels 0, 1, ...; uniform noise, or with ``signal`` a
+    class colour (the same for every seed) plus noise, which a small model learns in a few steps."""
     rng = np.random.default_rng(seed)
-    images = rng.integers(0, 256, (n, 3, 32, 32), dtype=np.uint8)
-    return images, (np.arange(n) % classes).astype(np.int64)
+    labels = (np.arange(n) % classes).astype(np.int64)
+    if not signal:
+        return rng.integers(0, 256, (n, 3, 32, 32), dtype=np.uint8), labels
+    colours = np.random.default_rng(1234).uniform(40, 215, (classes, 3, 1, 1))
+    images = colours[labels] + rng.normal(0, 30, (n, 3, 32, 32))
+    return np.clip(images, 0, 255).astype(np.uint8), labels
 
 
 def write_cifar10_python(
-    folder: Path, per_batch: int = 6, test: int = 6, seed: int = 0
+    folder: Path, per_batch: int = 6, test: int = 6, seed: int = 0, signal: bool = False
 ) -> dict[str, np.ndarray]:
     """cifar-10-batches-py: data_batch_1..5, test_batch, batches.meta (py2 pickles)."""
     folder.mkdir(parents=True, exist_ok=True)
     xs, ys = [], []
     for i in range(1, 6):
-        x, y = cifar_arrays(per_batch, seed + i)
+        x, y = cifar_arrays(per_batch, seed + i, signal=signal)
         batch = {
             b"batch_label": f"training batch {i} of 5".encode(),
             b"labels": [int(v) for v in y],
@@ -61,7 +69,7 @@ def write_cifar10_python(
         (folder / f"data_batch_{i}").write_bytes(py2_pickle(batch))
         xs.append(x)
         ys.append(y)
-    x_test, y_test = cifar_arrays(test, seed + 99)
+    x_test, y_test = cifar_arrays(test, seed + 99, signal=signal)
     test_batch = {b"batch_label": b"testing batch 1 of 1", b"labels": list(map(int, y_test)),
                   b"data": x_test.reshape(test, -1), b"filenames": [b"t.png"] * test}  # fmt: skip
     (folder / "test_batch").write_bytes(py2_pickle(test_batch))
