@@ -44,7 +44,8 @@ def test_state_dict_keys_are_the_inner_models() -> None:
     third_party = build_model("small_cnn", (3, 16, 16), 4, {"width": 0.25})
     wrapped.load_state_dict(third_party.state_dict())  # a checkpoint trained elsewhere
     assert all(
-        torch.equal(a, b) for a, b in zip(wrapped.inner.parameters(), third_party.parameters())
+        torch.equal(a, b)
+        for a, b in zip(wrapped.inner.parameters(), third_party.parameters(), strict=True)
     )
     with pytest.raises(RuntimeError, match="Missing key"):
         wrapped.load_state_dict(
@@ -70,7 +71,7 @@ def _trained_normalising_model() -> tuple[nn.Module, torch.Tensor, torch.Tensor]
     model = build_for_spec(SPEC, (3, 16, 16), 4)
     opt = torch.optim.Adam(model.parameters(), lr=2e-3)
     model.train()
-    for epoch in range(3):
+    for _ in range(3):
         perm = torch.randperm(1200, generator=g)
         for i in range(0, 1200, 100):
             idx = perm[i : i + 100]
