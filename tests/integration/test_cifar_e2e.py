@@ -132,11 +132,10 @@ def test_eval_of_a_third_party_model_that_expects_normalised_input(
     from runner.models import build_model
 
     mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in NORMALIZATIONS["cifar10"][:2])
-    data = prepare(
-        {"dataset": "cifar10", "path": None, "root": str(cifar_root), "val_fraction": 0.1,
-         "test_fraction": 0.2, "split_seed": 0, "limit": None},
-        (0.0, 1.0), torch.device("cpu"),
-    )  # fmt: skip
+    from runner.spec.core import DataSpec
+
+    data_spec = DataSpec(dataset="cifar10", root=str(cifar_root), val_fraction=0.1)
+    data = prepare(data_spec, (0.0, 1.0), torch.device("cpu"))
     # "elsewhere": a model trained on torchvision-style normalised tensors, saved as a state_dict
     torch.manual_seed(0)
     model = build_model("small_cnn", (3, 32, 32), 10, {"width": 0.25})

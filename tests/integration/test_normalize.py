@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from resolved import attack
 from torch import nn
 
 from runner.attacks import native
@@ -111,9 +112,8 @@ def test_pgd_on_a_normalising_model_is_in_pixel_units_and_matches_art() -> None:
     )  # fmt: skip
     theirs = torch.as_tensor(art_pgd.generate(x.numpy(), y=y.numpy()))
     # advrun's own ART engine on the wrapped model (its classifier has no preprocessing)
-    cfg = {"kind": "pgd", "name": "pgd", "engine": "art", "eps": eps, "norm": "linf",
-           "step_size": step, "steps": steps, "restarts": 1, "random_start": False,
-           "batch_size": 400}  # fmt: skip
+    cfg = attack("pgd", engine="art", eps=eps, norm="linf", step_size=step, steps=steps,
+                 random_start=False, batch_size=400)  # fmt: skip
     via_runner = generate(model, x, y, cfg, (0.0, 1.0), 4)
     for adv in (ours, theirs, via_runner):
         assert (adv - x).abs().max().item() <= eps + 1e-6  # pixels moved by at most 8/255

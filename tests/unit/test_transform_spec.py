@@ -36,11 +36,11 @@ def test_augment_and_normalize_forms(write_spec) -> None:
     norm = spec.models[0].normalize
     assert norm.preset == "cifar10" and norm.mean == [0.4914, 0.4822, 0.4465] and len(norm.std) == 3
     run = compile_spec(spec).runs[0]  # what run.json stores: only the named transform
-    assert run.config["data"]["augment"] == [
+    assert run.to_json()["data"]["augment"] == [
         {"random_crop": {"padding": 4, "mode": "reflect"}},
         {"horizontal_flip": {"p": 0.5}},
     ]
-    assert run.model["normalize"]["std"] == [0.2471, 0.2435, 0.2616]
+    assert run.model.normalize.std == [0.2471, 0.2435, 0.2616]
     explicit = "{mean: [0.5, 0.5, 0.5], std: [0.25, 0.25, 0.25]}"
     spec = load_spec(write_spec(spec_text(augment="[none]", normalize=explicit))).spec
     assert spec.data.augment == [] and spec.models[0].normalize.preset is None
@@ -52,6 +52,8 @@ def test_augment_changes_the_run_id(write_spec) -> None:
     plain = compile_spec(load_spec(write_spec(spec_text())).spec).runs[0]
     crop = compile_spec(load_spec(write_spec(spec_text(augment="[random_crop]"))).spec).runs[0]
     assert plain.id != crop.id  # augmentation changes training: a new run
+    without = compile_spec(load_spec(write_spec(spec_text().replace("  augment: none\n", ""))).spec)
+    assert without.runs[0].id == plain.id  # the new options, left at their defaults, keep ids
 
 
 @pytest.mark.parametrize(
