@@ -273,3 +273,29 @@ def test_import_allowed() -> None:
     assert import_allowed("pkg", ["pkg.*"])  # the package itself, for "pkg:factory"
     assert not import_allowed("pkgx.models", ["pkg.*"])
     assert not import_allowed("pkg.models", [])
+
+
+TV_FACTORY = """
+    import torchvision
+
+    def mobilenet(input_shape, num_classes, width_mult=1.0):
+        # torchvision's builders take num_classes but not input_shape: a two-line factory adapts them
+        return torchvision.models.mobilenet_v3_small(num_classes=num_classes, width_mult=width_mult)
+"""
+
+
+@pytest.mark.skipif(not HAS_TORCHVISION, reason=NO_TORCHVISION)
+def test_any_torchvision_model_through_a_user_factory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from runner.models import build_for_spec
+    from runner.models.normalize import Normalized
+
+    (tmp_path / "tv_factory.py").write_text(textwrap.dedent(TV_FACTORY))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    spec = {"name": "m", "arch": "tv_factory:mobilenet", "kwargs": {"width_mult": 0.5},
+            "normalize": {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}}  # fmt: skip
+    with pytest.raises(AdvrunError, match="--allow-import"):
+        build_for_spec(spec, (3, 32, 32), 10)
+    model = build_for_spec(spec, (3, 32, 32), 10, allow_import=["tv_factory"])
+    assert isinstance(model, Normalized) and model.eval()(torch.rand(2, 3, 32, 32)).shape == (2, 10)
