@@ -117,7 +117,7 @@ def audit_model(
     from runner.execute.runlog import RunLog
     from runner.execute.store import now
     from runner.fsio import read_json, write_json, write_with
-    from runner.models import build_model
+    from runner.models import build_for_spec
     from runner.provenance import git_commit, versions
     from runner.train.counter import PassCounter
 
@@ -134,7 +134,9 @@ def audit_model(
     seed_everything(0, audit.deterministic)
     set_threads(audit.threads, audit.deterministic)
     data = prepare(audit.data, audit.threat.pixel_range, device)
-    model = build_model(m.arch, data.input_shape, data.num_classes, m.kwargs, allow_import)
+    model = build_for_spec(
+        m, data.input_shape, data.num_classes, audit.threat.pixel_range, allow_import
+    )
     if ckpt is not None:
         _load_into(model, load_state_dict(ckpt, device), ckpt, m.name)
     model = model.to(device).eval()
@@ -164,7 +166,7 @@ def audit_model(
             "checkpoint": audit.checkpoint, "checkpoint_sha256": audit.checkpoint_sha256,
             "best_epoch": None, "stopped_early": None,
             "results": ev.results, "curves": ev.curves, "checklist": ev.checklist,
-            "data_sha256": data.sha256, "device": str(device),
+            "data_sha256": data.sha256, "class_names": data.class_names, "device": str(device),
             "train_seconds": 0.0, "eval_seconds": time.perf_counter() - t0,
             "train_passes": {"forward_passes": 0, "backward_passes": 0},
             "eval_passes": counter.as_dict(), "versions": versions(), "git_commit": git_commit(),

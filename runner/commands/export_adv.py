@@ -112,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
     from runner.execute.prepare import prepare
     from runner.execute.store import now
     from runner.fsio import write_with
-    from runner.models import build_model
+    from runner.models import build_for_spec
     from runner.train.loop import load_checkpoint
 
     if not re.match(r"^(auto|cpu|mps|cuda(:\d+)?)$", args.device):
@@ -129,12 +129,8 @@ def run(args: argparse.Namespace) -> int:
             f"the data changed since this run was evaluated (sha256 {data.sha256[:12]} != "
             f"{recorded[:12]}); an export would not match its reported accuracy"
         )
-    model = build_model(
-        stored.model.arch,
-        data.input_shape,
-        data.num_classes,
-        stored.model.kwargs,
-        args.allow_import,
+    model = build_for_spec(
+        stored.model, data.input_shape, data.num_classes, (lo, hi), args.allow_import
     ).to(device)
     ck = _checkpoint(run_dir, metrics, stored)
     model.load_state_dict(load_checkpoint(ck, device))

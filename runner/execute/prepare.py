@@ -24,6 +24,19 @@ class Prepared:
     num_classes: int
     input_shape: tuple[int, ...]
     sha256: str
+    class_names: list[str] | None = None  # from the data set (image_folder: folder names)
+
+    @property
+    def memory(self) -> str:
+        """What the tensors take, for the run log: '50,000 train + ... images: 703.1 MiB'."""
+        from runner.data.memory import human
+
+        parts = (self.x_train, self.x_val, self.x_test)
+        total = sum(t.element_size() * t.nelement() for t in parts)
+        return (
+            f"{' + '.join(f'{len(t):,}' for t in parts)} train/val/test images of "
+            f"{'x'.join(map(str, self.input_shape))}: {human(total)} as float32"
+        )
 
 
 def load_split(data: DataSpec):
@@ -64,4 +77,5 @@ def prepare(data: DataSpec, pixel_range: tuple[float, float], device: torch.devi
         ds.num_classes,
         tuple(sp.x_train.shape[1:]),
         ds.sha256,
+        list(ds.class_names) if ds.class_names else None,
     )

@@ -25,9 +25,10 @@ from runner.execute.prepare import load_split, prepare
 from runner.execute.runlog import RunLog
 from runner.execute.store import Store, now
 from runner.fsio import read_json, sha256_file, write_json, write_with
-from runner.models import build_model
+from runner.models import build_for_spec
 from runner.provenance import git_commit, versions
 from runner.recipes.base import TrainContext
+from runner.train.augment import Augment
 from runner.train.counter import PassCounter
 from runner.train.loop import fit, load_checkpoint
 
@@ -41,7 +42,8 @@ def preflight(runs: list[Run], opts: Options) -> None:
     for r in checks.values():
         ds, sp = load_split(r.data)  # cached for the runs
         shape = tuple(sp.x_train.shape[1:])
-        build_model(r.model.arch, shape, ds.num_classes, r.model.kwargs, opts.allow_import)
+        Augment(r.data.augment, (0.0, 1.0), shape)  # e.g. a crop larger than npz images
+        build_for_spec(r.model, shape, ds.num_classes, allow_import=opts.allow_import)
 
 
 def execute_run(
@@ -86,13 +88,14 @@ def execute_run(
         threat = run.threat
         pr = threat.pixel_range
         data = prepare(run.data, pr, device)
-        model = build_model(
-            run.model.arch, data.input_shape, data.num_classes, run.model.kwargs, opts.allow_import
+        model = build_for_spec(
+            run.model, data.input_shape, data.num_classes, pr, opts.allow_import
         ).to(device)
         counter = PassCounter(model)
         ctx = TrainContext(
             device, pr, threat, data.num_classes, data.input_shape, counter, run.poisoning
         )
+        ctx.augment = Augment(run.data.augment, pr, data.input_shape) or None
         recipe = RECIPES.load(run.recipe.kind)(run.recipe, ctx)
         x_train, y_train = poisoning.training_set(run, data, ctx)  # poisoned if the spec says so
         execution = {"device": str(device), "threads": threads,
@@ -104,7 +107,8 @@ def execute_run(
             store.set_status(run, "running", started=now(), stopped_epoch=None, resumable=None,
                              diagnosis=None, **execution)  # fmt: skip
             log(
-                f"training {run.slug} on {device} ({len(data.x_train)} examples, {threads} threads)"
+                f"training {run.slug} on {device} ({len(data.x_train)} examples, {threads} "
+                f"threads; {data.memory})"
             )
             hooks.call("run_started", run, d)
             bar = tqdm(
@@ -169,6 +173,7 @@ def execute_run(
             "curves": evaluation.curves,
             "checklist": evaluation.checklist,
             "data_sha256": data.sha256,
+            "class_names": data.class_names,
             "device": str(device),
             "execution": {**execution, "train": _train_execution(st)},
             "train_seconds": train_seconds,

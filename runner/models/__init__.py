@@ -1,7 +1,8 @@
 """Model construction: built-in architectures by name, or a user factory ``"pkg.module:attr"``.
 
 Every model is an ``nn.Module`` built as ``Model(input_shape=(C, H, W), num_classes=K, **kw)``
-whose forward returns logits of shape (B, K).
+whose forward returns logits of shape (B, K). :func:`build_for_spec` builds a model of the spec
+(``models[]``), wrapped in its input normalisation when it names one.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from torch import nn
 from runner.errors import AdvrunError
 from runner.registry import did_you_mean
 
-__all__ = ["build_model", "check_io", "import_allowed"]
+__all__ = ["build_model", "build_for_spec", "check_io", "import_allowed"]
 
 _FIXED = ("self", "input_shape", "num_classes")  # passed by build_model, not user kwargs
 
@@ -124,3 +125,44 @@ def _build_user(
             f"model factory '{arch}' returned {type(model).__name__}, not a torch.nn.Module"
         )
     return model
+
+
+def _field(obj: Any, key: str, default: Any = None) -> Any:
+    """A field of a model spec, whether a plain dict (run.json) or a spec object."""
+    if isinstance(obj, Mapping):
+        return obj.get(key, default)
+    return getattr(obj, key, default)
+
+
+def build_for_spec(
+    model: Any,
+    input_shape: Sequence[int],
+    num_classes: int,
+    pixel_range: Sequence[float] = (0.0, 1.0),
+    allow_import: Sequence[str] = (),
+) -> nn.Module:
+    """The model a ``models[]`` entry describes (``arch``, ``kwargs``, ``normalize``).
+
+    With ``normalize`` the architecture is wrapped in :class:`runner.models.normalize.Normalized`,
+    so it takes pixels in ``pixel_range``; its ``state_dict`` keys stay the architecture's.
+    """
+    net = build_model(
+        _field(model, "arch"), input_shape, num_classes, _field(model, "kwargs") or {}, allow_import
+    )
+    norm = _field(model, "normalize")
+    if not norm:
+        return net
+    from runner.models.normalize import Normalized
+
+    mean, std = list(_field(norm, "mean")), list(_field(norm, "std"))
+    channels = int(input_shape[0])
+    if len(mean) not in (1, channels):
+        what = (
+            f"'{_field(norm, 'preset')}' normalisation" if _field(norm, "preset") else "normalize"
+        )
+        raise AdvrunError(
+            f"model '{_field(model, 'name')}': {what} has {len(mean)} channel(s) but the images "
+            f"have {channels}; give {channels} values (or one for all channels)"
+        )
+    lo, hi = (float(v) for v in pixel_range)
+    return Normalized(net, mean, std, (lo, hi), _field(norm, "preset"))

@@ -15,6 +15,7 @@ from runner.spec.core import Spec
 from runner.spec.gate import check as check_gate
 from runner.spec.poisoning import check as check_poisoning
 from runner.spec.recipes import check_recipe
+from runner.spec.transforms import check as check_transforms
 from runner.spec.tune import check as check_tune
 
 Problem = tuple[tuple[Any, ...], str]
@@ -123,5 +124,6 @@ def check_spec(spec: Spec) -> list[Problem]:
     problems += check_tune(spec)
     problems += check_gate(spec)
     problems += check_poisoning(spec)
+    problems += check_transforms(spec)
     # de-duplicate (sweeps can repeat the same message)
     return list(dict.fromkeys(problems))

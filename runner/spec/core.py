@@ -14,6 +14,7 @@ from runner.spec.base import Expr, StrictModel
 from runner.spec.gate import GateSpec
 from runner.spec.poisoning import PoisoningSpec
 from runner.spec.recipes import RECIPE_SPECS
+from runner.spec.transforms import AugmentList, NormalizeField
 from runner.spec.tune import TuneSpec
 
 RecipeSpec = Annotated[Union[tuple(RECIPE_SPECS.values())], Field(discriminator="kind")]  # noqa: UP007
@@ -27,11 +28,34 @@ class DataSpec(StrictModel):
 
     dataset: str = Field(
         "digits",
-        description="a registered data set: digits, npz, mnist, fashion_mnist, kmnist, cifar10",
+        description="a registered data set: " + ", ".join(DATASETS.names()),
     )
     path: str | None = Field(None, description="npz: the file with arrays x and y")
     root: str | None = Field(
-        None, description="mnist family / cifar10: the local folder holding the files"
+        None,
+        description="mnist family, cifar10, cifar100, svhn, image_folder: the local folder "
+        "holding the files",
+    )
+    labels: Literal["fine", "coarse"] | None = Field(
+        None,
+        description="cifar100: fine (100 classes, the default) or coarse (20 superclasses) labels",
+    )
+    image_size: tuple[int, int] | None = Field(
+        None,
+        description="image_folder: resize every image to [height, width] (Pillow, bilinear with "
+        "antialiasing); null: all images must already have the same size",
+    )
+    channels: Literal[1, 3] | None = Field(
+        None,
+        description="image_folder: 1 (grayscale) or 3 (RGB) channels; default 3 unless every "
+        "image is grayscale",
+    )
+    augment: AugmentList = Field(
+        default_factory=list,
+        description="training augmentation, applied on the device to each training batch before "
+        "the recipe's attack (validation, test and attacks see the images as they are): "
+        "none (default), or a list of random_crop: {padding: 4, mode: zero|reflect} and "
+        "horizontal_flip: {p: 0.5}",
     )
     val_fraction: float = Field(
         0.1, ge=0, lt=1, description="fraction of the training pool held out for validation"
@@ -54,6 +78,18 @@ class DataSpec(StrictModel):
     def _known(cls, v: str) -> str:
         if v not in DATASETS:
             raise ValueError(unknown_name_message("dataset", v, DATASETS.names()))
+        return v
+
+    @field_validator("image_size", mode="before")
+    @classmethod
+    def _square(cls, v):
+        return [v, v] if isinstance(v, int) and not isinstance(v, bool) else v
+
+    @field_validator("image_size")
+    @classmethod
+    def _positive(cls, v: tuple[int, int] | None) -> tuple[int, int] | None:
+        if v is not None and min(v) < 1:
+            raise ValueError(f"image_size {list(v)} must be positive [height, width]")
         return v
 
 
@@ -84,12 +120,19 @@ class ModelSpec(StrictModel):
     )
     arch: str = Field(
         ...,
-        description="a registered architecture (mlp, small_cnn, preact_resnet18) or a user factory "
-        "'package.module:function' (needs --allow-import)",
+        description="a registered architecture ("
+        + ", ".join(MODELS.names())
+        + ") or a user factory 'package.module:function' (needs --allow-import)",
     )
     kwargs: dict[str, int | float | str | bool | list[int]] = Field(
         default_factory=dict,
         description="keyword arguments of the architecture, e.g. {hidden: [128]}",
+    )
+    normalize: NormalizeField = Field(
+        None,
+        description="normalise inside the model: {mean: [...], std: [...]} in [0, 1] pixel units "
+        "or a preset (cifar10, cifar100, svhn, imagenet, inception, mnist); the model still "
+        "takes pixels in pixel_range, so eps and attacks stay in pixel units",
     )
 
     @field_validator("arch")

@@ -40,7 +40,20 @@ class ScheduleSpec(StrictModel):
         [0.5, 0.75],
         description="step schedule: fractions of training at which lr is multiplied by gamma",
     )
+    milestone_epochs: list[float] | None = Field(
+        None,
+        description="step schedule: epochs after which lr is multiplied by gamma, e.g. [100, 150] "
+        "of 200 (as torch's MultiStepLR counts them); replaces milestones; milestones past the "
+        "last epoch never apply",
+    )
     gamma: float = Field(0.1, gt=0, description="step schedule: multiplier at each milestone")
+    peak: float = Field(
+        0.4,
+        gt=0,
+        lt=1,
+        description="cyclic schedule: the fraction of training at which lr peaks (0.4 as in "
+        "Wong et al. 2020's paper; their train_fgsm.py peaks at 0.5)",
+    )
 
 
 class MonitorSpec(StrictModel):
@@ -234,6 +247,19 @@ def check_recipe(
     for e in _as_list(recipe.epochs):
         if e < 1:
             yield (*where, "epochs"), f"epochs {e} must be at least 1"
+    sched = recipe.schedule
+    if sched.milestone_epochs is not None:
+        if sched.name != "step":
+            yield (
+                (*where, "schedule", "milestone_epochs"),
+                f"milestone_epochs applies to the step schedule, not '{sched.name}'; add "
+                "name: step",
+            )
+        elif any(m <= 0 for m in sched.milestone_epochs):
+            yield (
+                (*where, "schedule", "milestone_epochs"),
+                f"milestone_epochs {sched.milestone_epochs} must be positive epoch counts",
+            )
     if isinstance(recipe, FGSMAugmentRecipe):
         for r in _as_list(recipe.ratio):
             if not 0 < r <= 1:

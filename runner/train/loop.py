@@ -114,9 +114,11 @@ def _native_epoch(
     perm = torch.randperm(len(x), generator=gen, device=gen.device).to(x.device)
     batches = perm.split(bs)
     losses, lrs = [], []
+    augment = recipe.ctx.augment  # data.augment: training batches only, before the attack
     for b, idx in enumerate(batches):
+        xb = augment(x[idx], gen) if augment else x[idx]
         with autocast:
-            loss = recipe.batch_loss(model, x[idx], y[idx], epoch + b / len(batches))
+            loss = recipe.batch_loss(model, xb, y[idx], epoch + b / len(batches))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         lrs.append(opt.param_groups[0]["lr"])
@@ -164,7 +166,7 @@ def fit(
     x, y = recipe.training_data(x, y)
     steps_per_epoch = -(-len(x) // bs)
     opt = make_optimizer(model, cfg.optimizer)
-    sched = make_scheduler(opt, cfg.schedule, epochs * steps_per_epoch)
+    sched = make_scheduler(opt, cfg.schedule, epochs * steps_per_epoch, epochs)
     n_val = min(cfg.monitor.n, len(x_val))
     xv, yv = x_val[:n_val], y_val[:n_val]
     history: list[dict[str, Any]] = []

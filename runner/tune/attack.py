@@ -95,7 +95,7 @@ class AttackObjective:
         from runner.device import select_device
         from runner.execute import execute_run
         from runner.execute.prepare import prepare
-        from runner.models import build_model
+        from runner.models import build_for_spec
         from runner.train.loop import load_checkpoint
 
         self.ctx, self.gate = ctx, gate
@@ -110,8 +110,8 @@ class AttackObjective:
         self.pr = run.threat.pixel_range
         data = prepare(run.data, self.pr, self.device)
         self.num_classes = data.num_classes
-        self.model = build_model(
-            run.model.arch, data.input_shape, data.num_classes, run.model.kwargs,
+        self.model = build_for_spec(
+            run.model, data.input_shape, data.num_classes, run.threat.pixel_range,
             ctx.opts.allow_import,
         ).to(self.device)  # fmt: skip
         ck = ctx.store.run_dir(run) / "checkpoints" / f"{run.eval.checkpoint}.pt"

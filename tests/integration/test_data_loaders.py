@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 
+import formats
 import numpy as np
 import pytest
 
@@ -116,6 +117,14 @@ def _build_cifar(tmp_path: Path) -> SimpleNamespace:
     return spec("cifar10", root=tmp_path)
 
 
+def _build_with(name: str, writer: Callable[[Path], object]) -> Callable[[Path], SimpleNamespace]:
+    def build(tmp_path: Path) -> SimpleNamespace:
+        writer(tmp_path)
+        return spec(name, root=tmp_path)
+
+    return build
+
+
 BUILDERS = {
     "digits": _build_digits,
     "npz": _build_npz,
@@ -123,6 +132,9 @@ BUILDERS = {
     "fashion_mnist": _build_idx("fashion_mnist"),
     "kmnist": _build_idx("kmnist"),
     "cifar10": _build_cifar,
+    "cifar100": _build_with("cifar100", formats.write_cifar100_python),
+    "svhn": _build_with("svhn", formats.write_svhn),
+    "image_folder": _build_with("image_folder", formats.write_image_folder),
 }
 
 
