@@ -7,13 +7,25 @@ Cross-field rules (eps against the pixel range, step sizes, engine support) are 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
 from runner import expr
 from runner.catalog import RECIPES
-from runner.spec.base import Expr, ExprSweep, FloatSweep, IntSweep, StrictModel
+from runner.spec.base import (
+    MAX_BATCH,
+    MAX_EPOCHS,
+    MAX_EXAMPLES,
+    MAX_LR,
+    Expr,
+    ExprSweep,
+    FloatSweep,
+    IntSweep,
+    StrictModel,
+)
+
+MAX_TRAIN_STEPS = 1000  # attack steps per training batch
 
 
 class OptimizerSpec(StrictModel):
@@ -21,11 +33,12 @@ class OptimizerSpec(StrictModel):
 
     name: Literal["sgd", "adam", "adamw"] = Field("adam", description="sgd, adam or adamw")
     lr: FloatSweep = Field(
-        1e-3, description="learning rate (peak rate for cyclic/onecycle); a list sweeps"
+        1e-3,
+        description=f"learning rate, in (0, {MAX_LR:g}] (peak rate for cyclic/onecycle); a list sweeps",
     )
     momentum: float = Field(0.9, ge=0, lt=1, description="momentum (sgd only)")
     nesterov: bool = Field(False, description="Nesterov momentum (sgd only)")
-    weight_decay: FloatSweep = Field(0.0, description="L2 weight decay; a list sweeps")
+    weight_decay: FloatSweep = Field(0.0, description="L2 weight decay, in [0, 1]; a list sweeps")
 
 
 class ScheduleSpec(StrictModel):
@@ -36,21 +49,32 @@ class ScheduleSpec(StrictModel):
         description="constant; step (multiply by gamma at milestones); cosine annealing; "
         "cyclic (triangular 0 -> lr -> 0, as in Wong et al. 2020); onecycle",
     )
-    milestones: list[float] = Field(
+    milestones: list[Annotated[float, Field(gt=0, lt=1)]] = Field(
         [0.5, 0.75],
-        description="step schedule: fractions of training at which lr is multiplied by gamma",
+        max_length=100,
+        description="step schedule: fractions of training, in (0, 1), at which lr is multiplied "
+        "by gamma",
     )
-    gamma: float = Field(0.1, gt=0, description="step schedule: multiplier at each milestone")
+    gamma: float = Field(
+        0.1, gt=0, le=10, description="step schedule: multiplier at each milestone, in (0, 10]"
+    )
 
 
 class MonitorSpec(StrictModel):
     """Per-epoch guardrail: clean and PGD accuracy on a held-out validation subset."""
 
     n: int = Field(
-        512, ge=0, description="validation examples evaluated each epoch (0 turns monitoring off)"
+        512,
+        ge=0,
+        le=MAX_EXAMPLES,
+        description="validation examples evaluated each epoch (0 turns monitoring off)",
     )
     steps: int = Field(
-        10, ge=1, description="PGD steps of the validation attack (step size 2.5*eps/steps)"
+        10,
+        ge=1,
+        le=MAX_TRAIN_STEPS,
+        description=f"PGD steps of the validation attack (1 to {MAX_TRAIN_STEPS}; step size "
+        "2.5*eps/steps)",
     )
 
 
@@ -64,8 +88,12 @@ class RecipeBase(StrictModel):
         "native",
         description="native: advrun's on-device loop; art: ART's own trainer (reference engine)",
     )
-    epochs: IntSweep = Field(10, description="training epochs; a list sweeps")
-    batch_size: int = Field(128, ge=1, le=65536, description="training batch size")
+    epochs: IntSweep = Field(
+        10, description=f"training epochs (1 to {MAX_EPOCHS:,}); a list sweeps"
+    )
+    batch_size: int = Field(
+        128, ge=1, le=MAX_BATCH, description=f"training batch size (1 to {MAX_BATCH})"
+    )
     optimizer: OptimizerSpec = Field(default_factory=OptimizerSpec, description="optimizer")
     schedule: ScheduleSpec = Field(
         default_factory=ScheduleSpec, description="learning-rate schedule"
@@ -95,6 +123,7 @@ class AdversarialRecipeBase(RecipeBase):
     eps_warmup_epochs: int = Field(
         0,
         ge=0,
+        le=MAX_EPOCHS,
         description="ramp eps linearly from 0 over this many epochs (0: full eps from the start)",
     )
 
@@ -105,7 +134,9 @@ class IterativeRecipeBase(AdversarialRecipeBase):
     step_size: ExprSweep = Field(
         "eps/4", description="attack step size; 'eps' here is this recipe's eps; a list sweeps"
     )
-    steps: IntSweep = Field(7, description="attack steps per batch; a list sweeps")
+    steps: IntSweep = Field(
+        7, description=f"attack steps per batch (1 to {MAX_TRAIN_STEPS}); a list sweeps"
+    )
 
 
 class StandardRecipe(RecipeBase):
@@ -162,7 +193,7 @@ class TRADESRecipe(IterativeRecipeBase):
 
     kind: Literal["trades"] = Field(description="TRADES (Zhang et al. 2019)")
     beta: FloatSweep = Field(
-        6.0, description="weight of the KL robustness term (>= 0; the paper uses 1 to 6)"
+        6.0, description="weight of the KL robustness term (0 to 1000; the paper uses 1 to 6)"
     )
 
 
@@ -171,7 +202,8 @@ class MARTRecipe(IterativeRecipeBase):
 
     kind: Literal["mart"] = Field(description="MART, misclassification-aware (Wang et al. 2020)")
     beta: FloatSweep = Field(
-        6.0, description="weight of the misclassification-aware KL term (>= 0; the paper uses 6)"
+        6.0,
+        description="weight of the misclassification-aware KL term (0 to 1000; the paper uses 6)",
     )
 
 
@@ -231,9 +263,26 @@ def check_recipe(
     for lr in _as_list(recipe.optimizer.lr):
         if lr <= 0:
             yield (*where, "optimizer", "lr"), f"optimizer.lr {lr:g} must be positive"
+        elif lr > MAX_LR:
+            yield (
+                (*where, "optimizer", "lr"),
+                f"optimizer.lr {lr:g} is above {MAX_LR:g}: training would diverge at once; "
+                "usual rates are 1e-4 to 0.5",
+            )
+    for wd in _as_list(recipe.optimizer.weight_decay):
+        if not 0 <= wd <= 1:
+            yield (
+                (*where, "optimizer", "weight_decay"),
+                f"optimizer.weight_decay {wd:g} must be in [0, 1] (usual: 0 to 5e-4)",
+            )
     for e in _as_list(recipe.epochs):
         if e < 1:
             yield (*where, "epochs"), f"epochs {e} must be at least 1"
+        elif e > MAX_EPOCHS:
+            yield (
+                (*where, "epochs"),
+                f"epochs {e} is more than {MAX_EPOCHS:,}, the limit; is it a typo?",
+            )
     if isinstance(recipe, FGSMAugmentRecipe):
         for r in _as_list(recipe.ratio):
             if not 0 < r <= 1:
@@ -248,6 +297,8 @@ def check_recipe(
         for b in _as_list(recipe.beta):
             if b < 0:
                 yield (*where, "beta"), f"beta {b:g} must be >= 0 (0 drops the robustness term)"
+            elif b > 1000:
+                yield (*where, "beta"), f"beta {b:g} is above 1000, the limit (usual: 1 to 6)"
     if isinstance(recipe, BackdoorMitigationRecipe) and getattr(spec, "poisoning", None) is None:
         yield (
             (*where, "kind"),
@@ -279,8 +330,12 @@ def check_recipe(
             for step_expr in _as_list(recipe.step_size):
                 step = expr.evaluate(step_expr, eps)
                 for steps in _as_list(recipe.steps):
-                    if steps < 1:
-                        yield (*where, "steps"), f"steps {steps} must be at least 1"
+                    if not 1 <= steps <= MAX_TRAIN_STEPS:
+                        yield (
+                            (*where, "steps"),
+                            f"steps {steps} must be in 1..{MAX_TRAIN_STEPS} (attack steps per "
+                            "training batch; 7 to 10 is usual)",
+                        )
                         continue
                     yield from check_steps(eps, step, steps, where, iterative=steps > 1)
         if isinstance(recipe, FGSMRSRecipe):
