@@ -31,14 +31,16 @@ class Prepared:
 @functools.lru_cache(maxsize=4)
 def load_split(data_json: str):
     """The data set and its split, loaded once per process (keyed by the canonical data JSON)."""
-    from runner.data import split
+    from runner.data import check_split_classes, conform_classes, split
 
     cfg = json.loads(data_json)
     ds = DATASETS.load(cfg["dataset"])(SimpleNamespace(**cfg))
+    ds = conform_classes(ds, cfg.get("num_classes"))  # labels that skip classes are refused
     sp = split(ds, cfg["val_fraction"], cfg["test_fraction"], cfg["split_seed"])
     if cfg.get("limit"):
         n = cfg["limit"]  # Splits is frozen: build a trimmed copy
         sp = dataclasses.replace(sp, x_train=sp.x_train[:n], y_train=sp.y_train[:n])
+    check_split_classes(ds, sp, cfg.get("limit"))
     return ds, sp
 
 

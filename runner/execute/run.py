@@ -27,7 +27,7 @@ from runner.models import build_model
 from runner.provenance import git_commit, versions
 from runner.recipes.base import TrainContext
 from runner.train.counter import PassCounter
-from runner.train.loop import fit, load_checkpoint
+from runner.train.loop import fit, load_weights
 
 
 def preflight(runs: list[Run], opts: Options) -> None:
@@ -124,7 +124,7 @@ def execute_run(
         ck = d / "checkpoints" / f"{which}.pt"
         if not ck.exists():
             ck = d / "checkpoints" / "last.pt"
-        model.load_state_dict(load_checkpoint(ck, device))
+        load_weights(model, ck, device)
         n = cfg["eval"]["n"] or len(data.x_test)
         x_test, y_test = data.x_test[:n], data.y_test[:n]
         t1 = time.perf_counter()
