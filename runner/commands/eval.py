@@ -15,7 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from runner.checkpoint import load_into, load_state_dict
-from runner.commands.common import add_import_argument, add_spec_arguments, load
+from runner.commands.common import (
+    add_import_argument,
+    add_spec_arguments,
+    load,
+    prepare_output,
+)
 from runner.errors import AdvrunError
 from runner.fsio import sha256_file
 from runner.registry import did_you_mean
@@ -179,7 +184,7 @@ def run(args: argparse.Namespace) -> int:
 
     device_name = args.device or spec.device
     _preflight(models, ckpt, plan, device_name, args.allow_import)  # fail before any write
-    store.root.mkdir(parents=True, exist_ok=True)
+    prepare_output(store.root)  # a read-only or full output directory fails before any write
     write_text(store.root / "spec.yaml", loaded.text)
     sha = sha256_file(ckpt) if ckpt is not None and ckpt.is_file() else None
     t0 = time.perf_counter()

@@ -43,6 +43,9 @@ def preflight(runs: list[Run], opts: Options) -> None:
         ds, sp = load_split(json.dumps(data_cfg, sort_keys=True))  # cached for the runs
         shape = tuple(sp.x_train.shape[1:])
         build_model(model["arch"], shape, ds.num_classes, model["kwargs"], opts.allow_import)
+    for r in runs[:1]:  # one poisoning block per spec: its target and trigger fit the data
+        if r.config.get("poisoning"):
+            poisoning.check_fits(r.config["poisoning"], shape, ds.num_classes)
 
 
 def execute_run(
