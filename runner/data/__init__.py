@@ -293,7 +293,7 @@ def _carve(
         # sklearn refuses when a class has < 2 members or n_out < number of classes
         raise AdvrunError(
             f"cannot carve a stratified {what} split of {n_out} examples from {len(idx)} "
-            f"examples of data set '{name}': {exc}; change the {what} fraction or use more data"
+            f"examples of data set '{name}': {exc}; change data.{what}_fraction or use more data"
         ) from None
     return np.asarray(rest), np.asarray(out)
 

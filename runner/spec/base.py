@@ -69,6 +69,25 @@ def describe_character(ch: str) -> str:
     return f"U+{ord(ch):04X}" + (f" ({name[ch]})" if ch in name else "")
 
 
+def describe_value(value: Any) -> str:
+    """A wrong-typed value as an error message shows it (with a hint for the usual slips)."""
+    if isinstance(value, str):
+        shown = value if len(value) <= 40 else value[:37] + "..."
+        try:
+            float(value)
+        except ValueError:
+            return f"the text {shown!r}"
+        return f"the text {shown!r} (a number in quotes: remove the quotes)"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float):
+        hint = " (no decimal point or exponent in a whole number)" if value.is_integer() else ""
+        return f"{value:g}{hint}"
+    if value is None:
+        return "null"
+    return {list: "a list", dict: "a mapping"}.get(type(value), type(value).__name__)
+
+
 def _check_expr(value: Any) -> float | str:
     return expr.check(value)
 
@@ -83,13 +102,13 @@ def _check_list(value: Any, item) -> Any:
 
 def _check_int(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"expected a whole number, got {value!r}")
+        raise ValueError(f"expected a whole number, got {describe_value(value)}")
     return value
 
 
 def _check_float(value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"expected a number, got {value!r}")
+        raise ValueError(f"expected a number, got {describe_value(value)}")
     if not math.isfinite(value):
         raise ValueError(f"{value} is not a finite number")
     return float(value)

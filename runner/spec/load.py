@@ -15,7 +15,7 @@ from runner.errors import AdvrunError, Located, SpecError
 from runner.expr import ExprError
 from runner.registry import did_you_mean
 from runner.spec.attacks import ATTACK_SPECS
-from runner.spec.base import MULTILINE_FIELDS, bad_character, describe_character
+from runner.spec.base import MULTILINE_FIELDS, bad_character, describe_character, describe_value
 from runner.spec.checks import check_spec
 from runner.spec.core import Spec
 from runner.spec.recipes import RECIPE_SPECS
@@ -164,7 +164,7 @@ def _message(err: dict[str, Any], path: list[Any], data: Any) -> str:
             return f"missing 'kind'; choose one of: {', '.join(table)}"
         return f"unknown {what} '{tag}'{did_you_mean(str(tag), list(table))}; choose one of: {', '.join(table)}"
     if kind in _EXPECTED:
-        return f"expected {_EXPECTED[kind]}, got {_describe(err.get('input'))}"
+        return f"expected {_EXPECTED[kind]}, got {describe_value(err.get('input'))}"
     msg = err["msg"]
     return msg.removeprefix("Value error, ")
 
@@ -182,24 +182,6 @@ _EXPECTED = {
     "model_type": "a mapping",
     "model_attributes_type": "a mapping",
 }
-
-
-def _describe(value: Any) -> str:
-    if isinstance(value, str):
-        shown = value if len(value) <= 40 else value[:37] + "..."
-        try:
-            float(value)
-        except ValueError:
-            return f"the text {shown!r}"
-        return f"the text {shown!r} (a number in quotes: remove the quotes)"
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, float):
-        hint = " (no decimal point or exponent in a whole number)" if value.is_integer() else ""
-        return f"{value:g}{hint}"
-    if value is None:
-        return "null"
-    return _TYPE_NAMES.get(type(value), type(value).__name__)
 
 
 def _locate(path: list[Any], exists: bool, marks: dict, source: str, key: bool) -> Mark:
