@@ -32,10 +32,11 @@ from runner.attacks import native  # noqa: E402
 from runner.attacks.art_attacks import make_classifier  # noqa: E402
 from runner.attacks.runner import generate  # noqa: E402
 from runner.compile import compile_spec  # noqa: E402
-from runner.eval.cascade import at_threat_model, run_suite  # noqa: E402
+from runner.eval.cascade import run_suite  # noqa: E402
 from runner.execute.prepare import prepare  # noqa: E402
 from runner.models import build_model  # noqa: E402
 from runner.spec import load_spec  # noqa: E402
+from runner.spec.attacks import APGDAttack  # noqa: E402
 
 
 def train_pgd_model(data, eps: float, epochs: int = 15, seed: int = 0) -> torch.nn.Module:
@@ -72,7 +73,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     plan = compile_spec(load_spec(args.spec).spec)
     threat, attacks = plan.threat, plan.attacks
-    data = prepare(plan.runs[0].config["data"], tuple(threat["pixel_range"]), torch.device("cpu"))
+    data = prepare(plan.runs[0].data, threat.pixel_range, torch.device("cpu"))
     x, y = data.x_test, data.y_test
     t0 = time.perf_counter()
     cache = Path(args.model_cache) if args.model_cache else None
@@ -81,13 +82,17 @@ def main() -> None:
         model.load_state_dict(torch.load(cache, weights_only=True))
         model.eval()
     else:
-        model = train_pgd_model(data, threat["eps"])
+        model = train_pgd_model(data, threat.eps)
         if cache:
             torch.save(model.state_dict(), cache)
     print(f"PGD-trained model ready in {time.perf_counter() - t0:.1f}s; test n={len(x)}")
-    out: dict = {"n_test": len(x), "threat": threat, "torch_threads": torch.get_num_threads()}
+    out: dict = {
+        "n_test": len(x),
+        "threat": threat.to_json(),
+        "torch_threads": torch.get_num_threads(),
+    }
 
-    attacks = [a for a in attacks if at_threat_model(a, threat)]  # the worst-case suite only
+    attacks = [a for a in attacks if threat.covers(a)]  # the worst-case suite only
     n = min(args.art_n, len(x))
 
     def suite_on(m: int):
@@ -109,9 +114,9 @@ def main() -> None:
     if args.art_n > 0:
         from art.attacks.evasion import AutoAttack
 
-        clf = make_classifier(model, tuple(x.shape[1:]), data.num_classes, threat["pixel_range"],
+        clf = make_classifier(model, tuple(x.shape[1:]), data.num_classes, threat.pixel_range,
                               torch.device("cpu"))  # fmt: skip
-        aa = AutoAttack(clf, norm=np.inf if threat["norm"] == "linf" else 2, eps=threat["eps"])
+        aa = AutoAttack(clf, norm=np.inf if threat.norm == "linf" else 2, eps=threat.eps)
         for sub in aa.attacks:
             sub.verbose = False
         t0 = time.perf_counter()
@@ -136,21 +141,21 @@ def main() -> None:
             f"{r['speedup_same_inputs']:.1f}x (ART scaled linearly to {len(x)}: "
             f"{r['art_seconds_scaled_to_test']:.0f}s vs advrun {t_full:.1f}s)"
         )
-    clf = make_classifier(model, tuple(x.shape[1:]), data.num_classes, threat["pixel_range"],
+    clf = make_classifier(model, tuple(x.shape[1:]), data.num_classes, threat.pixel_range,
                           torch.device("cpu"))  # fmt: skip
 
     if not args.skip_apgd:
         out["apgd"] = {}
         for loss in ("ce", "dlr"):
-            cfg = {"kind": "apgd", "name": f"apgd_{loss}", "eps": threat["eps"],
-                   "norm": threat["norm"], "loss": loss, "targeted": False, "n_targets": 9,
-                   "steps": 100, "restarts": 1, "batch_size": 512}  # fmt: skip
+            cfg = APGDAttack(kind="apgd", name=f"apgd_{loss}", eps=threat.eps, norm=threat.norm,
+                             loss=loss, targeted=False, n_targets=9, steps=100, restarts=1,
+                             batch_size=512)  # fmt: skip
             res = {}
             for engine in ("native", "art"):
                 t0 = time.perf_counter()
                 gen = torch.Generator().manual_seed(0)
-                xa = generate(model, x, y, {**cfg, "engine": engine}, threat["pixel_range"],
-                              data.num_classes, clf, gen)  # fmt: skip
+                xa = generate(model, x, y, cfg.model_copy(update={"engine": engine}),
+                              threat.pixel_range, data.num_classes, clf, gen)  # fmt: skip
                 with torch.no_grad():
                     acc = float((model(xa).argmax(1) == y).float().mean())
                 res[engine] = {"accuracy": acc, "seconds": time.perf_counter() - t0}

@@ -85,14 +85,14 @@ def fresh_model(arch: str, data, device):
 
 def time_fit(run, data, x, y, device) -> tuple[float, dict[str, int]]:
     """Seconds of one epoch of advrun's loop (native or ART engine), and its passes."""
-    model = fresh_model(run.model["arch"], data, device)
+    model = fresh_model(run.model.arch, data, device)
     counter = PassCounter(model)
-    threat = run.config["threat"]
+    threat = run.threat
     ctx = TrainContext(
-        device, tuple(threat["pixel_range"]), threat, data.num_classes, data.input_shape, counter
-    )
-    ctx.extras["poisoning"] = run.config["poisoning"]
-    recipe = RECIPES.load(run.recipe["kind"])(run.recipe, ctx)
+        device, threat.pixel_range, threat, data.num_classes, data.input_shape, counter,
+        run.poisoning,
+    )  # fmt: skip
+    recipe = RECIPES.load(run.recipe.kind)(run.recipe, ctx)
     with tempfile.TemporaryDirectory() as d:
         res = fit(model, recipe, x, y, x[:0], y[:0], ctx, 0, Path(d), log=lambda m: None)
     counter.close()
@@ -122,8 +122,8 @@ def _ce(logits, y):
 
 def bare_epoch(run, data, x, y, device) -> tuple[float, dict[str, int]]:
     """A minimal torch loop with the recipe's passes: no spec, no checks, no guardrails."""
-    r, kind = run.recipe, run.recipe["kind"]
-    model = fresh_model(run.model["arch"], data, device)
+    r, kind = run.recipe.model_dump(), run.recipe.kind  # plain values: the bare loop has no spec
+    model = fresh_model(run.model.arch, data, device)
     counter = PassCounter(model)
     opt = torch.optim.Adam(model.parameters(), lr=r["optimizer"]["lr"])
     eps, bs = r.get("eps", 0.0), r["batch_size"]
@@ -204,13 +204,12 @@ def main() -> int:
     kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
     p = plan(args.arch, args.device, kinds)
     run0 = p.runs[0]
-    data = prepare(run0.config["data"], tuple(run0.config["threat"]["pixel_range"]), device)
+    data = prepare(run0.data, run0.threat.pixel_range, device)
 
-    class _Ctx:  # poisoning.training_set only needs these
-        extras: dict = {}
-        pixel_range = tuple(run0.config["threat"]["pixel_range"])
+    class _Ctx:  # poisoning.training_set only needs this
+        pixel_range = run0.threat.pixel_range
 
-    x, y = poisoning.training_set(run0.config, data, _Ctx())
+    x, y = poisoning.training_set(run0, data, _Ctx())
     print(
         f"digits: {len(x)} training images, arch {args.arch}, device {device}, "
         f"torch {torch.__version__}, {torch.get_num_threads()} threads; best of {args.repeats}"
@@ -221,7 +220,7 @@ def main() -> int:
         f"  passes native | bare | ART (fwd+bwd examples)"
     )
     print(header)
-    runs = {r.recipe["name"]: r for r in p.runs}
+    runs = {r.recipe.name: r for r in p.runs}
     for kind in kinds:
         native, art = runs[kind], runs.get(f"{kind}-art")
         best: dict[str, tuple[float, dict[str, int]]] = {}

@@ -1,8 +1,8 @@
 """Compile a validated spec into a plan of runs (pure: no torch, no I/O).
 
 models x recipes x sweep values x seeds, each run fully resolved (every expression evaluated,
-every default filled in) and named by a readable slug plus a short content hash, so the same
-spec gives the same ids on any machine.
+every default filled in) into a typed frozen :class:`Run`, named by a readable slug plus a short
+content hash, so the same spec gives the same ids on any machine.
 """
 
 from __future__ import annotations
@@ -14,9 +14,14 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic import BaseModel
+
 from runner import expr
 from runner.spec import Spec
-from runner.spec.recipes import SWEEPABLE, AdversarialRecipeBase
+from runner.spec.attacks import ATTACK_SPECS, AttackBase
+from runner.spec.core import DataSpec, EvalSpec, ModelSpec
+from runner.spec.poisoning import PoisoningSpec
+from runner.spec.recipes import RECIPE_SPECS, SWEEPABLE, AdversarialRecipeBase, RecipeBase
 
 HASH_LEN = 10
 
@@ -33,32 +38,145 @@ def _fmt(v: Any) -> str:
     return f"{v:g}" if isinstance(v, float) else str(v)
 
 
+def _essential(m: BaseModel | None) -> dict[str, Any] | None:
+    """What identifies a spec object in a hash: the values that differ from their defaults, so a
+    new option added with a neutral default leaves every existing run id unchanged."""
+    return None if m is None else m.model_dump(mode="json", exclude_defaults=True)
+
+
+@dataclass(frozen=True)
+class Threat:
+    """The evaluation threat model, resolved: norm, eps in pixel units, the pixel range."""
+
+    norm: str
+    eps: float
+    pixel_range: tuple[float, float]
+
+    def covers(self, attack: AttackBase) -> bool:
+        """Whether ``attack`` lies inside this threat model (same norm, eps not larger)."""
+        return attack.norm == self.norm and float(attack.eps) <= self.eps * (1 + 1e-9)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"norm": self.norm, "eps": self.eps, "pixel_range": list(self.pixel_range)}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> Threat:
+        lo, hi = d["pixel_range"]
+        return cls(str(d["norm"]), float(d["eps"]), (float(lo), float(hi)))
+
+
 @dataclass(frozen=True)
 class Run:
-    """One training run plus its evaluation, fully resolved."""
+    """One training run plus its evaluation, fully resolved and typed.
+
+    ``recipe`` is the recipe's spec model with sweeps fixed and eps/step sizes resolved to pixel
+    units; ``attacks`` are the suite's spec models with eps, norm, step sizes and batch size
+    resolved. Everything is immutable, so a run can be handed to another process as is.
+    """
 
     id: str  # slug-hash, stable across machines
     slug: str  # model@recipe[sweep]@sSEED
-    model: dict[str, Any]
-    recipe: dict[str, Any]
+    experiment: str
+    data: DataSpec
+    model: ModelSpec
+    recipe: RecipeBase
     seed: int
-    sweep: dict[str, Any]  # the swept values of this run (empty without sweeps)
-    train_hash: str  # what training depends on: a changed value means a new run
-    eval_hash: str  # what evaluation depends on: a change re-evaluates without retraining
-    config: dict[str, Any] = field(repr=False)  # everything, as stored in run.json
+    threat: Threat
+    attacks: tuple[AttackBase, ...]
+    eval: EvalSpec
+    poisoning: PoisoningSpec | None = None
+    sweep: dict[str, Any] = field(default_factory=dict)  # the swept values of this run
+    train_hash: str = ""  # what training depends on: a changed value means a new run
+    eval_hash: str = ""  # what evaluation depends on: a change re-evaluates without retraining
 
     @property
     def hyperparameters(self) -> dict[str, Any]:
         skip = {"name", "kind", "monitor"}
-        return {k: v for k, v in self.recipe.items() if k not in skip}
+        return {k: v for k, v in self.recipe.model_dump().items() if k not in skip}
+
+    def to_json(self) -> dict[str, Any]:
+        """The run as stored in run.json (every value, defaults included)."""
+        out: dict[str, Any] = {
+            "id": self.id,
+            "slug": self.slug,
+            "experiment": self.experiment,
+            "train_hash": self.train_hash,
+            "eval_hash": self.eval_hash,
+            "seed": self.seed,
+            "sweep": self.sweep,
+            "data": self.data.model_dump(),
+            "model": self.model.model_dump(),
+            "recipe": self.recipe.model_dump(),
+            "threat": self.threat.to_json(),
+            "attacks": [a.model_dump() for a in self.attacks],
+            "eval": self.eval.model_dump(),
+        }
+        if self.poisoning is not None:
+            out["poisoning"] = self.poisoning.model_dump()
+        return out
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> Run:
+        """A run read back from its run.json."""
+        return cls(
+            id=d["id"],
+            slug=d["slug"],
+            experiment=d.get("experiment", ""),
+            data=DataSpec.model_validate(d["data"]),
+            model=ModelSpec.model_validate(d["model"]),
+            recipe=RECIPE_SPECS[d["recipe"]["kind"]].model_validate(d["recipe"]),
+            seed=int(d["seed"]),
+            threat=Threat.from_json(d["threat"]),
+            attacks=tuple(ATTACK_SPECS[a["kind"]].model_validate(a) for a in d["attacks"]),
+            eval=EvalSpec.model_validate(d["eval"]),
+            poisoning=PoisoningSpec.model_validate(d["poisoning"]) if d.get("poisoning") else None,
+            sweep=dict(d.get("sweep") or {}),
+            train_hash=d.get("train_hash", ""),
+            eval_hash=d.get("eval_hash", ""),
+        )
+
+
+@dataclass(frozen=True)
+class Audit:
+    """An existing model evaluated against the spec's suite (``advrun eval``): no training."""
+
+    id: str
+    slug: str  # model@audit[checkpoint stem]
+    experiment: str
+    data: DataSpec
+    model: ModelSpec
+    threat: Threat
+    attacks: tuple[AttackBase, ...]
+    eval: EvalSpec
+    checkpoint: str | None  # the file audited (None: a factory that loads its own weights)
+    checkpoint_sha256: str | None
+    eval_hash: str
+
+    def to_json(self) -> dict[str, Any]:
+        """The audit as stored in run.json."""
+        return {
+            "id": self.id,
+            "slug": self.slug,
+            "kind": "audit",
+            "experiment": self.experiment,
+            "eval_hash": self.eval_hash,
+            "data": self.data.model_dump(),
+            "model": self.model.model_dump(),
+            "threat": self.threat.to_json(),
+            "attacks": [a.model_dump() for a in self.attacks],
+            "eval": self.eval.model_dump(),
+            "checkpoint": self.checkpoint,
+            "checkpoint_sha256": self.checkpoint_sha256,
+        }
 
 
 @dataclass(frozen=True)
 class Plan:
     name: str
     runs: list[Run]
-    threat: dict[str, Any]
-    attacks: list[dict[str, Any]]
+    threat: Threat
+    attacks: tuple[AttackBase, ...]
+    eval_hash: str = ""
 
 
 def _get(d: dict[str, Any], dotted: str) -> Any:
@@ -74,23 +192,27 @@ def _set(d: dict[str, Any], dotted: str, value: Any) -> None:
     d[last] = value
 
 
-def resolve_threat(spec: Spec) -> dict[str, Any]:
+def resolve_threat(spec: Spec) -> Threat:
     t = spec.threat
-    return {"norm": t.norm, "eps": expr.evaluate(t.eps), "pixel_range": list(t.pixel_range)}
+    lo, hi = t.pixel_range
+    return Threat(t.norm, expr.evaluate(t.eps), (float(lo), float(hi)))
 
 
-def resolve_attacks(spec: Spec, threat: dict[str, Any]) -> list[dict[str, Any]]:
-    """Attacks with eps, norm, step sizes and batch size resolved to plain values."""
-    out = []
-    for attack in spec.attacks:
-        a = attack.model_dump()
-        a["eps"] = threat["eps"] if attack.eps is None else expr.evaluate(attack.eps, threat["eps"])
-        a["norm"] = attack.norm or threat["norm"]
-        a["batch_size"] = attack.batch_size or spec.eval.batch_size
-        if "step_size" in a:
-            a["step_size"] = expr.evaluate(a["step_size"], a["eps"])
-        out.append(a)
-    return out
+def resolve_attack(attack: AttackBase, threat: Threat, batch_size: int) -> AttackBase:
+    """``attack`` with eps, norm, step size and batch size resolved to plain values."""
+    eps = threat.eps if attack.eps is None else expr.evaluate(attack.eps, threat.eps)
+    update: dict[str, Any] = {
+        "eps": eps,
+        "norm": attack.norm or threat.norm,
+        "batch_size": attack.batch_size or batch_size,
+    }
+    if "step_size" in type(attack).model_fields:
+        update["step_size"] = expr.evaluate(attack.step_size, eps)  # type: ignore[attr-defined]
+    return attack.model_copy(update=update)
+
+
+def resolve_attacks(spec: Spec, threat: Threat) -> tuple[AttackBase, ...]:
+    return tuple(resolve_attack(a, threat, spec.eval.batch_size) for a in spec.attacks)
 
 
 def _resolve_recipe(recipe: dict[str, Any], threat_eps: float, adversarial: bool) -> dict[str, Any]:
@@ -103,16 +225,23 @@ def _resolve_recipe(recipe: dict[str, Any], threat_eps: float, adversarial: bool
     return r
 
 
+def eval_hash_of(threat: Threat, attacks: tuple[AttackBase, ...], evaluation: EvalSpec) -> str:
+    """What evaluation depends on: a change re-evaluates trained runs without retraining."""
+    return short_hash(
+        {
+            "attacks": [_essential(a) for a in attacks],
+            "eval": _essential(evaluation),
+            "threat": threat.to_json(),
+        }
+    )
+
+
 def compile_spec(spec: Spec) -> Plan:
     threat = resolve_threat(spec)
     attacks = resolve_attacks(spec, threat)
-    data = spec.data.model_dump()
-    evaluation = spec.eval.model_dump()
-    extras = {k: getattr(spec, k).model_dump() for k in ("poisoning",) if getattr(spec, k, None)}
-    eval_hash = short_hash({"attacks": attacks, "eval": evaluation, "threat": threat})
+    eval_hash = eval_hash_of(threat, attacks, spec.eval)
     runs: list[Run] = []
     for model in spec.models:
-        m = model.model_dump()
         for recipe in spec.recipes:
             base = recipe.model_dump()
             swept = [
@@ -126,43 +255,68 @@ def compile_spec(spec: Spec) -> Plan:
                 for (key, _), value in zip(swept, combo, strict=True):
                     _set(raw, key, value)
                     sweep[key] = value
-                r = _resolve_recipe(raw, threat["eps"], isinstance(recipe, AdversarialRecipeBase))
+                resolved = _resolve_recipe(
+                    raw, threat.eps, isinstance(recipe, AdversarialRecipeBase)
+                )
+                r = type(recipe).model_validate(resolved)
+                suffix = ",".join(f"{k.split('.')[-1]}={_fmt(v)}" for k, v in sweep.items())
                 for seed in spec.seeds:
                     train = {
-                        "data": data,
-                        "model": m,
-                        "recipe": r,
+                        "data": _essential(spec.data),
+                        "model": _essential(model),
+                        "recipe": _essential(r),
                         "seed": seed,
-                        "threat": threat,
-                        **extras,
+                        "threat": threat.to_json(),
+                        "poisoning": _essential(spec.poisoning),
                     }
                     th = short_hash(train)
-                    suffix = (
-                        "["
-                        + ",".join(f"{k.split('.')[-1]}={_fmt(v)}" for k, v in sweep.items())
-                        + "]"
-                    )
-                    slug = f"{m['name']}@{r['name']}{suffix if sweep else ''}@s{seed}"
-                    config = {
-                        **train,
-                        "attacks": attacks,
-                        "eval": evaluation,
-                        "experiment": spec.name,
-                    }
+                    slug = f"{model.name}@{r.name}{f'[{suffix}]' if sweep else ''}@s{seed}"
                     runs.append(
                         Run(
                             id=f"{slug}-{th}",
                             slug=slug,
-                            model=m,
+                            experiment=spec.name,
+                            data=spec.data,
+                            model=model,
                             recipe=r,
                             seed=seed,
+                            threat=threat,
+                            attacks=attacks,
+                            eval=spec.eval,
+                            poisoning=spec.poisoning,
                             sweep=sweep,
                             train_hash=th,
                             eval_hash=eval_hash,
-                            config=config,
                         )
                     )
-    return Plan(name=spec.name, runs=runs, threat=threat, attacks=attacks)
+    return Plan(name=spec.name, runs=runs, threat=threat, attacks=attacks, eval_hash=eval_hash)
+
+
+def compile_audit(
+    spec: Spec, plan: Plan, model: ModelSpec, checkpoint: str | None, sha: str | None, tag: str
+) -> Audit:
+    """The audit of ``model`` (weights from ``checkpoint``, whose stem is ``tag``)."""
+    ident = {
+        "model": _essential(model),
+        "data": _essential(spec.data),
+        "threat": plan.threat.to_json(),
+        "checkpoint": checkpoint,
+        "checkpoint_sha256": sha,
+    }
+    slug = f"{model.name}@audit[{tag}]"
+    return Audit(
+        id=f"{slug}-{short_hash(ident)}",
+        slug=slug,
+        experiment=spec.name,
+        data=spec.data,
+        model=model,
+        threat=plan.threat,
+        attacks=plan.attacks,
+        eval=spec.eval,
+        checkpoint=checkpoint,
+        checkpoint_sha256=sha,
+        eval_hash=plan.eval_hash,
+    )
 
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._@=,\[\]+-]")

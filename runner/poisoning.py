@@ -11,7 +11,7 @@ ART's functions), never inside the training loop.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -21,18 +21,22 @@ from runner import expr
 from runner.errors import AdvrunError
 from runner.stats import bootstrap_ci
 
+if TYPE_CHECKING:
+    from runner.compile import Run
+    from runner.spec.poisoning import PoisoningSpec
 
-def _pixel_value(cfg: dict[str, Any], pixel_range: tuple[float, float]) -> float:
-    v = cfg.get("pixel_value")
+
+def _pixel_value(cfg: PoisoningSpec, pixel_range: tuple[float, float]) -> float:
+    v = cfg.pixel_value
     return float(pixel_range[1]) if v is None else expr.evaluate(v)
 
 
-def trigger(cfg: dict[str, Any], pixel_range: tuple[float, float]) -> Callable:
+def trigger(cfg: PoisoningSpec, pixel_range: tuple[float, float]) -> Callable:
     """The perturbation as a function of an NCHW array (ART's functions stamp NHWC)."""
     from art.attacks.poisoning.perturbations import add_pattern_bd, add_single_bd
 
-    fn = add_pattern_bd if cfg["trigger"] == "pattern" else add_single_bd
-    value, distance = _pixel_value(cfg, pixel_range), int(cfg["distance"])
+    fn = add_pattern_bd if cfg.trigger == "pattern" else add_single_bd
+    value, distance = _pixel_value(cfg, pixel_range), int(cfg.distance)
 
     def stamp_nchw(x: np.ndarray) -> np.ndarray:
         nhwc = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
@@ -42,44 +46,44 @@ def trigger(cfg: dict[str, Any], pixel_range: tuple[float, float]) -> Callable:
     return stamp_nchw
 
 
-def check_fits(cfg: dict[str, Any], input_shape: tuple[int, ...], num_classes: int) -> None:
+def check_fits(cfg: PoisoningSpec, input_shape: tuple[int, ...], num_classes: int) -> None:
     """The target is a class and the trigger fits inside the image."""
-    if cfg["target"] >= num_classes:
+    if cfg.target >= num_classes:
         raise AdvrunError(
-            f"poisoning.target {cfg['target']} is not a class of this data set "
+            f"poisoning.target {cfg.target} is not a class of this data set "
             f"(classes 0..{num_classes - 1})"
         )
-    reach = cfg["distance"] + (2 if cfg["trigger"] == "pattern" else 0)
+    reach = cfg.distance + (2 if cfg.trigger == "pattern" else 0)
     if reach > min(input_shape[-2:]):
         raise AdvrunError(
-            f"poisoning.distance {cfg['distance']}: the {cfg['trigger']} trigger does not fit in "
+            f"poisoning.distance {cfg.distance}: the {cfg.trigger} trigger does not fit in "
             f"{input_shape[-2]}x{input_shape[-1]} images; use a smaller distance"
         )
 
 
-def stamp(x: Tensor, cfg: dict[str, Any], pixel_range: tuple[float, float]) -> Tensor:
+def stamp(x: Tensor, cfg: PoisoningSpec, pixel_range: tuple[float, float]) -> Tensor:
     """``x`` with the trigger stamped on (same device and dtype)."""
     out = trigger(cfg, pixel_range)(x.detach().cpu().numpy())
     return torch.as_tensor(out, dtype=x.dtype, device=x.device)
 
 
 def poison_training_set(
-    x: Tensor, y: Tensor, cfg: dict[str, Any], pixel_range: tuple[float, float], num_classes: int
+    x: Tensor, y: Tensor, cfg: PoisoningSpec, pixel_range: tuple[float, float], num_classes: int
 ) -> tuple[Tensor, Tensor, dict[str, Any]]:
     """Replace ``fraction`` of (x, y) by triggered images of other classes labelled ``target``."""
     from art.attacks.poisoning import PoisoningAttackBackdoor
 
     check_fits(cfg, tuple(x.shape[1:]), num_classes)
-    target = int(cfg["target"])
+    target = int(cfg.target)
     y_np = y.cpu().numpy()
     candidates = np.flatnonzero(y_np != target)
-    n = int(round(cfg["fraction"] * len(y_np)))
+    n = int(round(cfg.fraction * len(y_np)))
     if n < 1 or n > len(candidates):
         raise AdvrunError(
-            f"poisoning.fraction {cfg['fraction']:g} asks for {n} poisoned images, but the "
+            f"poisoning.fraction {cfg.fraction:g} asks for {n} poisoned images, but the "
             f"training set has {len(candidates)} images outside the target class"
         )
-    idx = np.sort(np.random.default_rng(cfg["seed"]).choice(candidates, size=n, replace=False))
+    idx = np.sort(np.random.default_rng(cfg.seed).choice(candidates, size=n, replace=False))
     attack = PoisoningAttackBackdoor(trigger(cfg, pixel_range))
     x_p, y_p = attack.poison(x[idx].cpu().numpy(), y=np.full(n, target, dtype=np.int64))
     x, y = x.clone(), y.clone()
@@ -94,13 +98,13 @@ def attack_success_rate(
     model: nn.Module,
     x: Tensor,
     y: Tensor,
-    cfg: dict[str, Any],
+    cfg: PoisoningSpec,
     pixel_range: tuple[float, float],
     batch_size: int = 512,
     n_boot: int = 1000,
 ) -> dict[str, Any]:
     """ASR on the test images whose true class is not the target, with a 95% bootstrap CI."""
-    target = int(cfg["target"])
+    target = int(cfg.target)
     keep = y != target
     xs = stamp(x[keep], cfg, pixel_range)
     model.eval()
@@ -115,8 +119,8 @@ def attack_success_rate(
         "ci_low": lo,
         "ci_high": hi,
         "target": target,
-        "trigger": cfg["trigger"],
-        "fraction": float(cfg["fraction"]),
+        "trigger": cfg.trigger,
+        "fraction": float(cfg.fraction),
     }
 
 
@@ -134,34 +138,24 @@ def asr_row(p: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def training_set(cfg: dict[str, Any], data, ctx) -> tuple[Tensor, Tensor]:
-    """The run's training set: the prepared one, poisoned when the spec has a poisoning block.
-
-    The block is also handed to the recipe (``ctx.extras``) for backdoor_mitigation's trigger.
-    """
-    p = cfg.get("poisoning")
-    if not p:
+def training_set(run: Run, data, ctx) -> tuple[Tensor, Tensor]:
+    """The run's training set: the prepared one, poisoned when the spec has a poisoning block."""
+    p = run.poisoning
+    if p is None:
         return data.x_train, data.y_train
-    ctx.extras["poisoning"] = p
     x, y, _ = poison_training_set(data.x_train, data.y_train, p, ctx.pixel_range, data.num_classes)
     return x, y
 
 
 def evaluate(
-    cfg: dict[str, Any], model: nn.Module, x: Tensor, y: Tensor, results: list[dict[str, Any]]
+    run: Run, model: nn.Module, x: Tensor, y: Tensor, results: list[dict[str, Any]]
 ) -> dict[str, Any] | None:
     """The ASR block of metrics.json (and its ``asr`` row appended to ``results``), or None."""
-    p = cfg.get("poisoning")
-    if not p:
+    p = run.poisoning
+    if p is None:
         return None
     out = attack_success_rate(
-        model,
-        x,
-        y,
-        p,
-        tuple(cfg["threat"]["pixel_range"]),
-        cfg["eval"]["batch_size"],
-        cfg["eval"]["bootstrap"],
+        model, x, y, p, run.threat.pixel_range, run.eval.batch_size, run.eval.bootstrap
     )
     results.append(asr_row(out))
     return out

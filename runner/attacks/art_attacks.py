@@ -39,117 +39,117 @@ def make_classifier(
     return clf
 
 
-def fgsm(classifier, cfg: dict[str, Any]):
+def fgsm(classifier, cfg: Any):
     from art.attacks.evasion import FastGradientMethod
 
     return FastGradientMethod(
-        classifier, norm=_NORMS[cfg["norm"]], eps=cfg["eps"], batch_size=cfg["batch_size"]
+        classifier, norm=_NORMS[cfg.norm], eps=cfg.eps, batch_size=cfg.batch_size
     )
 
 
-def pgd(classifier, cfg: dict[str, Any]):
+def pgd(classifier, cfg: Any):
     from art.attacks.evasion import ProjectedGradientDescent
 
     return ProjectedGradientDescent(
         classifier,
-        norm=_NORMS[cfg["norm"]],
-        eps=cfg["eps"],
-        eps_step=cfg["step_size"],
-        max_iter=cfg["steps"],
-        num_random_init=cfg["restarts"] if cfg.get("random_start", True) else 0,
-        batch_size=cfg["batch_size"],
+        norm=_NORMS[cfg.norm],
+        eps=cfg.eps,
+        eps_step=cfg.step_size,
+        max_iter=cfg.steps,
+        num_random_init=cfg.restarts if cfg.random_start else 0,
+        batch_size=cfg.batch_size,
         verbose=False,
     )
 
 
-def apgd(classifier, cfg: dict[str, Any]):
+def apgd(classifier, cfg: Any):
     """AutoProjectedGradientDescent; initial step 2*eps as in Croce & Hein 2020."""
     from art.attacks.evasion import AutoProjectedGradientDescent
 
     return AutoProjectedGradientDescent(
         classifier,
-        norm=_NORMS[cfg["norm"]],
-        eps=cfg["eps"],
-        eps_step=2 * cfg["eps"],
-        max_iter=cfg["steps"],
-        targeted=bool(cfg.get("targeted", False)),
-        nb_random_init=cfg["restarts"],
-        batch_size=cfg["batch_size"],
-        loss_type="cross_entropy" if cfg["loss"] == "ce" else "difference_logits_ratio",
+        norm=_NORMS[cfg.norm],
+        eps=cfg.eps,
+        eps_step=2 * cfg.eps,
+        max_iter=cfg.steps,
+        targeted=bool(cfg.targeted),
+        nb_random_init=cfg.restarts,
+        batch_size=cfg.batch_size,
+        loss_type="cross_entropy" if cfg.loss == "ce" else "difference_logits_ratio",
         verbose=False,
     )
 
 
-def cw_l2(classifier, cfg: dict[str, Any]):
+def cw_l2(classifier, cfg: Any):
     from art.attacks.evasion import CarliniL2Method
 
     return CarliniL2Method(
         classifier,
-        confidence=cfg["confidence"],
-        learning_rate=cfg["learning_rate"],
-        binary_search_steps=cfg["binary_search_steps"],
-        max_iter=cfg["steps"],
-        initial_const=cfg["initial_const"],
-        batch_size=cfg["batch_size"],
+        confidence=cfg.confidence,
+        learning_rate=cfg.learning_rate,
+        binary_search_steps=cfg.binary_search_steps,
+        max_iter=cfg.steps,
+        initial_const=cfg.initial_const,
+        batch_size=cfg.batch_size,
         verbose=False,
     )
 
 
-def cw_linf(classifier, cfg: dict[str, Any]):
+def cw_linf(classifier, cfg: Any):
     from art.attacks.evasion import CarliniLInfMethod
 
     return CarliniLInfMethod(
         classifier,
-        confidence=cfg["confidence"],
-        learning_rate=cfg["learning_rate"],
-        max_iter=cfg["steps"],
-        initial_const=cfg["initial_const"],
-        largest_const=cfg["largest_const"],
-        decrease_factor=cfg["decrease_factor"],
-        batch_size=cfg["batch_size"],
+        confidence=cfg.confidence,
+        learning_rate=cfg.learning_rate,
+        max_iter=cfg.steps,
+        initial_const=cfg.initial_const,
+        largest_const=cfg.largest_const,
+        decrease_factor=cfg.decrease_factor,
+        batch_size=cfg.batch_size,
         verbose=False,
     )
 
 
-def square(classifier, cfg: dict[str, Any]):
+def square(classifier, cfg: Any):
     from art.attacks.evasion import SquareAttack
 
     return SquareAttack(
         classifier,
-        norm=_NORMS[cfg["norm"]],
-        eps=cfg["eps"],
-        max_iter=cfg["queries"],
-        p_init=cfg["p_init"],
-        nb_restarts=cfg["restarts"],
-        batch_size=cfg["batch_size"],
+        norm=_NORMS[cfg.norm],
+        eps=cfg.eps,
+        max_iter=cfg.queries,
+        p_init=cfg.p_init,
+        nb_restarts=cfg.restarts,
+        batch_size=cfg.batch_size,
         verbose=False,
     )
 
 
-def deepfool(classifier, cfg: dict[str, Any]):
+def deepfool(classifier, cfg: Any):
     from art.attacks.evasion import DeepFool
 
     return DeepFool(
         classifier,
-        max_iter=cfg["steps"],
-        epsilon=cfg["overshoot"],
-        nb_grads=cfg["n_grads"],
-        batch_size=cfg["batch_size"],
+        max_iter=cfg.steps,
+        epsilon=cfg.overshoot,
+        nb_grads=cfg.n_grads,
+        batch_size=cfg.batch_size,
         verbose=False,
     )
 
 
-def autoattack(classifier, cfg: dict[str, Any]):
+def autoattack(classifier, cfg: Any):
     """ART's own AutoAttack composition: APGD-CE and APGD-DLR (100 steps, 5 restarts), DeepFool,
     Square (5000 queries, 5 restarts); not the standard Croce & Hein 2020 composition."""
     from art.attacks.evasion import AutoAttack
 
     attack = AutoAttack(
         classifier,
-        norm=_NORMS[cfg["norm"]],
-        eps=cfg["eps"],
-        eps_step=2 * cfg["eps"],
-        batch_size=cfg["batch_size"],
+        norm=_NORMS[cfg.norm],
+        eps=cfg.eps,
+        eps_step=2 * cfg.eps,
+        batch_size=cfg.batch_size,
     )
     for sub in attack.attacks:  # its defaults print progress bars
         sub.verbose = False

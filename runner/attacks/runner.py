@@ -6,8 +6,6 @@ threat model: eps-ball of its norm and the pixel range.
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import torch
 from torch import Tensor, nn
@@ -15,36 +13,37 @@ from torch import Tensor, nn
 from runner.attacks import native
 from runner.catalog import ATTACKS
 from runner.errors import AdvrunError
+from runner.spec.attacks import APGDAttack, AttackBase, FABAttack, SquareAttack
 
 
 def _native_batch(model, xb, yb, cfg, lo, hi, gen) -> Tensor:
-    kind = cfg["kind"]
+    kind = cfg.kind
     if kind == "fgsm":
-        return native.fgsm(model, xb, yb, cfg["eps"], cfg["norm"], lo, hi)
+        return native.fgsm(model, xb, yb, cfg.eps, cfg.norm, lo, hi)
     if kind == "pgd":
         return native.pgd(
-            model, xb, yb, cfg["eps"], cfg["step_size"], cfg["steps"], cfg["norm"], lo, hi,
-            cfg.get("random_start", True), cfg.get("restarts", 1), generator=gen,
+            model, xb, yb, cfg.eps, cfg.step_size, cfg.steps, cfg.norm, lo, hi,
+            cfg.random_start, cfg.restarts, generator=gen,
         )  # fmt: skip
     if kind == "apgd":
         from runner.attacks.apgd import apgd
 
         return apgd(
-            model, xb, yb, cfg["eps"], cfg["norm"], cfg["steps"], cfg["loss"], cfg["targeted"],
-            cfg["n_targets"], cfg["restarts"], lo, hi, generator=gen,
+            model, xb, yb, cfg.eps, cfg.norm, cfg.steps, cfg.loss, cfg.targeted,
+            cfg.n_targets, cfg.restarts, lo, hi, generator=gen,
         )  # fmt: skip
     if kind == "fab":
         from runner.attacks.fab import fab_t
 
-        return fab_t(model, xb, yb, cfg["eps"], cfg["norm"], cfg["steps"], cfg["n_targets"], lo, hi)
+        return fab_t(model, xb, yb, cfg.eps, cfg.norm, cfg.steps, cfg.n_targets, lo, hi)
     if kind == "square":
         from runner.attacks.square import square_linf
 
         out = xb
-        for _ in range(cfg["restarts"]):
+        for _ in range(cfg.restarts):
             out = _keep_fooling(
-                model, out, yb, square_linf(model, xb, yb, cfg["eps"], cfg["queries"],
-                                            cfg["p_init"], lo, hi, gen)
+                model, out, yb, square_linf(model, xb, yb, cfg.eps, cfg.queries,
+                                            cfg.p_init, lo, hi, gen)
             )  # fmt: skip
         return out
     if kind == "autoattack":
@@ -52,18 +51,21 @@ def _native_batch(model, xb, yb, cfg, lo, hi, gen) -> Tensor:
     raise AdvrunError(f"attack kind '{kind}' has no native engine; use engine: art")
 
 
-def standard_components(cfg: dict[str, Any]) -> list[dict[str, Any]]:
+def standard_components(cfg: AttackBase) -> list[AttackBase]:
     """Croce & Hein 2020's standard AutoAttack: APGD-CE, APGD-T (DLR), FAB-T, Square (Linf)."""
-    base = {k: cfg[k] for k in ("eps", "norm", "batch_size")}
-    parts = [
-        {**base, "kind": "apgd", "loss": "ce", "targeted": False, "n_targets": 9, "steps": 100,
-         "restarts": 1},
-        {**base, "kind": "apgd", "loss": "dlr", "targeted": True, "n_targets": 9, "steps": 100,
-         "restarts": 1},
-        {**base, "kind": "fab", "n_targets": 9, "steps": 100},
+    base = {"eps": cfg.eps, "norm": cfg.norm, "batch_size": cfg.batch_size, "engine": "native"}
+    parts: list[AttackBase] = [
+        APGDAttack(name=f"{cfg.name}/apgd-ce", kind="apgd", loss="ce", targeted=False,
+                   n_targets=9, steps=100, restarts=1, **base),
+        APGDAttack(name=f"{cfg.name}/apgd-t", kind="apgd", loss="dlr", targeted=True,
+                   n_targets=9, steps=100, restarts=1, **base),
+        FABAttack(name=f"{cfg.name}/fab-t", kind="fab", n_targets=9, steps=100, **base),
     ]  # fmt: skip
-    if cfg["norm"] == "linf":  # the L2 standard version has no Square
-        parts.append({**base, "kind": "square", "queries": 5000, "p_init": 0.8, "restarts": 1})
+    if cfg.norm == "linf":  # the L2 standard version has no Square
+        parts.append(
+            SquareAttack(name=f"{cfg.name}/square", kind="square", queries=5000, p_init=0.8,
+                         restarts=1, **base)
+        )  # fmt: skip
     return parts
 
 
@@ -77,7 +79,7 @@ def _standard_autoattack(model, x, y, cfg, lo, hi, gen) -> Tensor:
         if len(idx) == 0:
             break
         adv = _native_batch(model, x[idx], y[idx], part, lo, hi, gen)
-        adv = x[idx] + native.project(x[idx], adv - x[idx], cfg["eps"], cfg["norm"], lo, hi)
+        adv = x[idx] + native.project(x[idx], adv - x[idx], cfg.eps, cfg.norm, lo, hi)
         x_adv[idx] = adv
         with torch.no_grad():
             alive[idx] = model(adv).argmax(1) == y[idx]
@@ -92,21 +94,21 @@ def _keep_fooling(model: nn.Module, old: Tensor, y: Tensor, new: Tensor) -> Tens
 
 
 def _art_generate(model, x, y, cfg, art_classifier) -> Tensor:
-    attack = ATTACKS.get(cfg["kind"])
+    attack = ATTACKS.get(cfg.kind)
     factory = attack.meta.get("art")
     if not factory:
-        raise AdvrunError(f"attack kind '{cfg['kind']}' has no ART engine; use engine: native")
+        raise AdvrunError(f"attack kind '{cfg.kind}' has no ART engine; use engine: native")
     module, _, attr = factory.partition(":")
     import importlib
 
     make = getattr(importlib.import_module(module), attr)
     x_np = x.detach().cpu().numpy()
     y_np = y.detach().cpu().numpy().astype(np.int64)  # class indices; ART one-hot encodes them
-    if cfg["kind"] == "apgd" and cfg.get("targeted"):
+    if isinstance(cfg, APGDAttack) and cfg.targeted:
         out = x_np.copy()
         with torch.no_grad():
             logits = model(x).scatter(1, y[:, None], float("-inf"))
-        k = min(cfg["n_targets"], logits.shape[1] - 1)
+        k = min(cfg.n_targets, logits.shape[1] - 1)
         targets = logits.topk(k, dim=1).indices.cpu().numpy()
         alive = np.ones(len(x_np), dtype=bool)
         for t in range(k):
@@ -114,7 +116,7 @@ def _art_generate(model, x, y, cfg, art_classifier) -> Tensor:
                 break
             adv = make(art_classifier, cfg).generate(x=x_np[alive], y=targets[alive, t])
             out[alive] = adv
-            pred = art_classifier.predict(adv, batch_size=cfg["batch_size"]).argmax(1)
+            pred = art_classifier.predict(adv, batch_size=cfg.batch_size).argmax(1)
             alive[np.flatnonzero(alive)[pred != y_np[alive]]] = False
         x_adv = out
     else:
@@ -127,7 +129,7 @@ def generate(
     model: nn.Module,
     x: Tensor,
     y: Tensor,
-    cfg: dict[str, Any],
+    cfg: AttackBase,
     pixel_range: tuple[float, float],
     num_classes: int,
     art_classifier=None,
@@ -138,8 +140,8 @@ def generate(
     model.eval()
     if len(x) == 0:
         return x.clone()
-    if cfg.get("engine", "art") == "native":
-        bs = cfg["batch_size"]
+    if cfg.engine == "native":
+        bs = cfg.batch_size
         parts = [
             _native_batch(model, x[i : i + bs], y[i : i + bs], cfg, lo, hi, generator)
             for i in range(0, len(x), bs)
@@ -153,26 +155,26 @@ def generate(
                 model, tuple(x.shape[1:]), num_classes, pixel_range, x.device
             )
         x_adv = _art_generate(model, x, y, cfg, art_classifier)
-    if ATTACKS.get(cfg["kind"]).meta.get("minimal_norm"):
+    if ATTACKS.get(cfg.kind).meta.get("minimal_norm"):
         # minimal-norm attacks (C&W, DeepFool, FAB) are not bounded by eps: evaluate their
         # perturbation projected into the threat model's ball
-        x_adv = x + native.project(x, x_adv - x, cfg["eps"], cfg["norm"], lo, hi)
+        x_adv = x + native.project(x, x_adv - x, cfg.eps, cfg.norm, lo, hi)
     _check_threat(x, x_adv, cfg, lo, hi)
     return x_adv
 
 
-def _check_threat(x: Tensor, x_adv: Tensor, cfg: dict[str, Any], lo: float, hi: float) -> None:
+def _check_threat(x: Tensor, x_adv: Tensor, cfg: AttackBase, lo: float, hi: float) -> None:
     d = (x_adv - x).flatten(1)
-    dist = d.abs().amax(1) if cfg["norm"] == "linf" else d.norm(dim=1)
+    dist = d.abs().amax(1) if cfg.norm == "linf" else d.norm(dim=1)
     slack = 1e-5 * max(1.0, hi - lo)
     if (
         not torch.isfinite(x_adv).all()
-        or dist.max().item() > cfg["eps"] * (1 + 1e-5) + slack
+        or dist.max().item() > cfg.eps * (1 + 1e-5) + slack
         or x_adv.min().item() < lo - slack
         or x_adv.max().item() > hi + slack
     ):
         raise AdvrunError(
-            f"attack '{cfg.get('name', cfg['kind'])}' left its threat model (max {cfg['norm']} "
-            f"distance {dist.max().item():.4g} > eps {cfg['eps']:.4g}, or pixels outside "
+            f"attack '{cfg.name}' left its threat model (max {cfg.norm} "
+            f"distance {dist.max().item():.4g} > eps {cfg.eps:.4g}, or pixels outside "
             f"[{lo}, {hi}]); refusing to report its accuracy"
         )

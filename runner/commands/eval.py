@@ -21,6 +21,7 @@ from runner.commands.common import (
     load,
     prepare_output,
 )
+from runner.compile import Audit, compile_audit
 from runner.errors import AdvrunError
 from runner.fsio import sha256_file
 from runner.registry import did_you_mean
@@ -49,10 +50,7 @@ def _load_into(model, state: dict[str, Any], path: Path, name: str) -> None:
 
 
 def audit_model(
-    model_cfg: dict[str, Any],
-    ckpt: Path | None,
-    sha: str | None,
-    plan,
+    audit: Audit,
     store,
     device_name: str,
     allow_import: list[str],
@@ -60,7 +58,6 @@ def audit_model(
     log=print,
 ) -> dict[str, Any]:
     """Evaluate one model like a run; store run.json, metrics.json, examples.parquet, status."""
-    from runner.compile import short_hash
     from runner.device import seed_everything, select_device
     from runner.eval.evaluate import evaluate_run
     from runner.execute.prepare import prepare
@@ -71,31 +68,21 @@ def audit_model(
     from runner.provenance import git_commit, versions
     from runner.train.counter import PassCounter
 
-    cfg = plan.runs[0].config
-    threat, data_cfg = cfg["threat"], cfg["data"]
-    source = {"checkpoint": str(ckpt) if ckpt else None, "checkpoint_sha256": sha}
-    ident = {"model": model_cfg, "data": data_cfg, "threat": threat, **source}
-    tag = ckpt.stem if ckpt else "factory"
-    slug = f"{model_cfg['name']}@audit[{tag}]"
-    run_id = f"{slug}-{short_hash(ident)}"
+    slug, run_id, m = audit.slug, audit.id, audit.model
+    ckpt = Path(audit.checkpoint) if audit.checkpoint else None
     d = store.run_dir(run_id)
     old = read_json(d / "metrics.json")
-    if old and old.get("eval_hash") == plan.runs[0].eval_hash and not force:
+    if old and old.get("eval_hash") == audit.eval_hash and not force:
         log(f"{slug}: already evaluated, skipped (--force to redo)")
         return old
     d.mkdir(parents=True, exist_ok=True)
-    run_json = {"id": run_id, "slug": slug, "kind": "audit", "eval_hash": plan.runs[0].eval_hash,
-                "model": model_cfg, "data": data_cfg, "threat": threat, "attacks": cfg["attacks"],
-                "eval": cfg["eval"], "experiment": cfg["experiment"], **source}  # fmt: skip
-    write_json(d / "run.json", run_json)
+    write_json(d / "run.json", audit.to_json())
     device = select_device(device_name)
     seed_everything(0)
-    data = prepare(data_cfg, tuple(threat["pixel_range"]), device)
-    model = build_model(
-        model_cfg["arch"], data.input_shape, data.num_classes, model_cfg["kwargs"], allow_import
-    )
+    data = prepare(audit.data, audit.threat.pixel_range, device)
+    model = build_model(m.arch, data.input_shape, data.num_classes, m.kwargs, allow_import)
     if ckpt is not None:
-        _load_into(model, load_state_dict(ckpt, device), ckpt, model_cfg["name"])
+        _load_into(model, load_state_dict(ckpt, device), ckpt, m.name)
     model = model.to(device).eval()
     status = {"state": "running", "started": now(), "device": str(device)}
     write_json(d / "status.json", status)
@@ -106,21 +93,21 @@ def audit_model(
         log(msg)
 
     try:
-        n = cfg["eval"]["n"] or len(data.x_test)
+        n = audit.eval.n or len(data.x_test)
         counter = PassCounter(model)
         t0 = time.perf_counter()
         both(f"auditing {slug} on {device} ({n} test examples)")
         ev = evaluate_run(
-            model, data.x_test[:n], data.y_test[:n], cfg["attacks"], threat, data.num_classes,
-            cfg["eval"], both,
+            model, data.x_test[:n], data.y_test[:n], audit.attacks, audit.threat,
+            data.num_classes, audit.eval, both,
         )  # fmt: skip
         counter.close()
         write_with(d / "examples.parquet", lambda p: ev.examples.to_parquet(p, index=False))
         metrics = {
-            "run_id": run_id, "slug": slug, "eval_hash": plan.runs[0].eval_hash,
-            "model": model_cfg["name"], "arch": model_cfg["arch"], "recipe": "audit",
+            "run_id": run_id, "slug": slug, "eval_hash": audit.eval_hash,
+            "model": m.name, "arch": m.arch, "recipe": "audit",
             "kind": "audit", "seed": None, "sweep": {}, "hyperparameters": {},
-            "checkpoint": str(ckpt) if ckpt else None, "checkpoint_sha256": sha,
+            "checkpoint": audit.checkpoint, "checkpoint_sha256": audit.checkpoint_sha256,
             "best_epoch": None, "stopped_early": None,
             "results": ev.results, "curves": ev.curves, "checklist": ev.checklist,
             "data_sha256": data.sha256, "device": str(device),
@@ -142,19 +129,16 @@ def audit_model(
 def _preflight(models, ckpt: Path | None, plan, device_name: str, allow_import: list[str]) -> None:
     """Data, device, model and checkpoint checked before anything is written: a bad file or
     factory leaves the output directory as it was."""
-    import json
-
     from runner.device import select_device
     from runner.execute.prepare import load_split
     from runner.models import build_model
 
     select_device(device_name)
-    data_cfg = plan.runs[0].config["data"]
-    ds, sp = load_split(json.dumps(data_cfg, sort_keys=True))  # cached for the audit
+    ds, sp = load_split(plan.runs[0].data)  # cached for the audit
     state = load_state_dict(ckpt, "cpu") if ckpt is not None else None
     for m in models:
         model = build_model(
-            m.arch, tuple(sp.x_train.shape[1:]), ds.num_classes, dict(m.kwargs), allow_import
+            m.arch, tuple(sp.x_train.shape[1:]), ds.num_classes, m.kwargs, allow_import
         )
         if state is not None:
             _load_into(model, state, ckpt, m.name)
@@ -189,8 +173,11 @@ def run(args: argparse.Namespace) -> int:
     sha = sha256_file(ckpt) if ckpt is not None and ckpt.is_file() else None
     t0 = time.perf_counter()
     for m in models:
+        audit = compile_audit(
+            spec, plan, m, str(ckpt) if ckpt else None, sha, ckpt.stem if ckpt else "factory"
+        )
         metrics = audit_model(
-            m.model_dump(), ckpt, sha, plan, store, device_name, args.allow_import, args.force,
+            audit, store, device_name, args.allow_import, args.force,
             log=(lambda s: None) if args.quiet else print,
         )  # fmt: skip
         if not args.quiet:

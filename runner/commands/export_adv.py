@@ -13,9 +13,11 @@ import re
 from pathlib import Path
 from typing import Any
 
+from runner.compile import Run
 from runner.errors import AdvrunError
 from runner.fsio import contained, read_json, sha256_file
 from runner.registry import unknown_name_message
+from runner.spec.attacks import AttackBase
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -32,8 +34,26 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _attack(cfg: dict[str, Any], name: str) -> dict[str, Any]:
-    attacks = {a["name"]: a for a in cfg.get("attacks", [])}
+def _stored_run(run_dir: Path, cfg: dict[str, Any]) -> Run:
+    """The typed run behind a run directory's run.json."""
+    from pydantic import ValidationError
+
+    if cfg.get("kind") == "audit":
+        raise AdvrunError(
+            f"{run_dir} is an audit of an external checkpoint (advrun eval); export-adv rebuilds "
+            "trained runs from their own checkpoints"
+        )
+    try:
+        return Run.from_json(cfg)
+    except (KeyError, ValidationError) as e:
+        raise AdvrunError(
+            f"{run_dir / 'run.json'} is not a run this advrun can read ({type(e).__name__}: "
+            f"{str(e).splitlines()[0][:160]}); run the spec again to rewrite it"
+        ) from None
+
+
+def _attack(run: Run, name: str) -> AttackBase:
+    attacks = {a.name: a for a in run.attacks}
     if not attacks:
         raise AdvrunError("this run's spec has no attacks; there is nothing to export")
     if name not in attacks:
@@ -41,8 +61,8 @@ def _attack(cfg: dict[str, Any], name: str) -> dict[str, Any]:
     return attacks[name]
 
 
-def _checkpoint(run_dir: Path, metrics: dict[str, Any] | None, cfg: dict[str, Any]) -> Path:
-    which = (metrics or {}).get("checkpoint") or cfg.get("eval", {}).get("checkpoint", "best")
+def _checkpoint(run_dir: Path, metrics: dict[str, Any] | None, run: Run) -> Path:
+    which = (metrics or {}).get("checkpoint") or run.eval.checkpoint
     for name in (str(which), "last"):
         path = contained(run_dir, "checkpoints", f"{name}.pt")
         if path.exists():
@@ -81,7 +101,8 @@ def run(args: argparse.Namespace) -> int:
     if not cfg:
         raise AdvrunError(f"{run_dir}: no run.json; give a run directory such as OUT/runs/<run>")
     metrics = read_json(run_dir / "metrics.json")
-    attack = _attack(cfg, args.attack)
+    stored = _stored_run(run_dir, cfg)
+    attack = _attack(stored, args.attack)
 
     import numpy as np
 
@@ -97,10 +118,10 @@ def run(args: argparse.Namespace) -> int:
     if not re.match(r"^(auto|cpu|mps|cuda(:\d+)?)$", args.device):
         raise AdvrunError(f"--device '{args.device}' is not one of auto, cpu, mps, cuda, cuda:N")
     device = select_device(args.device)
-    seed_everything(int(cfg.get("seed", 0)))
-    threat = cfg["threat"]
-    lo, hi = threat["pixel_range"]
-    data = prepare(cfg["data"], (lo, hi), device)
+    seed_everything(stored.seed)
+    threat = stored.threat
+    lo, hi = threat.pixel_range
+    data = prepare(stored.data, (lo, hi), device)
     recorded = (metrics or {}).get("data_sha256")
     if recorded and recorded != data.sha256:
         raise AdvrunError(
@@ -108,27 +129,27 @@ def run(args: argparse.Namespace) -> int:
             f"{recorded[:12]}); an export would not match its reported accuracy"
         )
     model = build_model(
-        cfg["model"]["arch"],
+        stored.model.arch,
         data.input_shape,
         data.num_classes,
-        cfg["model"].get("kwargs", {}),
+        stored.model.kwargs,
         args.allow_import,
     ).to(device)
-    ck = _checkpoint(run_dir, metrics, cfg)
+    ck = _checkpoint(run_dir, metrics, stored)
     model.load_state_dict(load_checkpoint(ck, device))
     model.eval()
-    n = cfg["eval"].get("n") or len(data.x_test)
+    n = stored.eval.n or len(data.x_test)
     x, y = data.x_test[:n], data.y_test[:n]
     x_adv = generate(model, x, y, attack, (lo, hi), data.num_classes)
-    dist = perturbation_norm(x, x_adv, attack["norm"])
+    dist = perturbation_norm(x, x_adv, attack.norm)
     slack = 1e-5 * max(1.0, hi - lo)
     if (
-        dist.max().item() > attack["eps"] + slack
+        dist.max().item() > attack.eps + slack
         or x_adv.min() < lo - slack
         or x_adv.max() > hi + slack
     ):
         raise AdvrunError(f"attack '{args.attack}' left its threat model; nothing was exported")
-    bs = int(cfg["eval"].get("batch_size", 512))
+    bs = stored.eval.batch_size
     accuracy = float((logits_of(model, x_adv, bs).argmax(1) == y).float().mean().item())
     reported = next(
         (r["accuracy"] for r in (metrics or {}).get("results", []) if r["attack"] == args.attack),
@@ -137,9 +158,9 @@ def run(args: argparse.Namespace) -> int:
     safe = re.sub(r"[^A-Za-z0-9._-]", "_", args.attack)
     out = Path(args.output) if args.output else contained(run_dir, "exports", f"adv-{safe}.npz")
     meta = {
-        "run_id": cfg.get("id"),
-        "attack": attack,
-        "threat": threat,
+        "run_id": stored.id,
+        "attack": attack.model_dump(),
+        "threat": threat.to_json(),
         "checkpoint": ck.name,
         "checkpoint_sha256": sha256_file(ck),
         "data_sha256": data.sha256,
@@ -171,7 +192,7 @@ def run(args: argparse.Namespace) -> int:
             "sha256": digest,
             **{k: v for k, v in meta.items() if k != "attack"},
             "attack": args.attack,
-            "attack_config": attack,
+            "attack_config": attack.model_dump(),
         },
     )
     print(f"wrote {out}: {n} adversarial examples ({args.attack}), sha256 {digest}")

@@ -35,8 +35,8 @@ def run(args: argparse.Namespace) -> int:
         rows = [
             {
                 "id": r.id,
-                "model": r.model["name"],
-                "recipe": r.recipe["name"],
+                "model": r.model.name,
+                "recipe": r.recipe.name,
                 "seed": r.seed,
                 "hyperparameters": r.hyperparameters,
                 "status": status[r.id],
@@ -49,8 +49,8 @@ def run(args: argparse.Namespace) -> int:
     rows = [
         (
             r.id,
-            r.model["name"],
-            r.recipe["name"],
+            r.model.name,
+            r.recipe.name,
             str(r.seed),
             status[r.id],
             _short(r.hyperparameters),

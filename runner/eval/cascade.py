@@ -13,9 +13,9 @@ eps) always run independently and stay out of the worst case.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -24,6 +24,10 @@ from torch import Tensor, nn
 
 from runner.attacks.runner import generate
 from runner.device import generator
+
+if TYPE_CHECKING:
+    from runner.compile import Threat
+    from runner.spec.attacks import AttackBase
 from runner.eval.common import attack_cost, logits_of, margins, perturbation_norm, progress
 
 
@@ -32,10 +36,6 @@ class SuiteResult:
     examples: pd.DataFrame  # long: (example, attack) rows incl. "clean" and "worst_case"
     info: dict[str, dict[str, Any]]  # per attack: scope, attacked, broken, seconds
     at_threat: list[str]  # names in the worst case, in cascade order
-
-
-def at_threat_model(cfg: dict[str, Any], threat: dict[str, Any]) -> bool:
-    return cfg["norm"] == threat["norm"] and cfg["eps"] <= threat["eps"] * (1 + 1e-9)
 
 
 def _frame(name, y, pred, correct, margin, dist, attacked, broken_by=None) -> pd.DataFrame:
@@ -59,8 +59,8 @@ def run_suite(
     model: nn.Module,
     x: Tensor,
     y: Tensor,
-    attacks: list[dict[str, Any]],
-    threat: dict[str, Any],
+    attacks: Sequence[AttackBase],
+    threat: Threat,
     num_classes: int,
     batch_size: int,
     mode: str = "cascade",
@@ -69,7 +69,7 @@ def run_suite(
 ) -> SuiteResult:
     """Run the suite; per-example outcomes and per-attack bookkeeping."""
     model.eval()
-    lo, hi = threat["pixel_range"]
+    lo, hi = threat.pixel_range
     cpu = lambda t: t.detach().cpu().numpy()  # noqa: E731
     y_np = cpu(y)
     clean_logits = logits_of(model, x, batch_size)
@@ -79,11 +79,11 @@ def run_suite(
         _frame("clean", y_np, cpu(clean_pred), cpu(clean_ok), cpu(margins(clean_logits, y)),
                np.zeros(len(y)), np.zeros(len(y), dtype=bool))
     ]  # fmt: skip
-    inside = [a for a in attacks if at_threat_model(a, threat)]
+    inside = [a for a in attacks if threat.covers(a)]
     inside = sorted(inside, key=attack_cost)  # stable: spec order among equals
-    outside = [a for a in attacks if not at_threat_model(a, threat)]
+    outside = [a for a in attacks if not threat.covers(a)]
     art_classifier = None
-    if any(a.get("engine", "art") == "art" for a in attacks):
+    if any(a.engine == "art" for a in attacks):
         from runner.attacks.art_attacks import make_classifier
 
         art_classifier = make_classifier(model, tuple(x.shape[1:]), num_classes, (lo, hi), x.device)
@@ -105,7 +105,7 @@ def run_suite(
         logits = logits_of(model, x_adv, batch_size)
         pred = logits.argmax(1) if len(idx) else clean_pred[idx]
         m = margins(logits, y[idx]) if len(idx) else w_margin[idx]
-        dist = perturbation_norm(x[idx], x_adv, cfg["norm"])
+        dist = perturbation_norm(x[idx], x_adv, cfg.norm)
         fooled = pred != y[idx]
         attacked = torch.zeros(len(y), dtype=torch.bool, device=x.device)
         attacked[idx] = True
@@ -113,7 +113,7 @@ def run_suite(
         if in_suite:
             newly = idx[fooled & alive[idx]]
             broken = len(newly)
-            broken_by[cpu(newly)] = cfg["name"]
+            broken_by[cpu(newly)] = cfg.name
             alive[newly] = False
             lower = m < w_margin[idx]
             upd = idx[lower]
@@ -125,11 +125,11 @@ def run_suite(
             row_m, row_d = margins(clean_logits, y), torch.zeros(len(y), device=x.device)
             row_pred[idx], row_ok[idx], row_m[idx], row_d[idx] = pred, ~fooled, m, dist
         frames.append(
-            _frame(cfg["name"], y_np, cpu(row_pred), cpu(row_ok), cpu(row_m), cpu(row_d),
+            _frame(cfg.name, y_np, cpu(row_pred), cpu(row_ok), cpu(row_m), cpu(row_d),
                    cpu(attacked))
         )  # fmt: skip
         seconds = time.perf_counter() - t0
-        info[cfg["name"]] = {
+        info[cfg.name] = {
             "scope": scope,
             "attacked": int(len(idx)),
             "fooled": int(fooled.sum()),
@@ -137,7 +137,7 @@ def run_suite(
             "seconds": round(seconds, 3),
         }
         log(
-            f"{cfg['name']} ({scope}): attacked {len(idx)}, fooled {int(fooled.sum())}, "
+            f"{cfg.name} ({scope}): attacked {len(idx)}, fooled {int(fooled.sum())}, "
             f"accuracy {float(row_ok.float().mean()):.4f} [{seconds:.1f}s]"
         )
     if inside:
@@ -148,4 +148,4 @@ def run_suite(
     examples = pd.concat(frames, ignore_index=True)
     # every row carries the example's worst-case breaker, for easy filtering
     examples["broken_by"] = np.tile(broken_by, len(frames)) if inside else ""
-    return SuiteResult(examples, info, [a["name"] for a in inside])
+    return SuiteResult(examples, info, [a.name for a in inside])

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -28,6 +28,9 @@ from torch import Tensor, nn
 from runner.attacks import native
 from runner.device import generator
 from runner.eval.common import logits_of
+
+if TYPE_CHECKING:
+    from runner.compile import Threat
 
 POINT = 0.01  # one accuracy point
 SQUARE_QUERIES = 500
@@ -64,7 +67,7 @@ def run_checklist(
     model: nn.Module,
     x: Tensor,
     y: Tensor,
-    threat: dict[str, Any],
+    threat: Threat,
     num_classes: int,
     batch_size: int,
     n: int = 256,
@@ -74,8 +77,8 @@ def run_checklist(
     """All checks on the first ``n`` examples; a list of {check, status, detail, evidence}."""
     model.eval()
     x, y = x[:n], y[:n]
-    lo, hi = threat["pixel_range"]
-    norm, eps = threat["norm"], float(threat["eps"])
+    lo, hi = threat.pixel_range
+    norm, eps = threat.norm, float(threat.eps)
     bs = batch_size
     out: list[dict[str, Any]] = []
 
@@ -200,9 +203,10 @@ def _square_accuracy(model, x, y, eps, norm, lo, hi, num_classes, bs, seed) -> f
         )
     else:
         from runner.attacks.runner import generate
+        from runner.spec.attacks import SquareAttack
 
-        cfg = {"kind": "square", "engine": "art", "eps": eps, "norm": norm,
-               "queries": SQUARE_QUERIES, "p_init": 0.8, "restarts": 1, "batch_size": bs,
-               "name": "checklist_square"}  # fmt: skip
+        cfg = SquareAttack(name="checklist_square", kind="square", engine="art", eps=eps,
+                           norm=norm, queries=SQUARE_QUERIES, p_init=0.8, restarts=1,
+                           batch_size=bs)  # fmt: skip
         x_adv = generate(model, x, y, cfg, (lo, hi), num_classes)
     return _acc(model, x_adv, y, bs)

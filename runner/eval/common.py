@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -28,25 +29,25 @@ def perturbation_norm(x: Tensor, x_adv: Tensor, norm: str) -> Tensor:
     return d.abs().amax(1) if norm == "linf" else d.norm(p=2, dim=1)
 
 
-def attack_cost(cfg: dict) -> float:
+def attack_cost(cfg: Any) -> float:
     """Rough gradient-pass equivalents per example, to order a cascade cheap to expensive."""
-    kind = cfg["kind"]
+    kind = cfg.kind
     if kind == "fgsm":
         return 1.0
     if kind == "pgd":
-        return float(cfg["steps"] * cfg["restarts"])
+        return float(cfg.steps * cfg.restarts)
     if kind == "apgd":
-        return float(cfg["steps"] * cfg["restarts"] * (cfg["n_targets"] if cfg["targeted"] else 1))
+        return float(cfg.steps * cfg.restarts * (cfg.n_targets if cfg.targeted else 1))
     if kind == "deepfool":
-        return float(cfg["steps"])  # stops early once fooled
+        return float(cfg.steps)  # stops early once fooled
     if kind == "fab":
-        return 2.0 * cfg["steps"] * cfg["n_targets"]
+        return 2.0 * cfg.steps * cfg.n_targets
     if kind == "square":
-        return cfg["queries"] * cfg["restarts"] / 3.0  # forward passes only
+        return cfg.queries * cfg.restarts / 3.0  # forward passes only
     if kind == "cw_l2":
-        return float(cfg["steps"] * cfg["binary_search_steps"]) * 2
+        return float(cfg.steps * cfg.binary_search_steps) * 2
     if kind == "cw_linf":
-        return float(cfg["steps"]) * 20
+        return float(cfg.steps) * 20
     return 1e9  # autoattack: last
 
 

@@ -7,8 +7,8 @@ accuracy. Step sizes scale with eps (a PGD step of eps/4 stays eps/4). Rows are 
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from torch import Tensor, nn
 
@@ -19,48 +19,51 @@ from runner.device import generator
 from runner.eval.common import logits_of, progress
 from runner.stats import bootstrap_ci
 
+if TYPE_CHECKING:
+    from runner.compile import Threat
+    from runner.spec.attacks import AttackBase
+    from runner.spec.core import EvalSpec
+
 
 def curve_attacks(
-    attacks: list[dict[str, Any]], threat: dict[str, Any], names: list[str] | None
-) -> list[dict[str, Any]]:
+    attacks: Sequence[AttackBase], threat: Threat, names: list[str] | None
+) -> list[AttackBase]:
     """The named attacks, or by default the pgd-type ones at the threat norm."""
     if names is not None:
-        by_name = {a["name"]: a for a in attacks}
+        by_name = {a.name: a for a in attacks}
         return [by_name[n] for n in names]
     return [
-        a
-        for a in attacks
-        if ATTACKS.get(a["kind"]).meta.get("pgd_type") and a["norm"] == threat["norm"]
+        a for a in attacks if ATTACKS.get(a.kind).meta.get("pgd_type") and a.norm == threat.norm
     ]
 
 
-def at_eps(cfg: dict[str, Any], eps: float) -> dict[str, Any]:
-    """The attack config at another eps, step sizes scaled along."""
-    out = dict(cfg, eps=eps)
-    if "step_size" in cfg and cfg["eps"] > 0:
-        out["step_size"] = cfg["step_size"] * eps / cfg["eps"]
-    return out
+def at_eps(cfg: AttackBase, eps: float) -> AttackBase:
+    """The attack at another eps, step sizes scaled along."""
+    update: dict[str, Any] = {"eps": eps}
+    if "step_size" in type(cfg).model_fields and cfg.eps > 0:
+        update["step_size"] = cfg.step_size * eps / cfg.eps  # type: ignore[attr-defined]
+    return cfg.model_copy(update=update)
 
 
 def robustness_curves(
     model: nn.Module,
     x: Tensor,
     y: Tensor,
-    attacks: list[dict[str, Any]],
-    threat: dict[str, Any],
+    attacks: Sequence[AttackBase],
+    threat: Threat,
     num_classes: int,
-    eval_cfg: dict[str, Any],
+    eval_cfg: EvalSpec,
     log: Callable[[str], None] = print,
 ) -> list[dict[str, Any]]:
-    eps_values = [expr.evaluate(e, threat["eps"]) for e in eval_cfg["eps_curve"]]
-    chosen = curve_attacks(attacks, threat, eval_cfg.get("curve_attacks"))
-    bs, n_boot = eval_cfg["batch_size"], eval_cfg["bootstrap"]
-    lo, hi = threat["pixel_range"]
+    eps_values = [expr.evaluate(e, threat.eps) for e in eval_cfg.eps_curve or []]
+    chosen = curve_attacks(attacks, threat, eval_cfg.curve_attacks)
+    bs, n_boot = eval_cfg.batch_size, eval_cfg.bootstrap
+    lo, hi = threat.pixel_range
     model.eval()
     clean_ok = logits_of(model, x, bs).argmax(1) == y
     idx = clean_ok.nonzero().squeeze(1)
     art_classifier = None
-    if any(a.get("engine", "art") == "art" for a in chosen):
+    if any(a.engine == "art" for a in chosen):
         from runner.attacks.art_attacks import make_classifier
 
         art_classifier = make_classifier(model, tuple(x.shape[1:]), num_classes, (lo, hi), x.device)
@@ -79,7 +82,7 @@ def robustness_curves(
             ci_low, ci_high = bootstrap_ci(ok, n_boot)
             rows.append(
                 {
-                    "attack": cfg["name"],
+                    "attack": cfg.name,
                     "eps": float(eps),
                     "accuracy": float(ok.mean()),
                     "n": int(len(ok)),
@@ -87,5 +90,5 @@ def robustness_curves(
                     "ci_high": ci_high,
                 }
             )
-            log(f"curve {cfg['name']} eps {eps:g}: accuracy {ok.mean():.4f}")
+            log(f"curve {cfg.name} eps {eps:g}: accuracy {ok.mean():.4f}")
     return rows

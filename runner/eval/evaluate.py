@@ -15,9 +15,9 @@ Every accuracy carries n and a 95% percentile-bootstrap interval (examples resam
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -26,6 +26,11 @@ from torch import Tensor, nn
 from runner.eval.cascade import run_suite
 from runner.eval.common import logits_of, margins, perturbation_norm
 from runner.stats import bootstrap_ci
+
+if TYPE_CHECKING:
+    from runner.compile import Threat
+    from runner.spec.attacks import AttackBase
+    from runner.spec.core import EvalSpec
 
 __all__ = ["Evaluation", "evaluate_run", "logits_of", "margins", "perturbation_norm"]
 
@@ -42,54 +47,52 @@ def evaluate_run(
     model: nn.Module,
     x: Tensor,
     y: Tensor,
-    attacks: list[dict[str, Any]],
-    threat: dict[str, Any],
+    attacks: Sequence[AttackBase],
+    threat: Threat,
     num_classes: int,
-    eval_cfg: dict[str, Any],
+    eval_cfg: EvalSpec,
     log: Callable[[str], None] = print,
 ) -> Evaluation:
-    """Everything ``eval_cfg`` asks for (the resolved ``eval`` section of a run)."""
-    bs, n_boot = eval_cfg["batch_size"], eval_cfg["bootstrap"]
-    suite = run_suite(
-        model, x, y, attacks, threat, num_classes, bs, eval_cfg.get("suite", "cascade"), log
-    )
+    """Everything ``eval_cfg`` asks for (the ``eval`` section of a run)."""
+    bs, n_boot = eval_cfg.batch_size, eval_cfg.bootstrap
+    suite = run_suite(model, x, y, attacks, threat, num_classes, bs, eval_cfg.suite, log)
     results = summarize(suite.examples, attacks, threat, n_boot, suite.info)
     ev = Evaluation(suite.examples, results)
-    if eval_cfg.get("eps_curve"):
+    if eval_cfg.eps_curve:
         from runner.eval.curves import robustness_curves
 
         ev.curves = robustness_curves(model, x, y, attacks, threat, num_classes, eval_cfg, log)
-    if eval_cfg.get("checklist", True):
+    if eval_cfg.checklist:
         from runner.eval.checklist import run_checklist
 
         ev.checklist = run_checklist(
-            model, x, y, threat, num_classes, bs, eval_cfg.get("checklist_n", 256), log
+            model, x, y, threat, num_classes, bs, eval_cfg.checklist_n, log
         )
     return ev
 
 
 def summarize(
     examples: pd.DataFrame,
-    attacks: list[dict[str, Any]],
-    threat: dict[str, Any],
+    attacks: Sequence[AttackBase],
+    threat: Threat,
     n_boot: int,
     info: dict[str, dict[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
     """Accuracy with a 95% bootstrap CI per row of the suite (clean, attacks, worst case)."""
     info = info or {}
-    meta = {"clean": {"kind": "clean", "norm": threat["norm"], "eps": 0.0, "scope": "clean"}}
+    meta = {"clean": {"kind": "clean", "norm": threat.norm, "eps": 0.0, "scope": "clean"}}
     meta.update(
         {
-            a["name"]: {"kind": a["kind"], "norm": a["norm"], "eps": a["eps"],
-                        "engine": a.get("engine"), **info.get(a["name"], {})}
+            a.name: {"kind": a.kind, "norm": a.norm, "eps": a.eps, "engine": a.engine,
+                     **info.get(a.name, {})}
             for a in attacks
         }
     )  # fmt: skip
     if "worst_case" in set(examples["attack"]):
         meta["worst_case"] = {
             "kind": "suite",
-            "norm": threat["norm"],
-            "eps": threat["eps"],
+            "norm": threat.norm,
+            "eps": threat.eps,
             "scope": "worst_case",
         }
     table = examples.pivot(index="example", columns="attack", values="correct")

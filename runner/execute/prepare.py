@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 from dataclasses import dataclass
-from types import SimpleNamespace
-from typing import Any
 
 import numpy as np
 import torch
 
 from runner.catalog import DATASETS
+from runner.spec.core import DataSpec
 
 
 @dataclass(frozen=True)
@@ -28,26 +26,28 @@ class Prepared:
     sha256: str
 
 
+def load_split(data: DataSpec):
+    """The data set and its split, loaded once per process."""
+    return _load_split(data.model_dump_json())
+
+
 @functools.lru_cache(maxsize=4)
-def load_split(data_json: str):
-    """The data set and its split, loaded once per process (keyed by the canonical data JSON)."""
+def _load_split(data_json: str):  # keyed by the canonical JSON: spec lists are not hashable
     from runner.data import check_split_classes, conform_classes, split
 
-    cfg = json.loads(data_json)
-    ds = DATASETS.load(cfg["dataset"])(SimpleNamespace(**cfg))
-    ds = conform_classes(ds, cfg.get("num_classes"))  # labels that skip classes are refused
-    sp = split(ds, cfg["val_fraction"], cfg["test_fraction"], cfg["split_seed"])
-    if cfg.get("limit"):
-        n = cfg["limit"]  # Splits is frozen: build a trimmed copy
+    cfg = DataSpec.model_validate_json(data_json)
+    ds = DATASETS.load(cfg.dataset)(cfg)
+    ds = conform_classes(ds, cfg.num_classes)  # labels that skip classes are refused
+    sp = split(ds, cfg.val_fraction, cfg.test_fraction, cfg.split_seed)
+    if cfg.limit:
+        n = cfg.limit  # Splits is frozen: build a trimmed copy
         sp = dataclasses.replace(sp, x_train=sp.x_train[:n], y_train=sp.y_train[:n])
-    check_split_classes(ds, sp, cfg.get("limit"))
+    check_split_classes(ds, sp, cfg.limit)
     return ds, sp
 
 
-def prepare(
-    data: dict[str, Any], pixel_range: tuple[float, float], device: torch.device
-) -> Prepared:
-    ds, sp = load_split(json.dumps(data, sort_keys=True))
+def prepare(data: DataSpec, pixel_range: tuple[float, float], device: torch.device) -> Prepared:
+    ds, sp = load_split(data)
     lo, hi = pixel_range
 
     def tx(a: np.ndarray) -> torch.Tensor:  # loaders give [0, 1]; the threat model's range rules

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import json
 import shutil
 import time
 from collections.abc import Callable
@@ -18,6 +17,7 @@ from runner.compile import Run
 from runner.device import seed_everything, select_device
 from runner.errors import RunFailed
 from runner.eval.evaluate import evaluate_run
+from runner.execute.hooks import hooks_for
 from runner.execute.options import Options
 from runner.execute.prepare import load_split, prepare
 from runner.execute.runlog import RunLog
@@ -35,17 +35,13 @@ def preflight(runs: list[Run], opts: Options) -> None:
     if not runs:
         return
     select_device(opts.device)  # a missing CUDA device fails here
-    checks = {
-        json.dumps([r.config["data"], r.model], sort_keys=True): (r.config["data"], r.model)
-        for r in runs
-    }
-    for data_cfg, model in checks.values():
-        ds, sp = load_split(json.dumps(data_cfg, sort_keys=True))  # cached for the runs
+    checks = {(r.data.model_dump_json(), r.model.model_dump_json()): r for r in runs}
+    for r in checks.values():
+        ds, sp = load_split(r.data)  # cached for the runs
         shape = tuple(sp.x_train.shape[1:])
-        build_model(model["arch"], shape, ds.num_classes, model["kwargs"], opts.allow_import)
-    for r in runs[:1]:  # one poisoning block per spec: its target and trigger fit the data
-        if r.config.get("poisoning"):
-            poisoning.check_fits(r.config["poisoning"], shape, ds.num_classes)
+        build_model(r.model.arch, shape, ds.num_classes, r.model.kwargs, opts.allow_import)
+        if r.poisoning is not None:  # its target and trigger fit the data
+            poisoning.check_fits(r.poisoning, shape, ds.num_classes)
 
 
 def execute_run(
@@ -60,40 +56,36 @@ def execute_run(
         shutil.rmtree(d / "checkpoints", ignore_errors=True)
         (d / "metrics.json").unlink(missing_ok=True)  # no stale results beside a failed retrain
     d.mkdir(parents=True, exist_ok=True)
-    cfg = run.config
-    write_json(
-        d / "run.json",
-        {
-            "id": run.id,
-            "slug": run.slug,
-            "train_hash": run.train_hash,
-            "eval_hash": run.eval_hash,
-            **cfg,
-        },
-    )
+    write_json(d / "run.json", run.to_json())
     log = RunLog(d / "log.txt")
+    hooks = hooks_for(opts)
+
+    def epoch_done(row: dict[str, Any]) -> None:
+        hooks.call("epoch_done", run, d, row)
+        if on_epoch is not None:
+            on_epoch(row)
+
     try:
         device = select_device(opts.device)
         seed_everything(run.seed)
-        threat = cfg["threat"]
-        pr = tuple(threat["pixel_range"])
-        data = prepare(cfg["data"], pr, device)
+        threat = run.threat
+        pr = threat.pixel_range
+        data = prepare(run.data, pr, device)
         model = build_model(
-            run.model["arch"],
-            data.input_shape,
-            data.num_classes,
-            run.model["kwargs"],
-            opts.allow_import,
+            run.model.arch, data.input_shape, data.num_classes, run.model.kwargs, opts.allow_import
         ).to(device)
         counter = PassCounter(model)
-        ctx = TrainContext(device, pr, threat, data.num_classes, data.input_shape, counter)
-        recipe = RECIPES.load(run.recipe["kind"])(run.recipe, ctx)
-        x_train, y_train = poisoning.training_set(cfg, data, ctx)  # poisoned if the spec says so
+        ctx = TrainContext(
+            device, pr, threat, data.num_classes, data.input_shape, counter, run.poisoning
+        )
+        recipe = RECIPES.load(run.recipe.kind)(run.recipe, ctx)
+        x_train, y_train = poisoning.training_set(run, data, ctx)  # poisoned if the spec says so
         if status in ("new", "partial", "failed") or not (d / "checkpoints" / "last.pt").exists():
             store.set_status(run, "running", started=now(), device=str(device), stopped_epoch=None)
             log(f"training {run.slug} on {device} ({len(data.x_train)} examples)")
+            hooks.call("run_started", run, d)
             bar = tqdm(
-                total=int(run.recipe["epochs"]), desc=run.slug, leave=False, disable=not opts.bars
+                total=int(run.recipe.epochs), desc=run.slug, leave=False, disable=not opts.bars
             )
             try:
                 result = fit(
@@ -107,7 +99,7 @@ def execute_run(
                     run.seed,
                     d,
                     log,
-                    on_epoch=on_epoch,
+                    on_epoch=epoch_done if hooks or on_epoch else None,
                     progress=bar,
                 )
             finally:
@@ -123,31 +115,31 @@ def execute_run(
         eval_start = counter.as_dict()
         # a run stopped early (catastrophic overfitting) restored its best epoch: evaluate that
         stopped = store_status(store, run).get("stopped_epoch")
-        which = "best" if stopped else cfg["eval"]["checkpoint"]
+        which = "best" if stopped else run.eval.checkpoint
         ck = d / "checkpoints" / f"{which}.pt"
         if not ck.exists():
             ck = d / "checkpoints" / "last.pt"
         load_weights(model, ck, device)
-        n = cfg["eval"]["n"] or len(data.x_test)
+        n = run.eval.n or len(data.x_test)
         x_test, y_test = data.x_test[:n], data.y_test[:n]
         t1 = time.perf_counter()
         evaluation = evaluate_run(
-            model, x_test, y_test, cfg["attacks"], threat, data.num_classes, cfg["eval"], log
+            model, x_test, y_test, run.attacks, threat, data.num_classes, run.eval, log
         )
         examples, summary = evaluation.examples, evaluation.results
         eval_passes = {k: v - eval_start[k] for k, v in counter.as_dict().items()}
         counter.close()
         write_with(d / "examples.parquet", lambda p: examples.to_parquet(p, index=False))
         st = store_status(store, run)
-        asr = poisoning.evaluate(cfg, model, x_test, y_test, summary)  # adds an "asr" row
+        asr = poisoning.evaluate(run, model, x_test, y_test, summary)  # adds an "asr" row
         metrics = {
             "run_id": run.id,
             "slug": run.slug,
             "eval_hash": run.eval_hash,
-            "model": run.model["name"],
-            "arch": run.model["arch"],
-            "recipe": run.recipe["name"],
-            "kind": run.recipe["kind"],
+            "model": run.model.name,
+            "arch": run.model.arch,
+            "recipe": run.recipe.name,
+            "kind": run.recipe.kind,
             "seed": run.seed,
             "sweep": run.sweep,
             "hyperparameters": run.hyperparameters,
@@ -171,10 +163,12 @@ def execute_run(
         write_json(d / "metrics.json", metrics)
         store.set_status(run, "done", finished=now())
         log("done")
+        hooks.call("run_done", run, d, metrics)
         return metrics
     except RunFailed as e:
         store.set_status(run, "failed", diagnosis=str(e), finished=now())
         log(f"FAILED: {e}")
+        hooks.call("run_failed", run, d, str(e))
         raise
     finally:
         log.close()

@@ -19,13 +19,13 @@ class BackdoorMitigationRecipe(Recipe):
     def training_data(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
         from runner.poisoning import stamp
 
-        poisoning = self.ctx.extras.get("poisoning")
+        poisoning = self.ctx.poisoning
         if poisoning is None:
             raise AdvrunError(
                 "backdoor_mitigation needs the spec's poisoning: block (the trigger it defends "
                 "against)"
             )
-        n = max(1, round(self.cfg["fraction"] * len(x)))
+        n = max(1, round(self.cfg.fraction * len(x)))
         # the global generator is seeded per run, so the copies are reproducible and resumable
         idx = torch.randperm(len(x))[:n].to(x.device)
         copies = stamp(x[idx], poisoning, self.ctx.pixel_range)

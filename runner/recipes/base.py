@@ -11,8 +11,8 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -21,6 +21,11 @@ from torch import Tensor, nn
 from runner.attacks import native
 from runner.train.counter import PassCounter
 
+if TYPE_CHECKING:
+    from runner.compile import Threat
+    from runner.spec.poisoning import PoisoningSpec
+    from runner.spec.recipes import RecipeBase
+
 LossFn = Callable[[Tensor, Tensor], Tensor]  # (logits, target) -> summed loss
 
 
@@ -28,11 +33,11 @@ LossFn = Callable[[Tensor, Tensor], Tensor]  # (logits, target) -> summed loss
 class TrainContext:
     device: torch.device
     pixel_range: tuple[float, float]
-    threat: dict[str, Any]
+    threat: Threat
     num_classes: int
     input_shape: tuple[int, ...]
     counter: PassCounter | None = None
-    extras: dict[str, Any] = field(default_factory=dict)  # e.g. the poisoning block
+    poisoning: PoisoningSpec | None = None  # the spec's poisoning block, for its trigger
 
 
 def ce_sum(logits: Tensor, y: Tensor) -> Tensor:
@@ -65,10 +70,10 @@ class Recipe:
 
     adversarial = False
 
-    def __init__(self, cfg: dict[str, Any], ctx: TrainContext) -> None:
+    def __init__(self, cfg: RecipeBase, ctx: TrainContext) -> None:
         self.cfg = cfg
         self.ctx = ctx
-        self.norm: str = ctx.threat["norm"]
+        self.norm: str = ctx.threat.norm
         self.lo, self.hi = (float(v) for v in ctx.pixel_range)
 
     # -- data ------------------------------------------------------------------------------
@@ -79,14 +84,14 @@ class Recipe:
     # -- per batch -------------------------------------------------------------------------
     def eps_at(self, epoch_progress: float) -> float:
         """The training eps after ``epoch_progress`` epochs, with linear warm-up."""
-        eps = float(self.cfg.get("eps") or 0.0)
-        warm = self.cfg.get("eps_warmup_epochs", 0)
+        eps = float(getattr(self.cfg, "eps", None) or 0.0)  # clean recipes have no eps
+        warm = getattr(self.cfg, "eps_warmup_epochs", 0)
         return eps * min(1.0, epoch_progress / warm) if warm else eps
 
     def scaled(self, key: str, eps: float) -> float:
         """A step size given relative to the recipe eps, scaled with eps during warm-up."""
-        full = float(self.cfg["eps"])
-        return float(self.cfg[key]) * (eps / full) if full else 0.0
+        full = float(self.cfg.eps)
+        return float(getattr(self.cfg, key)) * (eps / full) if full else 0.0
 
     def batch_loss(self, model: nn.Module, x: Tensor, y: Tensor, epoch_progress: float) -> Tensor:
         return F.cross_entropy(model(x), y)
@@ -143,7 +148,7 @@ class Recipe:
         ``scheduler`` is advrun's per-batch learning-rate schedule over the classifier's
         optimizer. Returns the mean training loss, or NaN where ART does not report it.
         """
-        raise NotImplementedError(f"recipe kind '{self.cfg['kind']}' has no ART trainer")
+        raise NotImplementedError(f"recipe kind '{self.cfg.kind}' has no ART trainer")
 
 
 def art_batches(n: int, batch_size: int) -> Iterator:

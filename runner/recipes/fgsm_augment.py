@@ -26,7 +26,7 @@ class FGSMAugmentRecipe(Recipe):
     def batch_loss(self, model: nn.Module, x: Tensor, y: Tensor, epoch_progress: float) -> Tensor:
         eps = self.eps_at(epoch_progress)
         # the batch is already a random draw, so its first n_adv examples are a random subset
-        n_adv = math.ceil(self.cfg["ratio"] * len(x))
+        n_adv = math.ceil(self.cfg.ratio * len(x))
         x_adv = self.perturb(model, x[:n_adv], y[:n_adv], eps, eps, 1, start="none")
         if n_adv < len(x):
             x_adv = torch.cat([x_adv, x[n_adv:]])
@@ -42,16 +42,16 @@ class FGSMAugmentRecipe(Recipe):
             attack = FastGradientMethod(
                 classifier,
                 norm=_NORMS[self.norm],
-                eps=self.cfg["eps"],
-                batch_size=self.cfg["batch_size"],
+                eps=self.cfg.eps,
+                batch_size=self.cfg.batch_size,
             )
             trainer = self._art_trainer = AdversarialTrainer(
-                classifier, attack, ratio=self.cfg["ratio"]
+                classifier, attack, ratio=self.cfg.ratio
             )
         trainer.fit(
             x.cpu().numpy(),
             y.cpu().numpy().astype(np.int64),
-            batch_size=self.cfg["batch_size"],
+            batch_size=self.cfg.batch_size,
             nb_epochs=1,
             scheduler=scheduler,
         )

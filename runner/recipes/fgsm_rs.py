@@ -26,7 +26,7 @@ class FGSMRSRecipe(Recipe):
         return F.cross_entropy(model(x_adv), y)
 
     def should_stop(self, history: list[dict[str, Any]]) -> str | None:
-        drop = self.cfg.get("overfit_drop")
+        drop = self.cfg.overfit_drop
         robust = [r["val_robust"] for r in history]
         if drop is None or len(robust) < 2 or robust[-1] != robust[-1]:  # NaN: no monitor
             return None
@@ -52,11 +52,11 @@ class FGSMRSRecipe(Recipe):
         trainer = self.__dict__.get("_art_trainer")
         if trainer is None:
             trainer = self._art_trainer = AdversarialTrainerFBFPyTorch(
-                classifier, eps=self.cfg["eps"], use_amp=False
+                classifier, eps=self.cfg.eps, use_amp=False
             )
         xs, ys = x.cpu().numpy(), one_hot(y, self.ctx.num_classes)
         loss_sum, n = 0.0, 0
-        for idx in art_batches(len(xs), self.cfg["batch_size"]):
+        for idx in art_batches(len(xs), self.cfg.batch_size):
             lr = scheduler.get_last_lr()[0]
             batch_loss, _, count = trainer._batch_process(xs[idx], ys[idx], lr)  # noqa: SLF001
             loss_sum, n = loss_sum + batch_loss, n + count

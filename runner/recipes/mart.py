@@ -39,6 +39,6 @@ class MARTRecipe(Recipe):
     def batch_loss(self, model: nn.Module, x: Tensor, y: Tensor, epoch_progress: float) -> Tensor:
         eps = self.eps_at(epoch_progress)
         x_adv = self.perturb(
-            model, x, y, eps, self.scaled("step_size", eps), self.cfg["steps"], start="gaussian"
+            model, x, y, eps, self.scaled("step_size", eps), self.cfg.steps, start="gaussian"
         )
-        return mart_loss(model(x), model(x_adv), y, self.cfg["beta"])
+        return mart_loss(model(x), model(x_adv), y, self.cfg.beta)

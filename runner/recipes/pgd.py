@@ -18,10 +18,8 @@ class PGDRecipe(Recipe):
 
     def batch_loss(self, model: nn.Module, x: Tensor, y: Tensor, epoch_progress: float) -> Tensor:
         eps = self.eps_at(epoch_progress)
-        start = "uniform" if self.cfg["random_start"] else "none"
-        x_adv = self.perturb(
-            model, x, y, eps, self.scaled("step_size", eps), self.cfg["steps"], start
-        )
+        start = "uniform" if self.cfg.random_start else "none"
+        x_adv = self.perturb(model, x, y, eps, self.scaled("step_size", eps), self.cfg.steps, start)
         return F.cross_entropy(model(x_adv), y)
 
     def art_epoch(self, classifier, x: Tensor, y: Tensor, epoch: int, scheduler) -> float:
@@ -36,11 +34,11 @@ class PGDRecipe(Recipe):
             trainer = self._art_trainer = AdversarialTrainerMadryPGD(
                 classifier,
                 nb_epochs=1,
-                batch_size=self.cfg["batch_size"],
-                eps=self.cfg["eps"],
-                eps_step=self.cfg["step_size"],
-                max_iter=self.cfg["steps"],
-                num_random_init=1 if self.cfg["random_start"] else 0,
+                batch_size=self.cfg.batch_size,
+                eps=self.cfg.eps,
+                eps_step=self.cfg.step_size,
+                max_iter=self.cfg.steps,
+                num_random_init=1 if self.cfg.random_start else 0,
             )
             trainer.attack.set_params(verbose=False)
         trainer.fit(x.cpu().numpy(), y.cpu().numpy().astype(np.int64), scheduler=scheduler)

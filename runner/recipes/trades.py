@@ -41,12 +41,12 @@ class TRADESRecipe(Recipe):
             p_clean,
             eps,
             self.scaled("step_size", eps),
-            self.cfg["steps"],
+            self.cfg.steps,
             start="gaussian",
             loss_fn=kl_sum,
         )
         model.train()
-        return trades_loss(model(x), model(x_adv), y, self.cfg["beta"])
+        return trades_loss(model(x), model(x_adv), y, self.cfg.beta)
 
     def art_epoch(self, classifier, x: Tensor, y: Tensor, epoch: int, scheduler) -> float:
         """One epoch of ART's AdversarialTrainerTRADESPyTorch, batch by batch.
@@ -65,19 +65,19 @@ class TRADESRecipe(Recipe):
             attack = ProjectedGradientDescent(
                 classifier,
                 norm=np.inf if self.norm == "linf" else 2,
-                eps=self.cfg["eps"],
-                eps_step=self.cfg["step_size"],
-                max_iter=self.cfg["steps"],
+                eps=self.cfg.eps,
+                eps_step=self.cfg.step_size,
+                max_iter=self.cfg.steps,
                 num_random_init=0,
-                batch_size=self.cfg["batch_size"],
+                batch_size=self.cfg.batch_size,
                 verbose=False,
             )
             trainer = self._art_trainer = AdversarialTrainerTRADESPyTorch(
-                classifier, attack, beta=self.cfg["beta"]
+                classifier, attack, beta=self.cfg.beta
             )
         xs, ys = x.cpu().numpy(), one_hot(y, self.ctx.num_classes)
         loss_sum, n = 0.0, 0
-        for idx in art_batches(len(xs), self.cfg["batch_size"]):
+        for idx in art_batches(len(xs), self.cfg.batch_size):
             batch_loss, _, count = trainer._batch_process(xs[idx], ys[idx])  # noqa: SLF001
             loss_sum, n = loss_sum + batch_loss, n + count
             scheduler.step()

@@ -81,7 +81,7 @@ def _selected_metrics(
     for rid in ids:
         m = read_json(store.run_dir(rid) / "metrics.json")
         run = by_id.get(rid)
-        names = {"model": run.model["name"], "recipe": run.recipe["name"]} if run else {}
+        names = {"model": run.model.name, "recipe": run.recipe.name} if run else {}
         stand_in = {"run_id": rid, "sweep": run.sweep if run else {}, **names}
         if m is None:
             st = (read_json(store.run_dir(rid) / "status.json") or {}).get("state", "not run")

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Literal, Union
 
-from pydantic import Field, field_validator, model_serializer
+from pydantic import Field, field_validator
 
 from runner.catalog import DATASETS, MODELS
 from runner.registry import unknown_name_message
@@ -73,14 +73,6 @@ class DataSpec(StrictModel):
         "count, or for npz the largest label + 1, in which case labels that skip classes are "
         "refused; declare it when some classes really have no examples",
     )
-
-    @model_serializer(mode="wrap")
-    def _stable(self, handler: Any) -> dict[str, Any]:
-        # unset num_classes is left out, so run ids (hashes of this dump) predate the field
-        out = handler(self)
-        if out.get("num_classes", 0) is None:
-            del out["num_classes"]
-        return out
 
     @field_validator("dataset")
     @classmethod

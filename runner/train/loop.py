@@ -24,6 +24,7 @@ from runner.device import generator
 from runner.errors import AdvrunError, RunFailed
 from runner.fsio import atomic_path, write_text
 from runner.recipes.base import Recipe, TrainContext
+from runner.spec.recipes import RecipeBase
 from runner.train.optim import make_optimizer, make_scheduler
 
 EpochCallback = Callable[[dict[str, Any]], None]
@@ -76,7 +77,7 @@ def validate(
     was = model.training
     model.eval()
     lo, hi = ctx.pixel_range
-    eps = ctx.threat["eps"]
+    eps = ctx.threat.eps
     clean = _clean_correct(model, x, y, bs)
     robust = []
     for i in range(0, len(x), bs):
@@ -87,7 +88,7 @@ def validate(
             eps,
             2.5 * eps / steps,
             steps,
-            ctx.threat["norm"],
+            ctx.threat.norm,
             lo,
             hi,
         )
@@ -168,21 +169,21 @@ def fit(
     """Train ``model`` in place with ``recipe``; resumable from ``run_dir/checkpoints/state.pt``."""
     cfg = recipe.cfg
     ck = run_dir / "checkpoints"
-    epochs, bs = int(cfg["epochs"]), int(cfg["batch_size"])
+    epochs, bs = int(cfg.epochs), int(cfg.batch_size)
     x, y = recipe.training_data(x, y)
     steps_per_epoch = -(-len(x) // bs)
-    opt = make_optimizer(model, cfg["optimizer"])
-    sched = make_scheduler(opt, {**cfg["schedule"]}, epochs * steps_per_epoch)
-    n_val = min(cfg["monitor"]["n"], len(x_val))
+    opt = make_optimizer(model, cfg.optimizer)
+    sched = make_scheduler(opt, cfg.schedule, epochs * steps_per_epoch)
+    n_val = min(cfg.monitor.n, len(x_val))
     xv, yv = x_val[:n_val], y_val[:n_val]
     history: list[dict[str, Any]] = []
     best = {"epoch": -1, "robust": -1.0, "clean": -1.0}
     start = 0
     autocast = _device_options(model, cfg, ctx.device, log)
-    if cfg.get("channels_last") and ctx.device.type == "cuda" and x.dim() == 4:
+    if cfg.channels_last and ctx.device.type == "cuda" and x.dim() == 4:
         x = x.contiguous(memory_format=torch.channels_last)
     classifier = None
-    if cfg["engine"] == "art":
+    if cfg.engine == "art":
         from runner.attacks.art_attacks import make_classifier
 
         classifier = make_classifier(
@@ -245,7 +246,7 @@ def fit(
                     f"{bad + 1} (lr {bad_lr:g}); lower recipes.*.optimizer.lr, add warm-up, or use sgd"
                 )
         val_clean, val_robust = (
-            validate(model, xv, yv, ctx, cfg["monitor"]["steps"]) if n_val else (float("nan"),) * 2
+            validate(model, xv, yv, ctx, cfg.monitor.steps) if n_val else (float("nan"),) * 2
         )
         row = {
             "epoch": epoch + 1,
@@ -301,15 +302,17 @@ def fit(
     return FitResult(history=history, best_epoch=best["epoch"], stopped_early=None)
 
 
-def _device_options(model: nn.Module, cfg: dict[str, Any], device: torch.device, log):
+def _device_options(model: nn.Module, cfg: RecipeBase, device: torch.device, log):
     """bf16 autocast and channels_last on CUDA; elsewhere a note that they are ignored."""
-    wanted = [k for k in ("amp", "channels_last") if cfg.get(k) not in (None, False, "off")]
+    wanted = [
+        k for k, on in (("amp", cfg.amp != "off"), ("channels_last", cfg.channels_last)) if on
+    ]
     if wanted and device.type != "cuda":
         log(f"note: {' and '.join(wanted)} apply on CUDA only; ignored on {device.type}")
         return contextlib.nullcontext()
-    if cfg.get("channels_last"):
+    if cfg.channels_last:
         model.to(memory_format=torch.channels_last)
-    if cfg.get("amp") == "bf16":
+    if cfg.amp == "bf16":
         return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
     return contextlib.nullcontext()
 

@@ -3,29 +3,32 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
+if TYPE_CHECKING:
+    from runner.spec.recipes import OptimizerSpec, ScheduleSpec
 
-def make_optimizer(model: nn.Module, cfg: dict[str, Any]) -> torch.optim.Optimizer:
-    name, lr, wd = cfg["name"], float(cfg["lr"]), float(cfg["weight_decay"])
+
+def make_optimizer(model: nn.Module, cfg: OptimizerSpec) -> torch.optim.Optimizer:
+    name, lr, wd = cfg.name, float(cfg.lr), float(cfg.weight_decay)
     params = model.parameters()
     if name == "sgd":
         return torch.optim.SGD(
-            params, lr=lr, momentum=cfg["momentum"], nesterov=cfg["nesterov"], weight_decay=wd
+            params, lr=lr, momentum=cfg.momentum, nesterov=cfg.nesterov, weight_decay=wd
         )
     if name == "adamw":
         return torch.optim.AdamW(params, lr=lr, weight_decay=wd)
     return torch.optim.Adam(params, lr=lr, weight_decay=wd)
 
 
-def lr_factor(cfg: dict[str, Any], progress: float) -> float:
+def lr_factor(cfg: ScheduleSpec, progress: float) -> float:
     """Multiplier of the base lr at ``progress`` in [0, 1] of training (stepped per batch)."""
-    name = cfg["name"]
+    name = cfg.name
     if name == "step":
-        return cfg["gamma"] ** sum(progress >= m for m in cfg["milestones"])
+        return cfg.gamma ** sum(progress >= m for m in cfg.milestones)
     if name == "cosine":
         return 0.5 * (1 + math.cos(math.pi * progress))
     if name == "cyclic":  # triangular 0 -> peak at 2/5 -> 0 (Wong, Rice & Kolter 2020)
@@ -37,7 +40,7 @@ def lr_factor(cfg: dict[str, Any], progress: float) -> float:
     return 1.0
 
 
-def make_scheduler(opt: torch.optim.Optimizer, cfg: dict[str, Any], total_steps: int):
+def make_scheduler(opt: torch.optim.Optimizer, cfg: ScheduleSpec, total_steps: int):
     total = max(1, total_steps)
     return torch.optim.lr_scheduler.LambdaLR(
         opt, lambda step: lr_factor(cfg, min(step + 0.5, total) / total)

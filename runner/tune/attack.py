@@ -8,14 +8,13 @@ upper bound on the model's robust accuracy, and the minimum over trials is one t
 
 from __future__ import annotations
 
-from typing import Any
-
 import optuna
 import torch
 from torch import Tensor, nn
 
 from runner.attacks import native
 from runner.errors import AdvrunError
+from runner.spec.attacks import AttackBase, PGDAttack
 from runner.tune.build import Infeasible, attack_config, target_run
 from runner.tune.objective import TuneContext, run_lock
 from runner.tune.storage import Gate, worker_tag
@@ -42,27 +41,33 @@ LOSSES = {"ce": None, "cw": cw_loss, "dlr": dlr_loss}  # None: native PGD's cros
 
 
 def run_attack(
-    model: nn.Module, x: Tensor, y: Tensor, cfg: dict[str, Any], pr: tuple[float, float], k: int
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    cfg: AttackBase,
+    pr: tuple[float, float],
+    k: int,
+    pgd_loss: str = "ce",
 ) -> Tensor:
     """Adversarial examples of ``cfg``; PGD with a searched loss runs natively on the device."""
     lo, hi = pr
     model.eval()
-    if cfg["kind"] == "pgd" and cfg.get("loss", "ce") != "ce":
-        bs = cfg["batch_size"]
+    if isinstance(cfg, PGDAttack) and pgd_loss != "ce":
+        bs = cfg.batch_size or 512
         parts = [
             native.pgd(
                 model,
                 x[i : i + bs],
                 y[i : i + bs],
-                cfg["eps"],
-                cfg["step_size"],
-                cfg["steps"],
-                cfg["norm"],
+                cfg.eps,
+                cfg.step_size,
+                cfg.steps,
+                cfg.norm,
                 lo,
                 hi,
-                cfg.get("random_start", True),
-                cfg.get("restarts", 1),
-                loss_fn=LOSSES[cfg["loss"]],
+                cfg.random_start,
+                cfg.restarts,
+                loss_fn=LOSSES[pgd_loss],
             )  # fmt: skip
             for i in range(0, len(x), bs)
         ]
@@ -70,16 +75,15 @@ def run_attack(
     else:
         from runner.attacks.runner import generate
 
-        plain = {k_: v for k_, v in cfg.items() if not (k_ == "loss" and cfg["kind"] == "pgd")}
-        x_adv = generate(model, x, y, plain, pr, k)
+        x_adv = generate(model, x, y, cfg, pr, k)
     d = (x_adv - x).flatten(1)
-    dist = d.abs().amax(1) if cfg["norm"] == "linf" else d.norm(dim=1)
+    dist = d.abs().amax(1) if cfg.norm == "linf" else d.norm(dim=1)
     slack = 1e-5 * max(1.0, hi - lo)
-    if dist.max().item() > cfg["eps"] * (1 + 1e-5) + slack or not (
+    if dist.max().item() > float(cfg.eps) * (1 + 1e-5) + slack or not (
         lo - slack <= x_adv.min().item() and x_adv.max().item() <= hi + slack
     ):
         raise AdvrunError(
-            f"searched attack {cfg['name']} left the threat model; refusing its accuracy"
+            f"searched attack {cfg.name} left the threat model; refusing its accuracy"
         )
     return x_adv
 
@@ -101,24 +105,21 @@ class AttackObjective:
         self.run = target_run(self.spec, ctx.loaded.data)
         with run_lock(ctx, self.run.id):  # trained (and evaluated) if needed
             execute_run(self.run, ctx.store, ctx.opts)
-        cfg = self.run.config
+        run = self.run
         self.device = select_device(ctx.opts.device)
-        self.pr = tuple(cfg["threat"]["pixel_range"])
-        data = prepare(cfg["data"], self.pr, self.device)
+        self.pr = run.threat.pixel_range
+        data = prepare(run.data, self.pr, self.device)
         self.num_classes = data.num_classes
         self.model = build_model(
-            self.run.model["arch"],
-            data.input_shape,
-            data.num_classes,
-            self.run.model["kwargs"],
+            run.model.arch, data.input_shape, data.num_classes, run.model.kwargs,
             ctx.opts.allow_import,
-        ).to(self.device)
-        ck = ctx.store.run_dir(self.run) / "checkpoints" / f"{cfg['eval']['checkpoint']}.pt"
+        ).to(self.device)  # fmt: skip
+        ck = ctx.store.run_dir(run) / "checkpoints" / f"{run.eval.checkpoint}.pt"
         if not ck.exists():
             ck = ck.with_name("last.pt")
         self.model.load_state_dict(load_checkpoint(ck, self.device))
         self.model.eval()
-        n = cfg["eval"]["n"] or len(data.x_test)
+        n = run.eval.n or len(data.x_test)
         self.x, self.y = data.x_test[:n], data.y_test[:n]
 
     def __call__(self, trial: optuna.Trial) -> float:
@@ -135,7 +136,8 @@ class AttackObjective:
             trial.set_user_attr("infeasible", str(e))
             raise optuna.TrialPruned(f"infeasible: {e}") from None
         seed_everything(self.run.seed)  # the same random starts for every trial
-        x_adv = run_attack(self.model, self.x, self.y, cfg, self.pr, self.num_classes)
+        loss = str(params.get("loss", "ce"))
+        x_adv = run_attack(self.model, self.x, self.y, cfg, self.pr, self.num_classes, loss)
         with torch.no_grad():
             correct = torch.cat(
                 [

@@ -12,6 +12,7 @@ from typing import Any
 
 from runner.compile import Run, compile_spec, resolve_attacks, resolve_threat, short_hash
 from runner.errors import AdvrunError
+from runner.spec.attacks import AttackBase
 from runner.spec.checks import check_spec
 from runner.spec.core import Spec
 from runner.spec.tune import set_dotted
@@ -132,14 +133,18 @@ def target_run(spec: Spec, data: dict[str, Any]) -> Run:
     return plan.runs[0]
 
 
-def attack_config(spec: Spec, data: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
-    """The resolved config of the searched attack for ``params`` (validated like the suite)."""
+def attack_config(spec: Spec, data: dict[str, Any], params: dict[str, Any]) -> AttackBase:
+    """The resolved searched attack for ``params`` (validated like the suite).
+
+    A searched ``loss`` is set on attacks that have one (apgd); for pgd, whose spec has no loss,
+    :func:`runner.tune.attack.run_attack` takes it separately.
+    """
     s = trial_spec(spec, data, params)
     threat = resolve_threat(s)
     name = tuned_attack_name(spec)
-    cfg = next(a for a in resolve_attacks(s, threat) if a["name"] == name)
-    if "loss" in params:
-        cfg["loss"] = params["loss"]
+    cfg = next(a for a in resolve_attacks(s, threat) if a.name == name)
+    if "loss" in params and "loss" in type(cfg).model_fields:
+        cfg = cfg.model_copy(update={"loss": params["loss"]})
     return cfg
 
 
@@ -174,8 +179,8 @@ def study_fingerprint(spec: Spec, data: dict[str, Any]) -> str:
             "searched": searched,
             "seed": target_seed(spec),
             "data": s.data.model_dump(),
-            "threat": threat,
-            "attacks": resolve_attacks(s, threat),
+            "threat": threat.to_json(),
+            "attacks": [a.model_dump() for a in resolve_attacks(s, threat)],
             "eval": s.eval.model_dump(),
         },
         8,

@@ -8,10 +8,10 @@ import torch
 
 from runner.execute.prepare import Prepared, prepare
 from runner.models import build_model
+from runner.spec.core import DataSpec
 
 CPU = torch.device("cpu")
-DATA = {"dataset": "digits", "path": None, "root": None, "val_fraction": 0.1,
-        "test_fraction": 0.2, "split_seed": 0, "limit": None}  # fmt: skip
+DATA = DataSpec(dataset="digits", val_fraction=0.1, test_fraction=0.2, split_seed=0)
 
 
 @functools.cache

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 from digits_model import CPU, trained
+from resolved import attack
 from scipy.optimize import linprog, minimize
 
 from runner.attacks.fab import hyperplane_box_projection
@@ -23,8 +24,7 @@ def accuracy(model, x, y) -> float:
 def run(cfg, x, y, seed=0):
     model, data = trained()
     gen = torch.Generator().manual_seed(seed)
-    full = {"name": cfg["kind"], "batch_size": 512, **cfg}
-    x_adv = generate(model, x, y, full, (0.0, 1.0), data.num_classes, None, gen)
+    x_adv = generate(model, x, y, attack(**cfg), (0.0, 1.0), data.num_classes, None, gen)
     return x_adv, accuracy(model, x_adv, y)
 
 
@@ -121,8 +121,7 @@ def test_cw_linf_factory_passes_the_spec_parameters():
 
     model, data = trained()
     clf = make_classifier(model, (1, 8, 8), 10, (0.0, 1.0), CPU)
-    cfg = {"batch_size": 64, **CHEAP["cw_linf"]}
-    a = cw_linf(clf, cfg)
+    a = cw_linf(clf, attack("cw_linf", eps=0.1, batch_size=64, **CHEAP["cw_linf"]))
     assert (a.max_iter, a.initial_const, a.largest_const, a.decrease_factor) == (5, 1.0, 1.5, 0.3)
 
 
@@ -185,10 +184,10 @@ def test_native_attacks_on_cuda_match_cpu():
         {"kind": "square", "norm": "linf", "eps": 0.05, "queries": 200, "p_init": 0.8,
          "restarts": 1},
     ):  # fmt: skip
-        full = {"name": cfg["kind"], "engine": "native", "batch_size": 512, **cfg}
+        full = {"engine": "native", **cfg}
         _, cpu_acc = run(full, x, y)
         gen = torch.Generator(device=dev).manual_seed(0)
-        xa = generate(gpu, x.to(dev), y.to(dev), full, (0.0, 1.0), 10, None, gen)
+        xa = generate(gpu, x.to(dev), y.to(dev), attack(**full), (0.0, 1.0), 10, None, gen)
         assert xa.device.type == "cuda"
         gpu_acc = accuracy(gpu, xa, y.to(dev))
         assert abs(gpu_acc - cpu_acc) <= 0.03, (cfg["kind"], gpu_acc, cpu_acc)

@@ -5,11 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 from digits_model import trained
+from resolved import LINF_01
 from torch import nn
 
 from runner.eval.checklist import run_checklist
 
-THREAT = {"norm": "linf", "eps": 0.1, "pixel_range": [0.0, 1.0]}
+THREAT = LINF_01
 
 
 class QuantisedInput(nn.Module):

@@ -151,7 +151,7 @@ def test_resume_after_interruption_is_bitwise_equal(tmp_path):
     spec = tmp_path / "spec.yaml"
     spec.write_text(textwrap.dedent(SPEC).replace("epochs: 6, eps", "epochs: 3, eps"))
     spec.write_text(spec.read_text().replace("steps: 7}", "steps: 7, monitor: {n: 64}}"))
-    run = [r for r in compile_spec(load_spec(spec).spec).runs if r.recipe["kind"] == "pgd"][0]
+    run = [r for r in compile_spec(load_spec(spec).spec).runs if r.recipe.kind == "pgd"][0]
     opts = Options(device="cpu", verbose=False)
 
     class Killed(Exception):

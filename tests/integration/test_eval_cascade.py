@@ -7,17 +7,18 @@ import functools
 import numpy as np
 import pytest
 from digits_model import trained
+from resolved import LINF_01, evaluation
+from resolved import attack as resolved_attack
 
 from runner.eval.evaluate import evaluate_run
 
-THREAT = {"norm": "linf", "eps": 0.1, "pixel_range": [0.0, 1.0]}
+THREAT = LINF_01
 N = 150
 
 
 def attack(name, kind, **kw):
-    base = {"name": name, "kind": kind, "engine": "native", "norm": "linf", "eps": 0.05,
-            "batch_size": 64}  # fmt: skip
-    return {**base, **kw}
+    base = {"engine": "native", "norm": "linf", "eps": 0.05, "batch_size": 64}
+    return resolved_attack(kind, name, **{**base, **kw})
 
 
 SUITE = [
@@ -32,9 +33,8 @@ SUITE = [
 @functools.cache
 def evaluated(mode: str, curve: bool = False):
     model, data = trained()
-    cfg = {"batch_size": 64, "bootstrap": 200, "suite": mode, "checklist": False,
-           "eps_curve": [0.0, "eps/4", 0.05, "eps"] if curve else None,
-           "curve_attacks": None}  # fmt: skip
+    cfg = evaluation(batch_size=64, bootstrap=200, suite=mode, checklist=False,
+                     eps_curve=[0.0, "eps/4", 0.05, "eps"] if curve else None)  # fmt: skip
     return evaluate_run(
         model, data.x_test[:N], data.y_test[:N], SUITE, THREAT, 10, cfg, log=lambda s: None
     )

@@ -38,12 +38,9 @@ def audited(tmp_path_factory):
     torch.manual_seed(0)
     model = build_model("small_cnn", (1, 8, 8), 10, {"width": 0.25})
     from runner.execute.prepare import prepare
+    from runner.spec.core import DataSpec
 
-    data = prepare(
-        {"dataset": "digits", "path": None, "root": None, "val_fraction": 0.1,
-         "test_fraction": 0.2, "split_seed": 0, "limit": None},
-        (0.0, 1.0), torch.device("cpu"),
-    )  # fmt: skip
+    data = prepare(DataSpec(dataset="digits"), (0.0, 1.0), torch.device("cpu"))
     opt = torch.optim.Adam(model.parameters(), 3e-3)
     for _ in range(4):
         for i in range(0, len(data.x_train), 64):

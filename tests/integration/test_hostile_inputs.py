@@ -29,7 +29,7 @@ import pytest
 import torch
 
 from runner.cli import main
-from runner.execute.prepare import load_split
+from runner.execute.prepare import _load_split
 from runner.models import build_model
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -392,7 +392,7 @@ def sandbox(tmp_path, monkeypatch) -> Sandbox:
     root.mkdir()
     monkeypatch.chdir(root)
     monkeypatch.syspath_prepend(str(root))
-    load_split.cache_clear()  # data files of different rows share relative names
+    _load_split.cache_clear()  # data files of different rows share relative names
     sb = Sandbox(root)
     sb.spec()
     return sb

@@ -13,15 +13,9 @@ import torch
 from runner.cli import main
 from runner.errors import AdvrunError
 from runner.poisoning import attack_success_rate, poison_training_set, stamp
+from runner.spec.poisoning import PoisoningSpec
 
-CFG = {
-    "trigger": "pattern",
-    "target": 3,
-    "fraction": 0.1,
-    "distance": 1,
-    "pixel_value": None,
-    "seed": 0,
-}
+CFG = PoisoningSpec(trigger="pattern", target=3, fraction=0.1, distance=1, seed=0)
 PATTERN = [(7, 7), (6, 6), (7, 5), (5, 7)]  # ART's add_pattern_bd at distance 1 on 8x8
 
 
@@ -49,7 +43,11 @@ def test_poisoned_set_has_the_fraction_the_trigger_and_the_target_label():
 
 def test_single_pixel_trigger_and_pixel_value():
     x, _ = digits_like(4)
-    out = stamp(x, {**CFG, "trigger": "pixel", "distance": 2, "pixel_value": 0.75}, (0.0, 1.0))
+    out = stamp(
+        x,
+        CFG.model_copy(update={"trigger": "pixel", "distance": 2, "pixel_value": 0.75}),
+        (0.0, 1.0),
+    )
     changed = (out != x).nonzero()[:, 2:].unique(dim=0).tolist()
     assert changed == [[6, 6]] and (out[:, 0, 6, 6] == 0.75).all()
 
@@ -57,9 +55,9 @@ def test_single_pixel_trigger_and_pixel_value():
 @pytest.mark.parametrize(
     ("cfg", "text"),
     [
-        ({**CFG, "target": 10}, "not a class of this data set"),
-        ({**CFG, "distance": 7}, "does not fit"),
-        ({**CFG, "fraction": 0.99}, "images outside the target class"),
+        (CFG.model_copy(update={"target": 10}), "not a class of this data set"),
+        (CFG.model_copy(update={"distance": 7}), "does not fit"),
+        (CFG.model_copy(update={"fraction": 0.99}), "images outside the target class"),
     ],
 )
 def test_impossible_poisoning_is_a_clear_error(cfg, text):

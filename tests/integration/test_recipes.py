@@ -20,10 +20,12 @@ import torch.nn.functional as F
 
 from runner.catalog import RECIPES
 from runner.cli import main
+from runner.compile import Threat
 from runner.recipes.base import Recipe, TrainContext
 from runner.recipes.fgsm_rs import FGSMRSRecipe
 from runner.recipes.mart import mart_loss
 from runner.recipes.trades import trades_loss
+from runner.spec.recipes import RECIPE_SPECS
 
 COMMON = "epochs: 2, batch_size: 100, monitor: {n: 32, steps: 2}, optimizer: {lr: 0.01}"
 ITER = "steps: 3, step_size: eps/2"
@@ -232,16 +234,28 @@ def history(robust: list[float]) -> list[dict]:
     ],
 )
 def test_catastrophic_overfitting_guard(robust, stops):
-    recipe = FGSMRSRecipe({"overfit_drop": 0.2}, _ctx())
+    recipe = FGSMRSRecipe(_spec("fgsm_rs", eps=0.1, alpha=0.125, overfit_drop=0.2), _ctx())
     reason = recipe.should_stop(history(robust))
     assert bool(reason) == stops
     if stops:
         assert "catastrophic overfitting" in reason and "epoch 3" in reason
-    assert FGSMRSRecipe({"overfit_drop": None}, _ctx()).should_stop(history(robust)) is None
+    assert (
+        FGSMRSRecipe(_spec("fgsm_rs", eps=0.1, alpha=0.125, overfit_drop=None), _ctx()).should_stop(
+            history(robust)
+        )
+        is None
+    )
 
 
 def _ctx(norm: str = "linf") -> TrainContext:
-    return TrainContext(torch.device("cpu"), (0.0, 1.0), {"norm": norm, "eps": 0.1}, 10, (1, 8, 8))
+    return TrainContext(
+        torch.device("cpu"), (0.0, 1.0), Threat(norm, 0.1, (0.0, 1.0)), 10, (1, 8, 8)
+    )
+
+
+def _spec(kind: str = "standard", **kw):
+    """A recipe's spec model, resolved (eps and step sizes as numbers)."""
+    return RECIPE_SPECS[kind].model_validate({"name": kind, "kind": kind, **kw})
 
 
 def test_mart_loss_is_the_papers_formula():
@@ -283,7 +297,7 @@ def test_training_attacks_stay_in_the_threat_model_and_leave_the_weights_alone(n
     model = _model().train()
     x, y = torch.rand(32, 1, 8, 8), torch.randint(0, 10, (32,))
     eps = 0.1 if norm == "linf" else 0.5
-    x_adv = Recipe({}, _ctx(norm)).perturb(model, x, y, eps, eps / 2, 4, start=start)
+    x_adv = Recipe(_spec(), _ctx(norm)).perturb(model, x, y, eps, eps / 2, 4, start=start)
     d = (x_adv - x).flatten(1)
     size = d.abs().amax(1) if norm == "linf" else d.norm(dim=1)
     assert (size <= eps + 1e-6).all() and x_adv.min() >= 0 and x_adv.max() <= 1
@@ -299,7 +313,7 @@ def test_native_inner_pgd_matches_arts_pgd():
 
     model = _model().eval()
     x, y = torch.rand(64, 1, 8, 8), torch.randint(0, 10, (64,))
-    ours = Recipe({}, _ctx()).perturb(model, x, y, 0.1, 0.03, 5, start="none")
+    ours = Recipe(_spec(), _ctx()).perturb(model, x, y, 0.1, 0.03, 5, start="none")
     clf = make_classifier(model, (1, 8, 8), 10, (0.0, 1.0), torch.device("cpu"))
     pgd = ProjectedGradientDescent(
         clf, eps=0.1, eps_step=0.03, max_iter=5, num_random_init=0, batch_size=64, verbose=False
@@ -315,7 +329,7 @@ def test_trades_inner_step_raises_the_kl():
     x = torch.rand(32, 1, 8, 8)
     with torch.no_grad():
         p = F.softmax(model(x), dim=1)
-    r = Recipe({}, _ctx())
+    r = Recipe(_spec(), _ctx())
     near = r.perturb(model, x, p, 0.1, 0.05, 0, start="none")
     far = r.perturb(model, x, p, 0.1, 0.025, 5, start="gaussian", loss_fn=kl_sum)
     with torch.no_grad():
@@ -330,7 +344,7 @@ def test_fgsm_augment_replaces_the_ratio_of_each_batch():
     real = model.forward
     model.forward = lambda t: (seen.append(t.detach().clone()), real(t))[1]
     x, y = torch.rand(10, 1, 8, 8), torch.randint(0, 10, (10,))
-    cfg = {"eps": 0.1, "ratio": 0.3}
+    cfg = _spec("fgsm_augment", eps=0.1, ratio=0.3)
     FGSMAugmentRecipe(cfg, _ctx()).batch_loss(model, x, y, 0.0)
     trained = seen[-1]  # the last forward is the training batch
     changed = (trained - x).flatten(1).abs().amax(1) > 1e-6
@@ -338,7 +352,7 @@ def test_fgsm_augment_replaces_the_ratio_of_each_batch():
 
 
 def test_eps_warmup_ramps_the_training_eps():
-    r = Recipe({"eps": 0.2, "eps_warmup_epochs": 4}, _ctx())
+    r = Recipe(_spec("pgd", eps=0.2, step_size=0.05, eps_warmup_epochs=4), _ctx())
     assert [r.eps_at(e) for e in (0, 1, 2, 4, 7)] == pytest.approx([0, 0.05, 0.1, 0.2, 0.2])
 
 

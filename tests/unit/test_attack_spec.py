@@ -36,15 +36,15 @@ def test_every_registered_kind_has_a_spec_model():
 def test_full_suite_resolves(write_spec):
     spec = load_spec(write_spec(AUDIT)).spec
     plan = compile_spec(spec)
-    by = {a["name"]: a for a in plan.attacks}
-    kinds = {a["kind"] for a in plan.attacks}
+    by = {a.name: a for a in plan.attacks}
+    kinds = {a.kind for a in plan.attacks}
     assert kinds == set(ATTACKS.names())
-    assert by["apgd_ce"]["engine"] == "native" and by["apgd_ce"]["loss"] == "ce"
-    assert by["pgd20"]["engine"] == "art" and by["pgd20"]["step_size"] == pytest.approx(0.025)
-    assert by["cw_l2"]["norm"] == "l2" and by["cw_l2"]["eps"] == 1.0
-    assert by["cw_linf"]["norm"] == "linf" and by["cw_linf"]["eps"] == pytest.approx(0.1)
+    assert by["apgd_ce"].engine == "native" and by["apgd_ce"].loss == "ce"
+    assert by["pgd20"].engine == "art" and by["pgd20"].step_size == pytest.approx(0.025)
+    assert by["cw_l2"].norm == "l2" and by["cw_l2"].eps == 1.0
+    assert by["cw_linf"].norm == "linf" and by["cw_linf"].eps == pytest.approx(0.1)
     # the composition picks the engine: standard is native (FAB), ART's own is art
-    assert by["aa"]["engine"] == "native" and by["aa_art"]["engine"] == "art"
+    assert by["aa"].engine == "native" and by["aa_art"].engine == "art"
 
 
 @pytest.mark.parametrize(
@@ -101,6 +101,6 @@ def test_curve_needs_a_pgd_type_attack(errors_of):
 
 def test_eps_curve_values_resolve_later(write_spec):
     spec = load_spec(write_spec(BASE + "eval: {eps_curve: [0, 8/255, eps/2]}\n")).spec
-    ev = compile_spec(spec).runs[0].config["eval"]
-    assert ev["eps_curve"] == [0.0, "8/255", "eps/2"] and ev["suite"] == "cascade"
-    assert ev["checklist"] is True
+    ev = compile_spec(spec).runs[0].eval
+    assert ev.eps_curve == [0.0, "8/255", "eps/2"] and ev.suite == "cascade"
+    assert ev.checklist is True

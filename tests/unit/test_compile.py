@@ -28,14 +28,14 @@ def test_models_x_recipes_x_seeds(write_spec):
 def test_sweeps_expand_and_name_runs(write_spec):
     text = BASE.replace("eps: 0.1, step_size: 0.025", "eps: [0.05, 0.1], step_size: eps/4")
     plan = compile_spec(load_spec(write_spec(text), ["recipes.1.steps=[5, 10]"]).spec)
-    madry = [r for r in plan.runs if r.recipe["kind"] == "pgd"]
+    madry = [r for r in plan.runs if r.recipe.kind == "pgd"]
     assert [r.slug for r in madry] == [
         "cnn@madry[eps=0.05,steps=5]@s0",
         "cnn@madry[eps=0.05,steps=10]@s0",
         "cnn@madry[eps=0.1,steps=5]@s0",
         "cnn@madry[eps=0.1,steps=10]@s0",
     ]
-    assert madry[0].recipe["step_size"] == 0.0125  # eps/4 of its own eps
+    assert madry[0].recipe.step_size == 0.0125  # eps/4 of its own eps
     assert madry[0].sweep == {"eps": 0.05, "steps": 5}
 
 

@@ -96,17 +96,17 @@ def test_bad_parameters_are_located(errors_of, recipe, path, text):
 def test_step_larger_than_eps_is_fine_for_fgsm_rs(write_spec):
     # the paper's step is 1.25*eps: the pgd rule "step_size <= eps" must not apply here
     plan = compile_spec(load_spec(write_spec(with_recipe("{name: r, kind: fgsm_rs}"))).spec)
-    run = next(r for r in plan.runs if r.recipe["kind"] == "fgsm_rs")
-    assert run.recipe["eps"] == pytest.approx(0.1)
-    assert run.recipe["alpha"] == pytest.approx(0.125)  # 1.25 * the recipe eps
-    assert run.recipe["schedule"]["name"] == "cyclic"  # the paper's default
-    assert run.recipe["overfit_drop"] == pytest.approx(0.2)
+    run = next(r for r in plan.runs if r.recipe.kind == "fgsm_rs")
+    assert run.recipe.eps == pytest.approx(0.1)
+    assert run.recipe.alpha == pytest.approx(0.125)  # 1.25 * the recipe eps
+    assert run.recipe.schedule.name == "cyclic"  # the paper's default
+    assert run.recipe.overfit_drop == pytest.approx(0.2)
 
 
 def test_alpha_follows_the_recipe_eps_in_a_sweep(write_spec):
     text = with_recipe("{name: r, kind: fgsm_rs, eps: [0.05, 0.1], alpha: eps}")
     plan = compile_spec(load_spec(write_spec(text)).spec)
-    alphas = [r.recipe["alpha"] for r in plan.runs if r.recipe["kind"] == "fgsm_rs"]
+    alphas = [r.recipe.alpha for r in plan.runs if r.recipe.kind == "fgsm_rs"]
     assert alphas == pytest.approx([0.05, 0.1])
 
 
@@ -178,7 +178,7 @@ def test_asr_is_a_reserved_attack_name_under_poisoning(errors_of):
 def test_poisoning_changes_the_run_ids(write_spec):
     plain = compile_spec(load_spec(write_spec(BASE)).spec).runs
     poisoned = compile_spec(load_spec(write_spec(BASE + POISON, "p.yaml")).spec).runs
-    assert poisoned[0].config["poisoning"]["fraction"] == 0.1
+    assert poisoned[0].poisoning.fraction == 0.1
     assert {r.id for r in plain}.isdisjoint({r.id for r in poisoned})
 
 

@@ -127,10 +127,10 @@ def test_expressions_resolve(write_spec):
         "eps: 0.1, step_size: 0.025", "eps: eps, step_size: eps/4"
     )
     plan = compile_spec(load_spec(write_spec(text)).spec)
-    madry = [r for r in plan.runs if r.recipe["kind"] == "pgd"][0]
-    assert madry.recipe["eps"] == pytest.approx(8 / 255)
-    assert madry.recipe["step_size"] == pytest.approx(2 / 255)
-    assert plan.attacks[1]["step_size"] == pytest.approx(2 / 255)
+    madry = [r for r in plan.runs if r.recipe.kind == "pgd"][0]
+    assert madry.recipe.eps == pytest.approx(8 / 255)
+    assert madry.recipe.step_size == pytest.approx(2 / 255)
+    assert plan.attacks[1].step_size == pytest.approx(2 / 255)
 
 
 @pytest.mark.parametrize("bad", ["__import__('os').getcwd()", "eps**2", "x/4", "1/0"])

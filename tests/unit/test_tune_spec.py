@@ -200,7 +200,7 @@ def test_trial_ids_are_stable_and_infeasible_combinations_refused(write_spec):
     b = trial_run(spec, data, {"eps": 0.1, "step_size": 0.03, "steps": 5})
     c = trial_run(spec, data, {"eps": 0.12, "step_size": 0.03, "steps": 5})
     assert a.id == b.id != c.id
-    assert a.recipe["eps"] == 0.1 and a.recipe["steps"] == 5 and a.model["name"] == "cnn"
+    assert a.recipe.eps == 0.1 and a.recipe.steps == 5 and a.model.name == "cnn"
     with pytest.raises(Infeasible, match="cannot reach the boundary"):
         trial_run(spec, data, {"eps": 0.2, "step_size": 0.01, "steps": 3})
     # the recipe as written, with the same values, is the same run: the export reuses trials
@@ -209,7 +209,7 @@ def test_trial_ids_are_stable_and_infeasible_combinations_refused(write_spec):
     )
     from runner.compile import compile_spec
 
-    madry = [r for r in compile_spec(same.spec).runs if r.recipe["name"] == "madry"][0]
+    madry = [r for r in compile_spec(same.spec).runs if r.recipe.name == "madry"][0]
     assert madry.id == a.id
 
 
