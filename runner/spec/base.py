@@ -18,7 +18,6 @@ MAX_BATCH = 65_536
 MAX_EXAMPLES = 100_000_000
 MAX_SEED = 2**32 - 1  # NumPy's seed range
 MAX_PIXEL = 1e6  # |pixel_range| ends
-MAX_LR = 100.0
 
 
 class StrictModel(BaseModel):
