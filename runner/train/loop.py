@@ -58,7 +58,10 @@ def load_weights(model: nn.Module, path: Path, device: torch.device) -> None:
 
 
 def _retrain(path: Path) -> str:
-    return f"delete {path.parent} to retrain this run from scratch, or rerun with --force"
+    return (
+        f"delete {path.parent} to retrain this run from scratch, or rerun with --force (with "
+        "--only ID to limit it to this run)"
+    )
 
 
 @torch.no_grad()
