@@ -11,11 +11,16 @@ from __future__ import annotations
 
 import argparse
 import time
-import zipfile
 from pathlib import Path
 from typing import Any
 
-from runner.commands.common import add_import_argument, add_spec_arguments, load
+from runner.checkpoint import load_into, load_state_dict
+from runner.commands.common import (
+    add_import_argument,
+    add_spec_arguments,
+    load,
+    prepare_output,
+)
 from runner.compile import Audit, compile_audit
 from runner.errors import AdvrunError
 from runner.fsio import sha256_file
@@ -37,69 +42,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-q", "--quiet", action="store_true", help="print only the results table")
 
 
-def load_state_dict(path: Path, device) -> dict[str, Any]:
-    """A plain state_dict from ``path``; clear errors for a missing file or a pickle payload."""
-    import pickle
-
-    import torch
-
-    if not path.is_file():
-        raise AdvrunError(f"checkpoint {path}: no such file; pass the path of a saved state_dict")
-    if not zipfile.is_zipfile(path):  # torch.save has written zip archives since torch 1.6
-        raise AdvrunError(
-            f"checkpoint {path}: not a PyTorch checkpoint (torch.save writes a zip archive); "
-            "save it with torch.save(model.state_dict(), PATH)"
-        )
-    try:
-        obj = torch.load(path, map_location=device, weights_only=True)
-    except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise AdvrunError(
-            f"checkpoint {path}: refused to load: it holds pickled Python objects, not just "
-            f"tensors ({first[:200]}); save model.state_dict() with torch.save instead"
-        ) from None
-    except Exception as e:  # not a torch file at all: zip/EOF/format errors vary by version
-        raise AdvrunError(
-            f"checkpoint {path}: not a PyTorch checkpoint ({type(e).__name__}: {str(e)[:200]})"
-        ) from None
-    if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
-        obj = obj["state_dict"]  # a common wrapper
-    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise AdvrunError(
-            f"checkpoint {path}: expected a state_dict (a mapping of names to tensors), got "
-            f"{type(obj).__name__}; save model.state_dict() with torch.save"
-        )
-    return obj
+_FIT = "check the model's arch and kwargs in the spec"
 
 
 def _load_into(model, state: dict[str, Any], path: Path, name: str) -> None:
-    own = model.state_dict()
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    wrong = [
-        f"{k} {tuple(state[k].shape)} != {tuple(v.shape)}"
-        for k, v in own.items()
-        if k in state and tuple(state[k].shape) != tuple(v.shape)
-    ]
-    if missing or unexpected or wrong:
-        parts = []
-        if wrong:
-            parts.append(
-                "wrong shapes: " + "; ".join(wrong[:3]) + (" ..." if len(wrong) > 3 else "")
-            )
-        if missing:
-            parts.append(
-                "missing: " + ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
-            )
-        if unexpected:
-            parts.append(
-                "unexpected: " + ", ".join(unexpected[:5]) + (" ..." if len(unexpected) > 5 else "")
-            )
-        raise AdvrunError(
-            f"checkpoint {path} does not fit model '{name}' ({'; '.join(parts)}); check the "
-            "model's arch and kwargs in the spec"
-        )
-    model.load_state_dict(state)
+    load_into(model, state, path, f"model '{name}'", _FIT)
 
 
 def audit_model(
@@ -182,6 +129,24 @@ def audit_model(
         runlog.close()
 
 
+def _preflight(models, ckpt: Path | None, plan, device_name: str, allow_import: list[str]) -> None:
+    """Data, device, model and checkpoint checked before anything is written: a bad file or
+    factory leaves the output directory as it was."""
+    from runner.device import select_device
+    from runner.execute.prepare import load_split
+    from runner.models import build_model
+
+    select_device(device_name)
+    ds, sp = load_split(plan.runs[0].data)  # cached for the audit
+    state = load_state_dict(ckpt, "cpu") if ckpt is not None else None
+    for m in models:
+        model = build_model(
+            m.arch, tuple(sp.x_train.shape[1:]), ds.num_classes, m.kwargs, allow_import
+        )
+        if state is not None:
+            _load_into(model, state, ckpt, m.name)
+
+
 def run(args: argparse.Namespace) -> int:
     loaded, plan, store = load(args)
     spec = loaded.spec
@@ -205,9 +170,10 @@ def run(args: argparse.Namespace) -> int:
     from runner.execute.finish import write_results
     from runner.fsio import write_text
 
-    store.root.mkdir(parents=True, exist_ok=True)
-    write_text(store.root / "spec.yaml", loaded.text)
     device_name = args.device or spec.device
+    _preflight(models, ckpt, plan, device_name, args.allow_import)  # fail before any write
+    prepare_output(store.root)  # a read-only or full output directory fails before any write
+    write_text(store.root / "spec.yaml", loaded.text)
     sha = sha256_file(ckpt) if ckpt is not None and ckpt.is_file() else None
     t0 = time.perf_counter()
     for m in models:

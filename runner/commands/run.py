@@ -5,7 +5,12 @@ from __future__ import annotations
 import argparse
 import fnmatch
 
-from runner.commands.common import add_import_argument, add_spec_arguments, load
+from runner.commands.common import (
+    add_import_argument,
+    add_spec_arguments,
+    load,
+    prepare_output,
+)
 from runner.errors import EXIT_FAILED
 
 
@@ -36,6 +41,7 @@ def run(args: argparse.Namespace) -> int:
         verbose=not args.quiet,
     )
     preflight(runs, opts)  # missing data, a bad device or model: fail before writing anything
+    prepare_output(store.root)  # a read-only or full output directory fails before any write
     experiment.write_plan(loaded, plan, store)
     outcomes = execute_plan(store, opts, runs)
     df = experiment.write_results(plan, store, report=not args.no_report)

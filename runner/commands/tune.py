@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from runner.commands.common import add_import_argument, add_spec_arguments, load
+from runner.commands.common import add_import_argument, add_spec_arguments, load, prepare_output
 from runner.errors import EXIT_FAILED, AdvrunError
 
 
@@ -67,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
     from runner.tune.worker import spawn, work
 
     t = spec.tune
+    prepare_output(store.root)
     tune_dir = store.root / "tune"
     tune_dir.mkdir(parents=True, exist_ok=True)
     info = storage_info(args.storage, tune_dir, args.heartbeat)

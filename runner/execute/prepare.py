@@ -46,14 +46,16 @@ def load_split(data: DataSpec):
 
 @functools.lru_cache(maxsize=4)
 def _load_split(data_json: str):  # keyed by the canonical JSON: spec lists are not hashable
-    from runner.data import split
+    from runner.data import check_split_classes, conform_classes, split
 
     cfg = DataSpec.model_validate_json(data_json)
     ds = DATASETS.load(cfg.dataset)(cfg)
+    ds = conform_classes(ds, cfg.num_classes)  # labels that skip classes are refused
     sp = split(ds, cfg.val_fraction, cfg.test_fraction, cfg.split_seed)
     if cfg.limit:
         n = cfg.limit  # Splits is frozen: build a trimmed copy
         sp = dataclasses.replace(sp, x_train=sp.x_train[:n], y_train=sp.y_train[:n])
+    check_split_classes(ds, sp, cfg.limit)
     return ds, sp
 
 

@@ -30,7 +30,7 @@ from runner.provenance import git_commit, versions
 from runner.recipes.base import TrainContext
 from runner.train.augment import Augment
 from runner.train.counter import PassCounter
-from runner.train.loop import fit, load_checkpoint
+from runner.train.loop import fit, load_weights
 
 
 def preflight(runs: list[Run], opts: Options) -> None:
@@ -44,6 +44,8 @@ def preflight(runs: list[Run], opts: Options) -> None:
         shape = tuple(sp.x_train.shape[1:])
         Augment(r.data.augment, (0.0, 1.0), shape)  # e.g. a crop larger than npz images
         build_for_spec(r.model, shape, ds.num_classes, allow_import=opts.allow_import)
+        if r.poisoning is not None:  # its target and trigger fit the data
+            poisoning.check_fits(r.poisoning, shape, ds.num_classes)
 
 
 def execute_run(
@@ -137,7 +139,7 @@ def execute_run(
         ck = d / "checkpoints" / f"{which}.pt"
         if not ck.exists():
             ck = d / "checkpoints" / "last.pt"
-        model.load_state_dict(load_checkpoint(ck, device))
+        load_weights(model, ck, device)
         n = run.eval.n or len(data.x_test)
         x_test, y_test = data.x_test[:n], data.y_test[:n]
         t1 = time.perf_counter()

@@ -14,6 +14,7 @@ import operator
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import torch
 from torch import nn
 
 from runner.errors import AdvrunError
@@ -22,6 +23,7 @@ from runner.registry import did_you_mean
 __all__ = ["build_model", "build_for_spec", "check_io", "import_allowed"]
 
 _FIXED = ("self", "input_shape", "num_classes")  # passed by build_model, not user kwargs
+MAX_PARAMETERS = 1_000_000_000  # built-in architectures; 4 GB of float32 weights
 
 
 def check_io(name: str, input_shape: Sequence[int], num_classes: int) -> tuple[int, int, int]:
@@ -78,6 +80,22 @@ def build_model(
             f"{did_you_mean(unknown[0], accepted)}; it accepts: "
             + (", ".join(accepted) if accepted else "no options")
         )
+    # built on the meta device first (no memory): kwargs like hidden: [1000000000] are refused
+    # with a message instead of exhausting RAM, and bad kwarg values fail before any real work
+    try:
+        with torch.device("meta"):
+            probe = cls(input_shape=shape, num_classes=num_classes, **kw)
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise AdvrunError(
+            f"model '{arch}' cannot be built with kwargs {kw} for input {shape} and "
+            f"{num_classes} classes: {type(exc).__name__}: {str(exc)[:200]}; check models[].kwargs"
+        ) from exc
+    n_params = sum(p.numel() for p in probe.parameters())
+    if n_params > MAX_PARAMETERS:
+        raise AdvrunError(
+            f"model '{arch}' with kwargs {kw} would have {n_params:,} parameters, more than the "
+            f"limit of {MAX_PARAMETERS:,}; check models[].kwargs for a typo"
+        )
     return cls(input_shape=shape, num_classes=num_classes, **kw)
 
 
@@ -109,6 +127,28 @@ def _build_user(
         raise AdvrunError(
             f"module '{module_name}' ({getattr(module, '__file__', '?')}) has no callable "
             f"'{attr}' for model factory '{arch}'"
+        )
+    # The pattern admits code, not names: an object re-exported from another module (os:system
+    # is posix.system) runs that module's code, so its own module must be allowed too.
+    origin = getattr(factory, "__module__", None) or type(factory).__module__
+    if not import_allowed(origin, allow_import):
+        raise AdvrunError(
+            f"model factory '{arch}' resolves to {origin}.{getattr(factory, '__qualname__', attr)}, "
+            f"defined in module '{origin}', which --allow-import "
+            f"{' '.join(repr(p) for p in allow_import)} does not cover; only a factory defined in "
+            f"an allowed module is called: point arch at where it is defined, or pass "
+            f"--allow-import {origin} if you really trust that code"
+        )
+    if not (inspect.isfunction(factory) or inspect.isclass(factory)):
+        raise AdvrunError(
+            f"model factory '{arch}' is a {type(factory).__name__}, not a Python function or "
+            "class; a factory is called as f(input_shape=..., num_classes=..., **kwargs) and "
+            "returns a torch.nn.Module"
+        )
+    if inspect.isclass(factory) and not issubclass(factory, nn.Module):
+        raise AdvrunError(
+            f"model factory '{arch}' is the class {factory.__qualname__}, which is not a "
+            "torch.nn.Module"
         )
     try:
         model = factory(input_shape=shape, num_classes=num_classes, **kw)

@@ -22,7 +22,7 @@ from torch import Tensor, nn
 from runner import faults
 from runner.attacks import native
 from runner.device import generator
-from runner.errors import RunFailed
+from runner.errors import AdvrunError, RunFailed
 from runner.fsio import atomic_path, write_text
 from runner.recipes.base import Recipe, TrainContext
 from runner.spec.recipes import RecipeBase
@@ -45,7 +45,24 @@ def save_state_dict(obj: Any, path: Path) -> None:
 
 
 def load_checkpoint(path: Path, device: torch.device) -> Any:
-    return torch.load(path, map_location=device, weights_only=True)
+    """One of the run's own checkpoints (weights_only: a tampered file cannot run code)."""
+    from runner.checkpoint import safe_load
+
+    return safe_load(path, device, what="run checkpoint", fix=_retrain(path))
+
+
+def load_weights(model: nn.Module, path: Path, device: torch.device) -> None:
+    """Load one of the run's own weight files into ``model``, with a clear error if it does not fit."""
+    from runner.checkpoint import load_into
+
+    load_into(model, load_checkpoint(path, device), path, "this run's model", _retrain(path))
+
+
+def _retrain(path: Path) -> str:
+    return (
+        f"delete {path.parent} to retrain this run from scratch, or rerun with --force (with "
+        "--only ID to limit it to this run)"
+    )
 
 
 @torch.no_grad()
@@ -189,9 +206,16 @@ def fit(
         state_path.exists()
     ):  # resume after a kill: same weights, optimizer, schedule and RNG streams
         st = load_checkpoint(state_path, ctx.device)
-        model.load_state_dict(st["model"])
-        opt.load_state_dict(st["optimizer"])
-        sched.load_state_dict(st["scheduler"])
+        try:
+            model.load_state_dict(st["model"])
+            opt.load_state_dict(st["optimizer"])
+            sched.load_state_dict(st["scheduler"])
+        except (KeyError, TypeError, ValueError, RuntimeError) as e:  # tampered or other code
+            detail = " ".join(str(e).split())[:200]
+            raise AdvrunError(
+                f"run checkpoint {state_path} does not fit this run ({type(e).__name__}: "
+                f"{detail}); {_retrain(state_path)}"
+            ) from None
         torch.set_rng_state(st["rng_cpu"].cpu())
         if torch.cuda.is_available() and st.get("rng_cuda") is not None:
             torch.cuda.set_rng_state_all([s.cpu() for s in st["rng_cuda"]])
@@ -199,7 +223,7 @@ def fit(
             _set_numpy_state(st["rng_numpy"])
         start, best, history = st["epoch"], dict(st["best"]), list(st["history"])
         if st.get("stopped"):  # it had stopped early before the kill: nothing left to train
-            model.load_state_dict(load_checkpoint(ck / "best.pt", ctx.device))
+            load_weights(model, ck / "best.pt", ctx.device)
             return FitResult(history, best["epoch"], st["stopped"], st["stopped_epoch"])
         log(f"resumed at epoch {start}")
 
@@ -285,7 +309,7 @@ def fit(
             on_epoch(row)
         if stopped:
             # restore the best epoch: the run's model is the one from before the collapse
-            model.load_state_dict(load_checkpoint(ck / "best.pt", ctx.device))
+            load_weights(model, ck / "best.pt", ctx.device)
             log(f"stopped early: {stopped}; restored epoch {best['epoch']}")
             return FitResult(history, best["epoch"], stopped, epoch + 1)
     return FitResult(history=history, best_epoch=best["epoch"], stopped_early=None)

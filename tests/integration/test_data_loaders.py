@@ -432,15 +432,20 @@ def test_npz_bad_files(tmp_path: Path) -> None:
 
 
 def pool(n_per_class: tuple[int, ...] = (40, 30, 20, 10)) -> Dataset:
-    """A pool whose pixel [0, 0, 0] is the example's index, to check disjointness."""
+    """A pool whose pixel [0, 0, 0] is the example's index / 1000 (pixels stay in [0, 1]), to
+    check disjointness."""
     y = np.concatenate([np.full(n, k) for k, n in enumerate(n_per_class)]).astype(np.int64)
     x = np.zeros((len(y), 1, 2, 2), np.float32)
-    x[:, 0, 0, 0] = np.arange(len(y))
+    x[:, 0, 0, 0] = np.arange(len(y)) / 1000
     return make_dataset("pool", x, y)
 
 
+def index(x: np.ndarray) -> np.ndarray:
+    return np.rint(x[:, 0, 0, 0] * 1000).astype(int)
+
+
 def ids(x: np.ndarray) -> set[int]:
-    return set(x[:, 0, 0, 0].astype(int).tolist())
+    return set(index(x).tolist())
 
 
 def test_split_pool_is_disjoint_stratified_and_complete() -> None:
@@ -451,7 +456,7 @@ def test_split_pool_is_disjoint_stratified_and_complete() -> None:
     assert not (train & val or train & test or val & test)
     assert train | val | test == set(range(100))
     for x, y in ((s.x_train, s.y_train), (s.x_val, s.y_val), (s.x_test, s.y_test)):
-        np.testing.assert_array_equal(y, ds.y_train[x[:, 0, 0, 0].astype(int)])  # pairs intact
+        np.testing.assert_array_equal(y, ds.y_train[index(x)])  # pairs intact
         expected = np.array([0.4, 0.3, 0.2, 0.1]) * len(y)
         assert np.abs(np.bincount(y, minlength=4) - expected).max() <= 1  # stratified
 
