@@ -108,7 +108,9 @@ class DataSpec(StrictModel):
     @field_validator("image_size", mode="before")
     @classmethod
     def _square(cls, v):
-        return [v, v] if isinstance(v, int) and not isinstance(v, bool) else v
+        if isinstance(v, int) and not isinstance(v, bool):
+            return (v, v)
+        return tuple(v) if isinstance(v, list) else v  # YAML has no tuples; the model is strict
 
     @field_validator("image_size")
     @classmethod
