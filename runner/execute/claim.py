@@ -301,3 +301,12 @@ def holder_of(directory: Path) -> Holder | None:
     if h is None or (h.host == HOST and h.pid > 0 and not pid_alive(h.pid, h.pid_start)):
         return None
     return h
+
+
+def live_holder(directory: Path, observed: dict[str, tuple[int, float]]) -> Holder | None:
+    """The live holder of ``directory``'s claim, None when it is free or stale; ``observed``
+    carries the heartbeats seen so far between calls (stale = not moving for long enough)."""
+    h = Holder.read(Path(directory) / CLAIM)
+    if h is None:
+        return None
+    return None if Claim(directory)._stale(h, observed) else h
