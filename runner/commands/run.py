@@ -83,6 +83,10 @@ def run(args: argparse.Namespace) -> int:
         verbose=not args.quiet,
     )
     _check_parallel(args)
+    from runner.execute import distributed
+
+    if distributed.world_size_from_env() > 1:
+        return _run_distributed(args, loaded, plan, store, runs, opts)
     preflight(runs, opts)  # missing data, a bad device or model: fail before writing anything
     prepare_output(store.root)  # a read-only or full output directory fails before any write
     experiment.write_plan(loaded, plan, store)
@@ -123,3 +127,35 @@ def _check_parallel(args: argparse.Namespace) -> None:
             "--jobs is for the local launcher; with --launcher ray the cluster's resources "
             "decide how many runs go at once"
         )
+
+
+def _run_distributed(args, loaded, plan, store, runs, opts) -> int:
+    """Under torchrun: every rank trains each run (DDP); rank 0 writes and reports."""
+    from runner.execute import distributed, preflight, results
+    from runner.execute import finish as experiment
+
+    if args.jobs > 1 or args.launcher != "local":
+        raise AdvrunError("under torchrun, run without --jobs and --launcher: torchrun's ranks "
+                          "are the parallelism")  # fmt: skip
+    dist = distributed.init(opts.device)
+    assert dist is not None
+    try:
+        preflight(runs, opts)
+        if dist.main:
+            prepare_output(store.root)
+            experiment.write_plan(loaded, plan, store)
+        opts.verbose = opts.verbose and dist.main
+        outcomes = distributed.execute_distributed(store, opts, runs, dist)
+        code = 0
+        if dist.main:
+            df = experiment.write_results(plan, store, report=not args.no_report)
+            print(results.format_table(df))
+            print(f"results: {store.root / 'results.csv'}")
+            failed = [o for o in outcomes if o.state == "failed"]
+            for o in failed:
+                print(f"FAILED {o.run.id}: {o.message}")
+            gate_code = experiment.gate(loaded.spec, store, [r.id for r in runs])
+            code = EXIT_FAILED if failed else gate_code
+        return code
+    finally:
+        distributed.shutdown(dist)

@@ -6,6 +6,7 @@ Cross-field rules (eps against the pixel range, step sizes, engine support) are 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from typing import Annotated, Any, Literal
 
@@ -381,6 +382,14 @@ def check_recipe(
 
 def _check_engine(recipe: RecipeBase, where: tuple[Any, ...], spec: Any) -> Iterator[Problem]:
     if recipe.engine != "art":
+        return
+    world = os.environ.get("WORLD_SIZE", "1")
+    if world not in ("", "0", "1"):  # torchrun: one run on several processes
+        yield (
+            (*where, "engine"),
+            f"engine: art under torchrun (WORLD_SIZE={world}): ART's trainers are "
+            "single-process; use engine: native, or run without torchrun",
+        )
         return
     if not RECIPES.get(recipe.kind).meta.get("art"):
         with_art = [n for n in RECIPES.names() if RECIPES.get(n).meta.get("art")]

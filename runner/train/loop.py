@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -27,6 +27,9 @@ from runner.fsio import atomic_path, write_text
 from runner.recipes.base import Recipe, TrainContext
 from runner.spec.recipes import RecipeBase
 from runner.train.optim import make_optimizer, make_scheduler
+
+if TYPE_CHECKING:
+    from runner.execute.distributed import Dist
 
 EpochCallback = Callable[[dict[str, Any]], None]
 
@@ -121,15 +124,19 @@ def _native_epoch(
     gen: torch.Generator,
     epoch: int,
     autocast: contextlib.AbstractContextManager,
+    dist: Dist | None = None,
 ) -> tuple[float, int, float]:
     """One epoch of the recipe's batch loss; returns mean loss, first bad batch (-1), lr at it.
 
     Batch losses stay on the device until the epoch ends (one sync per epoch, not per batch);
-    the first non-finite one is found then.
+    the first non-finite one is found then. Under torchrun (``dist``) every rank draws the same
+    permutation and trains on its shard of each global batch.
     """
     model.train()
     perm = torch.randperm(len(x), generator=gen, device=gen.device).to(x.device)
     batches = perm.split(bs)
+    if dist is not None:  # a last batch smaller than the ranks would leave a rank with nothing
+        batches = [dist.shard(b) for b in batches if len(b) >= dist.world_size]
     losses, lrs = [], []
     augment = recipe.ctx.augment  # data.augment: training batches only, before the attack
     for b, idx in enumerate(batches):
@@ -172,11 +179,15 @@ def fit(
     on_epoch: EpochCallback | None = None,
     progress=None,
     guard: Callable[[], None] | None = None,
+    dist: Dist | None = None,
 ) -> FitResult:
     """Train ``model`` in place with ``recipe``; resumable from ``run_dir/checkpoints/state.pt``.
 
     ``guard`` is called before each epoch's files are written (the run claim's ownership check).
+    Under torchrun (``dist``) the model is trained with DistributedDataParallel; rank 0 validates
+    and writes, and its checkpoints are a single-process run's.
     """
+    main = dist is None or dist.main
     cfg = recipe.cfg
     ck = run_dir / "checkpoints"
     epochs, bs = int(cfg.epochs), int(cfg.batch_size)
@@ -201,6 +212,12 @@ def fit(
         )
         classifier._optimizer = opt  # noqa: SLF001 - ART trains with the classifier's optimizer
 
+    trained = model
+    if dist is not None:
+        from torch.nn.parallel import DistributedDataParallel
+
+        ids = [ctx.device.index] if ctx.device.type == "cuda" else None
+        trained = DistributedDataParallel(model, device_ids=ids)  # averages weight gradients
     state_path = ck / "state.pt"
     if (
         state_path.exists()
@@ -233,6 +250,8 @@ def fit(
     stopped = None
     for epoch in range(start, epochs):
         t0 = time.perf_counter()
+        if dist is not None:  # each rank its own attack starts, the same on a resume
+            torch.manual_seed(seed * 100003 + epoch * 7919 + dist.rank + 1)
         gen = generator(
             seed * 100003 + epoch, ctx.device if ctx.device.type != "mps" else torch.device("cpu")
         )
@@ -248,16 +267,24 @@ def fit(
                 )
         else:
             loss, bad, bad_lr = _native_epoch(
-                model, recipe, opt, sched, x, y, bs, gen, epoch, autocast
+                trained, recipe, opt, sched, x, y, bs, gen, epoch, autocast, dist
             )
+            if dist is not None:  # every rank logs the mean loss and stops together
+                loss = dist.mean(loss, ctx.device)
+                if dist.any(bad >= 0, ctx.device) and bad < 0:
+                    raise RunFailed(f"training diverged on another rank in epoch {epoch + 1}")
             if bad >= 0:
                 raise RunFailed(
                     f"training diverged: the loss became non-finite at epoch {epoch + 1}, batch "
                     f"{bad + 1} (lr {bad_lr:g}); lower recipes.*.optimizer.lr, add warm-up, or use sgd"
                 )
         val_clean, val_robust = (
-            validate(model, xv, yv, ctx, cfg.monitor.steps) if n_val else (float("nan"),) * 2
+            validate(model, xv, yv, ctx, cfg.monitor.steps)
+            if n_val and main
+            else (float("nan"),) * 2
         )
+        if dist is not None:  # rank 0's numbers on every rank: the same best and stop decisions
+            val_clean, val_robust = dist.broadcast((val_clean, val_robust))
         row = {
             "epoch": epoch + 1,
             "loss": loss,
@@ -276,12 +303,22 @@ def fit(
         if guard is not None:
             guard()
         state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        save_state_dict(state, ck / "last.pt")
-        if score_of(row, n_val, recipe.adversarial) > score_of(best, n_val, recipe.adversarial):
+        improved = score_of(row, n_val, recipe.adversarial) > score_of(
+            best, n_val, recipe.adversarial
+        )
+        if improved:
             best = {"epoch": epoch + 1, "robust": val_robust, "clean": val_clean}
+        stopped = recipe.should_stop(history)
+        if not main:  # only rank 0 writes the run store
+            if stopped:
+                dist.barrier()  # rank 0 has written best.pt
+                load_weights(model, ck / "best.pt", ctx.device)
+                return FitResult(history, best["epoch"], stopped, epoch + 1)
+            continue
+        save_state_dict(state, ck / "last.pt")
+        if improved:
             save_state_dict(state, ck / "best.pt")
         write_text(run_dir / "epochs.csv", _csv(history))
-        stopped = recipe.should_stop(history)
         save_state_dict(
             {
                 "model": state,
@@ -309,6 +346,8 @@ def fit(
             on_epoch(row)
         if stopped:
             # restore the best epoch: the run's model is the one from before the collapse
+            if dist is not None:
+                dist.barrier()
             load_weights(model, ck / "best.pt", ctx.device)
             log(f"stopped early: {stopped}; restored epoch {best['epoch']}")
             return FitResult(history, best["epoch"], stopped, epoch + 1)
