@@ -33,9 +33,12 @@ class Prepared:
 
         parts = (self.x_train, self.x_val, self.x_test)
         total = sum(t.element_size() * t.nelement() for t in parts)
+        where = (
+            "" if self.x_train.device == self.x_test.device else ", training set pinned on the host"
+        )
         return (
             f"{' + '.join(f'{len(t):,}' for t in parts)} train/val/test images of "
-            f"{'x'.join(map(str, self.input_shape))}: {human(total)} as float32"
+            f"{'x'.join(map(str, self.input_shape))}: {human(total)} as float32{where}"
         )
 
 
@@ -59,18 +62,35 @@ def _load_split(data_json: str):  # keyed by the canonical JSON: spec lists are 
     return ds, sp
 
 
+DEVICE_SHARE = (
+    0.5  # the training set stays on the GPU when it takes at most this share of free memory
+)
+
+
+def training_set_device(nbytes: int, device: torch.device) -> torch.device:
+    """Where the training images live: on the GPU when they fit comfortably (no copy per batch),
+    else in pinned host memory, copied batch by batch without blocking (see the training loop)."""
+    if device.type != "cuda":
+        return device
+    free, _ = torch.cuda.mem_get_info(device)
+    return device if nbytes <= DEVICE_SHARE * free else torch.device("cpu")
+
+
 def prepare(data: DataSpec, pixel_range: tuple[float, float], device: torch.device) -> Prepared:
     ds, sp = load_split(data)
     lo, hi = pixel_range
 
-    def tx(a: np.ndarray) -> torch.Tensor:  # loaders give [0, 1]; the threat model's range rules
-        return torch.as_tensor(np.asarray(a, dtype=np.float32) * (hi - lo) + lo, device=device)
+    def tx(a: np.ndarray, where: torch.device = device) -> torch.Tensor:
+        # loaders give [0, 1]; the threat model's range rules
+        t = torch.as_tensor(np.asarray(a, dtype=np.float32) * (hi - lo) + lo, device=where)
+        return t.pin_memory() if where.type == "cpu" and device.type == "cuda" else t
 
     def ty(a: np.ndarray) -> torch.Tensor:
         return torch.as_tensor(np.asarray(a, dtype=np.int64), device=device)
 
+    train_at = training_set_device(int(sp.x_train.size) * 4, device)
     return Prepared(
-        tx(sp.x_train),
+        tx(sp.x_train, train_at),
         ty(sp.y_train),
         tx(sp.x_val),
         ty(sp.y_val),

@@ -125,6 +125,11 @@ class RecipeBase(StrictModel):
         description="channels_last memory format (native engine on CUDA; ignored with a note "
         "elsewhere)",
     )
+    compile: bool = Field(
+        False,
+        description="torch.compile the model for training (native engine on CUDA; ignored with a "
+        "note elsewhere); the first epoch is slower while it compiles",
+    )
 
 
 class AdversarialRecipeBase(RecipeBase):
@@ -401,8 +406,10 @@ def _check_engine(recipe: RecipeBase, where: tuple[Any, ...], spec: Any) -> Iter
             ),
         )
         return
-    if recipe.amp != "off" or recipe.channels_last:
-        key = "amp" if recipe.amp != "off" else "channels_last"
+    if recipe.amp != "off" or recipe.channels_last or recipe.compile:
+        key = (
+            "amp" if recipe.amp != "off" else "channels_last" if recipe.channels_last else "compile"
+        )
         yield (
             (*where, key),
             f"{key} applies to the native engine only; remove it or use engine: native",

@@ -133,6 +133,7 @@ def _native_epoch(
     permutation and trains on its shard of each global batch.
     """
     model.train()
+    device = recipe.ctx.device
     perm = torch.randperm(len(x), generator=gen, device=gen.device).to(x.device)
     batches = perm.split(bs)
     if dist is not None:  # a last batch smaller than the ranks would leave a rank with nothing
@@ -140,9 +141,10 @@ def _native_epoch(
     losses, lrs = [], []
     augment = recipe.ctx.augment  # data.augment: training batches only, before the attack
     for b, idx in enumerate(batches):
-        xb = augment(x[idx], gen) if augment else x[idx]
+        xb, yb = _batch(x, y, idx, device)
+        xb = augment(xb, gen) if augment else xb
         with autocast:
-            loss = recipe.batch_loss(model, xb, y[idx], epoch + b / len(batches))
+            loss = recipe.batch_loss(model, xb, yb, epoch + b / len(batches))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         lrs.append(opt.param_groups[0]["lr"])
@@ -153,6 +155,16 @@ def _native_epoch(
     bad = (~torch.isfinite(per_batch)).nonzero()
     first = int(bad[0]) if len(bad) else -1
     return per_batch.mean().item(), first, lrs[first] if first >= 0 else 0.0
+
+
+def _batch(x: Tensor, y: Tensor, idx: Tensor, device: torch.device) -> tuple[Tensor, Tensor]:
+    """One training batch on the run's device. A training set too large for the GPU stays in
+    pinned host memory: the batch is gathered there and copied without blocking the host."""
+    if x.device == device:
+        return x[idx], y[idx]
+    rows = torch.empty((len(idx), *x.shape[1:]), dtype=x.dtype, pin_memory=True)
+    torch.index_select(x, 0, idx, out=rows)
+    return rows.to(device, non_blocking=True), y[idx].to(device, non_blocking=True)
 
 
 def score_of(row: dict[str, Any], n_val: int, adversarial: bool) -> tuple[float, float]:
@@ -192,6 +204,8 @@ def fit(
     ck = run_dir / "checkpoints"
     epochs, bs = int(cfg.epochs), int(cfg.batch_size)
     x, y = recipe.training_data(x, y)
+    if x.device != ctx.device:  # kept on the host (too large for the GPU): pinned, labels too
+        x, y = (t if t.is_pinned() else t.pin_memory() for t in (x.cpu(), y.cpu()))
     steps_per_epoch = -(-len(x) // bs)
     opt = make_optimizer(model, cfg.optimizer)
     sched = make_scheduler(opt, cfg.schedule, epochs * steps_per_epoch, epochs)
@@ -213,11 +227,15 @@ def fit(
         classifier._optimizer = opt  # noqa: SLF001 - ART trains with the classifier's optimizer
 
     trained = model
+    if cfg.compile and ctx.device.type == "cuda":  # checkpoints keep the plain model's keys
+        trained = torch.compile(model)
     if dist is not None:
         from torch.nn.parallel import DistributedDataParallel
 
         ids = [ctx.device.index] if ctx.device.type == "cuda" else None
         trained = DistributedDataParallel(model, device_ids=ids)  # averages weight gradients
+        if cfg.compile and ctx.device.type == "cuda":
+            trained = torch.compile(trained)
     state_path = ck / "state.pt"
     if (
         state_path.exists()
@@ -356,9 +374,9 @@ def fit(
 
 def _device_options(model: nn.Module, cfg: RecipeBase, device: torch.device, log):
     """bf16 autocast and channels_last on CUDA; elsewhere a note that they are ignored."""
-    wanted = [
-        k for k, on in (("amp", cfg.amp != "off"), ("channels_last", cfg.channels_last)) if on
-    ]
+    flags = (("amp", cfg.amp != "off"), ("channels_last", cfg.channels_last),
+             ("compile", cfg.compile))  # fmt: skip
+    wanted = [k for k, on in flags if on]
     if wanted and device.type != "cuda":
         log(f"note: {' and '.join(wanted)} apply on CUDA only; ignored on {device.type}")
         return contextlib.nullcontext()
