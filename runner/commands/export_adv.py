@@ -139,12 +139,13 @@ def _load(run_dir: Path, device_name: str, allow_import: list[str], which: str |
     stored = _stored_run(run_dir, cfg)
     if not re.match(r"^(auto|cpu|mps|cuda(:\d+)?)$", device_name):
         raise AdvrunError(f"--device '{device_name}' is not one of auto, cpu, mps, cuda, cuda:N")
-    from runner.device import select_device
+    from runner.device import select_device, set_threads
     from runner.execute.prepare import prepare
-    from runner.models import build_model
+    from runner.models import build_for_spec
     from runner.train.loop import load_checkpoint
 
     device = select_device(device_name)
+    set_threads(stored.threads, stored.deterministic)
     data = prepare(stored.data, stored.threat.pixel_range, device)
     recorded = (metrics or {}).get("data_sha256")
     if recorded and recorded != data.sha256:
@@ -152,8 +153,8 @@ def _load(run_dir: Path, device_name: str, allow_import: list[str], which: str |
             f"the data changed since this run was evaluated (sha256 {data.sha256[:12]} != "
             f"{recorded[:12]}); an export would not match its reported accuracy"
         )
-    model = build_model(
-        stored.model.arch, data.input_shape, data.num_classes, stored.model.kwargs, allow_import
+    model = build_for_spec(
+        stored.model, data.input_shape, data.num_classes, stored.threat.pixel_range, allow_import
     ).to(device)
     if which == "last":
         ck = contained(run_dir, "checkpoints", "last.pt")
@@ -185,7 +186,7 @@ def export_attack(ld: Loaded, attack: AttackBase, out: Path) -> dict[str, Any]:
     from runner.device import seed_everything
     from runner.eval.evaluate import logits_of
 
-    seed_everything(ld.run.seed)
+    seed_everything(ld.run.seed, ld.run.deterministic)
     lo, hi = ld.run.threat.pixel_range
     n = ld.run.eval.n or len(ld.data.x_test)
     x, y = ld.data.x_test[:n], ld.data.y_test[:n]
@@ -255,12 +256,14 @@ def training_examples(ld: Loaded):
     from runner.catalog import RECIPES
     from runner.device import generator, seed_everything
     from runner.recipes.base import TrainContext
+    from runner.train.augment import Augment
 
     run, data = ld.run, ld.data
     ctx = TrainContext(
         ld.device, run.threat.pixel_range, run.threat, data.num_classes, data.input_shape,
         None, run.poisoning,
     )  # fmt: skip
+    ctx.augment = Augment(run.data.augment, run.threat.pixel_range, data.input_shape) or None
     recipe = RECIPES.load(run.recipe.kind)(run.recipe, ctx)
     if not recipe.adversarial:
         raise AdvrunError(
@@ -277,7 +280,7 @@ def training_examples(ld: Loaded):
     )
     perm = torch.randperm(len(x), generator=gen, device=gen.device).to(x.device)
     batches = perm.split(int(run.recipe.batch_size))
-    seed_everything(run.seed)
+    seed_everything(run.seed, run.deterministic)
     captured: list[tuple[Any, Any]] = []
     inner = recipe.perturb
 
@@ -292,9 +295,12 @@ def training_examples(ld: Loaded):
         p.requires_grad_(False)  # only input gradients: nothing is trained here
     for b, idx in enumerate(batches):
         captured.clear()
+        xb, yb = x[idx].to(ld.device), y[idx].to(ld.device)
+        # data.augment: the batch drawn as the loop draws it (same generator, same order)
+        xb = ctx.augment(xb, gen) if ctx.augment else xb
         ld.model.train()  # as the loop calls batch_loss; the inner attack switches to eval
-        recipe.batch_loss(ld.model, x[idx], y[idx], epoch + b / len(batches))
-        if len(captured) != 1 or not torch.equal(captured[0][0], x[idx][: len(captured[0][0])]):
+        recipe.batch_loss(ld.model, xb, yb, epoch + b / len(batches))
+        if len(captured) != 1 or not torch.equal(captured[0][0], xb[: len(captured[0][0])]):
             raise AdvrunError(
                 f"recipe kind {run.recipe.kind} does not attack its batch in one perturb call; "
                 "its training-time examples cannot be regenerated"
@@ -302,7 +308,7 @@ def training_examples(ld: Loaded):
         m = len(captured[0][0])
         cleans.append(captured[0][0])
         xs.append(captured[0][1])
-        ys.append(y[idx][:m])
+        ys.append(yb[:m])
         idxs.append(idx[:m])
     ld.model.eval()
     eps = float(recipe.eps_at(epoch + 1))
@@ -329,8 +335,9 @@ def export_train(ld: Loaded, out: Path) -> dict[str, Any]:
     meta = {
         "kind": "train",
         "what": "training-time adversarial examples of the final epoch, regenerated: the "
-        "recipe's own attack on the final epoch's seeded batches against the last checkpoint, "
-        "random starts seeded with the run seed",
+        "recipe's own attack on the final epoch's seeded batches (after data.augment, drawn as "
+        "the training loop draws it) against the last checkpoint, random starts seeded with the "
+        "run seed",
         "run_id": ld.run.id,
         "recipe": ld.run.recipe.model_dump(),
         "epoch": epoch,

@@ -22,13 +22,15 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 
+from runner import faults
 from runner.attacks.runner import generate
 from runner.device import generator
+from runner.eval.common import attack_cost, logits_of, margins, perturbation_norm, progress
 
 if TYPE_CHECKING:
     from runner.compile import Threat
+    from runner.eval.resume import EvalCheckpoint
     from runner.spec.attacks import AttackBase
-from runner.eval.common import attack_cost, logits_of, margins, perturbation_norm, progress
 
 
 @dataclass
@@ -66,8 +68,13 @@ def run_suite(
     mode: str = "cascade",
     log: Callable[[str], None] = print,
     seed: int = 0,
+    checkpoint: EvalCheckpoint | None = None,
 ) -> SuiteResult:
-    """Run the suite; per-example outcomes and per-attack bookkeeping."""
+    """Run the suite; per-example outcomes and per-attack bookkeeping.
+
+    With ``checkpoint``, the state after each attack is saved and a rerun continues after the
+    last saved attack (each attack is seeded by its position, so the result is the same).
+    """
     model.eval()
     lo, hi = threat.pixel_range
     cpu = lambda t: t.detach().cpu().numpy()  # noqa: E731
@@ -94,13 +101,28 @@ def run_suite(
     w_dist = torch.zeros(len(y), device=x.device)
     broken_by = np.where(cpu(clean_ok), "", "clean").astype(object)
     info: dict[str, dict[str, Any]] = {}
+    done = 0
+    saved = checkpoint.load_suite() if checkpoint is not None else None
+    if saved is not None:
+        done, frames, state, info = saved
+        dev = x.device
+        alive = torch.as_tensor(state["correct"].to_numpy(bool), device=dev)
+        w_pred = torch.as_tensor(state["pred"].to_numpy(), device=dev)
+        w_margin = torch.as_tensor(state["margin"].to_numpy(), device=dev).to(w_margin.dtype)
+        w_dist = torch.as_tensor(state["distance"].to_numpy(), device=dev).to(w_dist.dtype)
+        broken_by = state["broken_by"].to_numpy(object).copy()
+        log(f"resumed the attack suite after {done} finished attack(s)")
     for i, cfg in enumerate(progress(inside + outside, "attacks")):
+        if i < done:
+            continue
         in_suite = i < len(inside)
         scope = mode if in_suite else "off_threat"
         todo = alive if scope == "cascade" else clean_ok
         idx = todo.nonzero().squeeze(1)
         t0 = time.perf_counter()
         gen = generator(seed + i, x.device)
+        np.random.seed(seed + i)  # ART draws its random starts from the global streams:
+        torch.manual_seed(seed + i)  # seed them per attack so a resumed suite matches
         x_adv = generate(model, x[idx], y[idx], cfg, (lo, hi), num_classes, art_classifier, gen)
         logits = logits_of(model, x_adv, batch_size)
         pred = logits.argmax(1) if len(idx) else clean_pred[idx]
@@ -140,6 +162,11 @@ def run_suite(
             f"{cfg.name} ({scope}): attacked {len(idx)}, fooled {int(fooled.sum())}, "
             f"accuracy {float(row_ok.float().mean()):.4f} [{seconds:.1f}s]"
         )
+        faults.reached(f"attack:{cfg.name}")
+        if checkpoint is not None:
+            state = _frame("state", y_np, cpu(w_pred), cpu(alive), cpu(w_margin), cpu(w_dist),
+                           cpu(clean_ok), broken_by.copy())  # fmt: skip
+            checkpoint.save_suite(i + 1, frames, state, info)
     if inside:
         frames.append(
             _frame("worst_case", y_np, cpu(w_pred), cpu(alive), cpu(w_margin), cpu(w_dist),

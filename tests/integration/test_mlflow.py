@@ -353,3 +353,23 @@ def test_exported_adversarial_data_is_logged_as_artifacts(tracked, capsys):
     plan = json.loads((out / "plan.json").read_text())
     assert run["params"]["spec_sha256"] != plan["spec_sha256"]
     assert run["tags"]["advrun.param_changed.spec_sha256"] == plan["spec_sha256"]
+
+
+@pytest.mark.slow  # two spawned jobs: about a minute on 2 shared cores
+def test_jobs_in_other_processes_log_to_one_parent(tmp_path, capsys):
+    """--jobs 2: each spawned job rebuilds its hooks from plain options and logs its own run
+    live; the parent run is created once (a file lock) and nothing is logged twice."""
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(SPEC.replace("seeds: [0]", "seeds: [0, 1]"))
+    uri = f"sqlite:///{tmp_path / 'ml.db'}"
+    out = tmp_path / "out"
+    assert main(["run", str(spec), "-o", str(out), "-q", "--jobs", "2", "--mlflow", uri]) == 0
+    snap = snapshot(uri, "tracked")
+    parent = _only(snap, "experiment")
+    runs = [r for r in snap.values() if r["tags"]["advrun.kind"] == "run"]
+    assert len(snap) == 3 and sorted(r["params"]["seed"] for r in runs) == ["0", "1"]
+    pid = next(k for k, v in snap.items() if v is parent)
+    for r in runs:
+        assert r["tags"]["mlflow.parentRunId"] == pid and r["status"] == "FINISHED"
+        assert [s for s, _, _ in r["metrics"]["val_robust"]] == [1, 2]
+        assert "model_card.json" in r["artifacts"]
