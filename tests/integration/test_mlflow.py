@@ -258,7 +258,6 @@ def test_without_the_extra_the_option_says_what_to_install(tmp_path, monkeypatch
     assert main(["track", str(tmp_path), "--mlflow", "sqlite:///x.db"]) == 2
     assert "pip install 'advrun[mlflow]'" in capsys.readouterr().err
     assert not (out / "runs").exists()  # refused before any compute
-    assert main(["run", str(spec), "-o", str(out), "-q", "--no-mlflow"]) == 0
 
 
 def test_tuning_trials_nest_under_a_study_run_with_their_objectives(tmp_path, capsys):
