@@ -36,6 +36,16 @@ def add_import_argument(p: argparse.ArgumentParser) -> None:
     )
 
 
+def add_baseline_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--baseline",
+        metavar="DIR",
+        help="gate against the last accepted release (its output dir, run dir or model_card.json):"
+        " exit 3 when clean or worst-case accuracy drops by more than gate.max_drop (default "
+        "0.01 clean, 0.02 worst case) beyond noise (paired McNemar test on the same examples)",
+    )
+
+
 def add_tracking_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--mlflow",

@@ -16,6 +16,7 @@ from typing import Any
 
 from runner.checkpoint import load_into, load_state_dict
 from runner.commands.common import (
+    add_baseline_argument,
     add_import_argument,
     add_spec_arguments,
     add_tracking_arguments,
@@ -42,13 +43,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--force", action="store_true", help="re-evaluate even if already done")
     p.add_argument("-q", "--quiet", action="store_true", help="print only the results table")
     add_tracking_arguments(p)
-    p.add_argument(
-        "--baseline",
-        metavar="DIR",
-        help="gate against the last accepted release (its output dir, run dir or model_card.json):"
-        " exit 3 when clean or worst-case accuracy drops by more than gate.max_drop (default "
-        "0.01 clean, 0.02 worst case) beyond noise (paired McNemar test on the same examples)",
-    )
+    add_baseline_argument(p)
 
 
 _FIT = "check the model's arch and kwargs in the spec"

@@ -6,6 +6,7 @@ import argparse
 import fnmatch
 
 from runner.commands.common import (
+    add_baseline_argument,
     add_import_argument,
     add_spec_arguments,
     add_tracking_arguments,
@@ -28,13 +29,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--no-report", action="store_true", help="do not write OUTPUT/report.html at the end"
     )
     add_tracking_arguments(p)
-    p.add_argument(
-        "--baseline",
-        metavar="DIR",
-        help="gate against the last accepted release (its output dir, run dir or model_card.json):"
-        " exit 3 when clean or worst-case accuracy drops by more than gate.max_drop (default "
-        "0.01 clean, 0.02 worst case) beyond noise (paired McNemar test on the same examples)",
-    )
+    add_baseline_argument(p)
     g = p.add_argument_group("parallel and distributed execution (README: Scaling out)")
     g.add_argument(
         "--jobs",
@@ -82,7 +77,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     loaded, plan, store = load(args)
     from runner import track
-    from runner.execute import Options, execute_plan, preflight, results
+    from runner.execute import Options, execute_plan, preflight
     from runner.execute import finish as experiment
     from runner.report.baseline import load_baseline, remember_baseline
 
@@ -116,6 +111,15 @@ def run(args: argparse.Namespace) -> int:
         outcomes = execute_parallel(store, opts, runs, args.jobs, args.jobs_per_gpu)
     else:
         outcomes = execute_plan(store, opts, runs)
+    return _finish(args, loaded, plan, store, runs, outcomes, tracking)
+
+
+def _finish(args, loaded, plan, store, runs, outcomes, tracking) -> int:
+    """Results, report, the failures, the gate and the tracking catch-up; the exit code."""
+    from runner import track
+    from runner.execute import finish as experiment
+    from runner.execute import results
+
     df = experiment.write_results(plan, store, report=not args.no_report)
     print(results.format_table(df))
     print(f"results: {store.root / 'results.csv'}")
@@ -149,7 +153,7 @@ def _check_parallel(args: argparse.Namespace) -> None:
 
 def _run_distributed(args, loaded, plan, store, runs, opts) -> int:
     """Under torchrun: every rank trains each run (DDP); rank 0 writes and reports."""
-    from runner.execute import distributed, preflight, results
+    from runner.execute import distributed, preflight
     from runner.execute import finish as experiment
 
     if args.jobs > 1 or args.launcher != "local":
@@ -167,20 +171,9 @@ def _run_distributed(args, loaded, plan, store, runs, opts) -> int:
             remember_baseline(store.root, args.baseline)
         opts.verbose = opts.verbose and dist.main
         outcomes = distributed.execute_distributed(store, opts, runs, dist)
-        code = 0
-        if dist.main:
-            df = experiment.write_results(plan, store, report=not args.no_report)
-            print(results.format_table(df))
-            print(f"results: {store.root / 'results.csv'}")
-            failed = [o for o in outcomes if o.state == "failed"]
-            for o in failed:
-                print(f"FAILED {o.run.id}: {o.message}")
-            gate_code = experiment.gate(loaded.spec, store, [r.id for r in runs])
-            if opts.tracking:  # rank 0 logs; the other ranks build no hooks
-                from runner import track
-
-                track.sync(opts.tracking["mlflow"], store.root, verbose=opts.verbose)
-            code = EXIT_FAILED if failed else gate_code
-        return code
+        if not dist.main:  # rank 0 reports; the other ranks build no hooks and log nothing
+            return 0
+        tracking = opts.tracking["mlflow"] if opts.tracking else None
+        return _finish(args, loaded, plan, store, runs, outcomes, tracking)
     finally:
         distributed.shutdown(dist)
