@@ -129,6 +129,8 @@ def bare_epoch(run, data, x, y, device) -> tuple[float, dict[str, int]]:
     eps, bs = r.get("eps", 0.0), r["batch_size"]
     x = torch.cat([x, x[: round(r["fraction"] * len(x))]]) if kind == "backdoor_mitigation" else x
     y = torch.cat([y, y[: round(r["fraction"] * len(y))]]) if kind == "backdoor_mitigation" else y
+    if device.type == "cuda":  # CUDA is asynchronous: time finished work only
+        torch.cuda.synchronize(device)
     t0 = time.perf_counter()
     perm = torch.randperm(len(x), device=device)
     for i in range(0, len(x), bs):
@@ -155,6 +157,8 @@ def bare_epoch(run, data, x, y, device) -> tuple[float, dict[str, int]]:
         opt.zero_grad()
         loss.backward()
         opt.step()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
     seconds = time.perf_counter() - t0
     counter.close()
     return seconds, counter.as_dict()
