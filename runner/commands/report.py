@@ -16,12 +16,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import contextlib
+
+    from runner.execute.claim import locked
+    from runner.execute.finish import LOCK
     from runner.report.render import write_report
 
     out = args.output or (
         Path(args.dirs[0]) / "report.html" if len(args.dirs) == 1 else "report.html"
     )
-    path = write_report(args.dirs, out)
+    with contextlib.ExitStack() as held:  # results.json and model cards are rewritten in each
+        for d in sorted({str(Path(d).resolve()) for d in args.dirs if Path(d).is_dir()}):
+            held.enter_context(locked(Path(d) / LOCK))
+        path = write_report(args.dirs, out)
     print(f"report: {path}")
     for d in args.dirs:
         print(
