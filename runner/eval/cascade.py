@@ -24,6 +24,7 @@ from torch import Tensor, nn
 
 from runner.attacks.runner import generate
 from runner.device import generator
+from runner.train.counter import PassCounter
 
 if TYPE_CHECKING:
     from runner.compile import Threat
@@ -94,52 +95,62 @@ def run_suite(
     w_dist = torch.zeros(len(y), device=x.device)
     broken_by = np.where(cpu(clean_ok), "", "clean").astype(object)
     info: dict[str, dict[str, Any]] = {}
-    for i, cfg in enumerate(progress(inside + outside, "attacks")):
-        in_suite = i < len(inside)
-        scope = mode if in_suite else "off_threat"
-        todo = alive if scope == "cascade" else clean_ok
-        idx = todo.nonzero().squeeze(1)
-        t0 = time.perf_counter()
-        gen = generator(seed + i, x.device)
-        x_adv = generate(model, x[idx], y[idx], cfg, (lo, hi), num_classes, art_classifier, gen)
-        logits = logits_of(model, x_adv, batch_size)
-        pred = logits.argmax(1) if len(idx) else clean_pred[idx]
-        m = margins(logits, y[idx]) if len(idx) else w_margin[idx]
-        dist = perturbation_norm(x[idx], x_adv, cfg.norm)
-        fooled = pred != y[idx]
-        attacked = torch.zeros(len(y), dtype=torch.bool, device=x.device)
-        attacked[idx] = True
-        broken = 0
-        if in_suite:
-            newly = idx[fooled & alive[idx]]
-            broken = len(newly)
-            broken_by[cpu(newly)] = cfg.name
-            alive[newly] = False
-            lower = m < w_margin[idx]
-            upd = idx[lower]
-            w_margin[upd], w_pred[upd], w_dist[upd] = m[lower], pred[lower], dist[lower]
-        if scope == "cascade":  # cumulative state after this attack
-            row_pred, row_ok, row_m, row_d = w_pred, alive, w_margin, w_dist
-        else:  # this attack's own outcome; clean-wrong examples stay wrong
-            row_pred, row_ok = clean_pred.clone(), torch.zeros_like(clean_ok)
-            row_m, row_d = margins(clean_logits, y), torch.zeros(len(y), device=x.device)
-            row_pred[idx], row_ok[idx], row_m[idx], row_d[idx] = pred, ~fooled, m, dist
-        frames.append(
-            _frame(cfg.name, y_np, cpu(row_pred), cpu(row_ok), cpu(row_m), cpu(row_d),
-                   cpu(attacked))
-        )  # fmt: skip
-        seconds = time.perf_counter() - t0
-        info[cfg.name] = {
-            "scope": scope,
-            "attacked": int(len(idx)),
-            "fooled": int(fooled.sum()),
-            "broken": broken,
-            "seconds": round(seconds, 3),
-        }
-        log(
-            f"{cfg.name} ({scope}): attacked {len(idx)}, fooled {int(fooled.sum())}, "
-            f"accuracy {float(row_ok.float().mean()):.4f} [{seconds:.1f}s]"
-        )
+    counter = PassCounter(model)  # what each attack cost, in examples forwarded / backwarded
+    try:
+        for i, cfg in enumerate(progress(inside + outside, "attacks")):
+            in_suite = i < len(inside)
+            scope = mode if in_suite else "off_threat"
+            todo = alive if scope == "cascade" else clean_ok
+            idx = todo.nonzero().squeeze(1)
+            t0 = time.perf_counter()
+            f0, b0 = counter.forward, counter.backward
+            gen = generator(seed + i, x.device)
+            x_adv = generate(model, x[idx], y[idx], cfg, (lo, hi), num_classes, art_classifier, gen)
+            passes = {
+                "forward_passes": counter.forward - f0,
+                "backward_passes": counter.backward - b0,
+            }
+            logits = logits_of(model, x_adv, batch_size)
+            pred = logits.argmax(1) if len(idx) else clean_pred[idx]
+            m = margins(logits, y[idx]) if len(idx) else w_margin[idx]
+            dist = perturbation_norm(x[idx], x_adv, cfg.norm)
+            fooled = pred != y[idx]
+            attacked = torch.zeros(len(y), dtype=torch.bool, device=x.device)
+            attacked[idx] = True
+            broken = 0
+            if in_suite:
+                newly = idx[fooled & alive[idx]]
+                broken = len(newly)
+                broken_by[cpu(newly)] = cfg.name
+                alive[newly] = False
+                lower = m < w_margin[idx]
+                upd = idx[lower]
+                w_margin[upd], w_pred[upd], w_dist[upd] = m[lower], pred[lower], dist[lower]
+            if scope == "cascade":  # cumulative state after this attack
+                row_pred, row_ok, row_m, row_d = w_pred, alive, w_margin, w_dist
+            else:  # this attack's own outcome; clean-wrong examples stay wrong
+                row_pred, row_ok = clean_pred.clone(), torch.zeros_like(clean_ok)
+                row_m, row_d = margins(clean_logits, y), torch.zeros(len(y), device=x.device)
+                row_pred[idx], row_ok[idx], row_m[idx], row_d[idx] = pred, ~fooled, m, dist
+            frames.append(
+                _frame(cfg.name, y_np, cpu(row_pred), cpu(row_ok), cpu(row_m), cpu(row_d),
+                       cpu(attacked))
+            )  # fmt: skip
+            seconds = time.perf_counter() - t0
+            info[cfg.name] = {
+                "scope": scope,
+                "attacked": int(len(idx)),
+                "fooled": int(fooled.sum()),
+                "broken": broken,
+                "seconds": round(seconds, 3),
+                **passes,
+            }
+            log(
+                f"{cfg.name} ({scope}): attacked {len(idx)}, fooled {int(fooled.sum())}, "
+                f"accuracy {float(row_ok.float().mean()):.4f} [{seconds:.1f}s]"
+            )
+    finally:
+        counter.close()
     if inside:
         frames.append(
             _frame("worst_case", y_np, cpu(w_pred), cpu(alive), cpu(w_margin), cpu(w_dist),
