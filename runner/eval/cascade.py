@@ -29,7 +29,14 @@ from runner.train.counter import PassCounter
 if TYPE_CHECKING:
     from runner.compile import Threat
     from runner.spec.attacks import AttackBase
-from runner.eval.common import attack_cost, logits_of, margins, perturbation_norm, progress
+from runner.eval.common import (
+    attack_cost,
+    fast_layout,
+    logits_of,
+    margins,
+    perturbation_norm,
+    progress,
+)
 
 
 @dataclass
@@ -70,6 +77,22 @@ def run_suite(
 ) -> SuiteResult:
     """Run the suite; per-example outcomes and per-attack bookkeeping."""
     model.eval()
+    with fast_layout(model, x):
+        return _run_suite(model, x, y, attacks, threat, num_classes, batch_size, mode, log, seed)
+
+
+def _run_suite(
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    attacks: Sequence[AttackBase],
+    threat: Threat,
+    num_classes: int,
+    batch_size: int,
+    mode: str,
+    log: Callable[[str], None],
+    seed: int,
+) -> SuiteResult:
     lo, hi = threat.pixel_range
     cpu = lambda t: t.detach().cpu().numpy()  # noqa: E731
     y_np = cpu(y)
