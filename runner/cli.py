@@ -79,6 +79,23 @@ def main(argv: list[str] | None = None) -> int:
     except AdvrunError as e:
         print(f"advrun {args.command}: {e}" if "\n" not in str(e) else str(e), file=sys.stderr)
         return e.exit_code
+    except OSError as e:  # the environment (disk full, permissions, a vanished file), not a bug
+        where = f": {e.filename}" if getattr(e, "filename", None) else ""
+        print(
+            f"advrun {args.command}: {e.strerror or e}{where}; check the path, its permissions "
+            "and free space, then rerun (finished epochs and runs are kept)",
+            file=sys.stderr,
+        )
+        if args.debug:
+            traceback.print_exc()
+        return EXIT_USAGE
+    except MemoryError:
+        print(
+            f"advrun {args.command}: out of memory; use a smaller data.limit, eval.n or "
+            "batch_size, or a machine with more memory",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
     except KeyboardInterrupt:
         print(
             "advrun: interrupted; completed epochs and runs are kept, run again to resume",

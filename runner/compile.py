@@ -86,6 +86,8 @@ class Run:
     eval: EvalSpec
     poisoning: PoisoningSpec | None = None
     sweep: dict[str, Any] = field(default_factory=dict)  # the swept values of this run
+    deterministic: bool = False  # how to execute, not what: outside the hashes
+    threads: int | None = None
     train_hash: str = ""  # what training depends on: a changed value means a new run
     eval_hash: str = ""  # what evaluation depends on: a change re-evaluates without retraining
 
@@ -110,6 +112,8 @@ class Run:
             "threat": self.threat.to_json(),
             "attacks": [a.model_dump() for a in self.attacks],
             "eval": self.eval.model_dump(),
+            "deterministic": self.deterministic,
+            "threads": self.threads,
         }
         if self.poisoning is not None:
             out["poisoning"] = self.poisoning.model_dump()
@@ -133,6 +137,8 @@ class Run:
             sweep=dict(d.get("sweep") or {}),
             train_hash=d.get("train_hash", ""),
             eval_hash=d.get("eval_hash", ""),
+            deterministic=bool(d.get("deterministic", False)),
+            threads=d.get("threads"),
         )
 
 
@@ -151,6 +157,8 @@ class Audit:
     checkpoint: str | None  # the file audited (None: a factory that loads its own weights)
     checkpoint_sha256: str | None
     eval_hash: str
+    deterministic: bool = False
+    threads: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The audit as stored in run.json."""
@@ -167,6 +175,8 @@ class Audit:
             "eval": self.eval.model_dump(),
             "checkpoint": self.checkpoint,
             "checkpoint_sha256": self.checkpoint_sha256,
+            "deterministic": self.deterministic,
+            "threads": self.threads,
         }
 
 
@@ -287,6 +297,8 @@ def compile_spec(spec: Spec) -> Plan:
                             sweep=sweep,
                             train_hash=th,
                             eval_hash=eval_hash,
+                            deterministic=spec.deterministic,
+                            threads=spec.threads,
                         )
                     )
     return Plan(name=spec.name, runs=runs, threat=threat, attacks=attacks, eval_hash=eval_hash)
@@ -316,6 +328,8 @@ def compile_audit(
         checkpoint=checkpoint,
         checkpoint_sha256=sha,
         eval_hash=plan.eval_hash,
+        deterministic=spec.deterministic,
+        threads=spec.threads,
     )
 
 

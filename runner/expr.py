@@ -63,8 +63,14 @@ def check(value: Number) -> Number:
             f"'{value}' is not a number expression: use a number, a fraction like 8/255, "
             "or an expression of eps like eps/4"
         ) from None
-    _walk(tree, 1.0, value)  # syntax and vocabulary only
+    _finite(_walk(tree, 1.0, value), value)  # syntax and vocabulary only
     return value
+
+
+def _finite(v: float, text: Number) -> float:
+    if not math.isfinite(v):
+        raise ExprError(f"'{text}' is not a finite number (too large)")
+    return v
 
 
 def evaluate(value: Number, eps: float | None = None) -> float:
@@ -72,7 +78,7 @@ def evaluate(value: Number, eps: float | None = None) -> float:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
     check(value)
-    return _walk(ast.parse(str(value).strip(), mode="eval"), eps, str(value))
+    return _finite(_walk(ast.parse(str(value).strip(), mode="eval"), eps, str(value)), value)
 
 
 def uses_eps(value: Number) -> bool:

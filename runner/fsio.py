@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -17,19 +18,79 @@ _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
+class WriteError(AdvrunError):
+    """A file could not be written (disk full, read-only, permissions): the environment, not a
+    bug. What was written before stays intact (every write is atomic); rerunning resumes."""
+
+
+_FULL = (errno.ENOSPC, errno.EDQUOT)
+_DENIED = (errno.EACCES, errno.EPERM, errno.EROFS)
+LOW_SPACE = 1 << 20  # a library error with less than this free is taken for a full disk
+
+
+def write_error(path: str | Path, exc: BaseException, free: int | None = None) -> WriteError:
+    """A one-line message for a failed write of ``path`` that says what to do."""
+    code = getattr(exc, "errno", None)
+    if code in _FULL or free is not None:
+        why = "no space left on the device" + (
+            f" ({free:,} bytes free)" if free is not None else ""
+        )
+        fix = (
+            "free some space (or choose another -o), then rerun: finished epochs and runs are kept"
+        )
+    elif code in _DENIED:
+        why = getattr(exc, "strerror", None) or str(exc)
+        fix = "check the permissions of the output directory or choose another -o"
+    else:
+        why = getattr(exc, "strerror", None) or " ".join(str(exc).split())[:200]
+        fix = "check the output directory, then rerun: finished epochs and runs are kept"
+    return WriteError(f"cannot write {path}: {why}; {fix}")
+
+
+def _free_bytes(directory: Path) -> int | None:
+    try:
+        st = os.statvfs(directory)
+    except OSError:
+        return None
+    return st.f_bavail * st.f_frsize
+
+
+def _commit(tmp: str, path: Path) -> None:
+    """Flush the temporary file to disk, then rename it over ``path`` (tests patch this to
+    simulate a disk that fills mid-write)."""
+    with open(tmp, "rb+") as f:  # flush before the rename makes it visible
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it over ``path`` only on success."""
+    """Yield a temporary path beside ``path``; rename it over ``path`` only on success.
+
+    A failed write (disk full, permissions) leaves the old ``path`` untouched, removes the
+    temporary file and raises :class:`WriteError` (exit 2, one line) instead of a traceback.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; results are shared like any other file
     try:
-        yield Path(tmp)
-        with open(tmp, "rb+") as f:  # flush to disk before the rename makes it visible
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; results are shared like any other
+    except OSError as e:
+        raise write_error(path, e) from e
+    try:
+        try:
+            yield Path(tmp)
+            _commit(tmp, path)
+        except OSError as e:
+            raise write_error(path, e) from e
+        except (RuntimeError, ValueError) as e:
+            # libraries report a full disk their own way (torch.save: "unexpected pos ..."):
+            # with (almost) no space left, say so; anything else is not ours to rename
+            free = _free_bytes(path.parent)
+            if free is not None and free < LOW_SPACE:
+                raise write_error(path, e, free) from e
+            raise
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)

@@ -35,8 +35,32 @@ class Mark:
     col: int  # 1-based
 
 
+MAX_NODES = 100_000  # a spec is small; aliases can expand a few lines exponentially
+MAX_DEPTH = 50  # a spec nests about 5 levels; deeper input is an attack or a wrong file
+
+
+class _TooDeep(Exception):
+    def __init__(self, mark: yaml.Mark | None) -> None:
+        self.mark = mark
+
+
 class _Loader(yaml.SafeLoader):
-    """SafeLoader + duplicate-key rejection + YAML 1.2-style floats."""
+    """SafeLoader + duplicate-key rejection + YAML 1.2-style floats + a nesting limit.
+
+    PyYAML's composer recurses once per nesting level, so ``[[[[...]]]]`` thousands deep would
+    end in a RecursionError; the limit turns it into a located error long before that.
+    """
+
+    _depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                raise _TooDeep(self.peek_event().start_mark)
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
 
 
 # Replace the float resolver so that 1e-3 and 1E5 are floats, as users expect.
@@ -65,9 +89,6 @@ def _dotted(path: Path_) -> str:
     return ".".join(str(p) for p in path)
 
 
-MAX_NODES = 100_000  # a spec is small; aliases can expand a few lines exponentially
-
-
 class _Budget:
     def __init__(self) -> None:
         self.left = MAX_NODES
@@ -79,9 +100,28 @@ def _check_tree(
     path: Path_,
     problems: list[Located],
     budget: _Budget | None = None,
+    active: set[int] | None = None,
 ) -> None:
-    """Reject unknown tags, duplicate keys and alias bombs before anything is constructed."""
+    """Reject unknown tags, duplicate keys, alias bombs and self-referencing aliases before
+    anything is constructed (``active`` holds the nodes on the path from the root)."""
     budget = budget or _Budget()
+    active = set() if active is None else active
+    if id(node) in active:
+        raise SpecError(
+            [
+                _error(
+                    source,
+                    node.start_mark,
+                    _dotted(path),
+                    "an alias refers to a node that contains it (a recursive structure); "
+                    "a spec is a tree: write the value out",
+                )
+            ]
+        )
+    if len(path) > MAX_DEPTH:
+        raise SpecError(
+            [_error(source, node.start_mark, _dotted(path[:3]) + "...", _deep_message())]
+        )
     budget.left -= 1
     if budget.left < 0:
         raise SpecError(
@@ -106,6 +146,7 @@ def _check_tree(
             )
         )
         return
+    active.add(id(node))
     if isinstance(node, yaml.MappingNode):
         seen: dict[Any, yaml.Node] = {}
         for key_node, value_node in node.value:
@@ -122,11 +163,19 @@ def _check_tree(
                 )
             elif key is not None:
                 seen[key] = key_node
-            _check_tree(key_node, source, path, problems, budget)
-            _check_tree(value_node, source, (*path, key), problems, budget)
+            _check_tree(key_node, source, path, problems, budget, active)
+            _check_tree(value_node, source, (*path, key), problems, budget, active)
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
-            _check_tree(item, source, (*path, i), problems, budget)
+            _check_tree(item, source, (*path, i), problems, budget, active)
+    active.discard(id(node))
+
+
+def _deep_message() -> str:
+    return (
+        f"the YAML nests more than {MAX_DEPTH} levels deep; a spec nests a few levels: "
+        "flatten it (is this the right file?)"
+    )
 
 
 def _record_marks(node: yaml.Node, source: str, path: Path_, marks: dict[Path_, Mark]) -> None:
@@ -154,6 +203,8 @@ def load_yaml(text: str, source: str) -> tuple[Any, dict[Path_, Mark]]:
         if problems:
             raise SpecError(problems)
         data = loader.construct_document(node)
+    except _TooDeep as e:
+        raise SpecError([_error(source, e.mark, "", _deep_message())]) from None
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         msg = " ".join(str(x) for x in (e.context, e.problem) if x)

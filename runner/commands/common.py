@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import tempfile
 from pathlib import Path
 
 from runner.compile import Plan, compile_spec
+from runner.errors import AdvrunError
 from runner.execute.store import Store, default_output_dir
 from runner.spec import LoadedSpec, load_spec
 
@@ -35,7 +37,41 @@ def add_import_argument(p: argparse.ArgumentParser) -> None:
 
 
 def load(args: argparse.Namespace) -> tuple[LoadedSpec, Plan, Store]:
+    """The validated spec, its plan and its store.
+
+    The output directory is ``-o`` (the user's explicit choice: anywhere), else the spec's
+    ``output.dir`` (validated to stay inside the working directory), else ``reports/<name>``.
+    """
     loaded = load_spec(args.spec, args.overrides)
     plan = compile_spec(loaded.spec)
     out = args.output or loaded.spec.output.dir or default_output_dir(loaded.spec.name)
+    check_output_path(Path(out))
     return loaded, plan, Store(Path(out))
+
+
+def check_output_path(root: Path) -> None:
+    """Refuse an output directory that is a file, or sits under one (a stat, no write)."""
+    hint = "choose another -o (or output.dir)"
+    if root.exists() and not root.is_dir():
+        raise AdvrunError(f"output directory {root} is a file, not a folder; {hint}")
+    for parent in root.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise AdvrunError(
+                    f"output directory {root}: {parent} is a file, not a folder; {hint}"
+                )
+            break
+
+
+def prepare_output(root: Path) -> None:
+    """Create the output directory and prove it is writable before the first result is written
+    (a temporary file, removed at once: a read-only or full disk fails here, not mid-run)."""
+    from runner.fsio import write_error
+
+    check_output_path(root)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=root, prefix=".advrun-probe-"):
+            pass
+    except OSError as e:
+        raise write_error(root, e) from e

@@ -11,11 +11,16 @@ from __future__ import annotations
 
 import argparse
 import time
-import zipfile
 from pathlib import Path
 from typing import Any
 
-from runner.commands.common import add_import_argument, add_spec_arguments, load
+from runner.checkpoint import load_into, load_state_dict
+from runner.commands.common import (
+    add_import_argument,
+    add_spec_arguments,
+    load,
+    prepare_output,
+)
 from runner.compile import Audit, compile_audit
 from runner.errors import AdvrunError
 from runner.fsio import sha256_file
@@ -37,69 +42,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-q", "--quiet", action="store_true", help="print only the results table")
 
 
-def load_state_dict(path: Path, device) -> dict[str, Any]:
-    """A plain state_dict from ``path``; clear errors for a missing file or a pickle payload."""
-    import pickle
-
-    import torch
-
-    if not path.is_file():
-        raise AdvrunError(f"checkpoint {path}: no such file; pass the path of a saved state_dict")
-    if not zipfile.is_zipfile(path):  # torch.save has written zip archives since torch 1.6
-        raise AdvrunError(
-            f"checkpoint {path}: not a PyTorch checkpoint (torch.save writes a zip archive); "
-            "save it with torch.save(model.state_dict(), PATH)"
-        )
-    try:
-        obj = torch.load(path, map_location=device, weights_only=True)
-    except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise AdvrunError(
-            f"checkpoint {path}: refused to load: it holds pickled Python objects, not just "
-            f"tensors ({first[:200]}); save model.state_dict() with torch.save instead"
-        ) from None
-    except Exception as e:  # not a torch file at all: zip/EOF/format errors vary by version
-        raise AdvrunError(
-            f"checkpoint {path}: not a PyTorch checkpoint ({type(e).__name__}: {str(e)[:200]})"
-        ) from None
-    if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
-        obj = obj["state_dict"]  # a common wrapper
-    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise AdvrunError(
-            f"checkpoint {path}: expected a state_dict (a mapping of names to tensors), got "
-            f"{type(obj).__name__}; save model.state_dict() with torch.save"
-        )
-    return obj
+_FIT = "check the model's arch and kwargs in the spec"
 
 
 def _load_into(model, state: dict[str, Any], path: Path, name: str) -> None:
-    own = model.state_dict()
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    wrong = [
-        f"{k} {tuple(state[k].shape)} != {tuple(v.shape)}"
-        for k, v in own.items()
-        if k in state and tuple(state[k].shape) != tuple(v.shape)
-    ]
-    if missing or unexpected or wrong:
-        parts = []
-        if wrong:
-            parts.append(
-                "wrong shapes: " + "; ".join(wrong[:3]) + (" ..." if len(wrong) > 3 else "")
-            )
-        if missing:
-            parts.append(
-                "missing: " + ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
-            )
-        if unexpected:
-            parts.append(
-                "unexpected: " + ", ".join(unexpected[:5]) + (" ..." if len(unexpected) > 5 else "")
-            )
-        raise AdvrunError(
-            f"checkpoint {path} does not fit model '{name}' ({'; '.join(parts)}); check the "
-            "model's arch and kwargs in the spec"
-        )
-    model.load_state_dict(state)
+    load_into(model, state, path, f"model '{name}'", _FIT)
 
 
 def audit_model(
@@ -111,13 +58,13 @@ def audit_model(
     log=print,
 ) -> dict[str, Any]:
     """Evaluate one model like a run; store run.json, metrics.json, examples.parquet, status."""
-    from runner.device import seed_everything, select_device
+    from runner.device import seed_everything, select_device, set_threads
     from runner.eval.evaluate import evaluate_run
     from runner.execute.prepare import prepare
     from runner.execute.runlog import RunLog
     from runner.execute.store import now
     from runner.fsio import read_json, write_json, write_with
-    from runner.models import build_model
+    from runner.models import build_for_spec
     from runner.provenance import git_commit, versions
     from runner.train.counter import PassCounter
 
@@ -131,9 +78,12 @@ def audit_model(
     d.mkdir(parents=True, exist_ok=True)
     write_json(d / "run.json", audit.to_json())
     device = select_device(device_name)
-    seed_everything(0)
+    seed_everything(0, audit.deterministic)
+    set_threads(audit.threads, audit.deterministic)
     data = prepare(audit.data, audit.threat.pixel_range, device)
-    model = build_model(m.arch, data.input_shape, data.num_classes, m.kwargs, allow_import)
+    model = build_for_spec(
+        m, data.input_shape, data.num_classes, audit.threat.pixel_range, allow_import
+    )
     if ckpt is not None:
         _load_into(model, load_state_dict(ckpt, device), ckpt, m.name)
     model = model.to(device).eval()
@@ -163,7 +113,7 @@ def audit_model(
             "checkpoint": audit.checkpoint, "checkpoint_sha256": audit.checkpoint_sha256,
             "best_epoch": None, "stopped_early": None,
             "results": ev.results, "curves": ev.curves, "checklist": ev.checklist,
-            "data_sha256": data.sha256, "device": str(device),
+            "data_sha256": data.sha256, "class_names": data.class_names, "device": str(device),
             "train_seconds": 0.0, "eval_seconds": time.perf_counter() - t0,
             "train_passes": {"forward_passes": 0, "backward_passes": 0},
             "eval_passes": counter.as_dict(), "versions": versions(), "git_commit": git_commit(),
@@ -177,6 +127,24 @@ def audit_model(
         raise
     finally:
         runlog.close()
+
+
+def _preflight(models, ckpt: Path | None, plan, device_name: str, allow_import: list[str]) -> None:
+    """Data, device, model and checkpoint checked before anything is written: a bad file or
+    factory leaves the output directory as it was."""
+    from runner.device import select_device
+    from runner.execute.prepare import load_split
+    from runner.models import build_model
+
+    select_device(device_name)
+    ds, sp = load_split(plan.runs[0].data)  # cached for the audit
+    state = load_state_dict(ckpt, "cpu") if ckpt is not None else None
+    for m in models:
+        model = build_model(
+            m.arch, tuple(sp.x_train.shape[1:]), ds.num_classes, m.kwargs, allow_import
+        )
+        if state is not None:
+            _load_into(model, state, ckpt, m.name)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -199,11 +167,13 @@ def run(args: argparse.Namespace) -> int:
                 "PATH, or use a model factory 'package.module:function' with --allow-import"
             )
     from runner.execute import results
+    from runner.execute.finish import write_results
     from runner.fsio import write_text
 
-    store.root.mkdir(parents=True, exist_ok=True)
-    write_text(store.root / "spec.yaml", loaded.text)
     device_name = args.device or spec.device
+    _preflight(models, ckpt, plan, device_name, args.allow_import)  # fail before any write
+    prepare_output(store.root)  # a read-only or full output directory fails before any write
+    write_text(store.root / "spec.yaml", loaded.text)
     sha = sha256_file(ckpt) if ckpt is not None and ckpt.is_file() else None
     t0 = time.perf_counter()
     for m in models:
@@ -217,9 +187,7 @@ def run(args: argparse.Namespace) -> int:
         if not args.quiet:
             shown = ", ".join(f"{r['attack']} {r['accuracy']:.3f}" for r in metrics["results"])
             print(f"{metrics['slug']}: {shown}")
-    df = results.collect(plan, store)
-    results.write(df, store.root)
-    results.write_curves(plan, store)
+    df = write_results(plan, store, report=False)
     print(results.format_table(df))
     print(f"results: {store.root / 'results.csv'} ({time.perf_counter() - t0:.1f}s)")
     from runner.report.hooks import gate_exit_code

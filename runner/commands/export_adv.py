@@ -107,18 +107,19 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from runner.attacks.runner import generate
-    from runner.device import seed_everything, select_device
+    from runner.device import seed_everything, select_device, set_threads
     from runner.eval.evaluate import logits_of, perturbation_norm
     from runner.execute.prepare import prepare
     from runner.execute.store import now
     from runner.fsio import write_with
-    from runner.models import build_model
+    from runner.models import build_for_spec
     from runner.train.loop import load_checkpoint
 
     if not re.match(r"^(auto|cpu|mps|cuda(:\d+)?)$", args.device):
         raise AdvrunError(f"--device '{args.device}' is not one of auto, cpu, mps, cuda, cuda:N")
     device = select_device(args.device)
-    seed_everything(stored.seed)
+    seed_everything(stored.seed, stored.deterministic)
+    set_threads(stored.threads, stored.deterministic)
     threat = stored.threat
     lo, hi = threat.pixel_range
     data = prepare(stored.data, (lo, hi), device)
@@ -128,12 +129,8 @@ def run(args: argparse.Namespace) -> int:
             f"the data changed since this run was evaluated (sha256 {data.sha256[:12]} != "
             f"{recorded[:12]}); an export would not match its reported accuracy"
         )
-    model = build_model(
-        stored.model.arch,
-        data.input_shape,
-        data.num_classes,
-        stored.model.kwargs,
-        args.allow_import,
+    model = build_for_spec(
+        stored.model, data.input_shape, data.num_classes, (lo, hi), args.allow_import
     ).to(device)
     ck = _checkpoint(run_dir, metrics, stored)
     model.load_state_dict(load_checkpoint(ck, device))

@@ -30,7 +30,12 @@ def _short(hp: dict) -> str:
 
 def run(args: argparse.Namespace) -> int:
     _, plan, store = load(args)
+    from runner.execute.claim import holder_of
+
     status = store.statuses(plan)
+    for r in plan.runs:  # a live claim: some process is working on it now
+        if status[r.id] != "done" and (h := holder_of(store.run_dir(r))) is not None:
+            status[r.id] = f"running ({h})"
     if args.json:
         rows = [
             {

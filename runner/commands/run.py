@@ -5,8 +5,13 @@ from __future__ import annotations
 import argparse
 import fnmatch
 
-from runner.commands.common import add_import_argument, add_spec_arguments, load
-from runner.errors import EXIT_FAILED
+from runner.commands.common import (
+    add_import_argument,
+    add_spec_arguments,
+    load,
+    prepare_output,
+)
+from runner.errors import EXIT_FAILED, AdvrunError
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -21,12 +26,54 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--no-report", action="store_true", help="do not write OUTPUT/report.html at the end"
     )
+    g = p.add_argument_group("parallel and distributed execution (README: Scaling out)")
+    g.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        metavar="N",
+        help="run up to N runs at once on this machine, each in its own process (CPU cores are "
+        "split between them; with GPUs, one GPU each)",
+    )
+    g.add_argument(
+        "--jobs-per-gpu",
+        type=int,
+        default=1,
+        metavar="M",
+        help="with --jobs on GPUs: let M jobs share each GPU (default 1)",
+    )
+    g.add_argument(
+        "--launcher",
+        choices=("local", "ray"),
+        default="local",
+        help="local (default: this machine; see --jobs) or ray (one Ray task per run)",
+    )
+    g.add_argument(
+        "--address",
+        metavar="ADDR",
+        help="--launcher ray: the cluster to join (ray.init(address=...)); default a local Ray",
+    )
+    g.add_argument(
+        "--cpus-per-run",
+        type=float,
+        default=1.0,
+        metavar="C",
+        help="--launcher ray: CPUs each CPU run's task asks for (default 1; a CUDA run asks for "
+        "one GPU)",
+    )
+    g.add_argument(
+        "--retries",
+        type=int,
+        default=2,
+        metavar="K",
+        help="--launcher ray: retries of a task whose worker died; it resumes from its last epoch",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     loaded, plan, store = load(args)
     from runner.execute import Options, execute_plan, preflight, results
-    from runner.fsio import write_json, write_text
+    from runner.execute import finish as experiment
 
     runs = [r for r in plan.runs if not args.only or fnmatch.fnmatch(r.id, args.only)]
     opts = Options(
@@ -35,28 +82,80 @@ def run(args: argparse.Namespace) -> int:
         force=args.force,
         verbose=not args.quiet,
     )
+    _check_parallel(args)
+    from runner.execute import distributed
+
+    if distributed.world_size_from_env() > 1:
+        return _run_distributed(args, loaded, plan, store, runs, opts)
     preflight(runs, opts)  # missing data, a bad device or model: fail before writing anything
-    store.root.mkdir(parents=True, exist_ok=True)
-    write_text(store.root / "spec.yaml", loaded.text)
-    write_json(
-        store.root / "plan.json",
-        {
-            "spec_sha256": loaded.sha256,
-            "overrides": list(loaded.overrides),
-            "runs": [r.id for r in plan.runs],
-        },
-    )
-    outcomes = execute_plan(plan, store, opts, runs)
-    df = results.collect(plan, store)
-    results.write(df, store.root)
-    results.write_curves(plan, store)  # curves.csv/.parquet (eval.eps_curve)
+    prepare_output(store.root)  # a read-only or full output directory fails before any write
+    experiment.write_plan(loaded, plan, store)
+    if args.launcher == "ray":
+        from runner.execute.ray_launcher import execute_on_ray
+
+        outcomes = execute_on_ray(store, opts, runs, args.address, args.retries, args.cpus_per_run)
+    elif args.jobs > 1:
+        from runner.execute.jobs import execute_parallel
+
+        outcomes = execute_parallel(store, opts, runs, args.jobs, args.jobs_per_gpu)
+    else:
+        outcomes = execute_plan(store, opts, runs)
+    df = experiment.write_results(plan, store, report=not args.no_report)
     print(results.format_table(df))
     print(f"results: {store.root / 'results.csv'}")
     failed = [o for o in outcomes if o.state == "failed"]
     for o in failed:
         print(f"FAILED {o.run.id}: {o.message}")
-    from runner.report.hooks import finish
-
-    # report + robustness gate (exit 3 when a threshold fails; a failed run's exit 1 wins)
-    gate_code = finish(loaded.spec, store.root, [r.id for r in runs], report=not args.no_report)
+    # the robustness gate: exit 3 when a threshold fails; a failed run's exit 1 wins
+    gate_code = experiment.gate(loaded.spec, store, [r.id for r in runs])
     return EXIT_FAILED if failed else gate_code
+
+
+def _check_parallel(args: argparse.Namespace) -> None:
+    if args.jobs < 1:
+        raise AdvrunError(f"--jobs {args.jobs}: give at least 1")
+    if args.jobs_per_gpu < 1:
+        raise AdvrunError(f"--jobs-per-gpu {args.jobs_per_gpu}: give at least 1")
+    if args.cpus_per_run <= 0:
+        raise AdvrunError(f"--cpus-per-run {args.cpus_per_run:g}: give a positive number")
+    if args.retries < 0:
+        raise AdvrunError(f"--retries {args.retries}: give 0 or more")
+    if args.launcher != "ray" and args.address:
+        raise AdvrunError("--address joins a Ray cluster; add --launcher ray")
+    if args.launcher == "ray" and args.jobs > 1:
+        raise AdvrunError(
+            "--jobs is for the local launcher; with --launcher ray the cluster's resources "
+            "decide how many runs go at once"
+        )
+
+
+def _run_distributed(args, loaded, plan, store, runs, opts) -> int:
+    """Under torchrun: every rank trains each run (DDP); rank 0 writes and reports."""
+    from runner.execute import distributed, preflight, results
+    from runner.execute import finish as experiment
+
+    if args.jobs > 1 or args.launcher != "local":
+        raise AdvrunError("under torchrun, run without --jobs and --launcher: torchrun's ranks "
+                          "are the parallelism")  # fmt: skip
+    dist = distributed.init(opts.device)
+    assert dist is not None
+    try:
+        preflight(runs, opts)
+        if dist.main:
+            prepare_output(store.root)
+            experiment.write_plan(loaded, plan, store)
+        opts.verbose = opts.verbose and dist.main
+        outcomes = distributed.execute_distributed(store, opts, runs, dist)
+        code = 0
+        if dist.main:
+            df = experiment.write_results(plan, store, report=not args.no_report)
+            print(results.format_table(df))
+            print(f"results: {store.root / 'results.csv'}")
+            failed = [o for o in outcomes if o.state == "failed"]
+            for o in failed:
+                print(f"FAILED {o.run.id}: {o.message}")
+            gate_code = experiment.gate(loaded.spec, store, [r.id for r in runs])
+            code = EXIT_FAILED if failed else gate_code
+        return code
+    finally:
+        distributed.shutdown(dist)

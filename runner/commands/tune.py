@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from runner.commands.common import add_import_argument, add_spec_arguments, load
+from runner.commands.common import add_import_argument, add_spec_arguments, load, prepare_output
 from runner.errors import EXIT_FAILED, AdvrunError
 
 
@@ -36,6 +36,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="database storage: heartbeat seconds; a trial silent for 3x this is failed and retried",
     )
     p.add_argument("--device", help="override the spec's device (auto, cpu, cuda, cuda:N)")
+    p.add_argument(
+        "--launcher",
+        choices=("local", "ray"),
+        default="local",
+        help="local (default: --workers processes on this machine) or ray (--workers Ray tasks "
+        "on a cluster, all on the study's storage; several machines need PostgreSQL)",
+    )
+    p.add_argument(
+        "--address", metavar="ADDR", help="--launcher ray: the cluster to join (default: local)"
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="print only the summary")
     p.add_argument("--worker", metavar="TAG", help=argparse.SUPPRESS)  # set by --workers
 
@@ -67,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
     from runner.tune.worker import spawn, work
 
     t = spec.tune
+    prepare_output(store.root)
     tune_dir = store.root / "tune"
     tune_dir.mkdir(parents=True, exist_ok=True)
     info = storage_info(args.storage, tune_dir, args.heartbeat)
@@ -86,8 +97,14 @@ def run(args: argparse.Namespace) -> int:
         flush=True,
     )
     failed_workers = 0
-    if args.workers > 1:
-        codes = spawn(_worker_argv(args, store.root, info.url, device), args.workers)
+    if args.launcher == "ray":
+        from runner.execute.ray_launcher import tune_on_ray
+
+        failed_workers = tune_on_ray(ctx, info, args.workers, args.address)
+    elif args.address:
+        raise AdvrunError("--address joins a Ray cluster; add --launcher ray")
+    elif args.workers > 1:
+        codes = spawn(_worker_argv(args, store.root, info.url, device), args.workers, device)
         failed_workers = sum(1 for c in codes if c != 0)
     else:
         work(ctx, info)

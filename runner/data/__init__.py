@@ -7,7 +7,10 @@ of pydantic. They return a :class:`Dataset`; :func:`split` turns it into :class:
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import math
+import unicodedata
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -20,6 +23,8 @@ __all__ = [
     "Dataset",
     "Splits",
     "make_dataset",
+    "conform_classes",
+    "check_split_classes",
     "split",
     "content_sha256",
     "uint8_to_float01",
@@ -49,6 +54,8 @@ class Dataset:
     name: str
     sha256: str  # content hash of the arrays (see content_sha256), recorded with each run
     class_names: tuple[str, ...] | None = None
+    inferred_classes: bool = False  # num_classes was max(label) + 1, not given by the source
+    where: str = ""  # the file or folder it came from, for error messages
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -129,13 +136,29 @@ def make_dataset(
         if len(x) == 0:
             raise AdvrunError(f"{name}: the {part} split is empty{at}")
         if y.min() < 0:
-            raise AdvrunError(f"{name}: negative {part} label {int(y.min())}{at}")
+            raise AdvrunError(
+                f"{name}: negative {part} label {int(y.min())}{at}; labels are class indices 0..K-1"
+            )
+        # min/max propagate NaN and reach +-inf, so two reductions check finiteness too
+        lo, hi = float(x.min()), float(x.max())
+        if not (math.isfinite(lo) and math.isfinite(hi)):
+            bad = int((~np.isfinite(x)).reshape(len(x), -1).any(axis=1).sum())
+            raise AdvrunError(
+                f"{name}: {bad} {part} image(s) hold NaN or infinite pixels{at}; fix or drop them"
+            )
+        if lo < 0.0 or hi > 1.0:
+            raise AdvrunError(
+                f"{name}: {part} pixels span [{lo:g}, {hi:g}], outside [0, 1]{at}; loaders deliver "
+                "[0, 1] images, which advrun maps onto threat.pixel_range: scale the data to "
+                "[0, 1] (or save uint8 0..255)"
+            )
     if x_test is not None and x_test.shape[1:] != x_train.shape[1:]:
         raise AdvrunError(
             f"{name}: test images are {x_test.shape[1:]} but train images are "
             f"{x_train.shape[1:]}{at}; both must have the same (C, H, W)"
         )
     top = max(int(y.max()) for _, _, y in pairs)
+    inferred = num_classes is None
     if num_classes is None:
         num_classes = top + 1
     elif top >= num_classes:
@@ -151,8 +174,109 @@ def make_dataset(
         num_classes=int(num_classes),
         name=name,
         sha256=content_sha256(x_train, y_train, x_test, y_test),
-        class_names=class_names,
+        class_names=_check_class_names(name, class_names, int(num_classes), at),
+        inferred_classes=inferred,
+        where=where,
     )
+
+
+def _check_class_names(
+    name: str, names: tuple[str, ...] | None, num_classes: int, at: str
+) -> tuple[str, ...] | None:
+    """Class names come from data files: one line of printable text each, one per class."""
+    if names is None:
+        return None
+    names = tuple(names)
+    if len(names) != num_classes:
+        raise AdvrunError(
+            f"{name}: {len(names)} class names for {num_classes} classes{at}; the names file "
+            "must list one name per class"
+        )
+    for i, n in enumerate(names):
+        if not isinstance(n, str) or not n or len(n) > 200:
+            raise AdvrunError(
+                f"{name}: class name {i} is not a non-empty text of at most 200 characters{at}"
+            )
+        if any(unicodedata.category(c) in ("Cc", "Cs", "Zl", "Zp") for c in n):
+            raise AdvrunError(
+                f"{name}: class name {i} ({n!r}) holds control characters{at}; names are one "
+                "line of printable text"
+            )
+    return names
+
+
+def _ranges(values: list[int]) -> str:
+    """[0, 1, 2, 5, 7, 8] -> '0-2, 5, 7-8' (at most 8 groups)."""
+    groups: list[list[int]] = []
+    for v in values:
+        if groups and v == groups[-1][1] + 1:
+            groups[-1][1] = v
+        else:
+            groups.append([v, v])
+    parts = [f"{a}" if a == b else f"{a}-{b}" for a, b in groups]
+    return ", ".join(parts[:8]) + (f", ... ({len(parts) - 8} more)" if len(parts) > 8 else "")
+
+
+def _labels_of(ds: Dataset) -> np.ndarray:
+    return ds.y_train if ds.y_test is None else np.concatenate([ds.y_train, ds.y_test])
+
+
+def conform_classes(ds: Dataset, declared: int | None) -> Dataset:
+    """Apply the spec's ``data.num_classes`` and refuse labels that skip classes.
+
+    With a class count inferred as max(label) + 1 (npz files), labels 0-9 plus a few 42s would
+    silently train a 43-class model; that is refused, naming the labels, unless the spec
+    declares ``data.num_classes``.
+    """
+    at = f" in {ds.where}" if ds.where else ""
+    labels = _labels_of(ds)
+    counts = np.bincount(labels, minlength=ds.num_classes)
+    present = [int(c) for c in np.flatnonzero(counts)]
+    if declared is not None:
+        if not ds.inferred_classes and declared != ds.num_classes:
+            raise AdvrunError(
+                f"data set '{ds.name}' has {ds.num_classes} classes{at}, but data.num_classes is "
+                f"{declared}; remove data.num_classes or set it to {ds.num_classes}"
+            )
+        if present[-1] >= declared:
+            over = [c for c in present if c >= declared]
+            raise AdvrunError(
+                f"{ds.name}: labels {_ranges(over)}{at} are out of range for data.num_classes "
+                f"{declared} (labels 0..{declared - 1}); fix the labels or raise data.num_classes"
+            )
+        return dataclasses.replace(ds, num_classes=int(declared))
+    if not ds.inferred_classes:
+        return ds
+    missing = [c for c in range(ds.num_classes) if counts[c] == 0]
+    if missing:
+        first_gap = missing[0]
+        beyond = [c for c in present if c > first_gap]
+        n_beyond = int(sum(counts[c] for c in beyond))
+        raise AdvrunError(
+            f"{ds.name}: labels skip classes{at}: label(s) {_ranges(beyond)} ({n_beyond} "
+            f"example(s)) lie beyond class(es) {_ranges(missing)}, which have no examples, so the "
+            f"class count would be {ds.num_classes}; fix the labels, or declare "
+            f"data.num_classes: {ds.num_classes} if the data set really has that many classes"
+        )
+    return ds
+
+
+def check_split_classes(ds: Dataset, sp: Splits, limit: int | None = None) -> None:
+    """Every class of the data set has examples in train and test (and in val, when it is used)."""
+    classes = set(int(c) for c in np.unique(_labels_of(ds)))
+    for part, y, fix in (
+        ("training", sp.y_train, "raise data.limit" if limit else "use more data"),
+        ("test", sp.y_test, "raise data.test_fraction or use more data"),
+        ("validation", sp.y_val, "raise data.val_fraction (or set it to 0)"),
+    ):
+        if part == "validation" and len(y) == 0:
+            continue
+        missing = sorted(classes - set(int(c) for c in np.unique(y)))
+        if missing:
+            raise AdvrunError(
+                f"{ds.name}: the {part} split ({len(y)} examples) has no examples of class(es) "
+                f"{_ranges(missing)}; {fix}"
+            )
 
 
 def _carve(
@@ -169,7 +293,7 @@ def _carve(
         # sklearn refuses when a class has < 2 members or n_out < number of classes
         raise AdvrunError(
             f"cannot carve a stratified {what} split of {n_out} examples from {len(idx)} "
-            f"examples of data set '{name}': {exc}; change the {what} fraction or use more data"
+            f"examples of data set '{name}': {exc}; change data.{what}_fraction or use more data"
         ) from None
     return np.asarray(rest), np.asarray(out)
 

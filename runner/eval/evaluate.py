@@ -15,20 +15,24 @@ Every accuracy carries n and a 95% percentile-bootstrap interval (examples resam
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+import torch
 from torch import Tensor, nn
 
+from runner import faults
 from runner.eval.cascade import run_suite
 from runner.eval.common import logits_of, margins, perturbation_norm
 from runner.stats import bootstrap_ci
 
 if TYPE_CHECKING:
     from runner.compile import Threat
+    from runner.eval.resume import EvalCheckpoint
     from runner.spec.attacks import AttackBase
     from runner.spec.core import EvalSpec
 
@@ -52,23 +56,46 @@ def evaluate_run(
     num_classes: int,
     eval_cfg: EvalSpec,
     log: Callable[[str], None] = print,
+    checkpoint: EvalCheckpoint | None = None,
 ) -> Evaluation:
-    """Everything ``eval_cfg`` asks for (the ``eval`` section of a run)."""
+    """Everything ``eval_cfg`` asks for (the ``eval`` section of a run).
+
+    With ``checkpoint``, finished attacks, the curves and the checklist are kept as they finish,
+    and a rerun after a crash continues where it stopped (each phase is seeded on its own, so the
+    numbers are those of an uninterrupted evaluation).
+    """
     bs, n_boot = eval_cfg.batch_size, eval_cfg.bootstrap
-    suite = run_suite(model, x, y, attacks, threat, num_classes, bs, eval_cfg.suite, log)
+    suite = run_suite(
+        model, x, y, attacks, threat, num_classes, bs, eval_cfg.suite, log, checkpoint=checkpoint
+    )
     results = summarize(suite.examples, attacks, threat, n_boot, suite.info)
     ev = Evaluation(suite.examples, results)
     if eval_cfg.eps_curve:
         from runner.eval.curves import robustness_curves
 
-        ev.curves = robustness_curves(model, x, y, attacks, threat, num_classes, eval_cfg, log)
+        ev.curves = _phase(checkpoint, "curves", lambda: robustness_curves(
+            model, x, y, attacks, threat, num_classes, eval_cfg, log))  # fmt: skip
     if eval_cfg.checklist:
         from runner.eval.checklist import run_checklist
 
-        ev.checklist = run_checklist(
-            model, x, y, threat, num_classes, bs, eval_cfg.checklist_n, log
-        )
+        ev.checklist = _phase(checkpoint, "checklist", lambda: run_checklist(
+            model, x, y, threat, num_classes, bs, eval_cfg.checklist_n, log))  # fmt: skip
     return ev
+
+
+def _phase(checkpoint: EvalCheckpoint | None, name: str, compute: Callable[[], Any]) -> Any:
+    """A whole evaluation phase, kept once done; seeded so its numbers do not depend on what ran
+    before it in this process."""
+    if checkpoint is not None and (kept := checkpoint.load(name)) is not None:
+        return kept
+    seed = zlib.crc32(name.encode())  # ART's random starts come from the global streams
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    value = compute()
+    faults.reached(name)
+    if checkpoint is not None:
+        checkpoint.save(name, value)
+    return value
 
 
 def summarize(

@@ -1,16 +1,23 @@
-"""Execute a plan: every not-yet-done run, one after another in this process."""
+"""Execute a plan in this process: every run not yet done, each under its claim.
+
+A run claimed by another live process (a colleague's ``advrun run`` on the same output
+directory, another job) is skipped and revisited: when its owner finishes it, it counts as done;
+when its claim goes stale (the owner died), it is taken over and resumed from its last epoch.
+So several processes on one run store train every run exactly once.
+"""
 
 from __future__ import annotations
 
 import sys
+import time
 from dataclasses import dataclass
 
-import torch
-
-from runner.compile import Plan, Run
-from runner.errors import AdvrunError, RunFailed
+from runner import faults
+from runner.compile import Run
+from runner.errors import RunFailed
+from runner.execute.claim import Claim, ClaimLost, Holder, heartbeat_interval
 from runner.execute.options import Options
-from runner.execute.run import execute_run
+from runner.execute.progress import Progress
 from runner.execute.store import Store
 
 
@@ -21,37 +28,61 @@ class Outcome:
     message: str = ""
 
 
-def execute_plan(
-    plan: Plan, store: Store, opts: Options, runs: list[Run] | None = None
-) -> list[Outcome]:
-    """Run every not-yet-done run of the plan; a failed run does not stop the others."""
-    outcomes = []
-    todo = runs if runs is not None else plan.runs
-    for i, run in enumerate(todo, 1):
-        status = "new" if opts.force else store.status(run)
-        if status == "done":
-            outcomes.append(Outcome(run, "skipped", "already done"))
-            if opts.verbose:
-                print(f"[{i}/{len(todo)}] {run.slug}: done, skipped")
-            continue
-        if opts.verbose:
-            print(f"[{i}/{len(todo)}] {run.slug}: {status} -> running", flush=True)
+def execute_plan(store: Store, opts: Options, runs: list[Run]) -> list[Outcome]:
+    """Run every not-yet-done run; a failed run does not stop the others. Outcomes in plan order."""
+    from runner.execute.run import execute_run  # torch: only when something runs
+
+    progress = Progress(runs, opts.verbose)
+    outcomes: dict[str, Outcome] = {}
+    waiting: list[Run] = []
+    observed: dict[str, tuple[int, float]] = {}
+
+    def attempt(run: Run) -> Holder | None:
+        """Claim and execute ``run``; the holder of its claim when another live process has it."""
+        if not opts.force and store.status(run) == "done":
+            outcomes[run.id] = Outcome(run, "skipped", "already done")
+            progress.skipped(run, "done, skipped")
+            return None
+        claim = Claim(store.run_dir(run), run.id)
+        holder = claim.try_acquire(observed)
+        if holder is not None:
+            return holder
         try:
-            m = execute_run(run, store, opts)
-        except RunFailed as e:
-            outcomes.append(Outcome(run, "failed", str(e)))
-            print(f"[{i}/{len(todo)}] {run.slug}: FAILED: {e}", file=sys.stderr)
-            continue
-        except AdvrunError:
-            raise
-        acc = {r["attack"]: r["accuracy"] for r in m["results"]}
-        outcomes.append(Outcome(run, "done"))
-        if opts.verbose:
-            shown = ", ".join(f"{k} {v:.3f}" for k, v in acc.items())
-            print(
-                f"[{i}/{len(todo)}] {run.slug}: {shown} ({m['train_seconds']:.1f}s train)",
-                flush=True,
-            )
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
-    return outcomes
+            if not opts.force and store.status(run) == "done":  # finished by its last holder
+                outcomes[run.id] = Outcome(run, "skipped", "done by another process")
+                progress.skipped(run, "done by another process")
+                return None
+            how = f"took over from {claim.took_over}, " if claim.took_over else ""
+            progress.started(run, f"{how}{store.status(run)} -> running")
+            try:
+                m = execute_run(run, store, opts, claim=claim)
+            except (ClaimLost, RunFailed) as e:
+                outcomes[run.id] = Outcome(run, "failed", str(e))
+                progress.failed(run, str(e))
+                return None
+            outcomes[run.id] = Outcome(run, "done")
+            progress.finished(run, m)
+            faults.reached("run_done")
+            return None
+        finally:
+            claim.release()
+
+    for run in runs:
+        holder = attempt(run)
+        if holder is not None:
+            progress.note(run, f"claimed by {holder} (alive); waiting for it to finish or die")
+            waiting.append(run)
+    while waiting:  # runs of other processes: done by them, or taken over when they die
+        time.sleep(min(1.0, heartbeat_interval() / 2))
+        waiting = [r for r in waiting if attempt(r) is not None]
+    progress.close()
+    _free_cuda()
+    return [outcomes[r.id] for r in runs]
+
+
+def _free_cuda() -> None:
+    if "torch" in sys.modules:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()

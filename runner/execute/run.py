@@ -14,20 +14,24 @@ from tqdm import tqdm
 from runner import poisoning
 from runner.catalog import RECIPES
 from runner.compile import Run
-from runner.device import seed_everything, select_device
+from runner.device import seed_everything, select_device, set_threads
 from runner.errors import RunFailed
 from runner.eval.evaluate import evaluate_run
-from runner.execute.hooks import hooks_for
+from runner.eval.resume import EvalCheckpoint
+from runner.execute.claim import Claim
+from runner.execute.distributed import Dist
+from runner.execute.hooks import Hooks, hooks_for
 from runner.execute.options import Options
 from runner.execute.prepare import load_split, prepare
 from runner.execute.runlog import RunLog
 from runner.execute.store import Store, now
-from runner.fsio import read_json, write_json, write_with
-from runner.models import build_model
+from runner.fsio import read_json, sha256_file, write_json, write_with
+from runner.models import build_for_spec
 from runner.provenance import git_commit, versions
 from runner.recipes.base import TrainContext
+from runner.train.augment import Augment
 from runner.train.counter import PassCounter
-from runner.train.loop import fit, load_checkpoint
+from runner.train.loop import fit, load_weights
 
 
 def preflight(runs: list[Run], opts: Options) -> None:
@@ -39,24 +43,53 @@ def preflight(runs: list[Run], opts: Options) -> None:
     for r in checks.values():
         ds, sp = load_split(r.data)  # cached for the runs
         shape = tuple(sp.x_train.shape[1:])
-        build_model(r.model.arch, shape, ds.num_classes, r.model.kwargs, opts.allow_import)
+        Augment(r.data.augment, (0.0, 1.0), shape)  # e.g. a crop larger than npz images
+        build_for_spec(r.model, shape, ds.num_classes, allow_import=opts.allow_import)
+        if r.poisoning is not None:  # its target and trigger fit the data
+            poisoning.check_fits(r.poisoning, shape, ds.num_classes)
 
 
 def execute_run(
-    run: Run, store: Store, opts: Options, on_epoch: Callable[[dict[str, Any]], None] | None = None
+    run: Run,
+    store: Store,
+    opts: Options,
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
+    claim: Claim | None = None,
+    dist: Dist | None = None,
 ) -> dict[str, Any]:
-    """Train (or resume) and evaluate one run; return its metrics."""
+    """Train (or resume) and evaluate one run; return its metrics.
+
+    The caller holds the run's ``claim`` (see :mod:`runner.execute.claim`); it is checked before
+    every write, so a process that lost its claim stops instead of overwriting another's work.
+    Under torchrun (``dist``) every rank calls this; rank 0 holds the claim, writes the store and
+    evaluates, and the other ranks return an empty dict once it has.
+    """
     d = store.run_dir(run)
+    main = dist is None or dist.main
+    guard = claim.check if claim is not None else (lambda: None)
     status = "new" if opts.force else store.status(run)
+    if dist is not None:
+        status = dist.broadcast(status)
     if status == "done":
-        return read_json(d / "metrics.json")
-    if opts.force or status == "failed":  # a fresh start, not a resume of a diverged state
+        return read_json(d / "metrics.json") if main else {}
+    st0 = store_status(store, run)
+    # a fresh start after --force or a diverged run; a killed job resumes from its last epoch
+    if main and (opts.force or (status == "failed" and not st0.get("resumable"))):
+        guard()
         shutil.rmtree(d / "checkpoints", ignore_errors=True)
+        shutil.rmtree(d / EVAL_STATE, ignore_errors=True)
         (d / "metrics.json").unlink(missing_ok=True)  # no stale results beside a failed retrain
-    d.mkdir(parents=True, exist_ok=True)
-    write_json(d / "run.json", run.to_json())
-    log = RunLog(d / "log.txt")
-    hooks = hooks_for(opts)
+    if main:
+        d.mkdir(parents=True, exist_ok=True)
+        guard()
+        write_json(d / "run.json", run.to_json())
+    log: Any = RunLog(d / "log.txt") if main else _Silent()
+    hooks = hooks_for(opts) if main else Hooks([])
+    train_needed = (
+        status in ("new", "partial", "failed") or not (d / "checkpoints" / "last.pt").exists()
+    )
+    if dist is not None:  # every rank must agree, and read nothing rank 0 is about to delete
+        train_needed = dist.broadcast(train_needed)
 
     def epoch_done(row: dict[str, Any]) -> None:
         hooks.call("epoch_done", run, d, row)
@@ -64,112 +97,200 @@ def execute_run(
             on_epoch(row)
 
     try:
-        device = select_device(opts.device)
-        seed_everything(run.seed)
+        device = dist.device(opts.device) if dist is not None else select_device(opts.device)
+        seed_everything(run.seed, run.deterministic)
+        threads = set_threads(run.threads, run.deterministic)
         threat = run.threat
         pr = threat.pixel_range
         data = prepare(run.data, pr, device)
-        model = build_model(
-            run.model.arch, data.input_shape, data.num_classes, run.model.kwargs, opts.allow_import
+        model = build_for_spec(
+            run.model, data.input_shape, data.num_classes, pr, opts.allow_import
         ).to(device)
         counter = PassCounter(model)
         ctx = TrainContext(
             device, pr, threat, data.num_classes, data.input_shape, counter, run.poisoning
         )
+        ctx.augment = Augment(run.data.augment, pr, data.input_shape) or None
         recipe = RECIPES.load(run.recipe.kind)(run.recipe, ctx)
         x_train, y_train = poisoning.training_set(run, data, ctx)  # poisoned if the spec says so
-        if status in ("new", "partial", "failed") or not (d / "checkpoints" / "last.pt").exists():
-            store.set_status(run, "running", started=now(), device=str(device), stopped_epoch=None)
-            log(f"training {run.slug} on {device} ({len(data.x_train)} examples)")
+        world = dist.world_size if dist is not None else 1
+        execution = {"device": str(device), "threads": threads,
+                     "deterministic": run.deterministic, "world_size": world,
+                     "batch_size": int(run.recipe.batch_size),
+                     "per_rank_batch_size": -(-int(run.recipe.batch_size) // world)}  # fmt: skip
+        if dist is not None:
+            execution["backend"] = dist.backend
+        if train_needed:
+            if main:
+                guard()
+                store.set_status(run, "running", started=now(), stopped_epoch=None,
+                                 resumable=None, diagnosis=None, **execution)  # fmt: skip
+            log(
+                f"training {run.slug} on {device} ({len(data.x_train)} examples, {threads} "
+                f"threads; {data.memory})"
+            )
             hooks.call("run_started", run, d)
             bar = tqdm(
-                total=int(run.recipe.epochs), desc=run.slug, leave=False, disable=not opts.bars
-            )
+                total=int(run.recipe.epochs), desc=run.slug, leave=False,
+                disable=not (opts.bars and main),
+            )  # fmt: skip
             try:
-                result = fit(
-                    model,
-                    recipe,
-                    x_train,
-                    y_train,
-                    data.x_val,
-                    data.y_val,
-                    ctx,
-                    run.seed,
-                    d,
-                    log,
-                    on_epoch=epoch_done if hooks or on_epoch else None,
-                    progress=bar,
-                )
+                result = _deterministic_ops(run, lambda: fit(
+                    model, recipe, x_train, y_train, data.x_val, data.y_val, ctx, run.seed, d, log,
+                    on_epoch=epoch_done if main and (hooks or on_epoch) else None, progress=bar,
+                    guard=guard, dist=dist,
+                ))  # fmt: skip
             finally:
                 bar.close()
-            store.set_status(
-                run,
-                "trained",
-                best_epoch=result.best_epoch,
-                stopped_early=result.stopped_early,
-                stopped_epoch=result.stopped_epoch,
-            )
-        train_seconds, train_passes = training_cost(d)
-        eval_start = counter.as_dict()
-        # a run stopped early (catastrophic overfitting) restored its best epoch: evaluate that
-        stopped = store_status(store, run).get("stopped_epoch")
-        which = "best" if stopped else run.eval.checkpoint
-        ck = d / "checkpoints" / f"{which}.pt"
-        if not ck.exists():
-            ck = d / "checkpoints" / "last.pt"
-        model.load_state_dict(load_checkpoint(ck, device))
-        n = run.eval.n or len(data.x_test)
-        x_test, y_test = data.x_test[:n], data.y_test[:n]
-        t1 = time.perf_counter()
-        evaluation = evaluate_run(
-            model, x_test, y_test, run.attacks, threat, data.num_classes, run.eval, log
-        )
-        examples, summary = evaluation.examples, evaluation.results
-        eval_passes = {k: v - eval_start[k] for k, v in counter.as_dict().items()}
-        counter.close()
-        write_with(d / "examples.parquet", lambda p: examples.to_parquet(p, index=False))
-        st = store_status(store, run)
-        asr = poisoning.evaluate(run, model, x_test, y_test, summary)  # adds an "asr" row
-        metrics = {
-            "run_id": run.id,
-            "slug": run.slug,
-            "eval_hash": run.eval_hash,
-            "model": run.model.name,
-            "arch": run.model.arch,
-            "recipe": run.recipe.name,
-            "kind": run.recipe.kind,
-            "seed": run.seed,
-            "sweep": run.sweep,
-            "hyperparameters": run.hyperparameters,
-            "checkpoint": ck.stem,
-            "best_epoch": st.get("best_epoch"),
-            "stopped_early": st.get("stopped_early"),
-            "stopped_epoch": st.get("stopped_epoch"),
-            "poisoning": asr,
-            "results": summary,
-            "curves": evaluation.curves,
-            "checklist": evaluation.checklist,
-            "data_sha256": data.sha256,
-            "device": str(device),
-            "train_seconds": train_seconds,
-            "eval_seconds": time.perf_counter() - t1,
-            "train_passes": train_passes,
-            "eval_passes": eval_passes,
-            "versions": versions(),
-            "git_commit": git_commit(),
-        }
-        write_json(d / "metrics.json", metrics)
-        store.set_status(run, "done", finished=now())
-        log("done")
-        hooks.call("run_done", run, d, metrics)
-        return metrics
+            if main:
+                guard()
+                store.set_status(
+                    run,
+                    "trained",
+                    best_epoch=result.best_epoch,
+                    stopped_early=result.stopped_early,
+                    stopped_epoch=result.stopped_epoch,
+                )
+        if not main:  # rank 0 evaluates and writes; wait for it, then on to the next run
+            counter.close()
+            dist.barrier()
+            return {}
+        try:
+            return _evaluate_and_store(run, store, opts, d, model, data, threat, counter, guard,
+                                       log, hooks, execution)  # fmt: skip
+        finally:
+            if dist is not None:
+                dist.barrier()
     except RunFailed as e:
-        store.set_status(run, "failed", diagnosis=str(e), finished=now())
-        log(f"FAILED: {e}")
-        hooks.call("run_failed", run, d, str(e))
+        if main and (claim is None or not claim.lost):
+            store.set_status(run, "failed", diagnosis=str(e), finished=now())
+            log(f"FAILED: {e}")
+            hooks.call("run_failed", run, d, str(e))
         raise
     finally:
         log.close()
+
+
+def _evaluate_and_store(
+    run: Run,
+    store: Store,
+    opts: Options,
+    d: Path,
+    model: Any,
+    data: Any,
+    threat: Any,
+    counter: PassCounter,
+    guard: Callable[[], None],
+    log: Any,
+    hooks: Hooks,
+    execution: dict[str, Any],
+) -> dict[str, Any]:
+    """Evaluate the chosen checkpoint against the suite; write examples, metrics and status."""
+    device = next(model.parameters()).device
+    train_seconds, train_passes = training_cost(d)
+    eval_start = counter.as_dict()
+    # a run stopped early (catastrophic overfitting) restored its best epoch: evaluate that
+    stopped = store_status(store, run).get("stopped_epoch")
+    which = "best" if stopped else run.eval.checkpoint
+    ck = d / "checkpoints" / f"{which}.pt"
+    if not ck.exists():
+        ck = d / "checkpoints" / "last.pt"
+    load_weights(model, ck, device)
+    n = run.eval.n or len(data.x_test)
+    x_test, y_test = data.x_test[:n], data.y_test[:n]
+    t1 = time.perf_counter()
+    kept = EvalCheckpoint(d / EVAL_STATE, f"{run.eval_hash}:{sha256_file(ck)}")
+    evaluation = _deterministic_ops(run, lambda: evaluate_run(
+        model, x_test, y_test, run.attacks, threat, data.num_classes, run.eval, log,
+        checkpoint=_Guarded(kept, guard),
+    ))  # fmt: skip
+    examples, summary = evaluation.examples, evaluation.results
+    eval_passes = {k: v - eval_start[k] for k, v in counter.as_dict().items()}
+    counter.close()
+    guard()
+    write_with(d / "examples.parquet", lambda p: examples.to_parquet(p, index=False))
+    st = store_status(store, run)
+    asr = poisoning.evaluate(run, model, x_test, y_test, summary)  # adds an "asr" row
+    metrics = {
+        "run_id": run.id,
+        "slug": run.slug,
+        "eval_hash": run.eval_hash,
+        "model": run.model.name,
+        "arch": run.model.arch,
+        "recipe": run.recipe.name,
+        "kind": run.recipe.kind,
+        "seed": run.seed,
+        "sweep": run.sweep,
+        "hyperparameters": run.hyperparameters,
+        "checkpoint": ck.stem,
+        "best_epoch": st.get("best_epoch"),
+        "stopped_early": st.get("stopped_early"),
+        "stopped_epoch": st.get("stopped_epoch"),
+        "poisoning": asr,
+        "results": summary,
+        "curves": evaluation.curves,
+        "checklist": evaluation.checklist,
+        "data_sha256": data.sha256,
+        "class_names": data.class_names,
+        "device": str(device),
+        "execution": {**execution, "train": _train_execution(st)},
+        "train_seconds": train_seconds,
+        "eval_seconds": time.perf_counter() - t1,
+        "train_passes": train_passes,
+        "eval_passes": eval_passes,
+        "versions": versions(),
+        "git_commit": git_commit(),
+    }
+    guard()
+    write_json(d / "metrics.json", metrics)
+    store.set_status(run, "done", finished=now())
+    kept.clear()
+    log("done")
+    hooks.call("run_done", run, d, metrics)
+    return metrics
+
+
+EVAL_STATE = "eval"  # RUN/eval/: finished attacks, curves and checklist of an interrupted run
+
+
+class _Guarded:
+    """The evaluation checkpoint, with the claim checked before every save."""
+
+    def __init__(self, inner: EvalCheckpoint, guard: Callable[[], None]) -> None:
+        self.inner, self.guard = inner, guard
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self.inner, name)
+        if name.startswith("save"):
+
+            def guarded(*args: Any) -> Any:
+                self.guard()
+                return attr(*args)
+
+            return guarded
+        return attr
+
+
+def _train_execution(status: dict[str, Any]) -> dict[str, Any]:
+    """How training ran (it may have run in another process: another job, a torchrun)."""
+    keys = ("device", "threads", "deterministic", "world_size", "batch_size",
+            "per_rank_batch_size")  # fmt: skip
+    return {k: status[k] for k in keys if k in status}
+
+
+def _deterministic_ops(run: Run, work: Callable[[], Any]) -> Any:
+    """``work()``; with ``deterministic: true``, an operation torch cannot run deterministically
+    fails the run with a message instead of a traceback."""
+    try:
+        return work()
+    except RuntimeError as e:
+        if run.deterministic and "deterministic" in str(e):
+            first = str(e).strip().splitlines()[0]
+            raise RunFailed(
+                f"deterministic: true, but an operation has no deterministic implementation on "
+                f"this device ({first[:240]}); set deterministic: false, or use another device"
+            ) from None
+        raise
 
 
 def store_status(store: Store, run: Run) -> dict[str, Any]:
@@ -186,3 +307,13 @@ def training_cost(d: Path) -> tuple[float, dict[str, int]]:
     last = rows[-1] if rows else {}
     passes = {k: int(float(last.get(k) or 0)) for k in ("forward_passes", "backward_passes")}
     return seconds, passes
+
+
+class _Silent:
+    """The log of a rank other than 0: rank 0 writes the run's log."""
+
+    def __call__(self, message: str) -> None:
+        pass
+
+    def close(self) -> None:
+        pass

@@ -48,8 +48,8 @@ class Store:
 
     def status(self, run: Run) -> str:
         d = self.run_dir(run)
-        if not d.exists():
-            return "new"
+        if not (d / "status.json").exists() and not (d / "checkpoints").exists():
+            return "new"  # nothing yet (a directory holding only a fresh claim)
         st = read_json(d / "status.json") or {}
         metrics = read_json(d / "metrics.json")
         if st.get("state") == "done" and metrics and metrics.get("eval_hash") == run.eval_hash:

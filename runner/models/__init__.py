@@ -1,7 +1,8 @@
 """Model construction: built-in architectures by name, or a user factory ``"pkg.module:attr"``.
 
 Every model is an ``nn.Module`` built as ``Model(input_shape=(C, H, W), num_classes=K, **kw)``
-whose forward returns logits of shape (B, K).
+whose forward returns logits of shape (B, K). :func:`build_for_spec` builds a model of the spec
+(``models[]``), wrapped in its input normalisation when it names one.
 """
 
 from __future__ import annotations
@@ -13,14 +14,16 @@ import operator
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import torch
 from torch import nn
 
 from runner.errors import AdvrunError
 from runner.registry import did_you_mean
 
-__all__ = ["build_model", "check_io", "import_allowed"]
+__all__ = ["build_model", "build_for_spec", "check_io", "import_allowed"]
 
 _FIXED = ("self", "input_shape", "num_classes")  # passed by build_model, not user kwargs
+MAX_PARAMETERS = 1_000_000_000  # built-in architectures; 4 GB of float32 weights
 
 
 def check_io(name: str, input_shape: Sequence[int], num_classes: int) -> tuple[int, int, int]:
@@ -77,6 +80,22 @@ def build_model(
             f"{did_you_mean(unknown[0], accepted)}; it accepts: "
             + (", ".join(accepted) if accepted else "no options")
         )
+    # built on the meta device first (no memory): kwargs like hidden: [1000000000] are refused
+    # with a message instead of exhausting RAM, and bad kwarg values fail before any real work
+    try:
+        with torch.device("meta"):
+            probe = cls(input_shape=shape, num_classes=num_classes, **kw)
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise AdvrunError(
+            f"model '{arch}' cannot be built with kwargs {kw} for input {shape} and "
+            f"{num_classes} classes: {type(exc).__name__}: {str(exc)[:200]}; check models[].kwargs"
+        ) from exc
+    n_params = sum(p.numel() for p in probe.parameters())
+    if n_params > MAX_PARAMETERS:
+        raise AdvrunError(
+            f"model '{arch}' with kwargs {kw} would have {n_params:,} parameters, more than the "
+            f"limit of {MAX_PARAMETERS:,}; check models[].kwargs for a typo"
+        )
     return cls(input_shape=shape, num_classes=num_classes, **kw)
 
 
@@ -109,6 +128,28 @@ def _build_user(
             f"module '{module_name}' ({getattr(module, '__file__', '?')}) has no callable "
             f"'{attr}' for model factory '{arch}'"
         )
+    # The pattern admits code, not names: an object re-exported from another module (os:system
+    # is posix.system) runs that module's code, so its own module must be allowed too.
+    origin = getattr(factory, "__module__", None) or type(factory).__module__
+    if not import_allowed(origin, allow_import):
+        raise AdvrunError(
+            f"model factory '{arch}' resolves to {origin}.{getattr(factory, '__qualname__', attr)}, "
+            f"defined in module '{origin}', which --allow-import "
+            f"{' '.join(repr(p) for p in allow_import)} does not cover; only a factory defined in "
+            f"an allowed module is called: point arch at where it is defined, or pass "
+            f"--allow-import {origin} if you really trust that code"
+        )
+    if not (inspect.isfunction(factory) or inspect.isclass(factory)):
+        raise AdvrunError(
+            f"model factory '{arch}' is a {type(factory).__name__}, not a Python function or "
+            "class; a factory is called as f(input_shape=..., num_classes=..., **kwargs) and "
+            "returns a torch.nn.Module"
+        )
+    if inspect.isclass(factory) and not issubclass(factory, nn.Module):
+        raise AdvrunError(
+            f"model factory '{arch}' is the class {factory.__qualname__}, which is not a "
+            "torch.nn.Module"
+        )
     try:
         model = factory(input_shape=shape, num_classes=num_classes, **kw)
     except Exception as exc:
@@ -124,3 +165,44 @@ def _build_user(
             f"model factory '{arch}' returned {type(model).__name__}, not a torch.nn.Module"
         )
     return model
+
+
+def _field(obj: Any, key: str, default: Any = None) -> Any:
+    """A field of a model spec, whether a plain dict (run.json) or a spec object."""
+    if isinstance(obj, Mapping):
+        return obj.get(key, default)
+    return getattr(obj, key, default)
+
+
+def build_for_spec(
+    model: Any,
+    input_shape: Sequence[int],
+    num_classes: int,
+    pixel_range: Sequence[float] = (0.0, 1.0),
+    allow_import: Sequence[str] = (),
+) -> nn.Module:
+    """The model a ``models[]`` entry describes (``arch``, ``kwargs``, ``normalize``).
+
+    With ``normalize`` the architecture is wrapped in :class:`runner.models.normalize.Normalized`,
+    so it takes pixels in ``pixel_range``; its ``state_dict`` keys stay the architecture's.
+    """
+    net = build_model(
+        _field(model, "arch"), input_shape, num_classes, _field(model, "kwargs") or {}, allow_import
+    )
+    norm = _field(model, "normalize")
+    if not norm:
+        return net
+    from runner.models.normalize import Normalized
+
+    mean, std = list(_field(norm, "mean")), list(_field(norm, "std"))
+    channels = int(input_shape[0])
+    if len(mean) not in (1, channels):
+        what = (
+            f"'{_field(norm, 'preset')}' normalisation" if _field(norm, "preset") else "normalize"
+        )
+        raise AdvrunError(
+            f"model '{_field(model, 'name')}': {what} has {len(mean)} channel(s) but the images "
+            f"have {channels}; give {channels} values (or one for all channels)"
+        )
+    lo, hi = (float(v) for v in pixel_range)
+    return Normalized(net, mean, std, (lo, hi), _field(norm, "preset"))

@@ -38,6 +38,7 @@ class TrainContext:
     input_shape: tuple[int, ...]
     counter: PassCounter | None = None
     poisoning: PoisoningSpec | None = None  # the spec's poisoning block, for its trigger
+    augment: Callable[[Tensor, torch.Generator], Tensor] | None = None  # data.augment, per batch
 
 
 def ce_sum(logits: Tensor, y: Tensor) -> Tensor:

@@ -41,6 +41,9 @@ def model_card(exp: dict[str, Any], run: dict[str, Any]) -> dict[str, Any]:
         "data_sha256": run["data_sha256"],
         "architecture": run["arch"],
         "model": run["model"],
+        # the model takes pixels in pixel_range and normalises inside its forward pass
+        "normalization": run.get("normalize"),
+        "class_names": run.get("class_names"),
         "threat_model": THREAT_MODELS.get(threat.get("norm"), threat.get("norm")),
         "eps": threat.get("eps"),
         "eps_text": fmt_eps(threat.get("eps"), threat.get("pixel_range")),

@@ -9,14 +9,14 @@ from pathlib import Path
 from runner.errors import EXIT_GATE, EXIT_OK, AdvrunError
 
 
-def write_default_report(output_dir: str | Path) -> Path | None:
+def write_default_report(output_dir: str | Path, midway=None) -> Path | None:
     """``<out>/report.html`` (+ results.json, model cards); a problem is reported, not raised:
     the runs are stored either way and ``advrun report`` can be rerun."""
     from runner.report.render import write_report
 
     out = Path(output_dir) / "report.html"
     try:
-        return write_report([output_dir], out)
+        return write_report([output_dir], out, midway)
     except AdvrunError as e:
         print(f"report not written: {e}", file=sys.stderr)
     except Exception as e:  # a report bug must not hide the stored results
@@ -39,14 +39,3 @@ def gate_exit_code(spec, output_dir: str | Path, run_ids: Iterable[str] | None =
     for m in messages:
         print(f"  {m}")
     return EXIT_OK if ok else EXIT_GATE
-
-
-def finish(
-    spec, output_dir: str | Path, run_ids: Iterable[str] | None = None, report: bool = True
-) -> int:
-    """Report (unless disabled), then the gate; returns the gate's exit code."""
-    if report:
-        path = write_default_report(output_dir)
-        if path is not None:
-            print(f"report: {path}")
-    return gate_exit_code(spec, output_dir, run_ids)

@@ -126,12 +126,14 @@ def write_companions(report: dict[str, Any]) -> list[Path]:
     return written
 
 
-def write_report(dirs: list[str | Path], output: str | Path) -> Path:
+def write_report(dirs: list[str | Path], output: str | Path, midway=None) -> Path:
     """Build, render and write the HTML report plus its machine-readable companions."""
     from runner.report.build import build
 
     report = build(dirs)
     write_companions(report)
+    if midway is not None:  # a test's kill point between the companions and the HTML
+        midway()
     html = render_html(report)
     out = Path(output)
     write_text(out, html)

@@ -87,6 +87,8 @@ def run_row(r: RunData) -> dict[str, Any]:
         "started": r.status.get("started"),
         "finished": r.status.get("finished"),
         "data_sha256": m.get("data_sha256"),
+        "class_names": m.get("class_names"),
+        "normalize": model.get("normalize"),  # inside the model's forward (models[].normalize)
         "versions": m.get("versions"),
         "git_commit": m.get("git_commit"),
         "checklist": m.get("checklist"),

@@ -13,7 +13,7 @@ from pydantic import Field, model_validator
 
 from runner import expr
 from runner.catalog import ATTACKS
-from runner.spec.base import Expr, StrictModel
+from runner.spec.base import MAX_BATCH, Expr, StrictModel
 
 Engine = Literal["art", "native"]
 
@@ -34,7 +34,10 @@ class AttackBase(StrictModel):
         "art", description="art: ART's implementation (reference); native: advrun's on-device loop"
     )
     batch_size: int | None = Field(
-        None, ge=1, description="attack batch size (default: eval.batch_size)"
+        None,
+        ge=1,
+        le=MAX_BATCH,
+        description=f"attack batch size, 1 to {MAX_BATCH} (default: eval.batch_size)",
     )
 
 

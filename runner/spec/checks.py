@@ -14,7 +14,8 @@ from runner.spec.attacks import PGDAttack, check_attacks
 from runner.spec.core import Spec
 from runner.spec.gate import check as check_gate
 from runner.spec.poisoning import check as check_poisoning
-from runner.spec.recipes import check_recipe
+from runner.spec.recipes import SWEEPABLE, check_recipe
+from runner.spec.transforms import check as check_transforms
 from runner.spec.tune import check as check_tune
 
 Problem = tuple[tuple[Any, ...], str]
@@ -85,9 +86,36 @@ def _unique(items: list[Any], section: str) -> Iterator[Problem]:
         seen.setdefault(item.name, i)
 
 
+MAX_RUNS = 10_000  # models x recipe sweep values x seeds; a few sweep lists multiply quickly
+
+
+def count_runs(spec: Spec) -> int:
+    """How many runs the spec compiles into (without compiling it)."""
+    per_model = 0
+    for recipe in spec.recipes:
+        combos = 1
+        for key in SWEEPABLE:
+            obj: Any = recipe
+            for part in key.split("."):
+                obj = getattr(obj, part, None)
+            if isinstance(obj, list):
+                combos *= len(obj)
+        per_model += combos
+    return len(spec.models) * per_model * len(spec.seeds)
+
+
 def check_spec(spec: Spec) -> list[Problem]:
     """All cross-field problems of a structurally valid spec."""
     problems: list[Problem] = []
+    n_runs = count_runs(spec)
+    if n_runs > MAX_RUNS:
+        return [
+            (
+                ("recipes",),
+                f"the spec expands into {n_runs:,} runs (models x sweep values x seeds), more "
+                f"than the limit of {MAX_RUNS:,}; sweep fewer values or split it into several specs",
+            )
+        ]
     lo, hi = spec.threat.pixel_range
     threat_eps = expr.evaluate(spec.threat.eps)
     problems += check_eps(threat_eps, lo, hi, ("threat", "eps"))
@@ -123,5 +151,6 @@ def check_spec(spec: Spec) -> list[Problem]:
     problems += check_tune(spec)
     problems += check_gate(spec)
     problems += check_poisoning(spec)
+    problems += check_transforms(spec)
     # de-duplicate (sweeps can repeat the same message)
     return list(dict.fromkeys(problems))

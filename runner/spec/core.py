@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from typing import Annotated, Literal, Union
 
@@ -10,10 +11,20 @@ from pydantic import Field, field_validator
 from runner.catalog import DATASETS, MODELS
 from runner.registry import unknown_name_message
 from runner.spec.attacks import ATTACK_SPECS
-from runner.spec.base import Expr, StrictModel
+from runner.spec.base import (
+    MAX_BATCH,
+    MAX_EXAMPLES,
+    MAX_PIXEL,
+    MAX_SEED,
+    Expr,
+    Pair,
+    Seed,
+    StrictModel,
+)
 from runner.spec.gate import GateSpec
 from runner.spec.poisoning import PoisoningSpec
 from runner.spec.recipes import RECIPE_SPECS
+from runner.spec.transforms import AugmentList, NormalizeField
 from runner.spec.tune import TuneSpec
 
 RecipeSpec = Annotated[Union[tuple(RECIPE_SPECS.values())], Field(discriminator="kind")]  # noqa: UP007
@@ -27,11 +38,34 @@ class DataSpec(StrictModel):
 
     dataset: str = Field(
         "digits",
-        description="a registered data set: digits, npz, mnist, fashion_mnist, kmnist, cifar10",
+        description="a registered data set: " + ", ".join(DATASETS.names()),
     )
     path: str | None = Field(None, description="npz: the file with arrays x and y")
     root: str | None = Field(
-        None, description="mnist family / cifar10: the local folder holding the files"
+        None,
+        description="mnist family, cifar10, cifar100, svhn, image_folder: the local folder "
+        "holding the files",
+    )
+    labels: Literal["fine", "coarse"] | None = Field(
+        None,
+        description="cifar100: fine (100 classes, the default) or coarse (20 superclasses) labels",
+    )
+    image_size: tuple[int, int] | None = Field(
+        None,
+        description="image_folder: resize every image to [height, width] (Pillow, bilinear with "
+        "antialiasing); null: all images must already have the same size",
+    )
+    channels: Literal[1, 3] | None = Field(
+        None,
+        description="image_folder: 1 (grayscale) or 3 (RGB) channels; default 3 unless every "
+        "image is grayscale",
+    )
+    augment: AugmentList = Field(
+        default_factory=list,
+        description="training augmentation, applied on the device to each training batch before "
+        "the recipe's attack (validation, test and attacks see the images as they are): "
+        "none (default), or a list of random_crop: {padding: 4, mode: zero|reflect} and "
+        "horizontal_flip: {p: 0.5}",
     )
     val_fraction: float = Field(
         0.1, ge=0, lt=1, description="fraction of the training pool held out for validation"
@@ -43,10 +77,25 @@ class DataSpec(StrictModel):
         description="fraction held out for test (ignored when the data set has an official test split)",
     )
     split_seed: int = Field(
-        0, description="seed of the split; fixed across run seeds so runs share test examples"
+        0,
+        ge=0,
+        le=MAX_SEED,
+        description="seed of the split (0 to 2**32-1); fixed across run seeds so runs share test "
+        "examples",
     )
     limit: int | None = Field(
-        None, ge=1, description="use at most this many training examples (quick trials)"
+        None,
+        ge=1,
+        le=MAX_EXAMPLES,
+        description=f"use at most this many training examples (quick trials; at most {MAX_EXAMPLES:,})",
+    )
+    num_classes: int | None = Field(
+        None,
+        ge=2,
+        le=100_000,
+        description="the number of classes (labels 0..num_classes-1). Default: the data set's own "
+        "count, or for npz the largest label + 1, in which case labels that skip classes are "
+        "refused; declare it when some classes really have no examples",
     )
 
     @field_validator("dataset")
@@ -54,6 +103,20 @@ class DataSpec(StrictModel):
     def _known(cls, v: str) -> str:
         if v not in DATASETS:
             raise ValueError(unknown_name_message("dataset", v, DATASETS.names()))
+        return v
+
+    @field_validator("image_size", mode="before")
+    @classmethod
+    def _square(cls, v):
+        if isinstance(v, int) and not isinstance(v, bool):
+            return (v, v)
+        return tuple(v) if isinstance(v, list) else v  # YAML has no tuples; the model is strict
+
+    @field_validator("image_size")
+    @classmethod
+    def _positive(cls, v: tuple[int, int] | None) -> tuple[int, int] | None:
+        if v is not None and min(v) < 1:
+            raise ValueError(f"image_size {list(v)} must be positive [height, width]")
         return v
 
 
@@ -64,8 +127,10 @@ class ThreatSpec(StrictModel):
         "linf", description="distance in which the budget is measured"
     )
     eps: Expr = Field(..., description="perturbation budget in pixel units, e.g. 0.1 or 8/255")
-    pixel_range: tuple[float, float] = Field(
-        (0.0, 1.0), description="[low, high] valid pixel values"
+    pixel_range: Annotated[tuple[float, float], Pair] = Field(
+        (0.0, 1.0),
+        description=f"[low, high] valid pixel values (finite, within +-{MAX_PIXEL:g}); the loaders' "
+        "[0, 1] images are mapped onto it",
     )
 
     @field_validator("pixel_range")
@@ -73,6 +138,11 @@ class ThreatSpec(StrictModel):
     def _ordered(cls, v: tuple[float, float]) -> tuple[float, float]:
         if not v[0] < v[1]:
             raise ValueError(f"pixel_range [{v[0]}, {v[1]}] must be [low, high] with low < high")
+        if max(abs(v[0]), abs(v[1])) > MAX_PIXEL:
+            raise ValueError(
+                f"pixel_range [{v[0]:g}, {v[1]:g}] is beyond +-{MAX_PIXEL:g}; pixel values are "
+                "usually [0, 1] or [0, 255]"
+            )
         return v
 
 
@@ -84,12 +154,19 @@ class ModelSpec(StrictModel):
     )
     arch: str = Field(
         ...,
-        description="a registered architecture (mlp, small_cnn, preact_resnet18) or a user factory "
-        "'package.module:function' (needs --allow-import)",
+        description="a registered architecture ("
+        + ", ".join(MODELS.names())
+        + ") or a user factory 'package.module:function' (needs --allow-import)",
     )
     kwargs: dict[str, int | float | str | bool | list[int]] = Field(
         default_factory=dict,
         description="keyword arguments of the architecture, e.g. {hidden: [128]}",
+    )
+    normalize: NormalizeField = Field(
+        None,
+        description="normalise inside the model: {mean: [...], std: [...]} in [0, 1] pixel units "
+        "or a preset (cifar10, cifar100, svhn, imagenet, inception, mnist); the model still "
+        "takes pixels in pixel_range, so eps and attacks stay in pixel units",
     )
 
     @field_validator("arch")
@@ -104,9 +181,18 @@ class EvalSpec(StrictModel):
     """How trained models are evaluated."""
 
     n: int | None = Field(
-        None, ge=1, description="test examples to evaluate (default: the whole test split)"
+        None,
+        ge=1,
+        le=MAX_EXAMPLES,
+        description="test examples to evaluate (default: the whole test split; at most "
+        f"{MAX_EXAMPLES:,})",
     )
-    batch_size: int = Field(512, ge=1, le=65536, description="batch size of evaluation and attacks")
+    batch_size: int = Field(
+        512,
+        ge=1,
+        le=MAX_BATCH,
+        description=f"batch size of evaluation and attacks (1 to {MAX_BATCH})",
+    )
     checkpoint: Literal["best", "last"] = Field(
         "best",
         description="which checkpoint is evaluated: best validation robust accuracy, or the last epoch",
@@ -123,6 +209,7 @@ class EvalSpec(StrictModel):
     eps_curve: list[Expr] | None = Field(
         None,
         min_length=1,
+        max_length=100,
         description="robustness curve: evaluate the curve attacks at each of these eps, e.g. "
         "[0, 0.025, 0.05, 0.1, 0.2] ('eps' here is the threat eps)",
     )
@@ -137,7 +224,7 @@ class EvalSpec(StrictModel):
         description="run the evaluation checklist (Carlini et al. 2019): gradient masking signs",
     )
     checklist_n: int = Field(
-        256, ge=8, le=100000, description="test examples the checklist probes use"
+        256, ge=8, le=100000, description="test examples the checklist probes use (8 to 100000)"
     )
 
     @field_validator("eps_curve")
@@ -150,7 +237,37 @@ class EvalSpec(StrictModel):
 class OutputSpec(StrictModel):
     """Where results go."""
 
-    dir: str | None = Field(None, description="output directory (default: reports/<name>)")
+    dir: str | None = Field(
+        None,
+        description="output directory, relative to where advrun runs and inside it (default: "
+        "reports/<name>); an absolute path or one that climbs out with .. is refused: pass "
+        "-o DIR on the command line to write elsewhere",
+    )
+
+    @field_validator("dir")
+    @classmethod
+    def _inside(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        hint = "pass -o DIR on the command line to write outside the working directory"
+        if not v.strip():
+            raise ValueError(
+                "output.dir is empty; remove it (default reports/<name>) or name a folder"
+            )
+        if v.startswith("~"):
+            raise ValueError(f"output.dir '{v}': ~ is not expanded in a spec; {hint}")
+        if os.path.isabs(v):
+            raise ValueError(
+                f"output.dir '{v}' is absolute: a spec may only write inside the directory advrun "
+                f"runs in; use a relative path, or {hint}"
+            )
+        norm = os.path.normpath(v)
+        if norm == ".." or norm.startswith(".." + os.sep):
+            raise ValueError(
+                f"output.dir '{v}' climbs out of the directory advrun runs in; use a path inside "
+                f"it, or {hint}"
+            )
+        return v
 
 
 class Spec(StrictModel):
@@ -163,11 +280,32 @@ class Spec(StrictModel):
         pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
         description="experiment name (letters, digits, . _ -); default output dir reports/<name>",
     )
-    description: str = Field("", description="free text, shown in the report")
-    seeds: list[int] = Field(
-        [0], min_length=1, description="training seeds; every model x recipe runs once per seed"
+    description: str = Field(
+        "",
+        max_length=10_000,
+        description="free text, shown in the report (newlines allowed; escaped in every output)",
+    )
+    seeds: list[Seed] = Field(
+        [0],
+        min_length=1,
+        max_length=1000,
+        description="training seeds (0 to 2**32-1); every model x recipe runs once per seed",
     )
     device: str = Field("auto", description="auto (CUDA when present), cpu, cuda, cuda:N or mps")
+    deterministic: bool = Field(
+        False,
+        description="seed python, numpy and torch from the run seed, use torch's deterministic "
+        "algorithms (CUBLAS_WORKSPACE_CONFIG on CUDA) and fail loudly where an operation has "
+        "none; CPU threads are fixed (see threads) because results depend on the thread count. "
+        "false keeps the fast path (cudnn autotuning)",
+    )
+    threads: int | None = Field(
+        None,
+        ge=1,
+        le=1024,
+        description="torch CPU threads per run (default: the machine's cores shared between "
+        "parallel jobs; 1 with deterministic: true, so results do not depend on --jobs)",
+    )
     data: DataSpec = Field(default_factory=DataSpec, description="data set and split")
     threat: ThreatSpec = Field(..., description="the evaluation threat model")
     models: list[ModelSpec] = Field(..., min_length=1, description="architectures to train")

@@ -12,8 +12,10 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from runner.errors import AdvrunError, Located, SpecError
+from runner.expr import ExprError
 from runner.registry import did_you_mean
 from runner.spec.attacks import ATTACK_SPECS
+from runner.spec.base import MULTILINE_FIELDS, bad_character, describe_character, describe_value
 from runner.spec.checks import check_spec
 from runner.spec.core import Spec
 from runner.spec.recipes import RECIPE_SPECS
@@ -161,8 +163,25 @@ def _message(err: dict[str, Any], path: list[Any], data: Any) -> str:
         if tag is None:
             return f"missing 'kind'; choose one of: {', '.join(table)}"
         return f"unknown {what} '{tag}'{did_you_mean(str(tag), list(table))}; choose one of: {', '.join(table)}"
+    if kind in _EXPECTED:
+        return f"expected {_EXPECTED[kind]}, got {describe_value(err.get('input'))}"
     msg = err["msg"]
     return msg.removeprefix("Value error, ")
+
+
+# strict types (runner.spec.base.StrictModel): a wrong type is named, never coerced
+_EXPECTED = {
+    "int_type": "a whole number",
+    "int_from_float": "a whole number",
+    "float_type": "a number",
+    "bool_type": "true or false",
+    "string_type": "text",
+    "list_type": "a list",
+    "tuple_type": "a list",
+    "dict_type": "a mapping",
+    "model_type": "a mapping",
+    "model_attributes_type": "a mapping",
+}
 
 
 def _locate(path: list[Any], exists: bool, marks: dict, source: str, key: bool) -> Mark:
@@ -181,11 +200,69 @@ def _located(
     return Located(m.source, m.line, m.col, ".".join(map(str, path)), message)
 
 
+def _text_problems(data: Any, marks: dict, source: str) -> list[Located]:
+    """Strings (keys and values) holding control characters, separators or bidi overrides."""
+    problems: list[Located] = []
+
+    def walk(node: Any, path: tuple[Any, ...]) -> None:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                if isinstance(k, str) and (ch := bad_character(k)):
+                    problems.append(_text_problem(path + (k,), ch, marks, source, key=True))
+                walk(v, (*path, k))
+        elif isinstance(node, list):
+            for i, v in enumerate(node):
+                walk(v, (*path, i))
+        elif isinstance(node, str):
+            multiline = path in MULTILINE_FIELDS
+            if ch := bad_character(node, multiline):
+                problems.append(_text_problem(path, ch, marks, source, multiline=multiline))
+
+    walk(data, ())
+    return problems
+
+
+def _text_problem(
+    path: tuple[Any, ...], ch: str, marks: dict, source: str, key: bool = False,
+    multiline: bool = False,
+) -> Located:  # fmt: skip
+    what = "a key" if key else "the value"
+    allowed = "newlines and tabs are allowed, " if multiline else ""
+    message = (
+        f"{what} contains {describe_character(ch)}: {allowed}control characters, line separators "
+        "and bidi overrides are not (they corrupt logs, terminals and file names); remove it"
+    )
+    return _located(list(path), True, marks, source, message, key=key)
+
+
+_TYPE_NAMES = {
+    list: "a list",
+    str: "a string",
+    int: "a number",
+    float: "a number",
+    bool: "a boolean",
+}
+
+
 def validate_data(data: Any, marks: dict, source: str) -> Spec:
     if not isinstance(data, dict):
+        got = _TYPE_NAMES.get(type(data), type(data).__name__)
+        m = marks.get((), Mark(source, 1, 1))
         raise SpecError(
-            [Located(source, 1, 1, "", "a spec is a YAML mapping (name:, threat:, models:, ...)")]
+            [
+                Located(
+                    m.source,
+                    m.line,
+                    m.col,
+                    "",
+                    f"the top level is {got}, but a spec is a YAML mapping (name:, threat:, "
+                    "models:, recipes:, ...)",
+                )
+            ]
         )
+    text_problems = _text_problems(data, marks, source)
+    if text_problems:
+        raise SpecError(text_problems)
     try:
         spec = Spec.model_validate(data)
     except ValidationError as e:
@@ -205,28 +282,74 @@ def validate_data(data: Any, marks: dict, source: str) -> Spec:
                 )
             )
         raise SpecError(problems) from None
-    problems = [_located(list(p), True, marks, source, msg) for p, msg in check_spec(spec)]
+    try:
+        found = check_spec(spec)
+    except ExprError as e:  # an expression that overflows only with the real eps
+        raise SpecError([Located(source, 1, 1, "", str(e))]) from None
+    problems = [_located(list(p), True, marks, source, msg) for p, msg in found]
     if problems:
         raise SpecError(problems)
     return spec
 
 
-def load_spec(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> LoadedSpec:
-    """Load, override and validate a spec; raise :class:`SpecError` with every problem found."""
+def read_spec_text(path: str | Path) -> str:
+    """The spec file as text: at most MAX_SPEC_BYTES of valid UTF-8, or a located error."""
     p = Path(path)
     source = str(path)
     try:
-        if p.stat().st_size > MAX_SPEC_BYTES:
-            raise AdvrunError(
-                f"{source}: {p.stat().st_size} bytes is too large for a spec (limit 1 MiB)"
-            )
-        text = p.read_text(encoding="utf-8")
+        with p.open("rb") as f:  # bounded read: /dev/zero or a FIFO has no size to check first
+            raw = f.read(MAX_SPEC_BYTES + 1)
     except FileNotFoundError:
         raise AdvrunError(f"{source}: no such spec file; copy one from specs/ to start") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise AdvrunError(f"{source}: cannot read the spec: {e}") from None
+    except IsADirectoryError:
+        raise AdvrunError(f"{source}: is a directory, not a spec file; pass a .yaml file") from None
+    except OSError as e:
+        raise AdvrunError(
+            f"{source}: cannot read the spec ({e.strerror or e}); check its permissions"
+        ) from None
+    if len(raw) > MAX_SPEC_BYTES:
+        raise AdvrunError(
+            f"{source}: more than {MAX_SPEC_BYTES} bytes (1 MiB), the limit for a spec; a spec is "
+            "a page of YAML: is this the right file?"
+        )
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        before = raw[: e.start]
+        line = before.count(b"\n") + 1
+        col = e.start - (before.rfind(b"\n") + 1) + 1
+        raise SpecError(
+            [
+                Located(
+                    source,
+                    line,
+                    col,
+                    "",
+                    f"byte 0x{raw[e.start]:02x} is not valid UTF-8; save the spec as UTF-8 text",
+                )
+            ]
+        ) from None
+
+
+def load_spec(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> LoadedSpec:
+    """Load, override and validate a spec; raise :class:`SpecError` with every problem found."""
+    source = str(path)
+    text = read_spec_text(path)
     data, marks = load_yaml(text, source)
     if data is None:
+        if not overrides:
+            raise SpecError(
+                [
+                    Located(
+                        source,
+                        1,
+                        1,
+                        "",
+                        "the spec is empty; start from specs/quickstart.yaml (name:, threat:, "
+                        "models:, recipes:)",
+                    )
+                ]
+            )
         data = {}
     if isinstance(data, dict):
         for o in overrides:

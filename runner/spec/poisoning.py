@@ -13,7 +13,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from runner import expr
-from runner.spec.base import Expr, StrictModel
+from runner.spec.base import MAX_SEED, Expr, StrictModel
 
 
 class PoisoningSpec(StrictModel):
@@ -37,7 +37,11 @@ class PoisoningSpec(StrictModel):
         "so the trigger is visible on a dark background)",
     )
     seed: int = Field(
-        0, description="seed of which training images are poisoned (fixed across run seeds)"
+        0,
+        ge=0,
+        le=MAX_SEED,
+        description="seed of which training images are poisoned (0 to 2**32-1; fixed across run "
+        "seeds)",
     )
 
 

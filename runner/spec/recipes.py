@@ -6,14 +6,26 @@ Cross-field rules (eps against the pixel range, step sizes, engine support) are 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
 from runner import expr
 from runner.catalog import RECIPES
-from runner.spec.base import Expr, ExprSweep, FloatSweep, IntSweep, StrictModel
+from runner.spec.base import (
+    MAX_BATCH,
+    MAX_EPOCHS,
+    MAX_EXAMPLES,
+    Expr,
+    ExprSweep,
+    FloatSweep,
+    IntSweep,
+    StrictModel,
+)
+
+MAX_TRAIN_STEPS = 1000  # attack steps per training batch
 
 
 class OptimizerSpec(StrictModel):
@@ -21,11 +33,12 @@ class OptimizerSpec(StrictModel):
 
     name: Literal["sgd", "adam", "adamw"] = Field("adam", description="sgd, adam or adamw")
     lr: FloatSweep = Field(
-        1e-3, description="learning rate (peak rate for cyclic/onecycle); a list sweeps"
+        1e-3,
+        description="learning rate, > 0 (peak rate for cyclic/onecycle); a list sweeps",
     )
     momentum: float = Field(0.9, ge=0, lt=1, description="momentum (sgd only)")
     nesterov: bool = Field(False, description="Nesterov momentum (sgd only)")
-    weight_decay: FloatSweep = Field(0.0, description="L2 weight decay; a list sweeps")
+    weight_decay: FloatSweep = Field(0.0, description="L2 weight decay, >= 0; a list sweeps")
 
 
 class ScheduleSpec(StrictModel):
@@ -36,21 +49,46 @@ class ScheduleSpec(StrictModel):
         description="constant; step (multiply by gamma at milestones); cosine annealing; "
         "cyclic (triangular 0 -> lr -> 0, as in Wong et al. 2020); onecycle",
     )
-    milestones: list[float] = Field(
+    milestones: list[Annotated[float, Field(gt=0, lt=1)]] = Field(
         [0.5, 0.75],
-        description="step schedule: fractions of training at which lr is multiplied by gamma",
+        max_length=100,
+        description="step schedule: fractions of training, in (0, 1), at which lr is multiplied "
+        "by gamma",
     )
-    gamma: float = Field(0.1, gt=0, description="step schedule: multiplier at each milestone")
+    gamma: float = Field(
+        0.1, gt=0, le=10, description="step schedule: multiplier at each milestone, in (0, 10]"
+    )
+    milestone_epochs: list[Annotated[float, Field(gt=0, le=1_000_000)]] | None = Field(
+        None,
+        max_length=100,
+        description="step schedule: epochs after which lr is multiplied by gamma, e.g. [100, 150] "
+        "of 200 (as torch's MultiStepLR counts them); replaces milestones; milestones past the "
+        "last epoch never apply",
+    )
+    peak: float = Field(
+        0.4,
+        gt=0,
+        lt=1,
+        description="cyclic schedule: the fraction of training at which lr peaks (0.4 as in "
+        "Wong et al. 2020's paper; their train_fgsm.py peaks at 0.5)",
+    )
 
 
 class MonitorSpec(StrictModel):
     """Per-epoch guardrail: clean and PGD accuracy on a held-out validation subset."""
 
     n: int = Field(
-        512, ge=0, description="validation examples evaluated each epoch (0 turns monitoring off)"
+        512,
+        ge=0,
+        le=MAX_EXAMPLES,
+        description="validation examples evaluated each epoch (0 turns monitoring off)",
     )
     steps: int = Field(
-        10, ge=1, description="PGD steps of the validation attack (step size 2.5*eps/steps)"
+        10,
+        ge=1,
+        le=MAX_TRAIN_STEPS,
+        description=f"PGD steps of the validation attack (1 to {MAX_TRAIN_STEPS}; step size "
+        "2.5*eps/steps)",
     )
 
 
@@ -64,8 +102,12 @@ class RecipeBase(StrictModel):
         "native",
         description="native: advrun's on-device loop; art: ART's own trainer (reference engine)",
     )
-    epochs: IntSweep = Field(10, description="training epochs; a list sweeps")
-    batch_size: int = Field(128, ge=1, le=65536, description="training batch size")
+    epochs: IntSweep = Field(
+        10, description=f"training epochs (1 to {MAX_EPOCHS:,}); a list sweeps"
+    )
+    batch_size: int = Field(
+        128, ge=1, le=MAX_BATCH, description=f"training batch size (1 to {MAX_BATCH})"
+    )
     optimizer: OptimizerSpec = Field(default_factory=OptimizerSpec, description="optimizer")
     schedule: ScheduleSpec = Field(
         default_factory=ScheduleSpec, description="learning-rate schedule"
@@ -83,6 +125,11 @@ class RecipeBase(StrictModel):
         description="channels_last memory format (native engine on CUDA; ignored with a note "
         "elsewhere)",
     )
+    compile: bool = Field(
+        False,
+        description="torch.compile the model for training (native engine on CUDA; ignored with a "
+        "note elsewhere); the first epoch is slower while it compiles",
+    )
 
 
 class AdversarialRecipeBase(RecipeBase):
@@ -95,6 +142,7 @@ class AdversarialRecipeBase(RecipeBase):
     eps_warmup_epochs: int = Field(
         0,
         ge=0,
+        le=MAX_EPOCHS,
         description="ramp eps linearly from 0 over this many epochs (0: full eps from the start)",
     )
 
@@ -105,7 +153,9 @@ class IterativeRecipeBase(AdversarialRecipeBase):
     step_size: ExprSweep = Field(
         "eps/4", description="attack step size; 'eps' here is this recipe's eps; a list sweeps"
     )
-    steps: IntSweep = Field(7, description="attack steps per batch; a list sweeps")
+    steps: IntSweep = Field(
+        7, description=f"attack steps per batch (1 to {MAX_TRAIN_STEPS}); a list sweeps"
+    )
 
 
 class StandardRecipe(RecipeBase):
@@ -162,7 +212,7 @@ class TRADESRecipe(IterativeRecipeBase):
 
     kind: Literal["trades"] = Field(description="TRADES (Zhang et al. 2019)")
     beta: FloatSweep = Field(
-        6.0, description="weight of the KL robustness term (>= 0; the paper uses 1 to 6)"
+        6.0, description="weight of the KL robustness term (0 to 1000; the paper uses 1 to 6)"
     )
 
 
@@ -171,7 +221,8 @@ class MARTRecipe(IterativeRecipeBase):
 
     kind: Literal["mart"] = Field(description="MART, misclassification-aware (Wang et al. 2020)")
     beta: FloatSweep = Field(
-        6.0, description="weight of the misclassification-aware KL term (>= 0; the paper uses 6)"
+        6.0,
+        description="weight of the misclassification-aware KL term (0 to 1000; the paper uses 6)",
     )
 
 
@@ -231,9 +282,33 @@ def check_recipe(
     for lr in _as_list(recipe.optimizer.lr):
         if lr <= 0:
             yield (*where, "optimizer", "lr"), f"optimizer.lr {lr:g} must be positive"
+    for wd in _as_list(recipe.optimizer.weight_decay):
+        if wd < 0:
+            yield (
+                (*where, "optimizer", "weight_decay"),
+                f"optimizer.weight_decay {wd:g} must be >= 0 (usual: 0 to 5e-4)",
+            )
     for e in _as_list(recipe.epochs):
         if e < 1:
             yield (*where, "epochs"), f"epochs {e} must be at least 1"
+        elif e > MAX_EPOCHS:
+            yield (
+                (*where, "epochs"),
+                f"epochs {e} is more than {MAX_EPOCHS:,}, the limit; is it a typo?",
+            )
+    sched = recipe.schedule
+    if sched.milestone_epochs is not None:
+        if sched.name != "step":
+            yield (
+                (*where, "schedule", "milestone_epochs"),
+                f"milestone_epochs applies to the step schedule, not '{sched.name}'; add "
+                "name: step",
+            )
+        elif any(m <= 0 for m in sched.milestone_epochs):
+            yield (
+                (*where, "schedule", "milestone_epochs"),
+                f"milestone_epochs {sched.milestone_epochs} must be positive epoch counts",
+            )
     if isinstance(recipe, FGSMAugmentRecipe):
         for r in _as_list(recipe.ratio):
             if not 0 < r <= 1:
@@ -248,6 +323,8 @@ def check_recipe(
         for b in _as_list(recipe.beta):
             if b < 0:
                 yield (*where, "beta"), f"beta {b:g} must be >= 0 (0 drops the robustness term)"
+            elif b > 1000:
+                yield (*where, "beta"), f"beta {b:g} is above 1000, the limit (usual: 1 to 6)"
     if isinstance(recipe, BackdoorMitigationRecipe) and getattr(spec, "poisoning", None) is None:
         yield (
             (*where, "kind"),
@@ -279,8 +356,12 @@ def check_recipe(
             for step_expr in _as_list(recipe.step_size):
                 step = expr.evaluate(step_expr, eps)
                 for steps in _as_list(recipe.steps):
-                    if steps < 1:
-                        yield (*where, "steps"), f"steps {steps} must be at least 1"
+                    if not 1 <= steps <= MAX_TRAIN_STEPS:
+                        yield (
+                            (*where, "steps"),
+                            f"steps {steps} must be in 1..{MAX_TRAIN_STEPS} (attack steps per "
+                            "training batch; 7 to 10 is usual)",
+                        )
                         continue
                     yield from check_steps(eps, step, steps, where, iterative=steps > 1)
         if isinstance(recipe, FGSMRSRecipe):
@@ -307,6 +388,14 @@ def check_recipe(
 def _check_engine(recipe: RecipeBase, where: tuple[Any, ...], spec: Any) -> Iterator[Problem]:
     if recipe.engine != "art":
         return
+    world = os.environ.get("WORLD_SIZE", "1")
+    if world not in ("", "0", "1"):  # torchrun: one run on several processes
+        yield (
+            (*where, "engine"),
+            f"engine: art under torchrun (WORLD_SIZE={world}): ART's trainers are "
+            "single-process; use engine: native, or run without torchrun",
+        )
+        return
     if not RECIPES.get(recipe.kind).meta.get("art"):
         with_art = [n for n in RECIPES.names() if RECIPES.get(n).meta.get("art")]
         yield (
@@ -317,8 +406,10 @@ def _check_engine(recipe: RecipeBase, where: tuple[Any, ...], spec: Any) -> Iter
             ),
         )
         return
-    if recipe.amp != "off" or recipe.channels_last:
-        key = "amp" if recipe.amp != "off" else "channels_last"
+    if recipe.amp != "off" or recipe.channels_last or recipe.compile:
+        key = (
+            "amp" if recipe.amp != "off" else "channels_last" if recipe.channels_last else "compile"
+        )
         yield (
             (*where, key),
             f"{key} applies to the native engine only; remove it or use engine: native",

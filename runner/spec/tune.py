@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Iterator
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
 from runner.registry import did_you_mean
-from runner.spec.base import StrictModel
+from runner.spec.base import MAX_SEED, Pair, StrictModel
 
 Scalar = builtins.int | builtins.float | str | bool
 Metric = Literal["clean_accuracy", "robust_accuracy"]
@@ -26,10 +26,10 @@ ATTACK_LOSSES = ("ce", "cw", "dlr")
 class ParamSpec(StrictModel):
     """One searched parameter: ``{float: [lo, hi]}``, ``{int: [lo, hi]}`` or ``{categorical: [...]}``."""
 
-    float: tuple[builtins.float, builtins.float] | None = Field(
+    float: Annotated[tuple[builtins.float, builtins.float], Pair] | None = Field(
         None, description="a real range [low, high] (pixel units for eps and step sizes)"
     )
-    int: tuple[builtins.int, builtins.int] | None = Field(
+    int: Annotated[tuple[builtins.int, builtins.int], Pair] | None = Field(
         None, description="a whole-number range [low, high], both included"
     )
     categorical: list[Scalar] | None = Field(
@@ -81,7 +81,10 @@ class TargetSpec(StrictModel):
     model: str = Field(..., description="a name from models")
     recipe: str = Field(..., description="a name from recipes")
     seed: builtins.int | None = Field(
-        None, description="training seed of every trial (default: the first of seeds)"
+        None,
+        ge=0,
+        le=MAX_SEED,
+        description="training seed of every trial (default: the first of seeds)",
     )
     attack: str | None = Field(
         None, description="mode attack: the suite attack whose parameters are searched"
@@ -172,7 +175,7 @@ class TuneSpec(StrictModel):
     sampler: Literal["tpe", "random", "nsga2"] | None = Field(
         None, description="tpe, random or nsga2 (default: tpe, nsga2 for several objectives)"
     )
-    seed: builtins.int = Field(0, description="sampler seed")
+    seed: builtins.int = Field(0, ge=0, le=MAX_SEED, description="sampler seed (0 to 2**32-1)")
     study_name: str | None = Field(
         None,
         min_length=1,

@@ -13,19 +13,23 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
+from runner import faults
 from runner.attacks import native
 from runner.device import generator
-from runner.errors import RunFailed
+from runner.errors import AdvrunError, RunFailed
 from runner.fsio import atomic_path, write_text
 from runner.recipes.base import Recipe, TrainContext
 from runner.spec.recipes import RecipeBase
 from runner.train.optim import make_optimizer, make_scheduler
+
+if TYPE_CHECKING:
+    from runner.execute.distributed import Dist
 
 EpochCallback = Callable[[dict[str, Any]], None]
 
@@ -44,7 +48,24 @@ def save_state_dict(obj: Any, path: Path) -> None:
 
 
 def load_checkpoint(path: Path, device: torch.device) -> Any:
-    return torch.load(path, map_location=device, weights_only=True)
+    """One of the run's own checkpoints (weights_only: a tampered file cannot run code)."""
+    from runner.checkpoint import safe_load
+
+    return safe_load(path, device, what="run checkpoint", fix=_retrain(path))
+
+
+def load_weights(model: nn.Module, path: Path, device: torch.device) -> None:
+    """Load one of the run's own weight files into ``model``, with a clear error if it does not fit."""
+    from runner.checkpoint import load_into
+
+    load_into(model, load_checkpoint(path, device), path, "this run's model", _retrain(path))
+
+
+def _retrain(path: Path) -> str:
+    return (
+        f"delete {path.parent} to retrain this run from scratch, or rerun with --force (with "
+        "--only ID to limit it to this run)"
+    )
 
 
 @torch.no_grad()
@@ -103,19 +124,27 @@ def _native_epoch(
     gen: torch.Generator,
     epoch: int,
     autocast: contextlib.AbstractContextManager,
+    dist: Dist | None = None,
 ) -> tuple[float, int, float]:
     """One epoch of the recipe's batch loss; returns mean loss, first bad batch (-1), lr at it.
 
     Batch losses stay on the device until the epoch ends (one sync per epoch, not per batch);
-    the first non-finite one is found then.
+    the first non-finite one is found then. Under torchrun (``dist``) every rank draws the same
+    permutation and trains on its shard of each global batch.
     """
     model.train()
+    device = recipe.ctx.device
     perm = torch.randperm(len(x), generator=gen, device=gen.device).to(x.device)
     batches = perm.split(bs)
+    if dist is not None:  # a last batch smaller than the ranks would leave a rank with nothing
+        batches = [dist.shard(b) for b in batches if len(b) >= dist.world_size]
     losses, lrs = [], []
+    augment = recipe.ctx.augment  # data.augment: training batches only, before the attack
     for b, idx in enumerate(batches):
+        xb, yb = _batch(x, y, idx, device)
+        xb = augment(xb, gen) if augment else xb
         with autocast:
-            loss = recipe.batch_loss(model, x[idx], y[idx], epoch + b / len(batches))
+            loss = recipe.batch_loss(model, xb, yb, epoch + b / len(batches))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         lrs.append(opt.param_groups[0]["lr"])
@@ -126,6 +155,16 @@ def _native_epoch(
     bad = (~torch.isfinite(per_batch)).nonzero()
     first = int(bad[0]) if len(bad) else -1
     return per_batch.mean().item(), first, lrs[first] if first >= 0 else 0.0
+
+
+def _batch(x: Tensor, y: Tensor, idx: Tensor, device: torch.device) -> tuple[Tensor, Tensor]:
+    """One training batch on the run's device. A training set too large for the GPU stays in
+    pinned host memory: the batch is gathered there and copied without blocking the host."""
+    if x.device == device:
+        return x[idx], y[idx]
+    rows = torch.empty((len(idx), *x.shape[1:]), dtype=x.dtype, pin_memory=True)
+    torch.index_select(x, 0, idx, out=rows)
+    return rows.to(device, non_blocking=True), y[idx].to(device, non_blocking=True)
 
 
 def score_of(row: dict[str, Any], n_val: int, adversarial: bool) -> tuple[float, float]:
@@ -151,15 +190,25 @@ def fit(
     log: Callable[[str], None],
     on_epoch: EpochCallback | None = None,
     progress=None,
+    guard: Callable[[], None] | None = None,
+    dist: Dist | None = None,
 ) -> FitResult:
-    """Train ``model`` in place with ``recipe``; resumable from ``run_dir/checkpoints/state.pt``."""
+    """Train ``model`` in place with ``recipe``; resumable from ``run_dir/checkpoints/state.pt``.
+
+    ``guard`` is called before each epoch's files are written (the run claim's ownership check).
+    Under torchrun (``dist``) the model is trained with DistributedDataParallel; rank 0 validates
+    and writes, and its checkpoints are a single-process run's.
+    """
+    main = dist is None or dist.main
     cfg = recipe.cfg
     ck = run_dir / "checkpoints"
     epochs, bs = int(cfg.epochs), int(cfg.batch_size)
     x, y = recipe.training_data(x, y)
+    if x.device != ctx.device:  # kept on the host (too large for the GPU): pinned, labels too
+        x, y = (t if t.is_pinned() else t.pin_memory() for t in (x.cpu(), y.cpu()))
     steps_per_epoch = -(-len(x) // bs)
     opt = make_optimizer(model, cfg.optimizer)
-    sched = make_scheduler(opt, cfg.schedule, epochs * steps_per_epoch)
+    sched = make_scheduler(opt, cfg.schedule, epochs * steps_per_epoch, epochs)
     n_val = min(cfg.monitor.n, len(x_val))
     xv, yv = x_val[:n_val], y_val[:n_val]
     history: list[dict[str, Any]] = []
@@ -177,14 +226,31 @@ def fit(
         )
         classifier._optimizer = opt  # noqa: SLF001 - ART trains with the classifier's optimizer
 
+    trained = model
+    if cfg.compile and ctx.device.type == "cuda":  # checkpoints keep the plain model's keys
+        trained = torch.compile(model)
+    if dist is not None:
+        from torch.nn.parallel import DistributedDataParallel
+
+        ids = [ctx.device.index] if ctx.device.type == "cuda" else None
+        trained = DistributedDataParallel(model, device_ids=ids)  # averages weight gradients
+        if cfg.compile and ctx.device.type == "cuda":
+            trained = torch.compile(trained)
     state_path = ck / "state.pt"
     if (
         state_path.exists()
     ):  # resume after a kill: same weights, optimizer, schedule and RNG streams
         st = load_checkpoint(state_path, ctx.device)
-        model.load_state_dict(st["model"])
-        opt.load_state_dict(st["optimizer"])
-        sched.load_state_dict(st["scheduler"])
+        try:
+            model.load_state_dict(st["model"])
+            opt.load_state_dict(st["optimizer"])
+            sched.load_state_dict(st["scheduler"])
+        except (KeyError, TypeError, ValueError, RuntimeError) as e:  # tampered or other code
+            detail = " ".join(str(e).split())[:200]
+            raise AdvrunError(
+                f"run checkpoint {state_path} does not fit this run ({type(e).__name__}: "
+                f"{detail}); {_retrain(state_path)}"
+            ) from None
         torch.set_rng_state(st["rng_cpu"].cpu())
         if torch.cuda.is_available() and st.get("rng_cuda") is not None:
             torch.cuda.set_rng_state_all([s.cpu() for s in st["rng_cuda"]])
@@ -192,7 +258,7 @@ def fit(
             _set_numpy_state(st["rng_numpy"])
         start, best, history = st["epoch"], dict(st["best"]), list(st["history"])
         if st.get("stopped"):  # it had stopped early before the kill: nothing left to train
-            model.load_state_dict(load_checkpoint(ck / "best.pt", ctx.device))
+            load_weights(model, ck / "best.pt", ctx.device)
             return FitResult(history, best["epoch"], st["stopped"], st["stopped_epoch"])
         log(f"resumed at epoch {start}")
 
@@ -202,6 +268,8 @@ def fit(
     stopped = None
     for epoch in range(start, epochs):
         t0 = time.perf_counter()
+        if dist is not None:  # each rank its own attack starts, the same on a resume
+            torch.manual_seed(seed * 100003 + epoch * 7919 + dist.rank + 1)
         gen = generator(
             seed * 100003 + epoch, ctx.device if ctx.device.type != "mps" else torch.device("cpu")
         )
@@ -217,16 +285,24 @@ def fit(
                 )
         else:
             loss, bad, bad_lr = _native_epoch(
-                model, recipe, opt, sched, x, y, bs, gen, epoch, autocast
+                trained, recipe, opt, sched, x, y, bs, gen, epoch, autocast, dist
             )
+            if dist is not None:  # every rank logs the mean loss and stops together
+                loss = dist.mean(loss, ctx.device)
+                if dist.any(bad >= 0, ctx.device) and bad < 0:
+                    raise RunFailed(f"training diverged on another rank in epoch {epoch + 1}")
             if bad >= 0:
                 raise RunFailed(
                     f"training diverged: the loss became non-finite at epoch {epoch + 1}, batch "
                     f"{bad + 1} (lr {bad_lr:g}); lower recipes.*.optimizer.lr, add warm-up, or use sgd"
                 )
         val_clean, val_robust = (
-            validate(model, xv, yv, ctx, cfg.monitor.steps) if n_val else (float("nan"),) * 2
+            validate(model, xv, yv, ctx, cfg.monitor.steps)
+            if n_val and main
+            else (float("nan"),) * 2
         )
+        if dist is not None:  # rank 0's numbers on every rank: the same best and stop decisions
+            val_clean, val_robust = dist.broadcast((val_clean, val_robust))
         row = {
             "epoch": epoch + 1,
             "loss": loss,
@@ -242,13 +318,25 @@ def fit(
                 done.get("backward_passes", 0) + ctx.counter.backward - counted[1]
             )
         history.append(row)
+        if guard is not None:
+            guard()
         state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        save_state_dict(state, ck / "last.pt")
-        if score_of(row, n_val, recipe.adversarial) > score_of(best, n_val, recipe.adversarial):
+        improved = score_of(row, n_val, recipe.adversarial) > score_of(
+            best, n_val, recipe.adversarial
+        )
+        if improved:
             best = {"epoch": epoch + 1, "robust": val_robust, "clean": val_clean}
+        stopped = recipe.should_stop(history)
+        if not main:  # only rank 0 writes the run store
+            if stopped:
+                dist.barrier()  # rank 0 has written best.pt
+                load_weights(model, ck / "best.pt", ctx.device)
+                return FitResult(history, best["epoch"], stopped, epoch + 1)
+            continue
+        save_state_dict(state, ck / "last.pt")
+        if improved:
             save_state_dict(state, ck / "best.pt")
         write_text(run_dir / "epochs.csv", _csv(history))
-        stopped = recipe.should_stop(history)
         save_state_dict(
             {
                 "model": state,
@@ -268,6 +356,7 @@ def fit(
         log(
             f"epoch {epoch + 1}/{epochs} loss {loss:.4f} val clean {val_clean:.3f} robust {val_robust:.3f}"
         )
+        faults.reached(f"epoch:{epoch + 1}")
         if progress is not None:
             progress.update(1)
             progress.set_postfix(loss=f"{loss:.3f}", val_rob=f"{val_robust:.3f}")
@@ -275,7 +364,9 @@ def fit(
             on_epoch(row)
         if stopped:
             # restore the best epoch: the run's model is the one from before the collapse
-            model.load_state_dict(load_checkpoint(ck / "best.pt", ctx.device))
+            if dist is not None:
+                dist.barrier()
+            load_weights(model, ck / "best.pt", ctx.device)
             log(f"stopped early: {stopped}; restored epoch {best['epoch']}")
             return FitResult(history, best["epoch"], stopped, epoch + 1)
     return FitResult(history=history, best_epoch=best["epoch"], stopped_early=None)
@@ -283,9 +374,9 @@ def fit(
 
 def _device_options(model: nn.Module, cfg: RecipeBase, device: torch.device, log):
     """bf16 autocast and channels_last on CUDA; elsewhere a note that they are ignored."""
-    wanted = [
-        k for k, on in (("amp", cfg.amp != "off"), ("channels_last", cfg.channels_last)) if on
-    ]
+    flags = (("amp", cfg.amp != "off"), ("channels_last", cfg.channels_last),
+             ("compile", cfg.compile))  # fmt: skip
+    wanted = [k for k, on in flags if on]
     if wanted and device.type != "cuda":
         log(f"note: {' and '.join(wanted)} apply on CUDA only; ignored on {device.type}")
         return contextlib.nullcontext()

@@ -24,15 +24,20 @@ def make_optimizer(model: nn.Module, cfg: OptimizerSpec) -> torch.optim.Optimize
     return torch.optim.Adam(params, lr=lr, weight_decay=wd)
 
 
-def lr_factor(cfg: ScheduleSpec, progress: float) -> float:
-    """Multiplier of the base lr at ``progress`` in [0, 1] of training (stepped per batch)."""
+def lr_factor(cfg: ScheduleSpec, progress: float, epochs: int | None = None) -> float:
+    """Multiplier of the base lr at ``progress`` in [0, 1] of training (stepped per batch);
+    ``epochs`` turns the step schedule's ``milestone_epochs`` into fractions."""
     name = cfg.name
     if name == "step":
-        return cfg.gamma ** sum(progress >= m for m in cfg.milestones)
+        milestones = cfg.milestones
+        if cfg.milestone_epochs is not None and epochs:  # epochs -> fractions of training
+            milestones = [m / epochs for m in cfg.milestone_epochs]
+        return cfg.gamma ** sum(progress >= m for m in milestones)
     if name == "cosine":
         return 0.5 * (1 + math.cos(math.pi * progress))
-    if name == "cyclic":  # triangular 0 -> peak at 2/5 -> 0 (Wong, Rice & Kolter 2020)
-        return progress / 0.4 if progress < 0.4 else max(0.0, (1 - progress) / 0.6)
+    if name == "cyclic":  # triangular 0 -> peak (2/5 by default) -> 0 (Wong, Rice & Kolter 2020)
+        peak = cfg.peak
+        return progress / peak if progress < peak else max(0.0, (1 - progress) / (1 - peak))
     if name == "onecycle":  # warm up 30%, then cosine down to ~0
         if progress < 0.3:
             return 0.04 + 0.96 * progress / 0.3
@@ -40,8 +45,10 @@ def lr_factor(cfg: ScheduleSpec, progress: float) -> float:
     return 1.0
 
 
-def make_scheduler(opt: torch.optim.Optimizer, cfg: ScheduleSpec, total_steps: int):
+def make_scheduler(
+    opt: torch.optim.Optimizer, cfg: ScheduleSpec, total_steps: int, epochs: int | None = None
+):
     total = max(1, total_steps)
     return torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda step: lr_factor(cfg, min(step + 0.5, total) / total)
+        opt, lambda step: lr_factor(cfg, min(step + 0.5, total) / total, epochs)
     )

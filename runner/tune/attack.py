@@ -95,7 +95,7 @@ class AttackObjective:
         from runner.device import select_device
         from runner.execute import execute_run
         from runner.execute.prepare import prepare
-        from runner.models import build_model
+        from runner.models import build_for_spec
         from runner.train.loop import load_checkpoint
 
         self.ctx, self.gate = ctx, gate
@@ -103,15 +103,15 @@ class AttackObjective:
         self.tune = self.spec.tune
         self.current: int | None = None
         self.run = target_run(self.spec, ctx.loaded.data)
-        with run_lock(ctx, self.run.id):  # trained (and evaluated) if needed
-            execute_run(self.run, ctx.store, ctx.opts)
+        with run_lock(ctx, self.run.id) as claim:  # trained (and evaluated) if needed
+            execute_run(self.run, ctx.store, ctx.opts, claim=claim)
         run = self.run
         self.device = select_device(ctx.opts.device)
         self.pr = run.threat.pixel_range
         data = prepare(run.data, self.pr, self.device)
         self.num_classes = data.num_classes
-        self.model = build_model(
-            run.model.arch, data.input_shape, data.num_classes, run.model.kwargs,
+        self.model = build_for_spec(
+            run.model, data.input_shape, data.num_classes, run.threat.pixel_range,
             ctx.opts.allow_import,
         ).to(self.device)  # fmt: skip
         ck = ctx.store.run_dir(run) / "checkpoints" / f"{run.eval.checkpoint}.pt"
@@ -135,7 +135,9 @@ class AttackObjective:
         except Infeasible as e:  # pruned, so that the sampler learns to avoid the region
             trial.set_user_attr("infeasible", str(e))
             raise optuna.TrialPruned(f"infeasible: {e}") from None
-        seed_everything(self.run.seed)  # the same random starts for every trial
+        seed_everything(
+            self.run.seed, self.run.deterministic
+        )  # the same random starts for every trial
         loss = str(params.get("loss", "ce"))
         x_adv = run_attack(self.model, self.x, self.y, cfg, self.pr, self.num_classes, loss)
         with torch.no_grad():

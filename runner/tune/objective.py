@@ -9,7 +9,6 @@ threat model; the objective is read from the run's metrics.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,9 +17,9 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from runner.compile import run_dirname
 from runner.errors import AdvrunError, RunFailed
 from runner.execute import Options, execute_run
+from runner.execute.claim import Claim, wait_for
 from runner.execute.store import Store
 from runner.spec import LoadedSpec
 from runner.spec.tune import ObjectiveSpec
@@ -44,16 +43,15 @@ class TuneContext:
 
 
 @contextlib.contextmanager
-def run_lock(ctx: TuneContext, run_id: str) -> Iterator[None]:
-    """One process at a time trains a run directory (duplicate parameters, retried trials)."""
-    d = ctx.tune_dir / "locks"
-    d.mkdir(parents=True, exist_ok=True)
-    with open(d / f"{run_dirname(run_id)}.lock", "a") as f:
-        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+def run_lock(ctx: TuneContext, run_id: str) -> Iterator[Claim]:
+    """One process at a time trains a run (duplicate parameters, retried trials, a concurrent
+    ``advrun run``): the run's claim, waited for, taken over when its holder died."""
+    claim = Claim(ctx.store.run_dir(run_id), run_id)
+    wait_for(claim)
+    try:
+        yield claim
+    finally:
+        claim.release()
 
 
 def metric_value(metrics: dict[str, Any], goal: ObjectiveSpec) -> float:
@@ -125,9 +123,9 @@ class TrainObjective:
                 raise optuna.TrialPruned(f"pruned at epoch {epoch}")
 
         store = self.ctx.store
-        with run_lock(self.ctx, run.id):
+        with run_lock(self.ctx, run.id) as claim:
             try:
-                metrics = execute_run(run, store, self.ctx.opts, on_epoch=on_epoch)
+                metrics = execute_run(run, store, self.ctx.opts, on_epoch=on_epoch, claim=claim)
             except optuna.TrialPruned:
                 epoch = trial.user_attrs.get("pruned_at_epoch")
                 store.set_status(run, "pruned", pruned_at_epoch=epoch, trial=trial.number)

@@ -132,13 +132,20 @@ def _requeue(study: optuna.Study, storage: Any, number: int | None) -> None:
         retry_interrupted(study, trial)
 
 
-def spawn(argv: list[str], n: int) -> list[int]:
-    """Run ``n`` worker processes (``advrun tune ... --worker``); return their exit codes."""
-    env = dict(os.environ)
-    if "OMP_NUM_THREADS" not in env:  # N torch processes must not each take every core
-        env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // n))
+def spawn(argv: list[str], n: int, device: str = "auto", per_gpu: int = 1) -> list[int]:
+    """Run ``n`` worker processes (``advrun tune ... --worker``); return their exit codes.
+
+    Cores and GPUs are split as for ``advrun run --jobs`` (:mod:`runner.execute.resources`):
+    each worker gets cores // n torch threads, or a GPU of its own.
+    """
+    from runner.execute.resources import slots
+
+    jobs, _ = slots(n, device, per_gpu)  # more workers than GPUs: they share them in turn
     procs = [
-        subprocess.Popen([sys.executable, "-m", "runner", *argv, "--worker", f"w{i + 1}"], env=env)
+        subprocess.Popen(
+            [sys.executable, "-m", "runner", *argv, "--worker", f"w{i + 1}"],
+            env={**os.environ, **jobs[i % len(jobs)].env()},
+        )
         for i in range(n)
     ]
     try:

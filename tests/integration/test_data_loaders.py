@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 
+import formats
 import numpy as np
 import pytest
 
@@ -116,6 +117,14 @@ def _build_cifar(tmp_path: Path) -> SimpleNamespace:
     return spec("cifar10", root=tmp_path)
 
 
+def _build_with(name: str, writer: Callable[[Path], object]) -> Callable[[Path], SimpleNamespace]:
+    def build(tmp_path: Path) -> SimpleNamespace:
+        writer(tmp_path)
+        return spec(name, root=tmp_path)
+
+    return build
+
+
 BUILDERS = {
     "digits": _build_digits,
     "npz": _build_npz,
@@ -123,6 +132,9 @@ BUILDERS = {
     "fashion_mnist": _build_idx("fashion_mnist"),
     "kmnist": _build_idx("kmnist"),
     "cifar10": _build_cifar,
+    "cifar100": _build_with("cifar100", formats.write_cifar100_python),
+    "svhn": _build_with("svhn", formats.write_svhn),
+    "image_folder": _build_with("image_folder", formats.write_image_folder),
 }
 
 
@@ -420,15 +432,20 @@ def test_npz_bad_files(tmp_path: Path) -> None:
 
 
 def pool(n_per_class: tuple[int, ...] = (40, 30, 20, 10)) -> Dataset:
-    """A pool whose pixel [0, 0, 0] is the example's index, to check disjointness."""
+    """A pool whose pixel [0, 0, 0] is the example's index / 1000 (pixels stay in [0, 1]), to
+    check disjointness."""
     y = np.concatenate([np.full(n, k) for k, n in enumerate(n_per_class)]).astype(np.int64)
     x = np.zeros((len(y), 1, 2, 2), np.float32)
-    x[:, 0, 0, 0] = np.arange(len(y))
+    x[:, 0, 0, 0] = np.arange(len(y)) / 1000
     return make_dataset("pool", x, y)
 
 
+def index(x: np.ndarray) -> np.ndarray:
+    return np.rint(x[:, 0, 0, 0] * 1000).astype(int)
+
+
 def ids(x: np.ndarray) -> set[int]:
-    return set(x[:, 0, 0, 0].astype(int).tolist())
+    return set(index(x).tolist())
 
 
 def test_split_pool_is_disjoint_stratified_and_complete() -> None:
@@ -439,7 +456,7 @@ def test_split_pool_is_disjoint_stratified_and_complete() -> None:
     assert not (train & val or train & test or val & test)
     assert train | val | test == set(range(100))
     for x, y in ((s.x_train, s.y_train), (s.x_val, s.y_val), (s.x_test, s.y_test)):
-        np.testing.assert_array_equal(y, ds.y_train[x[:, 0, 0, 0].astype(int)])  # pairs intact
+        np.testing.assert_array_equal(y, ds.y_train[index(x)])  # pairs intact
         expected = np.array([0.4, 0.3, 0.2, 0.1]) * len(y)
         assert np.abs(np.bincount(y, minlength=4) - expected).max() <= 1  # stratified
 

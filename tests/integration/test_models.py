@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 import textwrap
 from pathlib import Path
@@ -15,13 +16,30 @@ from runner.errors import AdvrunError
 from runner.models import build_model, import_allowed
 
 SHAPES = [(1, 8, 8), (1, 28, 28), (3, 32, 32)]
+HAS_TORCHVISION = importlib.util.find_spec("torchvision") is not None
+NO_TORCHVISION = "torchvision is not installed (it cannot be installed beside torch 2.13 here)"
+# small variants for the generic tests; full-size parameter counts are checked below
+SMALL = {"wide_resnet": {"depth": 10, "widen_factor": 1}, "preact_resnet18": {"width": 8}}
+
+
+def arch_params(names):
+    """Architectures as pytest params; torchvision's are skipped where it is missing."""
+    return [
+        pytest.param(
+            a,
+            marks=pytest.mark.skipif(not HAS_TORCHVISION, reason=NO_TORCHVISION)
+            if MODELS.get(a).meta.get("extra")
+            else (),
+        )
+        for a in names
+    ]
 
 
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
-@pytest.mark.parametrize("arch", MODELS.names())
+@pytest.mark.parametrize("arch", arch_params(MODELS.names()))
 def test_builtin_logits_and_input_gradients(arch: str, shape: tuple[int, int, int]) -> None:
     torch.manual_seed(0)
-    model = build_model(arch, shape, 7, {}, [])
+    model = build_model(arch, shape, 7, SMALL.get(arch, {}), [])
     assert isinstance(model, nn.Module) and not isinstance(model, nn.Sequential)
     x = torch.rand(3, *shape, requires_grad=True)
     logits = model(x)
@@ -46,6 +64,80 @@ def test_builtin_kwargs_change_the_size(arch: str, kwargs: dict) -> None:
     assert small(torch.rand(2, 1, 28, 28)).shape == (2, 10)
 
 
+def n_params(m: nn.Module) -> int:
+    return sum(p.numel() for p in m.parameters())
+
+
+# Parameter counts of the reference implementations, 10 classes. 3x32x32: mlp and small_cnn by
+# their layer arithmetic (Madry et al.'s MNIST CNN: 3,274,634 on 1x28x28); preact_resnet18 the
+# PreActResNet18 of Wong/Rice et al.'s code; wide_resnet the WideResNet of TRADES/RobustBench
+# (WRN-34-10, checked against that code: same keys, same outputs); resnet18/resnet50 torchvision's
+# with the CIFAR stem (kuangliu/pytorch-cifar's ResNet18/ResNet50 have the same counts). 1x8x8:
+# the same layers with a one-channel first conv (mlp and small_cnn are sized to the input).
+REFERENCE_PARAMS = {
+    # arch: (kwargs, params on 3x32x32, params on 1x8x8)
+    "mlp": ({}, 3072 * 256 + 256 + 256 * 256 + 256 + 256 * 10 + 10, 64 * 256 + 256 + 65792 + 2570),
+    "small_cnn": (
+        {},
+        (3 * 25 * 32 + 32) + (32 * 25 * 64 + 64) + (64 * 8 * 8 * 1024 + 1024) + (1024 * 10 + 10),
+        (1 * 25 * 32 + 32) + (32 * 25 * 64 + 64) + (64 * 2 * 2 * 1024 + 1024) + (1024 * 10 + 10),
+    ),
+    "preact_resnet18": ({}, 11_172_170, 11_172_170 - 64 * 9 * 2),
+    "wide_resnet": ({"depth": 34, "widen_factor": 10}, 46_160_474, 46_160_474 - 16 * 9 * 2),
+    "resnet18": ({}, 11_173_962, 11_173_962 - 64 * 9 * 2),
+    "resnet50": ({}, 23_520_842, 23_520_842 - 64 * 9 * 2),
+}
+
+
+def test_every_builtin_architecture_has_a_reference_count() -> None:
+    assert set(REFERENCE_PARAMS) == set(MODELS.names())
+
+
+@pytest.mark.parametrize("arch", arch_params(REFERENCE_PARAMS))
+def test_parameter_counts_on_cifar_and_digit_shapes(arch: str) -> None:
+    kwargs, on_cifar, on_digits = REFERENCE_PARAMS[arch]
+    torch.manual_seed(0)
+    big = build_model(arch, (3, 32, 32), 10, kwargs, [])
+    assert n_params(big) == on_cifar
+    small = build_model(arch, (1, 8, 8), 10, kwargs, [])
+    assert n_params(small) == on_digits
+    small.eval()
+    with torch.no_grad():
+        assert small(torch.rand(2, 1, 8, 8)).shape == (2, 10)
+
+
+def test_wrn_28_10_and_trades_checkpoint_layout() -> None:
+    assert n_params(build_model("wide_resnet", (3, 32, 32), 10, {"depth": 28})) == 36_479_194
+    trades = build_model("wide_resnet", (3, 32, 32), 10, {"depth": 10, "sub_block1": True})
+    keys = list(trades.state_dict())
+    assert keys[:3] == ["conv1.weight", "block1.layer.0.bn1.weight", "block1.layer.0.bn1.bias"]
+    assert (
+        "sub_block1.layer.0.conv1.weight" in keys and "block2.layer.0.convShortcut.weight" in keys
+    )
+    assert keys[-2:] == ["fc.weight", "fc.bias"]
+
+
+@pytest.mark.skipif(not HAS_TORCHVISION, reason=NO_TORCHVISION)
+def test_torchvision_stems() -> None:
+    cifar = build_model("resnet18", (3, 32, 32), 10)
+    assert cifar.conv1.kernel_size == (3, 3) and isinstance(cifar.maxpool, nn.Identity)
+    imagenet = build_model("resnet18", (3, 224, 224), 1000)
+    assert (
+        imagenet.conv1.kernel_size == (7, 7) and n_params(imagenet) == 11_689_512
+    )  # torchvision's
+    forced = build_model("resnet50", (3, 32, 32), 10, {"stem": "imagenet"})
+    assert forced.conv1.stride == (2, 2)
+    with pytest.raises(AdvrunError, match="stem must be auto, cifar or imagenet"):
+        build_model("resnet18", (3, 32, 32), 10, {"stem": "tiny"})
+
+
+def test_torchvision_missing_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "torchvision", None)  # import torchvision now fails
+    monkeypatch.delitem(sys.modules, "torchvision.models", raising=False)
+    with pytest.raises(AdvrunError, match=r"need torchvision.*pip install 'advrun\[vision\]'"):
+        build_model("resnet18", (3, 32, 32), 10)
+
+
 def test_known_layer_sizes() -> None:
     # Madry et al.'s MNIST CNN has 3,274,634 parameters; PreAct ResNet-18 on CIFAR about 11.17M
     cnn = build_model("small_cnn", (1, 28, 28), 10)
@@ -66,7 +158,10 @@ def test_known_layer_sizes() -> None:
         ("mlp", {"hidden": "256"}, "positive integers"),
         ("small_cnn", {"width": -1}, "positive number"),
         ("preact_resnet18", {"width": 1.5}, "positive integer"),
-        ("resnet18", {}, "unknown model architecture 'resnet18'"),
+        ("resnet19", {}, "unknown model architecture 'resnet19'"),
+        ("wide_resnet", {"depth": 30}, "6n \\+ 4"),
+        ("wide_resnet", {"widen_factor": 0}, "positive integer"),
+        ("wide_resnet", {"dropout": 1.0}, r"\[0, 1\)"),
     ],
 )
 def test_builtin_bad_arguments(arch: str, kwargs: dict, message: str) -> None:
@@ -178,3 +273,29 @@ def test_import_allowed() -> None:
     assert import_allowed("pkg", ["pkg.*"])  # the package itself, for "pkg:factory"
     assert not import_allowed("pkgx.models", ["pkg.*"])
     assert not import_allowed("pkg.models", [])
+
+
+TV_FACTORY = """
+    import torchvision
+
+    def mobilenet(input_shape, num_classes, width_mult=1.0):
+        # torchvision's builders take num_classes but not input_shape: a two-line factory adapts them
+        return torchvision.models.mobilenet_v3_small(num_classes=num_classes, width_mult=width_mult)
+"""
+
+
+@pytest.mark.skipif(not HAS_TORCHVISION, reason=NO_TORCHVISION)
+def test_any_torchvision_model_through_a_user_factory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from runner.models import build_for_spec
+    from runner.models.normalize import Normalized
+
+    (tmp_path / "tv_factory.py").write_text(textwrap.dedent(TV_FACTORY))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    spec = {"name": "m", "arch": "tv_factory:mobilenet", "kwargs": {"width_mult": 0.5},
+            "normalize": {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}}  # fmt: skip
+    with pytest.raises(AdvrunError, match="--allow-import"):
+        build_for_spec(spec, (3, 32, 32), 10)
+    model = build_for_spec(spec, (3, 32, 32), 10, allow_import=["tv_factory"])
+    assert isinstance(model, Normalized) and model.eval()(torch.rand(2, 3, 32, 32)).shape == (2, 10)
