@@ -165,14 +165,12 @@ def summary(
     items: list[dict[str, str]] = []
     col, col_name = headline(columns)
     suite = suite or {"worst_case_attacks": [], "off_threat_attacks": []}
-    pr = (threat or {}).get("pixel_range")
+    t = threat or {}
+    pr = t.get("pixel_range")
     long_name = col_name
     if col == WORST and suite["worst_case_attacks"]:
         names = suite["worst_case_attacks"]
-        at = (
-            f"at {NORMS.get((threat or {}).get('norm'), (threat or {}).get('norm'))} eps "
-            f"{fmt_eps((threat or {}).get('eps'), pr)}"
-        )
+        at = f"at {NORMS.get(t.get('norm'), t.get('norm'))} eps {fmt_eps(t.get('eps'), pr)}"
         n = len(names)
         col_name = f"worst case over {n} attack{'s' if n != 1 else ''} {at}"
         long_name = f"worst case over {', '.join(names)} {at}"
