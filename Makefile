@@ -14,7 +14,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q "$(TORCH)"
-	$(BIN)/python -m pip install -q -e '.[dev,postgres,ray]'
+	$(BIN)/python -m pip install -q -e '.[dev,postgres,ray,mlflow]'
 	touch $@
 
 demo: install

@@ -29,6 +29,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "runner.commands.export_adv",
         "write a run's adversarial test set (npz) and record its hash",
     ),
+    "track": (
+        "runner.commands.track",
+        "log to MLflow what an output directory's runs have not logged yet",
+    ),
 }
 
 

@@ -74,3 +74,31 @@ def compare_runs(examples_a, examples_b, attack: str = "worst_case") -> dict[str
         raise ValueError("the two runs' test examples have different labels (another split?)")
     ca, cb = a["correct"].to_numpy(bool), b["correct"].to_numpy(bool)
     return {"accuracy_a": float(ca.mean()), "accuracy_b": float(cb.mean()), **mcnemar(ca, cb)}
+
+
+def paired_difference(
+    correct_a: np.ndarray,
+    correct_b: np.ndarray,
+    n_boot: int = 1000,
+    level: float = 0.95,
+    seed: int = 0,
+) -> dict[str, float]:
+    """Accuracy of A minus accuracy of B on the same examples, with a percentile-bootstrap
+    interval that resamples examples (pairs stay together), and the exact McNemar test."""
+    a = np.asarray(correct_a, dtype=np.float64)
+    b = np.asarray(correct_b, dtype=np.float64)
+    if a.shape != b.shape:
+        raise ValueError("a paired difference needs the same examples in both runs")
+    d = a - b
+    diff = float(d.mean()) if d.size else float("nan")
+    if d.size == 0 or n_boot <= 0:
+        lo = hi = diff
+    else:
+        rng = np.random.default_rng(seed)
+        # d takes the values -1, 0, 1: a resample is a multinomial draw of their counts, O(n_boot)
+        p = [float(np.mean(d < 0)), float(np.mean(d == 0)), float(np.mean(d > 0))]
+        counts = rng.multinomial(d.size, p, size=n_boot)
+        means = (counts[:, 2] - counts[:, 0]) / d.size
+        q = (1 - level) / 2
+        lo, hi = float(np.quantile(means, q)), float(np.quantile(means, 1 - q))
+    return {"diff": diff, "ci_low": lo, "ci_high": hi, **mcnemar(a > 0.5, b > 0.5)}

@@ -36,6 +36,28 @@ def add_import_argument(p: argparse.ArgumentParser) -> None:
     )
 
 
+def add_baseline_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--baseline",
+        metavar="DIR",
+        help="gate against the last accepted release (its output dir, run dir or model_card.json):"
+        " exit 3 when clean or worst-case accuracy drops by more than gate.max_drop (default "
+        "0.01 clean, 0.02 worst case) beyond noise (paired McNemar test on the same examples)",
+    )
+
+
+def add_tracking_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--mlflow",
+        metavar="URI",
+        help="log every run to MLflow at URI (http://host:port, sqlite:///file.db, file:///dir); "
+        "overrides the spec's tracking.mlflow.uri and MLFLOW_TRACKING_URI; needs advrun[mlflow]",
+    )
+    p.add_argument(
+        "--no-mlflow", action="store_true", help="do not log to MLflow even if the spec says so"
+    )
+
+
 def load(args: argparse.Namespace) -> tuple[LoadedSpec, Plan, Store]:
     """The validated spec, its plan and its store.
 

@@ -16,8 +16,10 @@ from typing import Any
 
 from runner.checkpoint import load_into, load_state_dict
 from runner.commands.common import (
+    add_baseline_argument,
     add_import_argument,
     add_spec_arguments,
+    add_tracking_arguments,
     load,
     prepare_output,
 )
@@ -40,6 +42,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", help="override the spec's device (auto, cpu, cuda, cuda:N)")
     p.add_argument("--force", action="store_true", help="re-evaluate even if already done")
     p.add_argument("-q", "--quiet", action="store_true", help="print only the results table")
+    add_tracking_arguments(p)
+    add_baseline_argument(p)
 
 
 _FIT = "check the model's arch and kwargs in the spec"
@@ -166,14 +170,21 @@ def run(args: argparse.Namespace) -> int:
                 f"model '{m.name}' ({m.arch}) would be evaluated untrained: pass --checkpoint "
                 "PATH, or use a model factory 'package.module:function' with --allow-import"
             )
+    from runner import track
     from runner.execute import results
     from runner.execute.finish import write_results
     from runner.fsio import write_text
+    from runner.report.baseline import load_baseline, remember_baseline
 
+    tracking = track.mlflow_settings(spec, args.mlflow, args.no_mlflow)
+    track.tracking_options(tracking)  # the extra is missing: say so before any compute
+    if args.baseline:
+        load_baseline(args.baseline)  # a missing or empty baseline fails before any compute
     device_name = args.device or spec.device
     _preflight(models, ckpt, plan, device_name, args.allow_import)  # fail before any write
     prepare_output(store.root)  # a read-only or full output directory fails before any write
     write_text(store.root / "spec.yaml", loaded.text)
+    remember_baseline(store.root, args.baseline)
     sha = sha256_file(ckpt) if ckpt is not None and ckpt.is_file() else None
     t0 = time.perf_counter()
     for m in models:
@@ -192,4 +203,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"results: {store.root / 'results.csv'} ({time.perf_counter() - t0:.1f}s)")
     from runner.report.hooks import gate_exit_code
 
-    return gate_exit_code(spec, store.root)  # the spec's gate: exit 3 when a threshold fails
+    code = gate_exit_code(spec, store.root)  # the spec's gate: exit 3 when a threshold fails
+    if tracking is not None:  # audits are logged like runs, nested under the experiment
+        track.sync(tracking, store.root, verbose=not args.quiet)
+    return code

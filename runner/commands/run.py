@@ -6,8 +6,10 @@ import argparse
 import fnmatch
 
 from runner.commands.common import (
+    add_baseline_argument,
     add_import_argument,
     add_spec_arguments,
+    add_tracking_arguments,
     load,
     prepare_output,
 )
@@ -26,6 +28,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--no-report", action="store_true", help="do not write OUTPUT/report.html at the end"
     )
+    add_tracking_arguments(p)
+    add_baseline_argument(p)
     g = p.add_argument_group("parallel and distributed execution (README: Scaling out)")
     g.add_argument(
         "--jobs",
@@ -72,17 +76,23 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     loaded, plan, store = load(args)
-    from runner.execute import Options, execute_plan, preflight, results
+    from runner import track
+    from runner.execute import Options, execute_plan, preflight
     from runner.execute import finish as experiment
+    from runner.report.baseline import load_baseline, remember_baseline
 
+    tracking = track.mlflow_settings(loaded.spec, args.mlflow, args.no_mlflow)
     runs = [r for r in plan.runs if not args.only or fnmatch.fnmatch(r.id, args.only)]
     opts = Options(
         device=args.device or loaded.spec.device,
         allow_import=args.allow_import,
         force=args.force,
         verbose=not args.quiet,
+        tracking=track.tracking_options(tracking),  # fails here when the extra is missing
     )
     _check_parallel(args)
+    if args.baseline:
+        load_baseline(args.baseline)  # a missing or empty baseline fails before any compute
     from runner.execute import distributed
 
     if distributed.world_size_from_env() > 1:
@@ -90,6 +100,7 @@ def run(args: argparse.Namespace) -> int:
     preflight(runs, opts)  # missing data, a bad device or model: fail before writing anything
     prepare_output(store.root)  # a read-only or full output directory fails before any write
     experiment.write_plan(loaded, plan, store)
+    remember_baseline(store.root, args.baseline)
     if args.launcher == "ray":
         from runner.execute.ray_launcher import execute_on_ray
 
@@ -100,6 +111,15 @@ def run(args: argparse.Namespace) -> int:
         outcomes = execute_parallel(store, opts, runs, args.jobs, args.jobs_per_gpu)
     else:
         outcomes = execute_plan(store, opts, runs)
+    return _finish(args, loaded, plan, store, runs, outcomes, tracking)
+
+
+def _finish(args, loaded, plan, store, runs, outcomes, tracking) -> int:
+    """Results, report, the failures, the gate and the tracking catch-up; the exit code."""
+    from runner import track
+    from runner.execute import finish as experiment
+    from runner.execute import results
+
     df = experiment.write_results(plan, store, report=not args.no_report)
     print(results.format_table(df))
     print(f"results: {store.root / 'results.csv'}")
@@ -108,6 +128,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"FAILED {o.run.id}: {o.message}")
     # the robustness gate: exit 3 when a threshold fails; a failed run's exit 1 wins
     gate_code = experiment.gate(loaded.spec, store, [r.id for r in runs])
+    if tracking is not None:  # the report and model cards exist now; catch up what is missing
+        track.sync(tracking, store.root, verbose=not args.quiet)
     return EXIT_FAILED if failed else gate_code
 
 
@@ -131,7 +153,7 @@ def _check_parallel(args: argparse.Namespace) -> None:
 
 def _run_distributed(args, loaded, plan, store, runs, opts) -> int:
     """Under torchrun: every rank trains each run (DDP); rank 0 writes and reports."""
-    from runner.execute import distributed, preflight, results
+    from runner.execute import distributed, preflight
     from runner.execute import finish as experiment
 
     if args.jobs > 1 or args.launcher != "local":
@@ -142,20 +164,16 @@ def _run_distributed(args, loaded, plan, store, runs, opts) -> int:
     try:
         preflight(runs, opts)
         if dist.main:
+            from runner.report.baseline import remember_baseline
+
             prepare_output(store.root)
             experiment.write_plan(loaded, plan, store)
+            remember_baseline(store.root, args.baseline)
         opts.verbose = opts.verbose and dist.main
         outcomes = distributed.execute_distributed(store, opts, runs, dist)
-        code = 0
-        if dist.main:
-            df = experiment.write_results(plan, store, report=not args.no_report)
-            print(results.format_table(df))
-            print(f"results: {store.root / 'results.csv'}")
-            failed = [o for o in outcomes if o.state == "failed"]
-            for o in failed:
-                print(f"FAILED {o.run.id}: {o.message}")
-            gate_code = experiment.gate(loaded.spec, store, [r.id for r in runs])
-            code = EXIT_FAILED if failed else gate_code
-        return code
+        if not dist.main:  # rank 0 reports; the other ranks build no hooks and log nothing
+            return 0
+        tracking = opts.tracking["mlflow"] if opts.tracking else None
+        return _finish(args, loaded, plan, store, runs, outcomes, tracking)
     finally:
         distributed.shutdown(dist)

@@ -6,7 +6,13 @@ import argparse
 import sys
 from pathlib import Path
 
-from runner.commands.common import add_import_argument, add_spec_arguments, load, prepare_output
+from runner.commands.common import (
+    add_import_argument,
+    add_spec_arguments,
+    add_tracking_arguments,
+    load,
+    prepare_output,
+)
 from runner.errors import EXIT_FAILED, AdvrunError
 
 
@@ -47,6 +53,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--address", metavar="ADDR", help="--launcher ray: the cluster to join (default: local)"
     )
     p.add_argument("-q", "--quiet", action="store_true", help="print only the summary")
+    add_tracking_arguments(p)
     p.add_argument("--worker", metavar="TAG", help=argparse.SUPPRESS)  # set by --workers
 
 
@@ -55,6 +62,10 @@ def _worker_argv(args: argparse.Namespace, root: Path, storage: str, device: str
     argv += ["--heartbeat", str(args.heartbeat), "--device", device]
     for pattern in args.allow_import:
         argv += ["--allow-import", pattern]
+    if args.mlflow:
+        argv += ["--mlflow", args.mlflow]
+    if args.no_mlflow:
+        argv += ["--no-mlflow"]
     return argv + (["-q"] if args.quiet else [])
 
 
@@ -83,7 +94,15 @@ def run(args: argparse.Namespace) -> int:
     info = storage_info(args.storage, tune_dir, args.heartbeat)
     name = study_name(spec, loaded.data)
     device = args.device or spec.device
-    opts = Options(device=device, allow_import=args.allow_import, verbose=not args.quiet)
+    from runner import track
+
+    tracking = track.mlflow_settings(spec, args.mlflow, args.no_mlflow)
+    opts = Options(
+        device=device,
+        allow_import=args.allow_import,
+        verbose=not args.quiet,
+        tracking=track.tracking_options(tracking, study=name),  # trials nest under the study
+    )
     ctx = TuneContext(loaded, store, name, opts)
     if args.worker:
         work(ctx, info, tag=f"[{args.worker}] ")
@@ -112,6 +131,8 @@ def run(args: argparse.Namespace) -> int:
     summ.write(summary, tune_dir)
     _print(summary)
     print(f"summary: {tune_dir / 'summary.json'}")
+    if tracking is not None:  # the study run with every trial's objective values
+        track.sync(tracking, store.root, verbose=not args.quiet)
     complete = _finished(study) >= t.trials
     if args.export:
         _export(ctx, study, args.export, args.trial)

@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from runner.compile import Run
-from runner.execute.claim import Holder, live_holder
+from runner.execute.claim import live_holder
 from runner.execute.options import Options
-from runner.execute.plan import Outcome
+from runner.execute.plan import Outcome, settle
 from runner.execute.progress import Progress
 from runner.execute.resources import Slot, slots
 from runner.execute.store import Store, now
@@ -175,17 +175,4 @@ def _settle(
         outcomes[run.id] = Outcome(run, "failed", why)
         progress.failed(run, why)
         return
-    kind, value = a.result
-    if kind == "busy":
-        holder: Holder | str = value
-        progress.note(run, f"claimed by {holder} (alive); waiting for it to finish or die")
-        waiting[run.id] = run
-    elif kind == "skipped":
-        outcomes[run.id] = Outcome(run, "skipped", value)
-        progress.skipped(run, value)
-    elif kind == "done":
-        outcomes[run.id] = Outcome(run, "done")
-        progress.finished(run, value)
-    else:
-        outcomes[run.id] = Outcome(run, "failed", value)
-        progress.failed(run, value)
+    settle(run, *a.result, outcomes, progress, waiting)

@@ -86,3 +86,26 @@ def _free_cuda() -> None:
 
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
+
+
+def settle(
+    run: Run,
+    kind: str,
+    value,
+    outcomes: dict[str, Outcome],
+    progress: Progress,
+    waiting: dict[str, Run],
+) -> None:
+    """Record what a job or a task reported for ``run`` (busy / skipped / done / failed)."""
+    if kind == "busy":
+        progress.note(run, f"claimed by {value} (alive); waiting for it to finish or die")
+        waiting[run.id] = run
+    elif kind == "skipped":
+        outcomes[run.id] = Outcome(run, "skipped", value)
+        progress.skipped(run, value)
+    elif kind == "done":
+        outcomes[run.id] = Outcome(run, "done")
+        progress.finished(run, value)
+    else:
+        outcomes[run.id] = Outcome(run, "failed", value)
+        progress.failed(run, value)

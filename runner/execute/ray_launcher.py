@@ -20,7 +20,7 @@ from runner.compile import Run
 from runner.errors import AdvrunError
 from runner.execute.claim import live_holder
 from runner.execute.options import Options
-from runner.execute.plan import Outcome
+from runner.execute.plan import Outcome, settle
 from runner.execute.progress import Progress
 from runner.execute.store import Store, now
 
@@ -151,18 +151,7 @@ def _drive(ray, store: Store, opts: Options, runs: list[Run], retries: int, cpus
                 outcomes[run.id] = Outcome(run, "failed", why)
                 progress.failed(run, why)
                 continue
-            if kind == "busy":
-                progress.note(run, f"claimed by {value} (alive); waiting for it")
-                waiting[run.id] = run
-            elif kind == "skipped":
-                outcomes[run.id] = Outcome(run, "skipped", value)
-                progress.skipped(run, value)
-            elif kind == "done":
-                outcomes[run.id] = Outcome(run, "done")
-                progress.finished(run, value)
-            else:
-                outcomes[run.id] = Outcome(run, "failed", value)
-                progress.failed(run, value)
+            settle(run, kind, value, outcomes, progress, waiting)
         progress.tick()
     progress.close()
     return [outcomes[r.id] for r in runs]

@@ -35,12 +35,20 @@ def _gate(exp: Experiment) -> dict[str, Any]:
         loaded = load_spec(exp.root / "spec.yaml", list((exp.plan or {}).get("overrides", [])))
     except AdvrunError as e:
         return {"configured": True, "error": f"the stored spec no longer loads: {e}"}
-    if loaded.spec.gate is None:
+    from runner.report.baseline import with_stored_baseline
+
+    spec = with_stored_baseline(loaded.spec, exp.root)  # a --baseline of advrun eval/run
+    if spec.gate is None:
         return {"configured": False}
-    checks = evaluate_gate(loaded.spec, exp.root)
+    try:
+        checks = evaluate_gate(spec, exp.root)
+    except AdvrunError as e:  # e.g. a baseline on another threat model: refused, and said so
+        return {"configured": True, "error": str(e), "baseline": spec.gate.baseline}
     return {
         "configured": True,
-        "rules": [r.model_dump() for r in loaded.spec.gate.rules],
+        "rules": [r.model_dump() for r in spec.gate.rules],
+        "baseline": spec.gate.baseline,
+        "max_drop": spec.gate.max_drop if spec.gate.baseline else None,
         "ok": all(c.ok for c in checks),
         "checks": gate_json(checks),
     }
@@ -141,12 +149,15 @@ def build(dirs: list[str | Path]) -> dict[str, Any]:
     columns = list(dict.fromkeys(c for d in data for c in d["columns"] if c != "worst_case"))
     columns += ["worst_case"] if any("worst_case" in d["columns"] for d in data) else []
     scopes = {k: v for d in reversed(data) for k, v in d["column_scopes"].items()}
+    from runner.report.releases import releases
+
     return clean_json(
         {
             "schema": SCHEMA,
             "generated": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             "generator": {"advrun": versions().get("advrun"), "python": versions().get("python")},
             "experiments": data,
+            "releases": releases(data),  # the time series of releases of one model
             "comparison": {
                 "columns": columns,
                 "scopes": scopes,

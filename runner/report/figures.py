@@ -148,9 +148,39 @@ def poisoning_plot(exp: dict[str, Any]) -> Markup | None:
     )
 
 
+def releases_plot(report: dict[str, Any]) -> Markup | None:
+    """Clean and worst-case accuracy per release (95% interval bands): drift at a glance."""
+    rel = report.get("releases")
+    if not rel or not rel.get("comparable") or not rel["series"]:
+        return None
+    xs = list(range(1, len(rel["labels"]) + 1))
+    series = [
+        svg.Series(
+            s["name"],
+            xs,
+            s["mean"],
+            svg.color(i),
+            dash=s["metric"] == WORST,
+            lo=s["ci_low"],
+            hi=s["ci_high"],
+        )
+        for i, s in enumerate(rel["series"])
+    ]
+    return svg.line_plot(
+        series,
+        "Accuracy per release (95% CI)",
+        "release (in the order given)",
+        "accuracy",
+        width=max(640, 90 * len(xs) + 260),
+        ylim=(0, 1),
+        xnames={float(x): lab for x, lab in zip(xs, rel["labels"], strict=True)},
+    )
+
+
 def figures(report: dict[str, Any]) -> dict[str, Any]:
     return {
         "comparison": comparison_bars(report),
+        "releases": releases_plot(report),
         "experiments": [
             {
                 "training": training_plots(e),

@@ -214,7 +214,12 @@ def _threshold_checks(i: int, rule: GateRule, label: str, runs: list[dict]) -> l
 
 
 def evaluate_gate(spec, output_dir: str | Path, run_ids: Iterable[str] | None = None):
-    """Every check of the spec's gate on the stored results: a list of :class:`GateCheck`."""
+    """Every check of the spec's gate on the stored results: :class:`GateCheck` per threshold
+    and :class:`~runner.report.baseline.BaselineCheck` per metric compared with the baseline
+    (an AdvrunError when the baseline cannot be compared)."""
+    from runner.report.baseline import baseline_checks, with_stored_baseline
+
+    spec = with_stored_baseline(spec, Path(output_dir))
     gate = getattr(spec, "gate", None)
     if gate is None:
         return []
@@ -233,6 +238,8 @@ def evaluate_gate(spec, output_dir: str | Path, run_ids: Iterable[str] | None = 
         for label, runs in groups.items():
             runs.sort(key=lambda m: json.dumps(m.get("seed")))
             checks += _threshold_checks(i, rule, label, runs)
+    if gate.baseline is not None:
+        checks += baseline_checks(gate, metrics, Path(output_dir))
     return checks
 
 
@@ -240,8 +247,10 @@ def check_gate(
     spec, output_dir: str | Path, run_ids: Iterable[str] | None = None
 ) -> tuple[bool, list[str]]:
     """(ok, messages): ok when the spec has no gate or every threshold holds."""
+    from runner.report.baseline import with_stored_baseline
+
     checks = evaluate_gate(spec, output_dir, run_ids)
-    if getattr(spec, "gate", None) is None:
+    if getattr(with_stored_baseline(spec, Path(output_dir)), "gate", None) is None:
         return True, []
     ok = all(c.ok for c in checks)
     msgs = [c.message for c in checks if not c.ok] + [c.message for c in checks if c.ok]

@@ -30,9 +30,10 @@ def write_default_report(output_dir: str | Path, midway=None) -> Path | None:
 
 def gate_exit_code(spec, output_dir: str | Path, run_ids: Iterable[str] | None = None) -> int:
     """Print the gate's verdict; EXIT_GATE when it fails, EXIT_OK otherwise (or without gate)."""
+    from runner.report.baseline import with_stored_baseline
     from runner.report.gate import check_gate
 
-    if getattr(spec, "gate", None) is None:
+    if getattr(with_stored_baseline(spec, Path(output_dir)), "gate", None) is None:
         return EXIT_OK
     ok, messages = check_gate(spec, output_dir, run_ids)
     print(f"gate: {'passed' if ok else 'FAILED'}")

@@ -110,7 +110,9 @@ def _open(width: int, height: int, title: str) -> list[str]:
     ]
 
 
-def _axes(f: _Frame, xlabel: str, ylabel: str, xticks: bool = True) -> list[str]:
+def _axes(
+    f: _Frame, xlabel: str, ylabel: str, xticks: bool = True, xnames: dict | None = None
+) -> list[str]:
     out = []
     ystep = f.yt[1] - f.yt[0] if len(f.yt) > 1 else 1
     for t in f.yt:
@@ -126,13 +128,21 @@ def _axes(f: _Frame, xlabel: str, ylabel: str, xticks: bool = True) -> list[str]
         xstep = f.xt[1] - f.xt[0] if len(f.xt) > 1 else 1
         for t in f.xt:
             x = f.px(t)
+            if xnames is not None and t not in xnames:
+                continue  # named ticks only (e.g. one per release)
             out.append(
                 f'<line x1="{x:.1f}" y1="{f.bottom}" x2="{x:.1f}" y2="{f.bottom + 4}" '
                 'stroke="#6b7280"/>'
             )
+            if xnames is not None:
+                raw = str(xnames[t])  # cut before escaping: never inside an entity
+                short = raw if len(raw) <= 14 else raw[:13] + "…"
+                text = f"<title>{escape(raw)}</title>{escape(short)}"
+            else:
+                text = _fmt(t, xstep)
             out.append(
                 f'<text x="{x:.1f}" y="{f.bottom + 17}" text-anchor="middle" font-size="11" '
-                f'fill="#4b5563">{_fmt(t, xstep)}</text>'
+                f'fill="#4b5563">{text}</text>'
             )
     out.append(
         f'<line x1="{f.left}" y1="{f.bottom}" x2="{f.right}" y2="{f.bottom}" stroke="#6b7280"/>'
@@ -203,14 +213,16 @@ def line_plot(
     height: int = 320,
     ylim: tuple[float, float] | None = None,
     legend: bool = True,
+    xnames: dict[float, str] | None = None,
 ) -> Markup:
-    """Lines (or points) with optional bands; axes with round ticks, a legend on the right."""
+    """Lines (or points) with optional bands; axes with round ticks, a legend on the right.
+    ``xnames``: text for the ticks at those x values (only those are drawn)."""
     legend_w = 170 if legend and series else 0
     xs = [v for s in series for v in s.x]
     ys = [v for s in series for v in (*s.y, *(s.lo or ()), *(s.hi or ()))]
     xint = bool(xs) and all(isinstance(v, int) and not isinstance(v, bool) for v in xs if _ok(v))
     f = _Frame(width, height, _limits(xs), ylim or _limits(ys), legend_w, xint=xint)
-    out = _open(width, height, title) + _axes(f, xlabel, ylabel)
+    out = _open(width, height, title) + _axes(f, xlabel, ylabel, xnames=xnames)
     items = []
     for i, s in enumerate(series):
         c = s.color or color(i)

@@ -24,6 +24,7 @@ from runner.spec.base import (
 from runner.spec.gate import GateSpec
 from runner.spec.poisoning import PoisoningSpec
 from runner.spec.recipes import RECIPE_SPECS
+from runner.spec.tracking import TrackingSpec
 from runner.spec.transforms import AugmentList, NormalizeField
 from runner.spec.tune import TuneSpec
 
@@ -326,6 +327,10 @@ class Spec(StrictModel):
         None,
         description="simulate a backdoor attacker: every run trains on the poisoned set and is "
         "evaluated for attack success rate",
+    )
+    tracking: TrackingSpec | None = Field(
+        None,
+        description="log every run to an experiment tracker (MLflow); never changes run ids",
     )
 
     @field_validator("device")

@@ -63,11 +63,35 @@ class GateRule(StrictModel):
     )
 
 
+DEFAULT_MAX_DROP = {WORST_CASE: 0.02, "clean": 0.01}
+
+
 class GateSpec(StrictModel):
-    """A robustness gate: every rule must hold, or the command exits with code 3."""
+    """A robustness gate: every rule must hold, and no accuracy may drop from the baseline by
+    more than allowed, or the command exits with code 3."""
 
     rules: list[GateRule] = Field(
-        ..., min_length=1, description="threshold rules; all must hold for the gate to pass"
+        default_factory=list, description="threshold rules; all must hold for the gate to pass"
+    )
+    baseline: str | None = Field(
+        None,
+        min_length=1,
+        description="the last accepted release: an output directory, a run directory or a "
+        "runs/<run>/model_card.json (with its examples.parquet beside it); the new results must "
+        "not drop from it by more than max_drop on the same test examples (advrun eval "
+        "--baseline DIR sets it from the command line)",
+    )
+    max_drop: dict[str, float] = Field(
+        default_factory=lambda: dict(DEFAULT_MAX_DROP),
+        description="largest allowed accuracy drop from the baseline, a fraction, per 'clean', "
+        "'worst_case' or an attack of the suite; a larger drop fails only when the paired "
+        "per-example test (exact McNemar) says it is not noise",
+    )
+    significance: float = Field(
+        0.05,
+        gt=0,
+        lt=1,
+        description="p-value below which a drop larger than max_drop is real (fails the gate)",
     )
 
 
@@ -90,6 +114,24 @@ def check(spec: Spec) -> Iterator[Problem]:
     recipes = [r.name for r in spec.recipes]
     attacks = [a.name for a in spec.attacks]
     allowed = ["clean", *attacks, *([WORST_CASE] if attacks else [])]
+    if not gate.rules and gate.baseline is None:
+        yield (
+            ("gate",),
+            "the gate has neither rules nor a baseline; give rules: [...] or baseline: DIR",
+        )
+    given = gate.max_drop if "max_drop" in gate.model_fields_set else {}  # defaults fit any suite
+    for name, value in given.items():
+        if name not in allowed:
+            yield (
+                ("gate", "max_drop", name),
+                f"'{name}' is not an attack of the suite{did_you_mean(name, allowed)}; "
+                f"choose one of: {', '.join(allowed)}",
+            )
+        elif not 0 <= value <= 1:
+            yield (
+                ("gate", "max_drop", name),
+                f"allowed drop {value:g} must be a fraction in [0, 1] (e.g. 0.02 for 2 points)",
+            )
     for i, rule in enumerate(gate.rules):
         where = ("gate", "rules", i)
         yield from _names((*where, "models"), rule.models, models, "model")

@@ -72,3 +72,55 @@ def test_export_errors_are_clear(run_dir, capsys, args, message):
 def test_export_needs_a_run_directory(tmp_path, capsys):
     assert main(["export-adv", str(tmp_path), "--attack", "fgsm"]) == 2
     assert "no run.json" in capsys.readouterr().err
+
+
+@pytest.fixture
+def madry_dir(tmp_path_factory, tmp_path):
+    _, out = copy_experiment(tmp_path_factory, tmp_path)
+    return sorted((out / "runs").glob("*@madry@s0-*"))[0]
+
+
+def test_all_and_train_exports_with_a_manifest_and_byte_identical_reexport(madry_dir, capsys):
+    run_dir = madry_dir
+    assert main(["export-adv", str(run_dir), "--all", "--train", "--device", "cpu"]) == 0
+    exports = run_dir / "exports"
+    manifest = json.loads((exports / "manifest.json").read_text())
+    files = {e["file"]: e for e in manifest["files"]}
+    assert set(files) == {"adv-fgsm.npz", "adv-pgd.npz", "train-pgd.npz"}
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    cfg = json.loads((run_dir / "run.json").read_text())
+    ck = run_dir / "checkpoints"
+    for name, e in files.items():  # the manifest describes the files exactly
+        path = exports / name
+        assert e["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+        assert e["data_sha256"] == metrics["data_sha256"]
+        assert e["advrun_version"] == metrics["versions"]["advrun"]
+        with np.load(path, allow_pickle=False) as z:
+            meta = json.loads(str(z["meta"]))
+            assert len(z["x_adv"]) == len(z["y"]) == len(z["index"]) == e["n"]
+        assert meta["checkpoint_sha256"] == e["checkpoint_sha256"]
+        which = "last" if name.startswith("train") else metrics["checkpoint"]
+        digest = hashlib.sha256((ck / f"{which}.pt").read_bytes()).hexdigest()
+        assert e["checkpoint_sha256"] == digest
+    assert files["adv-pgd.npz"]["attack"] == "pgd" and files["adv-pgd.npz"]["eps"] == 0.1
+    train = files["train-pgd.npz"]
+    assert train["kind"] == "train" and train["split"] == "train" and train["eps"] == 0.1
+    with np.load(exports / "train-pgd.npz", allow_pickle=False) as z:
+        meta = json.loads(str(z["meta"]))
+        index, x_adv = z["index"], z["x_adv"]
+    assert meta["epoch"] == cfg["recipe"]["epochs"] == 2 and "last checkpoint" in meta["what"]
+    assert sorted(index.tolist()) == list(range(len(index)))  # every training example, once
+    assert x_adv.min() >= 0 and x_adv.max() <= 1
+    # exporting again gives the same bytes: files and manifest
+    before = {p.name: p.read_bytes() for p in exports.iterdir()}
+    assert main(["export-adv", str(run_dir), "--all", "--train", "--device", "cpu"]) == 0
+    assert {p.name: p.read_bytes() for p in exports.iterdir()} == before
+    recorded = json.loads((run_dir / "exports.json").read_text())["adversarial_exports"]
+    assert sorted(e["file"] for e in recorded) == sorted(f"exports/{n}" for n in files)
+
+
+def test_train_export_needs_an_adversarial_recipe(run_dir, capsys):
+    assert main(["export-adv", str(run_dir), "--train"]) == 2
+    assert "trains on clean examples" in capsys.readouterr().err
+    assert main(["export-adv", str(run_dir)]) == 2
+    assert "--attack NAME, --all" in capsys.readouterr().err

@@ -1,0 +1,695 @@
+"""MLflow tracking: each advrun run is one MLflow run, nested under its experiment (or study).
+
+Everything is logged by *syncing* the files of the run store to MLflow: the hooks sync a run when it
+starts, after each epoch and when it ends, and ``advrun track OUT`` (or the end of ``advrun run``,
+``eval`` and ``tune``) syncs the whole output directory. A sync first reads what the MLflow run
+already holds (params, tags, the steps of the per-epoch metrics) and logs only what is missing, so
+it is idempotent: a done run whose files did not change costs one ``get_run`` and logs nothing.
+The MLflow run id is kept in the run directory (``mlflow.json``, per tracking URI) and, should that
+file be lost, found again by the ``advrun.key`` tag; no tracking state lives only in memory.
+
+A tracking server that is down or slow never costs a run: requests have a bounded timeout and
+retries (MLflow's ``MLFLOW_HTTP_REQUEST_TIMEOUT`` / ``MLFLOW_HTTP_REQUEST_MAX_RETRIES`` /
+``MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR``), the first failure is printed once, later calls in the same
+process do not contact the server again, and status.json records ``tracking.mlflow.state:
+pending`` with the error until a later sync succeeds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import fcntl
+import hashlib
+import json
+import logging
+import math
+import os
+import re
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from runner.execute.hooks import RunHooks
+from runner.fsio import read_json, sha256_file, write_json
+from runner.track import DEFAULT_RETRIES, DEFAULT_TIMEOUT, names, redact
+
+STATE_FILE = "mlflow.json"  # in a run directory, and in the output directory (parent, studies)
+LOCK_FILE = ".mlflow.lock"
+# epochs.csv column -> metric logged with step=epoch; "epoch" itself marks which epochs are logged
+EPOCH_METRICS = {
+    "epoch": "epoch",
+    "loss": "loss",
+    "lr": "lr",
+    "eps": "eps",
+    "val_clean": "val_clean",
+    "val_robust": "val_robust",
+    "seconds": "epoch_seconds",
+}
+RUN_ARTIFACTS = ("metrics.json", "epochs.csv", "model_card.json", "exports/manifest.json")
+EXPERIMENT_ARTIFACTS = ("report.html", "results.csv", "results.json", "spec.yaml", "plan.json")
+TERMINAL = {"done": "FINISHED", "failed": "FAILED", "pruned": "KILLED"}
+BATCH = {"metrics": 1000, "params": 100, "tags": 100}  # MLflow's log_batch limits
+
+
+def configure(settings: dict[str, Any]) -> None:
+    """MLflow's HTTP timeout and retries for this process: the spec's values, else what the
+    environment already says, else advrun's bounded defaults (MLflow's own retry for minutes)."""
+    wanted = (
+        ("MLFLOW_HTTP_REQUEST_TIMEOUT", settings.get("timeout"), DEFAULT_TIMEOUT),
+        ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", settings.get("retries"), DEFAULT_RETRIES),
+        ("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", None, 1),
+    )
+    for var, value, default in wanted:
+        if value is not None:
+            os.environ[var] = str(int(math.ceil(value)))
+        elif var not in os.environ:
+            os.environ[var] = str(int(math.ceil(default)))
+    if settings["uri"].startswith("file:"):  # asked for by name: MLflow 3 keeps it behind a flag
+        os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+    for name in ("mlflow", "alembic"):  # schema-migration chatter on a new sqlite store
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+# the first failure per tracking URI in this process: later calls skip the server, so a server
+# that is down costs one bounded timeout per process (the record of what is missing is on disk)
+_DOWN: dict[str, str] = {}
+
+
+def describe(e: BaseException) -> str:
+    """One short line for a tracking failure (MLflow's own messages run to a screenful)."""
+    text = str(e).strip()
+    cause = re.search(r"Caused by (\w+)", text)
+    if cause or "Max retries exceeded" in text or "Connection" in type(e).__name__:
+        why = cause.group(1) if cause else type(e).__name__
+        timeout = os.environ.get("MLFLOW_HTTP_REQUEST_TIMEOUT")
+        retries = os.environ.get("MLFLOW_HTTP_REQUEST_MAX_RETRIES")
+        return f"the tracking server did not answer ({why}; {retries} retries, {timeout} s timeout)"
+    first = text.splitlines()[0] if text else ""
+    return f"{type(e).__name__}: {first[:200]}"
+
+
+def _key(*parts: str) -> str:
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:32]
+
+
+def _chunks(items: list[Any], n: int) -> Iterator[list[Any]]:
+    for i in range(0, len(items), n):
+        yield items[i : i + n]
+
+
+def read_epochs(run_dir: Path) -> list[dict[str, str]]:
+    try:
+        with open(run_dir / "epochs.csv", newline="", encoding="utf-8") as fh:
+            return list(csv.DictReader(fh))
+    except FileNotFoundError:
+        return []
+
+
+def checklist_verdict(metrics: dict[str, Any] | None) -> str:
+    items = (metrics or {}).get("checklist") or []
+    statuses = {str(c.get("status")) for c in items}
+    if not items:
+        return "not run"
+    return "fail" if "fail" in statuses else "warn" if "warn" in statuses else "pass"
+
+
+@contextlib.contextmanager
+def _locked(root: Path) -> Iterator[None]:
+    """One process at a time creates the experiment's parent run (``--jobs``, tune workers)."""
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / LOCK_FILE, "a") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+class Tracker:
+    """Syncs an output directory's files to one MLflow tracking URI and experiment."""
+
+    def __init__(self, settings: dict[str, Any]) -> None:
+        self.settings = settings
+        self.uri: str = settings["uri"]
+        self.shown = redact(self.uri)
+        self._client: Any = None
+        self._experiment_id: str | None = None
+        self._verified: dict[str, str] = {}  # state file -> run id checked in this process
+
+    # ---- plumbing ---------------------------------------------------------------------------
+
+    @property
+    def client(self):
+        if self._client is None:
+            configure(self.settings)
+            from mlflow.tracking import MlflowClient
+
+            self._client = MlflowClient(tracking_uri=self.uri)
+        return self._client
+
+    @property
+    def down(self) -> str | None:
+        return _DOWN.get(self.uri)
+
+    def report(self, e: BaseException, where: str) -> None:
+        """Print the first failure once; later calls in this process skip the server."""
+        if self.down is None:
+            _DOWN[self.uri] = describe(e)
+            print(
+                f"mlflow: logging to {self.shown} failed at {where}: {self.down}. The runs go "
+                "on; what was not logged is recorded as pending in each run's status.json and "
+                "`advrun track OUT` (or the same command again) logs it later",
+                file=sys.stderr,
+            )
+
+    def record(self, run_dir: Path, state: str, error: str | None = None) -> None:
+        """``tracking.mlflow`` in the run's status.json (written only when it changes)."""
+        path = run_dir / "status.json"
+        st = read_json(path) or {}
+        entry = {"state": state, "uri": self.shown, "experiment": self.settings["experiment"]}
+        if error:
+            entry["error"] = error
+        tracking = dict(st.get("tracking") or {})
+        old = {k: v for k, v in (tracking.get("mlflow") or {}).items() if k != "updated"}
+        if old == entry:
+            return
+        tracking["mlflow"] = {**entry, "updated": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        write_json(path, {**st, "tracking": tracking})
+
+    def guarded(self, run_dir: Path | None, what: str, fn: Callable[[], Any]) -> Any:
+        """Run ``fn`` unless the server already failed; a failure is reported and recorded."""
+        if self.down is None:
+            try:
+                return fn()
+            except Exception as e:  # any tracking problem: the run must go on
+                self.report(e, what)
+        if run_dir is not None and (run_dir / "run.json").exists():
+            self.record(run_dir, "pending", self.down)
+        return None
+
+    def experiment_id(self) -> str:
+        if self._experiment_id is not None:
+            return self._experiment_id
+        from mlflow.exceptions import MlflowException
+
+        name = self.settings["experiment"]
+        exp = self.client.get_experiment_by_name(name)
+        if exp is None:
+            location = self.settings.get("artifact_location")
+            if location is None and self.uri.startswith("sqlite:///"):
+                db = Path(self.uri[len("sqlite:///") :])
+                location = (db.parent / "mlartifacts").as_uri()
+            try:
+                self._experiment_id = self.client.create_experiment(
+                    name, artifact_location=location
+                )
+            except MlflowException:  # created meanwhile by another process
+                exp = self.client.get_experiment_by_name(name)
+                if exp is None:
+                    raise
+        if exp is not None:
+            if exp.lifecycle_stage == "deleted":
+                raise RuntimeError(
+                    f"MLflow experiment '{name}' is deleted; restore it (mlflow experiments "
+                    "restore) or set tracking.mlflow.experiment to another name"
+                )
+            self._experiment_id = exp.experiment_id
+        assert self._experiment_id is not None
+        return self._experiment_id
+
+    def _run_id(
+        self,
+        state_path: Path,
+        key: str,
+        name: str,
+        tags: dict[str, str],
+        parent_id: str | None,
+        slot: tuple[str, ...] = (),
+    ) -> str:
+        """The MLflow run recorded in ``state_path`` (under ``slot``), else the one tagged with
+        ``key`` (a crash between creating it and recording it), else a new one."""
+        from mlflow.exceptions import MlflowException
+
+        cache = f"{state_path}|{'/'.join(slot)}"
+        if cache in self._verified:
+            return self._verified[cache]
+        state = read_json(state_path) or {}
+        entry = state.get(self.shown) or {}
+        for part in slot:
+            entry = entry.get(part) or {}
+        known = entry.get("run_id")
+        rid = None
+        if known:
+            try:
+                found = self.client.get_run(known)
+                rid = known if found.info.lifecycle_stage != "deleted" else None
+            except MlflowException as e:
+                if getattr(e, "error_code", "") != "RESOURCE_DOES_NOT_EXIST":
+                    raise
+        if rid is None:
+            eid = self.experiment_id()
+            hits = self.client.search_runs(
+                [eid], filter_string=f"tags.`advrun.key` = '{key}'", max_results=1
+            )
+            if hits:
+                rid = hits[0].info.run_id
+            else:
+                all_tags = {**tags, "advrun.key": key, "mlflow.runName": names.value(name, 250)}
+                if parent_id:
+                    all_tags["mlflow.parentRunId"] = parent_id
+                rid = self.client.create_run(
+                    eid, run_name=all_tags["mlflow.runName"], tags=all_tags
+                )
+                rid = rid.info.run_id
+            state = read_json(state_path) or {}  # re-read: another slot may have been written
+            node = state.setdefault(self.shown, {})
+            for part in slot:
+                node = node.setdefault(part, {})
+            node.update(run_id=rid, experiment_id=self.experiment_id())
+            write_json(state_path, state)
+        self._verified[cache] = rid
+        return rid
+
+    def _log(
+        self,
+        rid: str,
+        metrics: list[tuple[str, float, int]] = (),  # type: ignore[assignment]
+        params: dict[str, Any] | None = None,
+        tags: dict[str, Any] | None = None,
+    ) -> None:
+        from mlflow.entities import Metric, Param, RunTag
+
+        now = _now_ms()
+        ms = [Metric(k, v, now, step) for k, v, step in metrics]
+        ps = [Param(k, names.value(v, names.MAX_PARAM_VALUE)) for k, v in (params or {}).items()]
+        ts = [RunTag(k, names.value(v, names.MAX_TAG_VALUE)) for k, v in (tags or {}).items()]
+        for chunk in _chunks(ps, BATCH["params"]):
+            self.client.log_batch(rid, params=chunk, synchronous=True)
+        for chunk in _chunks(ms, BATCH["metrics"]):
+            self.client.log_batch(rid, metrics=chunk, synchronous=True)
+        for chunk in _chunks(ts, BATCH["tags"]):
+            self.client.log_batch(rid, tags=chunk, synchronous=True)
+
+    def _params_once(self, rid: str, have: dict[str, str], params: dict[str, Any]) -> dict:
+        """Log params not yet on the run; a changed value (params are immutable in MLflow) is
+        kept as an ``advrun.param_changed.KEY`` tag. Returns those tags."""
+        new, changed = {}, {}
+        for k, v in params.items():
+            text = names.value(v, names.MAX_PARAM_VALUE)
+            if k not in have:
+                new[k] = text
+            elif have[k] != text:
+                changed[names.key(f"advrun.param_changed.{k}")] = text
+        self._log(rid, params=new)
+        return changed
+
+    def _artifacts(
+        self, rid: str, tags: dict[str, str], root: Path, files: tuple[str, ...]
+    ) -> dict[str, str]:
+        """Upload each file whose content changed since it was logged; the new hash tags."""
+        out = {}
+        for rel in files:
+            path = root / rel
+            if not path.is_file():
+                continue
+            digest = sha256_file(path)
+            tag = names.key(f"advrun.sha256.{rel}")
+            if tags.get(tag) != digest:
+                parent = str(Path(rel).parent)
+                self.client.log_artifact(rid, str(path), None if parent == "." else parent)
+                out[tag] = digest
+        return out
+
+    def _terminate(self, rid: str, status: str, current: str) -> None:
+        if current != status:
+            self.client.set_terminated(rid, status=status)
+
+    # ---- the experiment parent and studies ---------------------------------------------------
+
+    def parent_id(self, out: Path) -> str:
+        out = Path(out)
+        with _locked(out):
+            return self._run_id(
+                out / STATE_FILE,
+                _key(str(out.resolve()), "experiment"),
+                self.settings["experiment"],
+                {"advrun.kind": "experiment", "advrun.output": str(out.resolve())},
+                None,
+            )
+
+    def study_id(self, out: Path, study: str) -> str:
+        out = Path(out)
+        parent = self.parent_id(out)
+        with _locked(out):
+            return self._run_id(
+                out / STATE_FILE,
+                _key(str(out.resolve()), "study", study),
+                f"study {study}",
+                {"advrun.kind": "study", "advrun.study": study},
+                parent,
+                slot=("studies", study),
+            )
+
+    # ---- one run ----------------------------------------------------------------------------
+
+    def sync_run(
+        self,
+        run_dir: Path,
+        parent_id: str | None,
+        live: bool = False,
+        trial: dict[str, Any] | None = None,
+    ) -> str:
+        """Log what the MLflow run of ``run_dir`` lacks: 'logged', 'unchanged' or 'skipped'.
+
+        ``live``: called while the run trains (no artifacts, no terminal status yet);
+        ``trial``: the Optuna trial row of summary.json that ran this run.
+        """
+        run_dir = Path(run_dir)
+        cfg = read_json(run_dir / "run.json")
+        if not cfg:
+            return "skipped"
+        metrics = read_json(run_dir / "metrics.json")
+        status = read_json(run_dir / "status.json") or {}
+        state = str(status.get("state") or "unknown")
+        out = run_dir.parent.parent
+        epochs = read_epochs(run_dir)
+        files = RUN_ARTIFACTS
+        if self.settings.get("log_exports"):
+            npz = sorted(str(p.relative_to(run_dir)) for p in run_dir.glob("exports/*.npz"))
+            files = (*files, *npz)
+        digests = {rel: sha256_file(run_dir / rel) for rel in files if (run_dir / rel).is_file()}
+        local = _key(
+            json.dumps(
+                {
+                    "state": state,
+                    "eval": (metrics or {}).get("eval_hash"),
+                    "epochs": len(epochs),
+                    "files": None if live else digests,
+                    "trial": trial,
+                    "live": live,
+                },
+                sort_keys=True,
+                default=str,
+            )
+        )
+        rid = self._run_id(
+            run_dir / STATE_FILE,
+            _key(str(out.resolve()), str(cfg.get("id"))),
+            str(cfg.get("slug") or cfg.get("id")),
+            {"advrun.kind": str(cfg.get("kind") or "run"), "advrun.run_id": str(cfg.get("id"))},
+            parent_id,
+        )
+        run = self.client.get_run(rid)
+        have_tags = dict(run.data.tags)
+        if have_tags.get("advrun.synced") == local:
+            if not live:
+                self.record(run_dir, "synced")
+            return "unchanged"
+        if live and run.info.status != "RUNNING":  # a resumed run continues its MLflow run
+            self.client.update_run(rid, status="RUNNING")
+        tags = self._tags(cfg, metrics, status, out)
+        tags.update(self._params_once(rid, dict(run.data.params), self._params(cfg, metrics, out)))
+        self._log_epochs(rid, epochs)
+        if metrics and have_tags.get("advrun.eval_hash") != str(metrics.get("eval_hash")):
+            self._log(rid, metrics=self._final_metrics(metrics))
+            tags["advrun.eval_hash"] = str(metrics.get("eval_hash"))
+        if trial:
+            tags.update(self._trial(rid, dict(run.data.params), trial))
+        if not live:
+            tags.update(self._artifacts(rid, have_tags, run_dir, files))
+        tags["advrun.synced"] = local
+        self._log(rid, tags={k: v for k, v in tags.items() if have_tags.get(k) != str(v)})
+        if not live and state in TERMINAL:
+            self._terminate(rid, TERMINAL[state], run.info.status)
+        if not live:
+            self.record(run_dir, "synced")
+        return "logged"
+
+    def _log_epochs(self, rid: str, epochs: list[dict[str, str]]) -> None:
+        if not epochs:
+            return
+        logged = {int(m.step) for m in self.client.get_metric_history(rid, "epoch")}
+        rows = []
+        for row in epochs:
+            step = names.number(row.get("epoch"))
+            if step is None or int(step) in logged:
+                continue
+            for col, key in EPOCH_METRICS.items():
+                v = names.number(row.get(col))
+                if v is not None:
+                    rows.append((key, v, int(step)))
+        self._log(rid, metrics=rows)
+
+    @staticmethod
+    def _params(cfg: dict[str, Any], metrics: dict[str, Any] | None, out: Path) -> dict:
+        p: dict[str, Any] = {"run_id": cfg.get("id")}
+        if cfg.get("seed") is not None:
+            p["seed"] = cfg.get("seed")
+        p.update(names.flatten("model", cfg.get("model") or {}))
+        if cfg.get("recipe"):
+            p.update(names.flatten("recipe", cfg["recipe"]))
+        if cfg.get("kind") == "audit":
+            p["checkpoint"] = cfg.get("checkpoint")
+            p["checkpoint_sha256"] = cfg.get("checkpoint_sha256")
+        p.update(names.flatten("threat", cfg.get("threat") or {}))
+        p.update(names.flatten("data", cfg.get("data") or {}))
+        if cfg.get("poisoning"):
+            p.update(names.flatten("poisoning", cfg["poisoning"]))
+        if metrics and metrics.get("data_sha256"):
+            p["data_sha256"] = metrics["data_sha256"]
+        plan = read_json(out / "plan.json") or {}
+        if plan.get("spec_sha256"):
+            p["spec_sha256"] = plan["spec_sha256"]
+        return {names.key(k): v for k, v in p.items()}
+
+    @staticmethod
+    def _tags(cfg, metrics, status, out: Path) -> dict[str, Any]:
+        from runner.provenance import versions
+
+        m = metrics or {}
+        t = {
+            "advrun.version": (m.get("versions") or {}).get("advrun") or versions().get("advrun"),
+            "advrun.experiment": cfg.get("experiment"),
+            "advrun.state": status.get("state"),
+            "advrun.device": m.get("device") or status.get("device"),
+            "advrun.checklist": checklist_verdict(metrics),
+            "advrun.attacks": [a.get("name") for a in cfg.get("attacks") or []],
+            "advrun.output": str(out.resolve()),
+        }
+        if m.get("git_commit"):
+            t["advrun.git_commit"] = t["mlflow.source.git.commit"] = m["git_commit"]
+        if status.get("diagnosis"):
+            t["advrun.diagnosis"] = status["diagnosis"]
+        if status.get("stopped_early"):
+            t["advrun.stopped_early"] = status["stopped_early"]
+        return {k: v for k, v in t.items() if v is not None}
+
+    @staticmethod
+    def _final_metrics(metrics: dict[str, Any]) -> list[tuple[str, float, int]]:
+        taken = set(EPOCH_METRICS.values())
+        rows: list[tuple[str, float, int]] = []
+        for r in metrics.get("results") or []:
+            k = names.key(str(r.get("attack")))
+            if k in taken or k.startswith("cost."):
+                k = names.key(f"attack.{r.get('attack')}")
+            for suffix, col in (("", "accuracy"), (".ci_low", "ci_low"), (".ci_high", "ci_high")):
+                v = names.number(r.get(col))
+                if v is not None:
+                    rows.append((names.key(k + suffix), v, 0))
+        cost = {
+            "cost.train_seconds": metrics.get("train_seconds"),
+            "cost.eval_seconds": metrics.get("eval_seconds"),
+        }
+        for phase in ("train", "eval"):
+            for k, v in (metrics.get(f"{phase}_passes") or {}).items():
+                cost[f"cost.{phase}_{k}"] = v
+        cost["best_epoch"] = metrics.get("best_epoch")
+        rows += [(k, v, 0) for k, v0 in cost.items() if (v := names.number(v0)) is not None]
+        return rows
+
+    def _trial(self, rid: str, have: dict[str, str], trial: dict[str, Any]) -> dict[str, Any]:
+        params = {names.key(f"trial.{k}"): v for k, v in (trial.get("params") or {}).items()}
+        tags = self._params_once(rid, have, params)
+        values = trial.get("values") or []
+        labels = trial.get("objectives") or [f"objective_{i}" for i in range(len(values))]
+        rows = [
+            (names.key(f"objective.{lab}"), v, 0)
+            for lab, v0 in zip(labels, values, strict=False)
+            if (v := names.number(v0)) is not None
+        ]
+        self._log(rid, metrics=rows)
+        tags.update(
+            {"optuna.trial_number": trial.get("number"), "optuna.state": trial.get("state")}
+        )
+        if trial.get("pruned_at_epoch") is not None:
+            tags["optuna.pruned_at_epoch"] = trial["pruned_at_epoch"]
+        return tags
+
+    # ---- whole output directories ------------------------------------------------------------
+
+    def _sync_study(self, out: Path, sid: str, summary: dict[str, Any]) -> None:
+        """The study run: params of the search, each trial's objective values with
+        step=trial number, the best values, summary.json and trials.csv."""
+        run = self.client.get_run(sid)
+        have_tags = dict(run.data.tags)
+        local = sha256_file(out / "tune" / "summary.json")
+        if have_tags.get("advrun.synced") == local:
+            return
+        labels = [str(x) for x in summary.get("objectives") or []]
+        params = {
+            "study_name": summary.get("study_name"),
+            "tune.mode": summary.get("mode"),
+            "tune.directions": summary.get("directions"),
+            "tune.objectives": labels,
+            "tune.target": summary.get("target"),
+            "tune.trials_requested": summary.get("trials_requested"),
+        }
+        tags = self._params_once(sid, dict(run.data.params), params)
+        keys = [names.key(f"objective.{lab}") for lab in labels]
+        logged = (
+            {int(m.step) for m in self.client.get_metric_history(sid, keys[0])} if keys else set()
+        )
+        rows = []
+        for row in summary.get("trials") or []:
+            if row.get("number") is None or int(row["number"]) in logged:
+                continue
+            for k, v0 in zip(keys, row.get("values") or [], strict=False):
+                if (v := names.number(v0)) is not None:
+                    rows.append((k, v, int(row["number"])))
+        best = summary.get("best") or {}
+        for lab, v0 in zip(labels, best.get("values") or [], strict=False):
+            if (v := names.number(v0)) is not None:
+                rows.append((names.key(f"best.{lab}"), v, 0))
+        self._log(sid, metrics=rows)
+        tags.update(self._artifacts(sid, have_tags, out / "tune", ("summary.json", "trials.csv")))
+        tags.update({f"optuna.count.{k}": v for k, v in (summary.get("counts") or {}).items()})
+        if best.get("number") is not None:
+            tags["optuna.best_trial"] = best["number"]
+        tags["advrun.synced"] = local
+        self._log(sid, tags=tags)
+        self._terminate(sid, "FINISHED", run.info.status)
+
+    def sync_experiment(self, out: Path) -> dict[str, Any]:
+        """Sync the whole output directory: the parent, any study, every run, trial and audit."""
+        out = Path(out)
+        counts: dict[str, int] = {}
+        parent = self.guarded(None, "experiment", lambda: self.parent_id(out))
+        summary = read_json(out / "tune" / "summary.json")
+        trials: dict[str, dict[str, Any]] = {}  # run id -> the first trial that ran it
+        sid = None
+        if summary and parent is not None:
+            labels = [str(x) for x in summary.get("objectives") or []]
+            for row in sorted(summary.get("trials") or [], key=lambda r: r.get("number") or 0):
+                if row.get("run_id") and str(row["run_id"]) not in trials:
+                    trials[str(row["run_id"])] = {**row, "objectives": labels}
+            study = str(summary.get("study_name"))
+            sid = self.guarded(None, "study", lambda: self.study_id(out, study))
+        runs_dir = out / "runs"
+        dirs = sorted(d for d in runs_dir.iterdir() if (d / "run.json").exists()) if (
+            runs_dir.is_dir()
+        ) else []  # fmt: skip
+        keys = []
+        for d in dirs:
+            rid = str((read_json(d / "run.json") or {}).get("id"))
+            trial = trials.get(rid) if sid else None
+            up = sid if trial else parent
+            res = self.guarded(
+                d, d.name, lambda d=d, up=up, trial=trial: self.sync_run(d, up, trial=trial)
+            )
+            counts[res or "pending"] = counts.get(res or "pending", 0) + 1
+            status = read_json(d / "status.json") or {}
+            metrics = read_json(d / "metrics.json") or {}
+            keys.append((d.name, status.get("state"), metrics.get("eval_hash")))
+        if sid is not None and summary:
+            self.guarded(None, "study", lambda: self._sync_study(out, sid, summary))
+        if parent is not None:
+            self.guarded(None, "experiment", lambda: self._sync_parent(out, parent, keys))
+        return {
+            "counts": counts,
+            "pending": counts.get("pending", 0),
+            "error": self.down,
+            "parent_run_id": parent,
+            "uri": self.shown,
+            "experiment": self.settings["experiment"],
+        }
+
+    def _sync_parent(self, out: Path, rid: str, keys: list) -> None:
+        run = self.client.get_run(rid)
+        have_tags = dict(run.data.tags)
+        files = {
+            rel: sha256_file(out / rel) for rel in EXPERIMENT_ARTIFACTS if (out / rel).is_file()
+        }
+        files.pop("report.html", None)  # it holds the time it was rendered: judged by its inputs
+        files.pop("results.json", None)
+        local = _key(json.dumps({"runs": keys, "files": files}, sort_keys=True, default=str))
+        if have_tags.get("advrun.synced") == local:
+            return
+        plan = read_json(out / "plan.json") or {}
+        params = {"experiment": self.settings["experiment"], "output": str(out.resolve())}
+        if plan.get("spec_sha256"):
+            params["spec_sha256"] = plan["spec_sha256"]
+        tags = self._params_once(rid, dict(run.data.params), params)
+        # report.html and results.json carry their rendering time: upload them with the inputs
+        stale = {f"advrun.sha256.{r}": None for r in ("report.html", "results.json")}
+        tags.update(self._artifacts(rid, {**have_tags, **stale}, out, EXPERIMENT_ARTIFACTS))
+        results = read_json(out / "results.json") or {}
+        gate = ((results.get("experiments") or [{}])[0] or {}).get("gate") or {}
+        if gate.get("configured") and "ok" in gate:
+            tags["advrun.gate"] = "passed" if gate["ok"] else "failed"
+        states = [k[1] for k in keys]
+        tags.update({f"advrun.runs.{s}": states.count(s) for s in set(states) if s})
+        tags["advrun.synced"] = local
+        self._log(rid, tags=tags)
+        self._terminate(rid, "FINISHED", run.info.status)
+
+
+class MlflowHooks(RunHooks):
+    """Live logging while runs train; rebuilt from plain settings in any process."""
+
+    name = "mlflow"
+
+    def __init__(self, settings: dict[str, Any]) -> None:
+        self.settings = settings
+        self.tracker = Tracker(settings)
+        self._parents: dict[Path, str] = {}
+
+    def _parent(self, run_dir: Path) -> str:
+        out = run_dir.parent.parent
+        if out not in self._parents:
+            study = self.settings.get("study")
+            t = self.tracker
+            self._parents[out] = t.study_id(out, study) if study else t.parent_id(out)
+        return self._parents[out]
+
+    def _sync(self, run_dir: Path, live: bool, what: str) -> None:
+        t = self.tracker
+        t.guarded(run_dir, what, lambda: t.sync_run(run_dir, self._parent(run_dir), live=live))
+
+    def run_started(self, run, run_dir: Path) -> None:
+        self._sync(Path(run_dir), True, f"{run.slug} started")
+
+    def epoch_done(self, run, run_dir: Path, row: dict[str, Any]) -> None:
+        self._sync(Path(run_dir), True, f"{run.slug} epoch {row.get('epoch')}")
+
+    def run_done(self, run, run_dir: Path, metrics: dict[str, Any]) -> None:
+        self._sync(Path(run_dir), False, f"{run.slug} done")
+
+    def run_failed(self, run, run_dir: Path, diagnosis: str) -> None:
+        self._sync(Path(run_dir), False, f"{run.slug} failed")
+
+
+def make_hooks(settings: dict[str, Any], opts: Any) -> MlflowHooks:
+    """The ``INTEGRATIONS["mlflow"]`` factory (see :mod:`runner.execute.hooks`)."""
+    return MlflowHooks(settings)
+
+
+def sync_output(settings: dict[str, Any], out: Path) -> dict[str, Any]:
+    """Sync an output directory (``advrun track``, and the end of run/eval/tune)."""
+    return Tracker(settings).sync_experiment(Path(out))
