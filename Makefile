@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 TORCH ?= torch==2.13.0
 PYTEST_ARGS ?= -m "not slow"
 
-.PHONY: install demo test test-all lint format bench clean chromium
+.PHONY: install demo test test-all lint format bench bench-install clean chromium
 
 install: $(VENV)/.installed
 
@@ -33,6 +33,15 @@ lint: install
 format: install
 	$(BIN)/ruff format runner tests bench
 	$(BIN)/ruff check --fix runner tests bench
+
+# The `bench` extra without its dependencies: torchattacks asks for torchvision, whose PyPI
+# builds do not work beside the pinned torch; its AutoAttack needs only torch, numpy and scipy.
+bench-install: install
+	$(BIN)/python -m pip install -q --no-deps "torchattacks==3.5.1"
+
+# advrun's audit suite against torchattacks' AutoAttack on three models (bench/attacks.py)
+bench: bench-install
+	$(BIN)/python bench/attacks.py
 
 # Headless Chromium for the report test (tests/integration/test_report_chromium.py), from
 # Debian's package when missing (needs root, as in CI); without it that test is skipped.

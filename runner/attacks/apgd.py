@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from runner.attacks.native import _flat_norm, project, random_start
+from runner.attacks.native import _flat_norm, compact_every, project, random_start
 from runner.errors import AdvrunError
 
 _TINY = 1e-12
@@ -76,63 +76,95 @@ def _single_run(
     hi: float,
     rho: float,
     generator: torch.Generator | None,
+    early_exit: bool = True,
 ) -> tuple[Tensor, Tensor]:
-    """One APGD run; returns (best adversarial or best-loss point, fooled mask)."""
+    """One APGD run; returns (adversarial point where fooled, else the best-loss point; fooled).
+
+    With ``early_exit`` an example leaves the batch once it is misclassified, keeping that point:
+    every other example follows exactly the trajectory it would follow without early exit (each
+    example's step size, momentum and checkpoints are its own), so the set of fooled examples is
+    the same, for fewer passes. The step loop has no host sync but that removal.
+    """
+    n = len(x)
     shape = (-1, *([1] * (x.dim() - 1)))
+    out = x.clone()
+    fooled_out = torch.zeros(n, dtype=torch.bool, device=x.device)
     x_adv = x + random_start(x, eps, norm, lo, hi, generator)
-    step = torch.full((len(x), *([1] * (x.dim() - 1))), 2.0 * eps, device=x.device, dtype=x.dtype)
     grad, loss_best, logits = _loss_grad(model, x_adv, y, loss, target)
-    fooled = logits.argmax(1) != y
-    x_best_adv = x_adv.clone()
-    x_best, grad_best = x_adv.clone(), grad.clone()
+    s: dict[str, Tensor] = {  # per-example state, shrunk together when examples leave
+        "rows": torch.arange(n, device=x.device),
+        "x": x,
+        "y": y,
+        "x_adv": x_adv,
+        "x_old": x_adv.clone(),
+        "grad": grad,
+        "step": torch.full((n, *([1] * (x.dim() - 1))), 2.0 * eps, device=x.device, dtype=x.dtype),
+        "fooled": logits.argmax(1) != y,
+        "x_best_adv": x_adv.clone(),
+        "x_best": x_adv.clone(),
+        "grad_best": grad.clone(),
+        "loss_best": loss_best,
+        "loss_prev": loss_best.clone(),
+        "loss_best_last": loss_best.clone(),
+        # steps since the last checkpoint where the loss rose
+        "improved": torch.zeros(n, device=x.device),
+        "reduced_last": torch.zeros(n, dtype=torch.bool, device=x.device),
+    }
+    if target is not None:
+        s["target"] = target
     checks = set(checkpoints(steps))
     last_check = 0
-    improved = torch.zeros(
-        len(x), device=x.device
-    )  # steps since the last checkpoint where loss rose
-    loss_prev = loss_best.clone()
-    reduced_last = torch.zeros(len(x), dtype=torch.bool, device=x.device)
-    loss_best_last = loss_best.clone()
-    x_old = x_adv.clone()
+    every = compact_every(x.device)
     for i in range(steps):
+        if early_exit and i % every == 0:
+            done = s["fooled"]
+            if bool(done.any()):  # the one host sync of the loop, every `every` steps
+                rows = s["rows"][done]
+                out[rows], fooled_out[rows] = s["x_best_adv"][done], True
+                keep = (~done).nonzero().squeeze(1)
+                s = {k: v[keep] for k, v in s.items()}
+                if len(keep) == 0:
+                    return out, fooled_out
+        xs, x_adv, grad, step = s["x"], s["x_adv"], s["grad"], s["step"]
         with torch.no_grad():
             a = 0.75 if i > 0 else 1.0
             if norm == "linf":
                 z = x_adv + step * grad.sign()
             else:
                 z = x_adv + step * grad / _flat_norm(grad)
-            z = x + project(x, z - x, eps, norm, lo, hi)
-            x_new = x_adv + a * (z - x_adv) + (1 - a) * (x_adv - x_old)
-            x_new = x + project(x, x_new - x, eps, norm, lo, hi)
-            x_old, x_adv = x_adv, x_new
-        grad, per, logits = _loss_grad(model, x_adv, y, loss, target)
+            z = xs + project(xs, z - xs, eps, norm, lo, hi)
+            x_new = x_adv + a * (z - x_adv) + (1 - a) * (x_adv - s["x_old"])
+            x_new = xs + project(xs, x_new - xs, eps, norm, lo, hi)
+            s["x_old"], x_adv = x_adv, x_new
+        grad, per, logits = _loss_grad(model, x_adv, s["y"], loss, s.get("target"))
         with torch.no_grad():
-            now = logits.argmax(1) != y
-            x_best_adv[now] = x_adv[now]
-            fooled |= now
-            improved += (per > loss_prev).to(improved.dtype)
-            loss_prev = per
-            better = per > loss_best
-            x_best[better], grad_best[better], loss_best[better] = (
-                x_adv[better],
-                grad[better],
-                per[better],
-            )
+            now = logits.argmax(1) != s["y"]
+            s["x_best_adv"] = torch.where(now.view(shape), x_adv, s["x_best_adv"])
+            s["fooled"] = s["fooled"] | now
+            s["improved"] = s["improved"] + (per > s["loss_prev"]).to(x.dtype)
+            s["loss_prev"] = per
+            better = per > s["loss_best"]
+            s["x_best"] = torch.where(better.view(shape), x_adv, s["x_best"])
+            s["grad_best"] = torch.where(better.view(shape), grad, s["grad_best"])
+            s["loss_best"] = torch.where(better, per, s["loss_best"])
             if i + 1 in checks:
                 span = i + 1 - last_check
-                oscillating = improved <= span * rho
-                stalled = ~reduced_last & (loss_best_last >= loss_best)
-                halve = oscillating | stalled
-                reduced_last = halve
-                loss_best_last = loss_best.clone()
-                step[halve] /= 2.0
-                x_adv[halve] = x_best[halve]
-                grad[halve] = grad_best[halve]
-                improved.zero_()
+                oscillating = s["improved"] <= span * rho
+                stalled = ~s["reduced_last"] & (s["loss_best_last"] >= s["loss_best"])
+                halve = (oscillating | stalled).view(shape)
+                s["reduced_last"] = oscillating | stalled
+                s["loss_best_last"] = s["loss_best"].clone()
+                step = torch.where(halve, step / 2.0, step)
+                x_adv = torch.where(halve, s["x_best"], x_adv)
+                grad = torch.where(halve, s["grad_best"], grad)
+                s["improved"] = torch.zeros_like(s["improved"])
                 last_check = i + 1
-    # Examples never fooled return their best-loss point (the strongest point found).
-    out = torch.where(fooled.view(shape), x_best_adv, x_best)
-    return out.detach(), fooled
+            s["x_adv"], s["grad"], s["step"] = x_adv, grad, step
+    # examples never fooled return their best-loss point (the strongest point found)
+    rows = s["rows"]
+    out[rows] = torch.where(s["fooled"].view(shape), s["x_best_adv"], s["x_best"])
+    fooled_out[rows] = s["fooled"]
+    return out.detach(), fooled_out
 
 
 def apgd(
@@ -150,8 +182,12 @@ def apgd(
     hi: float = 1.0,
     rho: float = 0.75,
     generator: torch.Generator | None = None,
+    early_exit: bool = True,
 ) -> Tensor:
-    """APGD (or APGD-T over the top ``n_targets`` classes); restarts attack only unbroken examples."""
+    """APGD (or APGD-T over the top ``n_targets`` classes, one after the other).
+
+    Each target and restart attacks only the examples still unbroken; with ``early_exit`` an
+    example also leaves a run as soon as it is misclassified (:func:`_single_run`)."""
     x, y = x.detach(), y.detach()
     best = x.clone()
     with torch.no_grad():
@@ -174,7 +210,7 @@ def apgd(
             break
         tgt = targets[t, idx] if targets is not None else None
         adv, fooled = _single_run(
-            model, x[idx], y[idx], eps, norm, steps, loss, tgt, lo, hi, rho, generator
+            model, x[idx], y[idx], eps, norm, steps, loss, tgt, lo, hi, rho, generator, early_exit
         )
         best[idx] = adv  # fooled examples keep a fooling point; the rest the strongest point
         alive[idx[fooled]] = False

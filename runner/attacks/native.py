@@ -98,11 +98,21 @@ def pgd(
     restarts: int = 1,
     loss_fn=None,
     generator=None,
+    early_exit: bool = False,
 ) -> Tensor:
     """PGD (Madry et al. 2018), keeping per example the restart that fools the model (or the last).
 
     ``eps`` and ``step_size`` may be per-example tensors broadcastable to x (eps warm-up, curves).
+    ``early_exit`` (evaluation; training wants every step) stops attacking an example at the
+    first point that fools the model and returns that point: the other examples' trajectories
+    are unchanged, so it fools every example the full run fools at its last step, and those it
+    fooled on the way, for fewer passes.
     """
+    if early_exit:
+        return _pgd_early_exit(
+            model, x, y, eps, step_size, steps, norm, lo, hi, rand_init, restarts, loss_fn,
+            generator,
+        )  # fmt: skip
     x = x.detach()
     best = x.clone()
     fooled = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
@@ -120,3 +130,55 @@ def pgd(
         best[take] = x_adv[take]
         fooled |= now_fooled
     return best
+
+
+def compact_every(device: torch.device) -> int:
+    """Steps between two removals of fooled examples from an attack's batch.
+
+    A removal needs their count on the host (a sync): free on a CPU, a pipeline stall on an
+    accelerator, where a fooled example then rides along for at most a few more steps."""
+    return 1 if device.type == "cpu" else 8
+
+
+def rows(t: float | Tensor, idx: Tensor, n: int) -> float | Tensor:
+    """Rows ``idx`` of a per-example tensor (first dimension n); scalars unchanged."""
+    return t[idx] if isinstance(t, Tensor) and t.dim() and t.shape[0] == n else t
+
+
+def _pgd_early_exit(
+    model, x, y, eps, step_size, steps, norm, lo, hi, rand_init, restarts, loss_fn, generator
+) -> Tensor:
+    x = x.detach()
+    n = len(x)
+    out = x.clone()
+    alive = torch.ones(n, dtype=torch.bool, device=x.device)
+    every = compact_every(x.device)
+    for r in range(restarts):
+        idx = alive.nonzero().squeeze(1)  # each restart attacks the examples still unbroken
+        if len(idx) == 0:
+            break
+        xs, ys = x[idx], y[idx]
+        e, a = rows(eps, idx, n), rows(step_size, idx, n)
+        # drawn for the whole batch, as without early exit: the same seed, the same start
+        delta = random_start(x, eps, norm, lo, hi, generator)[idx] if rand_init else 0 * xs
+        for i in range(steps):
+            grad, logits = input_grad(model, xs + delta, ys, loss_fn)
+            if i % every == 0:  # the pass's logits say whether the current point fools already
+                fooled = logits.argmax(1) != ys
+                if bool(fooled.any()):  # the loop's one host sync
+                    out[idx[fooled]] = (xs + delta)[fooled]
+                    alive[idx[fooled]] = False
+                    keep = (~fooled).nonzero().squeeze(1)
+                    m = len(idx)
+                    idx, xs, ys = idx[keep], xs[keep], ys[keep]
+                    delta, grad = delta[keep], grad[keep]
+                    e, a = rows(e, keep, m), rows(a, keep, m)
+                    if len(idx) == 0:
+                        break
+            delta = project(xs, delta + _step(grad, a, norm), e, norm, lo, hi)
+        else:
+            out[idx] = (xs + delta).detach()
+            if r + 1 < restarts:  # the next restart needs to know who is still unbroken
+                with torch.no_grad():
+                    alive[idx[model(out[idx]).argmax(1) != ys]] = False
+    return out

@@ -23,7 +23,7 @@ def _native_batch(model, xb, yb, cfg, lo, hi, gen) -> Tensor:
     if kind == "pgd":
         return native.pgd(
             model, xb, yb, cfg.eps, cfg.step_size, cfg.steps, cfg.norm, lo, hi,
-            cfg.random_start, cfg.restarts, generator=gen,
+            cfg.random_start, cfg.restarts, generator=gen, early_exit=True,
         )  # fmt: skip
     if kind == "apgd":
         from runner.attacks.apgd import apgd
@@ -39,12 +39,19 @@ def _native_batch(model, xb, yb, cfg, lo, hi, gen) -> Tensor:
     if kind == "square":
         from runner.attacks.square import square_linf
 
-        out = xb
-        for _ in range(cfg.restarts):
-            out = _keep_fooling(
-                model, out, yb, square_linf(model, xb, yb, cfg.eps, cfg.queries,
-                                            cfg.p_init, lo, hi, gen)
-            )  # fmt: skip
+        out = xb.clone()
+        with torch.no_grad():
+            alive = model(xb).argmax(1) == yb
+        for r in range(cfg.restarts):  # each restart attacks only what is still unbroken
+            idx = alive.nonzero().squeeze(1)
+            if len(idx) == 0:
+                break
+            adv = square_linf(model, xb[idx], yb[idx], cfg.eps, cfg.queries, cfg.p_init, lo, hi,
+                              gen)  # fmt: skip
+            out[idx] = adv
+            if r + 1 < cfg.restarts:
+                with torch.no_grad():
+                    alive[idx] = model(adv).argmax(1) == yb[idx]
         return out
     if kind == "autoattack":
         return _standard_autoattack(model, xb, yb, cfg, lo, hi, gen)
@@ -84,13 +91,6 @@ def _standard_autoattack(model, x, y, cfg, lo, hi, gen) -> Tensor:
         with torch.no_grad():
             alive[idx] = model(adv).argmax(1) == y[idx]
     return x_adv
-
-
-@torch.no_grad()
-def _keep_fooling(model: nn.Module, old: Tensor, y: Tensor, new: Tensor) -> Tensor:
-    """Per example, ``new`` unless ``old`` fools the model and ``new`` does not."""
-    keep_old = (model(old).argmax(1) != y) & (model(new).argmax(1) == y)
-    return torch.where(keep_old.view(-1, *([1] * (old.dim() - 1))), old, new)
 
 
 def _art_generate(model, x, y, cfg, art_classifier) -> Tensor:

@@ -25,7 +25,15 @@ from torch import Tensor, nn
 from runner import faults
 from runner.attacks.runner import generate
 from runner.device import generator
-from runner.eval.common import attack_cost, logits_of, margins, perturbation_norm, progress
+from runner.eval.common import (
+    attack_cost,
+    fast_layout,
+    logits_of,
+    margins,
+    perturbation_norm,
+    progress,
+)
+from runner.train.counter import PassCounter
 
 if TYPE_CHECKING:
     from runner.compile import Threat
@@ -74,8 +82,33 @@ def run_suite(
 
     With ``checkpoint``, the state after each attack is saved and a rerun continues after the
     last saved attack (each attack is seeded by its position, so the result is the same).
+    Each attack's cost is recorded in examples forwarded and backwarded (``forward_passes``,
+    ``backward_passes``); on a CPU the model runs channels-last meanwhile (:func:`fast_layout`).
     """
     model.eval()
+    counter = PassCounter(model)
+    try:
+        with fast_layout(model, x):
+            return _run_suite(model, x, y, attacks, threat, num_classes, batch_size, mode, log,
+                              seed, checkpoint, counter)  # fmt: skip
+    finally:
+        counter.close()
+
+
+def _run_suite(
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    attacks: Sequence[AttackBase],
+    threat: Threat,
+    num_classes: int,
+    batch_size: int,
+    mode: str,
+    log: Callable[[str], None],
+    seed: int,
+    checkpoint: EvalCheckpoint | None,
+    counter: PassCounter,
+) -> SuiteResult:
     lo, hi = threat.pixel_range
     cpu = lambda t: t.detach().cpu().numpy()  # noqa: E731
     y_np = cpu(y)
@@ -120,10 +153,12 @@ def run_suite(
         todo = alive if scope == "cascade" else clean_ok
         idx = todo.nonzero().squeeze(1)
         t0 = time.perf_counter()
+        f0, b0 = counter.forward, counter.backward
         gen = generator(seed + i, x.device)
         np.random.seed(seed + i)  # ART draws its random starts from the global streams:
         torch.manual_seed(seed + i)  # seed them per attack so a resumed suite matches
         x_adv = generate(model, x[idx], y[idx], cfg, (lo, hi), num_classes, art_classifier, gen)
+        passes = {"forward_passes": counter.forward - f0, "backward_passes": counter.backward - b0}
         logits = logits_of(model, x_adv, batch_size)
         pred = logits.argmax(1) if len(idx) else clean_pred[idx]
         m = margins(logits, y[idx]) if len(idx) else w_margin[idx]
@@ -157,6 +192,7 @@ def run_suite(
             "fooled": int(fooled.sum()),
             "broken": broken,
             "seconds": round(seconds, 3),
+            **passes,
         }
         log(
             f"{cfg.name} ({scope}): attacked {len(idx)}, fooled {int(fooled.sum())}, "

@@ -9,8 +9,10 @@ from typing import Any
 from runner.errors import AdvrunError
 from runner.report import narrative, sections
 from runner.report.collect import Experiment, clean_json, load_experiment
+from runner.report.suite import experiment_suite, split_attacks
 from runner.report.tables import (
     CLEAN,
+    WORST,
     attack_columns,
     column_scopes,
     groups,
@@ -82,6 +84,11 @@ def experiment_data(exp: Experiment, label: str) -> dict[str, Any]:
     counts: dict[str, int] = {}
     for r in runs:
         counts[r["state"]] = counts.get(r["state"], 0) + 1
+    suite = experiment_suite(runs, threat)
+    for r in runs:  # per run, with its own accuracies under the off-threat attacks
+        inside, outside = split_attacks(r["results"], threat)
+        r["worst_case_attacks"] = inside if WORST in r["results"] else []
+        r["off_threat_attacks"] = outside
     return {
         "label": label,
         "name": exp.name,
@@ -94,12 +101,17 @@ def experiment_data(exp: Experiment, label: str) -> dict[str, Any]:
             for a in attacks
         ],
         "columns": columns,
+        # what the worst case is over, and what was measured beside it (another norm or eps)
+        "worst_case_attacks": suite["worst_case_attacks"],
+        "off_threat_attacks": suite["off_threat_attacks"],
         "best_by_column": best_by_column,
         "column_scopes": column_scopes(runs),
         "run_states": counts,
         "runs": runs,
         "groups": rows,
-        "summary": narrative.summary(rows, columns, runs, paired, check, gate, train, poison),
+        "summary": narrative.summary(
+            rows, columns, runs, paired, check, gate, train, poison, suite, threat
+        ),
         "paired_test": paired,
         "training": train,
         "robustness_curves": sections.robustness_curves(exp, runs),

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from runner.report.narrative import fmt_eps
+from runner.report.suite import split_attacks
 from runner.report.tables import CLEAN, WORST
 
 SCHEMA = "advrun.model_card/1"
@@ -17,15 +18,16 @@ def _acc(run: dict[str, Any], attack: str) -> float | None:
 
 
 def model_card(exp: dict[str, Any], run: dict[str, Any]) -> dict[str, Any]:
-    """Dataset, architecture, threat model, eps, clean and robust accuracy (and by what attack),
-    recipe, checklist and provenance of one evaluated run."""
+    """Dataset, architecture, threat model, eps, clean and robust accuracy (and by what attacks:
+    exactly those of the worst case; attacks outside the threat model are listed apart, with
+    their norm and eps), recipe, checklist and provenance of one evaluated run."""
     threat = exp["threat"] or {}
-    attacks = [a for a in run["results"] if a not in (CLEAN, WORST)]
+    inside, off_threat = split_attacks(run["results"], threat)
     if WORST in run["results"]:
-        robust_attack = f"{WORST} ({', '.join(attacks)})"
+        robust_attack = f"{WORST} ({', '.join(inside)})"
         robust = _acc(run, WORST)
-    elif attacks:
-        worst = min(attacks, key=lambda a: _acc(run, a) if _acc(run, a) is not None else 2)
+    elif inside:  # results written without a worst-case row: the strongest single attack
+        worst = min(inside, key=lambda a: _acc(run, a) if _acc(run, a) is not None else 2)
         robust_attack, robust = worst, _acc(run, worst)
     else:
         robust_attack, robust = None, None
@@ -49,6 +51,8 @@ def model_card(exp: dict[str, Any], run: dict[str, Any]) -> dict[str, Any]:
         "clean_acc": _acc(run, CLEAN),
         "robust_acc": robust,
         "robust_acc_attack": robust_attack,
+        "worst_case_attacks": inside if WORST in run["results"] else [],
+        "off_threat_attacks": off_threat,
         "n_test": (run["results"].get(CLEAN) or {}).get("n"),
         "results": run["results"],
         "recipe": {

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from runner.report.tables import CLEAN, headline, mean_of
+from runner.report.tables import CLEAN, WORST, headline, mean_of
 
 NORMS = {"linf": "L∞", "l2": "L2"}
 
@@ -157,10 +157,23 @@ def summary(
     gate: dict | None,
     training: list[dict[str, Any]],
     poisoning: dict | None,
+    suite: dict[str, Any] | None = None,
+    threat: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The best defense, its clean-accuracy trade-off, checklist and gate outcome, in words."""
+    """The best defense, its clean-accuracy trade-off, what the worst case was over and what was
+    measured beside it, checklist and gate outcome, in words."""
     items: list[dict[str, str]] = []
     col, col_name = headline(columns)
+    suite = suite or {"worst_case_attacks": [], "off_threat_attacks": []}
+    t = threat or {}
+    pr = t.get("pixel_range")
+    long_name = col_name
+    if col == WORST and suite["worst_case_attacks"]:
+        names = suite["worst_case_attacks"]
+        at = f"at {NORMS.get(t.get('norm'), t.get('norm'))} eps {fmt_eps(t.get('eps'), pr)}"
+        n = len(names)
+        col_name = f"worst case over {n} attack{'s' if n != 1 else ''} {at}"
+        long_name = f"worst case over {', '.join(names)} {at}"
     measured = [g for g in groups if mean_of(g, col) is not None]
     best = None
     if not any(r["results"] for r in runs):
@@ -182,7 +195,7 @@ def summary(
             {
                 "level": "good",
                 "text": f"Best defense: {best['group']} (recipe kind {best['kind']}), robust "
-                f"accuracy {pct(cell['mean'])}{spread} ({col_name}, {cell['seeds']} seed"
+                f"accuracy {pct(cell['mean'])}{spread} ({long_name}, {cell['seeds']} seed"
                 f"{'s' if cell['seeds'] != 1 else ''}), clean accuracy "
                 f"{pct(mean_of(best, CLEAN))}.",
             }
@@ -202,6 +215,24 @@ def summary(
                     f"points; clean accuracy {dc:+.1f} points ({trade} clean accuracy).",
                 }
             )
+    if suite["off_threat_attacks"]:
+        parts = []
+        for a in suite["off_threat_attacks"]:
+            acc = mean_of(best, a["name"]) if best else None
+            parts.append(
+                f"{a['name']} ({NORMS.get(a['norm'], a['norm'])} eps {fmt_eps(a['eps'], pr)})"
+                + (f" {pct(acc)}" if acc is not None else "")
+            )
+        items.append(
+            {
+                "level": "info",
+                "text": "Outside the threat model, reported beside the worst case and not in it"
+                + (f" (accuracy of {best['group']})" if best else "")
+                + ": "
+                + "; ".join(parts)
+                + ".",
+            }
+        )
     if paired and "p_value" in paired:
         sig = paired["p_value"] < 0.05
         items.append(
