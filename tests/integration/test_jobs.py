@@ -40,6 +40,7 @@ def test_one_line_per_finished_run_in_plan_numbering(outputs):
     assert sorted(line.split("]")[0] for line in finished) == ["[1/4", "[2/4", "[3/4", "[4/4"]
 
 
+@pytest.mark.slow
 def test_a_dead_job_fails_its_run_and_a_rerun_resumes_it(tmp_path, outputs):
     spec, out = tmp_path / "spec.yaml", tmp_path / "out"
     spec.write_text(SPEC4)

@@ -49,7 +49,7 @@ POINTS = [
     pytest.param("attack:pgd5", id="during-the-attack-suite"),
     pytest.param("curves", id="during-curves", marks=pytest.mark.slow),
     pytest.param("checklist", id="during-checklist", marks=pytest.mark.slow),
-    pytest.param("results", id="while-writing-results"),
+    pytest.param("results", id="while-writing-results", marks=pytest.mark.slow),
     pytest.param("report", id="while-writing-the-report", marks=pytest.mark.slow),
 ]
 

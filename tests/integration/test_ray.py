@@ -99,6 +99,7 @@ def test_a_task_whose_worker_dies_is_retried_and_resumed(tmp_path, cluster, seri
     assert_same_outputs(out, serial)
 
 
+@pytest.mark.slow
 def test_tuning_workers_as_ray_tasks(tmp_path, cluster):
     from tune_specs import LR_SPACE, spec_text, summary
 
