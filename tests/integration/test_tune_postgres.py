@@ -89,7 +89,12 @@ def test_a_dead_workers_trial_is_failed_and_retried(tmp_path):
             trials = _study(name).get_trials(deepcopy=False)
         except KeyError:  # the study does not exist yet
             continue
-        running = next((t for t in trials if t.state == TrialState.RUNNING), None)
+        # a trial that is training: its parameters are all drawn and its run is named (killing
+        # it between two suggest calls would leave a trial with part of its parameters)
+        running = next(
+            (t for t in trials if t.state == TrialState.RUNNING and "run_id" in t.user_attrs),
+            None,
+        )
     assert running is not None, "the first worker never started a trial"
     first.send_signal(signal.SIGKILL)
     first.wait()
