@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import shutil
 import time
 from collections.abc import Callable
@@ -24,7 +23,7 @@ from runner.execute.hooks import Hooks, hooks_for
 from runner.execute.options import Options
 from runner.execute.prepare import load_split, prepare
 from runner.execute.runlog import RunLog
-from runner.execute.store import Store, now
+from runner.execute.store import Store, now, read_epochs
 from runner.fsio import read_json, sha256_file, write_json, write_with
 from runner.models import build_for_spec
 from runner.provenance import git_commit, versions
@@ -299,10 +298,7 @@ def store_status(store: Store, run: Run) -> dict[str, Any]:
 
 def training_cost(d: Path) -> tuple[float, dict[str, int]]:
     """Wall time and passes of all training epochs, from the epoch table (survives resumes)."""
-    try:
-        rows = list(csv.DictReader((d / "epochs.csv").open(encoding="utf-8")))
-    except FileNotFoundError:
-        rows = []
+    rows = read_epochs(d)
     seconds = sum(float(r["seconds"]) for r in rows)
     last = rows[-1] if rows else {}
     passes = {k: int(float(last.get(k) or 0)) for k in ("forward_passes", "backward_passes")}

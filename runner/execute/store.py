@@ -17,6 +17,7 @@ interrupted (resumed from its last epoch); *failed* when it stopped with a diagn
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import re
 from pathlib import Path
@@ -28,6 +29,15 @@ from runner.fsio import contained, read_json, write_json
 
 def now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def read_epochs(run_dir: Path) -> list[dict[str, str]]:
+    """The rows of a run's epochs.csv as written (strings); [] before its first epoch."""
+    try:
+        with open(Path(run_dir) / "epochs.csv", newline="", encoding="utf-8") as fh:
+            return list(csv.DictReader(fh))
+    except FileNotFoundError:
+        return []
 
 
 def default_output_dir(spec_name: str) -> Path:

@@ -18,7 +18,6 @@ pending`` with the error until a later sync succeeds.
 from __future__ import annotations
 
 import contextlib
-import csv
 import fcntl
 import hashlib
 import json
@@ -33,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.execute.hooks import RunHooks
+from runner.execute.store import read_epochs
 from runner.fsio import read_json, sha256_file, write_json
 from runner.track import DEFAULT_RETRIES, DEFAULT_TIMEOUT, names, redact
 
@@ -102,14 +102,6 @@ def _key(*parts: str) -> str:
 def _chunks(items: list[Any], n: int) -> Iterator[list[Any]]:
     for i in range(0, len(items), n):
         yield items[i : i + n]
-
-
-def read_epochs(run_dir: Path) -> list[dict[str, str]]:
-    try:
-        with open(run_dir / "epochs.csv", newline="", encoding="utf-8") as fh:
-            return list(csv.DictReader(fh))
-    except FileNotFoundError:
-        return []
 
 
 def checklist_verdict(metrics: dict[str, Any] | None) -> str:
