@@ -13,6 +13,9 @@ retries (MLflow's ``MLFLOW_HTTP_REQUEST_TIMEOUT`` / ``MLFLOW_HTTP_REQUEST_MAX_RE
 ``MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR``), the first failure is printed once, later calls in the same
 process do not contact the server again, and status.json records ``tracking.mlflow.state:
 pending`` with the error until a later sync succeeds.
+
+Which file field becomes which param, tag or metric is in :mod:`runner.track.fields`; this module
+is the sync itself (identity of MLflow runs, what is missing, batching, failures).
 """
 
 from __future__ import annotations
@@ -34,20 +37,10 @@ from typing import Any
 from runner.execute.hooks import RunHooks
 from runner.execute.store import read_epochs
 from runner.fsio import read_json, sha256_file, write_json
-from runner.track import DEFAULT_RETRIES, DEFAULT_TIMEOUT, names, redact
+from runner.track import DEFAULT_RETRIES, DEFAULT_TIMEOUT, fields, names, redact
 
 STATE_FILE = "mlflow.json"  # in a run directory, and in the output directory (parent, studies)
 LOCK_FILE = ".mlflow.lock"
-# epochs.csv column -> metric logged with step=epoch; "epoch" itself marks which epochs are logged
-EPOCH_METRICS = {
-    "epoch": "epoch",
-    "loss": "loss",
-    "lr": "lr",
-    "eps": "eps",
-    "val_clean": "val_clean",
-    "val_robust": "val_robust",
-    "seconds": "epoch_seconds",
-}
 RUN_ARTIFACTS = ("metrics.json", "epochs.csv", "model_card.json", "exports/manifest.json")
 EXPERIMENT_ARTIFACTS = ("report.html", "results.csv", "results.json", "spec.yaml", "plan.json")
 TERMINAL = {"done": "FINISHED", "failed": "FAILED", "pruned": "KILLED"}
@@ -102,14 +95,6 @@ def _key(*parts: str) -> str:
 def _chunks(items: list[Any], n: int) -> Iterator[list[Any]]:
     for i in range(0, len(items), n):
         yield items[i : i + n]
-
-
-def checklist_verdict(metrics: dict[str, Any] | None) -> str:
-    items = (metrics or {}).get("checklist") or []
-    statuses = {str(c.get("status")) for c in items}
-    if not items:
-        return "not run"
-    return "fail" if "fail" in statuses else "warn" if "warn" in statuses else "pass"
 
 
 @contextlib.contextmanager
@@ -406,11 +391,12 @@ class Tracker:
             return "unchanged"
         if live and run.info.status != "RUNNING":  # a resumed run continues its MLflow run
             self.client.update_run(rid, status="RUNNING")
-        tags = self._tags(cfg, metrics, status, out)
-        tags.update(self._params_once(rid, dict(run.data.params), self._params(cfg, metrics, out)))
+        tags = fields.run_tags(cfg, metrics, status, out)
+        params = fields.run_params(cfg, metrics, out)
+        tags.update(self._params_once(rid, dict(run.data.params), params))
         self._log_epochs(rid, epochs)
         if metrics and have_tags.get("advrun.eval_hash") != str(metrics.get("eval_hash")):
-            self._log(rid, metrics=self._final_metrics(metrics))
+            self._log(rid, metrics=fields.final_metrics(metrics))
             tags["advrun.eval_hash"] = str(metrics.get("eval_hash"))
         if trial:
             tags.update(self._trial(rid, dict(run.data.params), trial))
@@ -425,104 +411,14 @@ class Tracker:
         return "logged"
 
     def _log_epochs(self, rid: str, epochs: list[dict[str, str]]) -> None:
-        if not epochs:
-            return
-        logged = {int(m.step) for m in self.client.get_metric_history(rid, "epoch")}
-        rows = []
-        for row in epochs:
-            step = names.number(row.get("epoch"))
-            if step is None or int(step) in logged:
-                continue
-            for col, key in EPOCH_METRICS.items():
-                v = names.number(row.get(col))
-                if v is not None:
-                    rows.append((key, v, int(step)))
-        self._log(rid, metrics=rows)
-
-    @staticmethod
-    def _params(cfg: dict[str, Any], metrics: dict[str, Any] | None, out: Path) -> dict:
-        p: dict[str, Any] = {"run_id": cfg.get("id")}
-        if cfg.get("seed") is not None:
-            p["seed"] = cfg.get("seed")
-        p.update(names.flatten("model", cfg.get("model") or {}))
-        if cfg.get("recipe"):
-            p.update(names.flatten("recipe", cfg["recipe"]))
-        if cfg.get("kind") == "audit":
-            p["checkpoint"] = cfg.get("checkpoint")
-            p["checkpoint_sha256"] = cfg.get("checkpoint_sha256")
-        p.update(names.flatten("threat", cfg.get("threat") or {}))
-        p.update(names.flatten("data", cfg.get("data") or {}))
-        if cfg.get("poisoning"):
-            p.update(names.flatten("poisoning", cfg["poisoning"]))
-        if metrics and metrics.get("data_sha256"):
-            p["data_sha256"] = metrics["data_sha256"]
-        plan = read_json(out / "plan.json") or {}
-        if plan.get("spec_sha256"):
-            p["spec_sha256"] = plan["spec_sha256"]
-        return {names.key(k): v for k, v in p.items()}
-
-    @staticmethod
-    def _tags(cfg, metrics, status, out: Path) -> dict[str, Any]:
-        from runner.provenance import versions
-
-        m = metrics or {}
-        t = {
-            "advrun.version": (m.get("versions") or {}).get("advrun") or versions().get("advrun"),
-            "advrun.experiment": cfg.get("experiment"),
-            "advrun.state": status.get("state"),
-            "advrun.device": m.get("device") or status.get("device"),
-            "advrun.checklist": checklist_verdict(metrics),
-            "advrun.attacks": [a.get("name") for a in cfg.get("attacks") or []],
-            "advrun.output": str(out.resolve()),
-        }
-        if m.get("git_commit"):
-            t["advrun.git_commit"] = t["mlflow.source.git.commit"] = m["git_commit"]
-        if status.get("diagnosis"):
-            t["advrun.diagnosis"] = status["diagnosis"]
-        if status.get("stopped_early"):
-            t["advrun.stopped_early"] = status["stopped_early"]
-        return {k: v for k, v in t.items() if v is not None}
-
-    @staticmethod
-    def _final_metrics(metrics: dict[str, Any]) -> list[tuple[str, float, int]]:
-        taken = set(EPOCH_METRICS.values())
-        rows: list[tuple[str, float, int]] = []
-        for r in metrics.get("results") or []:
-            k = names.key(str(r.get("attack")))
-            if k in taken or k.startswith("cost."):
-                k = names.key(f"attack.{r.get('attack')}")
-            for suffix, col in (("", "accuracy"), (".ci_low", "ci_low"), (".ci_high", "ci_high")):
-                v = names.number(r.get(col))
-                if v is not None:
-                    rows.append((names.key(k + suffix), v, 0))
-        cost = {
-            "cost.train_seconds": metrics.get("train_seconds"),
-            "cost.eval_seconds": metrics.get("eval_seconds"),
-        }
-        for phase in ("train", "eval"):
-            for k, v in (metrics.get(f"{phase}_passes") or {}).items():
-                cost[f"cost.{phase}_{k}"] = v
-        cost["best_epoch"] = metrics.get("best_epoch")
-        rows += [(k, v, 0) for k, v0 in cost.items() if (v := names.number(v0)) is not None]
-        return rows
+        if epochs:
+            logged = {int(m.step) for m in self.client.get_metric_history(rid, "epoch")}
+            self._log(rid, metrics=fields.epoch_rows(epochs, logged))
 
     def _trial(self, rid: str, have: dict[str, str], trial: dict[str, Any]) -> dict[str, Any]:
-        params = {names.key(f"trial.{k}"): v for k, v in (trial.get("params") or {}).items()}
-        tags = self._params_once(rid, have, params)
-        values = trial.get("values") or []
-        labels = trial.get("objectives") or [f"objective_{i}" for i in range(len(values))]
-        rows = [
-            (names.key(f"objective.{lab}"), v, 0)
-            for lab, v0 in zip(labels, values, strict=False)
-            if (v := names.number(v0)) is not None
-        ]
-        self._log(rid, metrics=rows)
-        tags.update(
-            {"optuna.trial_number": trial.get("number"), "optuna.state": trial.get("state")}
-        )
-        if trial.get("pruned_at_epoch") is not None:
-            tags["optuna.pruned_at_epoch"] = trial["pruned_at_epoch"]
-        return tags
+        tags = self._params_once(rid, have, fields.trial_params(trial))
+        self._log(rid, metrics=fields.trial_metrics(trial))
+        return {**tags, **fields.trial_tags(trial)}
 
     # ---- whole output directories ------------------------------------------------------------
 
@@ -534,36 +430,14 @@ class Tracker:
         local = sha256_file(out / "tune" / "summary.json")
         if have_tags.get("advrun.synced") == local:
             return
-        labels = [str(x) for x in summary.get("objectives") or []]
-        params = {
-            "study_name": summary.get("study_name"),
-            "tune.mode": summary.get("mode"),
-            "tune.directions": summary.get("directions"),
-            "tune.objectives": labels,
-            "tune.target": summary.get("target"),
-            "tune.trials_requested": summary.get("trials_requested"),
-        }
-        tags = self._params_once(sid, dict(run.data.params), params)
-        keys = [names.key(f"objective.{lab}") for lab in labels]
+        tags = self._params_once(sid, dict(run.data.params), fields.study_params(summary))
+        keys = fields.study_objective_keys(summary)
         logged = (
             {int(m.step) for m in self.client.get_metric_history(sid, keys[0])} if keys else set()
         )
-        rows = []
-        for row in summary.get("trials") or []:
-            if row.get("number") is None or int(row["number"]) in logged:
-                continue
-            for k, v0 in zip(keys, row.get("values") or [], strict=False):
-                if (v := names.number(v0)) is not None:
-                    rows.append((k, v, int(row["number"])))
-        best = summary.get("best") or {}
-        for lab, v0 in zip(labels, best.get("values") or [], strict=False):
-            if (v := names.number(v0)) is not None:
-                rows.append((names.key(f"best.{lab}"), v, 0))
-        self._log(sid, metrics=rows)
+        self._log(sid, metrics=fields.study_metrics(summary, logged))
         tags.update(self._artifacts(sid, have_tags, out / "tune", ("summary.json", "trials.csv")))
-        tags.update({f"optuna.count.{k}": v for k, v in (summary.get("counts") or {}).items()})
-        if best.get("number") is not None:
-            tags["optuna.best_trial"] = best["number"]
+        tags.update(fields.study_tags(summary))
         tags["advrun.synced"] = local
         self._log(sid, tags=tags)
         self._terminate(sid, "FINISHED", run.info.status)

@@ -1,0 +1,180 @@
+"""What of the run store becomes which MLflow param, tag and metric (pure: no mlflow, no I/O
+beyond the run store's own JSON).
+
+Metric rows are ``(key, value, step)``; keys and values are made valid by :mod:`.names`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from runner.fsio import read_json
+from runner.track import names
+
+# epochs.csv column -> metric logged with step=epoch; "epoch" itself marks which epochs are logged
+EPOCH_METRICS = {
+    "epoch": "epoch",
+    "loss": "loss",
+    "lr": "lr",
+    "eps": "eps",
+    "val_clean": "val_clean",
+    "val_robust": "val_robust",
+    "seconds": "epoch_seconds",
+}
+Row = tuple[str, float, int]
+
+
+def checklist_verdict(metrics: dict[str, Any] | None) -> str:
+    items = (metrics or {}).get("checklist") or []
+    statuses = {str(c.get("status")) for c in items}
+    if not items:
+        return "not run"
+    return "fail" if "fail" in statuses else "warn" if "warn" in statuses else "pass"
+
+
+def run_params(cfg: dict[str, Any], metrics: dict[str, Any] | None, out: Path) -> dict:
+    """The resolved run (model, recipe, threat, data, seed), data and spec hashes."""
+    p: dict[str, Any] = {"run_id": cfg.get("id")}
+    if cfg.get("seed") is not None:
+        p["seed"] = cfg.get("seed")
+    p.update(names.flatten("model", cfg.get("model") or {}))
+    if cfg.get("recipe"):
+        p.update(names.flatten("recipe", cfg["recipe"]))
+    if cfg.get("kind") == "audit":
+        p["checkpoint"] = cfg.get("checkpoint")
+        p["checkpoint_sha256"] = cfg.get("checkpoint_sha256")
+    p.update(names.flatten("threat", cfg.get("threat") or {}))
+    p.update(names.flatten("data", cfg.get("data") or {}))
+    if cfg.get("poisoning"):
+        p.update(names.flatten("poisoning", cfg["poisoning"]))
+    if metrics and metrics.get("data_sha256"):
+        p["data_sha256"] = metrics["data_sha256"]
+    plan = read_json(out / "plan.json") or {}
+    if plan.get("spec_sha256"):
+        p["spec_sha256"] = plan["spec_sha256"]
+    return {names.key(k): v for k, v in p.items()}
+
+
+def run_tags(cfg, metrics, status, out: Path) -> dict[str, Any]:
+    from runner.provenance import versions
+
+    m = metrics or {}
+    t = {
+        "advrun.version": (m.get("versions") or {}).get("advrun") or versions().get("advrun"),
+        "advrun.experiment": cfg.get("experiment"),
+        "advrun.state": status.get("state"),
+        "advrun.device": m.get("device") or status.get("device"),
+        "advrun.checklist": checklist_verdict(metrics),
+        "advrun.attacks": [a.get("name") for a in cfg.get("attacks") or []],
+        "advrun.output": str(out.resolve()),
+    }
+    if m.get("git_commit"):
+        t["advrun.git_commit"] = t["mlflow.source.git.commit"] = m["git_commit"]
+    if status.get("diagnosis"):
+        t["advrun.diagnosis"] = status["diagnosis"]
+    if status.get("stopped_early"):
+        t["advrun.stopped_early"] = status["stopped_early"]
+    return {k: v for k, v in t.items() if v is not None}
+
+
+def epoch_rows(epochs: list[dict[str, str]], logged: set[int]) -> list[Row]:
+    """The per-epoch metrics (step = epoch) of the epochs not yet logged."""
+    rows = []
+    for row in epochs:
+        step = names.number(row.get("epoch"))
+        if step is None or int(step) in logged:
+            continue
+        for col, key in EPOCH_METRICS.items():
+            v = names.number(row.get(col))
+            if v is not None:
+                rows.append((key, v, int(step)))
+    return rows
+
+
+def final_metrics(metrics: dict[str, Any]) -> list[Row]:
+    """Clean, every attack and the worst case with their intervals; cost; best epoch."""
+    taken = set(EPOCH_METRICS.values())
+    rows: list[Row] = []
+    for r in metrics.get("results") or []:
+        k = names.key(str(r.get("attack")))
+        if k in taken or k.startswith("cost."):
+            k = names.key(f"attack.{r.get('attack')}")
+        for suffix, col in (("", "accuracy"), (".ci_low", "ci_low"), (".ci_high", "ci_high")):
+            v = names.number(r.get(col))
+            if v is not None:
+                rows.append((names.key(k + suffix), v, 0))
+    cost = {
+        "cost.train_seconds": metrics.get("train_seconds"),
+        "cost.eval_seconds": metrics.get("eval_seconds"),
+    }
+    for phase in ("train", "eval"):
+        for k, v in (metrics.get(f"{phase}_passes") or {}).items():
+            cost[f"cost.{phase}_{k}"] = v
+    cost["best_epoch"] = metrics.get("best_epoch")
+    rows += [(k, v, 0) for k, v0 in cost.items() if (v := names.number(v0)) is not None]
+    return rows
+
+
+def trial_params(trial: dict[str, Any]) -> dict[str, Any]:
+    return {names.key(f"trial.{k}"): v for k, v in (trial.get("params") or {}).items()}
+
+
+def trial_metrics(trial: dict[str, Any]) -> list[Row]:
+    values = trial.get("values") or []
+    labels = trial.get("objectives") or [f"objective_{i}" for i in range(len(values))]
+    return [
+        (names.key(f"objective.{lab}"), v, 0)
+        for lab, v0 in zip(labels, values, strict=False)
+        if (v := names.number(v0)) is not None
+    ]
+
+
+def trial_tags(trial: dict[str, Any]) -> dict[str, Any]:
+    tags = {"optuna.trial_number": trial.get("number"), "optuna.state": trial.get("state")}
+    if trial.get("pruned_at_epoch") is not None:
+        tags["optuna.pruned_at_epoch"] = trial["pruned_at_epoch"]
+    return tags
+
+
+def study_params(summary: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "study_name": summary.get("study_name"),
+        "tune.mode": summary.get("mode"),
+        "tune.directions": summary.get("directions"),
+        "tune.objectives": [str(x) for x in summary.get("objectives") or []],
+        "tune.target": summary.get("target"),
+        "tune.trials_requested": summary.get("trials_requested"),
+    }
+
+
+def study_objective_keys(summary: dict[str, Any]) -> list[str]:
+    return [names.key(f"objective.{x}") for x in summary.get("objectives") or []]
+
+
+def study_metrics(summary: dict[str, Any], logged: set[int]) -> list[Row]:
+    """Each trial's objective values (step = trial number) not yet logged, and the best ones."""
+    labels = [str(x) for x in summary.get("objectives") or []]
+    keys = study_objective_keys(summary)
+    rows = []
+    for row in summary.get("trials") or []:
+        if row.get("number") is None or int(row["number"]) in logged:
+            continue
+        for k, v0 in zip(keys, row.get("values") or [], strict=False):
+            if (v := names.number(v0)) is not None:
+                rows.append((k, v, int(row["number"])))
+    best = summary.get("best") or {}
+    for lab, v0 in zip(labels, best.get("values") or [], strict=False):
+        if (v := names.number(v0)) is not None:
+            rows.append((names.key(f"best.{lab}"), v, 0))
+    return rows
+
+
+def study_tags(summary: dict[str, Any]) -> dict[str, Any]:
+    tags: dict[str, Any] = {
+        f"optuna.count.{k}": v for k, v in (summary.get("counts") or {}).items()
+    }
+    best = summary.get("best") or {}
+    if best.get("number") is not None:
+        tags["optuna.best_trial"] = best["number"]
+    return tags
