@@ -66,10 +66,10 @@ def audit_model(
     from runner.eval.evaluate import evaluate_run
     from runner.execute.prepare import prepare
     from runner.execute.runlog import RunLog
-    from runner.execute.store import now
     from runner.fsio import read_json, write_json, write_with
     from runner.models import build_for_spec
     from runner.provenance import git_commit, versions
+    from runner.store import now
     from runner.train.counter import PassCounter
 
     slug, run_id, m = audit.slug, audit.id, audit.model

@@ -55,7 +55,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     if not (args.attack or args.all or args.train):
         raise AdvrunError("say what to export: --attack NAME, --all (every attack) or --train")
-    from runner.execute.store import now
+    from runner.store import now
 
     run_dir = Path(args.run_dir)
     stored = stored_run(run_dir)  # refuses audits: they have no training of their own

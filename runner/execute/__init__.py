@@ -1,6 +1,6 @@
 """Execution: plan execution, data preparation, the run store, results and launchers.
 
-``runner.execute.store`` and ``runner.execute.results`` import no torch (``advrun plan`` reads the
+``runner.execute.results`` imports no torch (``advrun plan`` reads the
 store); everything else here does, so the public names below are imported lazily.
 """
 

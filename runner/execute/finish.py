@@ -13,9 +13,9 @@ from collections.abc import Iterable
 from runner import faults
 from runner.compile import Plan
 from runner.execute.claim import locked
-from runner.execute.store import Store
 from runner.fsio import write_json, write_text
 from runner.spec import LoadedSpec
+from runner.store import Store
 
 LOCK = ".lock"  # OUT/.lock/claim.json while a process rewrites the shared files
 

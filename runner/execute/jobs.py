@@ -25,7 +25,7 @@ from runner.execute.options import Options
 from runner.execute.plan import Outcome, settle
 from runner.execute.progress import Progress
 from runner.execute.resources import Slot, slots
-from runner.execute.store import Store, now
+from runner.store import Store, now
 
 POLL_S = 0.2
 

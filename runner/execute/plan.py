@@ -18,7 +18,7 @@ from runner.errors import RunFailed
 from runner.execute.claim import Claim, ClaimLost, Holder, heartbeat_interval
 from runner.execute.options import Options
 from runner.execute.progress import Progress
-from runner.execute.store import Store
+from runner.store import Store
 
 
 @dataclass

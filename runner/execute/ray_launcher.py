@@ -22,7 +22,7 @@ from runner.execute.claim import live_holder
 from runner.execute.options import Options
 from runner.execute.plan import Outcome, settle
 from runner.execute.progress import Progress
-from runner.execute.store import Store, now
+from runner.store import Store, now
 
 POLL_S = 0.5
 # advrun's own environment settings that a task on another node must see too

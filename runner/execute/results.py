@@ -7,8 +7,8 @@ from pathlib import Path
 import pandas as pd
 
 from runner.compile import Plan
-from runner.execute.store import Store
 from runner.fsio import read_json, write_with
+from runner.store import Store
 
 COLUMNS = [
     "run_id",

@@ -23,11 +23,11 @@ from runner.execute.hooks import Hooks, hooks_for
 from runner.execute.options import Options
 from runner.execute.prepare import load_split, prepare
 from runner.execute.runlog import RunLog
-from runner.execute.store import Store, now, read_epochs
 from runner.fsio import read_json, sha256_file, write_json, write_with
 from runner.models import build_for_spec
 from runner.provenance import git_commit, versions
 from runner.recipes.base import TrainContext
+from runner.store import Store, now, read_epochs
 from runner.train.augment import Augment
 from runner.train.counter import PassCounter
 from runner.train.loop import fit, load_weights

@@ -6,11 +6,11 @@ from pathlib import Path
 from typing import Any
 
 from runner.errors import AdvrunError
-from runner.execute.store import read_epochs
 from runner.exports.attack import check_inside
 from runner.exports.files import manifest_entry, write_export
 from runner.exports.source import Loaded
 from runner.fsio import sha256_file
+from runner.store import read_epochs
 
 
 def training_examples(ld: Loaded):

@@ -66,7 +66,7 @@ def _selected_metrics(
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Metrics of the runs to judge, and stand-ins (model, recipe, why) for runs without them."""
     from runner.compile import compile_spec
-    from runner.execute.store import Store
+    from runner.store import Store
 
     store = Store(root)
     plan = compile_spec(spec)

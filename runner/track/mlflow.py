@@ -35,8 +35,8 @@ from pathlib import Path
 from typing import Any
 
 from runner.execute.hooks import RunHooks
-from runner.execute.store import read_epochs
 from runner.fsio import read_json, sha256_file, write_json
+from runner.store import read_epochs
 from runner.track import DEFAULT_RETRIES, DEFAULT_TIMEOUT, fields, names, redact
 
 STATE_FILE = "mlflow.json"  # in a run directory, and in the output directory (parent, studies)

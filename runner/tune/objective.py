@@ -20,9 +20,9 @@ from optuna.trial import TrialState
 from runner.errors import AdvrunError, RunFailed
 from runner.execute import Options, execute_run
 from runner.execute.claim import Claim, wait_for
-from runner.execute.store import Store
 from runner.spec import LoadedSpec
 from runner.spec.tune import ObjectiveSpec
+from runner.store import Store
 from runner.tune.build import Infeasible, trial_run
 from runner.tune.storage import Gate, worker_tag
 from runner.tune.study import suggest
