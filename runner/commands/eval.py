@@ -27,6 +27,7 @@ from runner.compile import Audit, compile_audit
 from runner.errors import AdvrunError
 from runner.fsio import sha256_file
 from runner.registry import did_you_mean
+from runner.store import Passes, RunMetrics, RunStatus
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -60,13 +61,13 @@ def audit_model(
     allow_import: list[str],
     force: bool,
     log=print,
-) -> dict[str, Any]:
-    """Evaluate one model like a run; store run.json, metrics.json, examples.parquet, status."""
+) -> RunMetrics:
+    """Evaluate one model like a run; store its run, status, metrics and examples."""
     from runner.device import seed_everything, select_device, set_threads
     from runner.eval.evaluate import evaluate_run
     from runner.execute.prepare import prepare
     from runner.execute.runlog import RunLog
-    from runner.fsio import read_json, write_json, write_with
+    from runner.fsio import write_with
     from runner.models import build_for_spec
     from runner.provenance import git_commit, versions
     from runner.store import now
@@ -75,12 +76,11 @@ def audit_model(
     slug, run_id, m = audit.slug, audit.id, audit.model
     ckpt = Path(audit.checkpoint) if audit.checkpoint else None
     d = store.run_dir(run_id)
-    old = read_json(d / "metrics.json")
-    if old and old.get("eval_hash") == audit.eval_hash and not force:
+    old = store.read_metrics(audit)
+    if old is not None and old.eval_hash == audit.eval_hash and not force:
         log(f"{slug}: already evaluated, skipped (--force to redo)")
         return old
-    d.mkdir(parents=True, exist_ok=True)
-    write_json(d / "run.json", audit.to_json())
+    store.write_run(audit)
     device = select_device(device_name)
     seed_everything(0, audit.deterministic)
     set_threads(audit.threads, audit.deterministic)
@@ -91,8 +91,8 @@ def audit_model(
     if ckpt is not None:
         _load_into(model, load_state_dict(ckpt, device), ckpt, m.name)
     model = model.to(device).eval()
-    status = {"state": "running", "started": now(), "device": str(device)}
-    write_json(d / "status.json", status)
+    status = RunStatus(state="running", started=now(), device=str(device))
+    store.write_status(audit, status)  # a new audit: no key of an earlier one is kept
     runlog = RunLog(d / "log.txt")
 
     def both(msg: str) -> None:
@@ -110,24 +110,25 @@ def audit_model(
         )  # fmt: skip
         counter.close()
         write_with(d / "examples.parquet", lambda p: ev.examples.to_parquet(p, index=False))
-        metrics = {
-            "run_id": run_id, "slug": slug, "eval_hash": audit.eval_hash,
-            "model": m.name, "arch": m.arch, "recipe": "audit",
-            "kind": "audit", "seed": None, "sweep": {}, "hyperparameters": {},
-            "checkpoint": audit.checkpoint, "checkpoint_sha256": audit.checkpoint_sha256,
-            "best_epoch": None, "stopped_early": None,
-            "results": ev.results, "curves": ev.curves, "checklist": ev.checklist,
-            "data_sha256": data.sha256, "class_names": data.class_names, "device": str(device),
-            "train_seconds": 0.0, "eval_seconds": time.perf_counter() - t0,
-            "train_passes": {"forward_passes": 0, "backward_passes": 0},
-            "eval_passes": counter.as_dict(), "versions": versions(), "git_commit": git_commit(),
-        }  # fmt: skip
-        write_json(d / "metrics.json", metrics)
-        write_json(d / "status.json", {**status, "state": "done", "finished": now()})
+        metrics = RunMetrics(
+            run_id=run_id, slug=slug, eval_hash=audit.eval_hash,
+            model=m.name, arch=m.arch, recipe="audit",
+            kind="audit", seed=None, sweep={}, hyperparameters={},
+            checkpoint=audit.checkpoint, checkpoint_sha256=audit.checkpoint_sha256,
+            best_epoch=None, stopped_early=None,
+            results=ev.results, curves=ev.curves, checklist=ev.checklist,
+            data_sha256=data.sha256, class_names=data.class_names, device=str(device),
+            train_seconds=0.0, eval_seconds=time.perf_counter() - t0,
+            train_passes=Passes(forward_passes=0, backward_passes=0),
+            eval_passes=counter.as_dict(), versions=versions(), git_commit=git_commit(),
+        )  # fmt: skip
+        store.write_metrics(audit, metrics)
+        store.write_status(audit, status.model_copy(update={"state": "done", "finished": now()}))
         both("done")
         return metrics
     except Exception as e:
-        write_json(d / "status.json", {**status, "state": "failed", "diagnosis": str(e)})
+        failed = {"state": "failed", "diagnosis": str(e)}
+        store.write_status(audit, status.model_copy(update=failed))
         raise
     finally:
         runlog.close()
@@ -196,8 +197,8 @@ def run(args: argparse.Namespace) -> int:
             log=(lambda s: None) if args.quiet else print,
         )  # fmt: skip
         if not args.quiet:
-            shown = ", ".join(f"{r['attack']} {r['accuracy']:.3f}" for r in metrics["results"])
-            print(f"{metrics['slug']}: {shown}")
+            shown = ", ".join(f"{r.attack} {r.accuracy:.3f}" for r in metrics.results)
+            print(f"{metrics.slug}: {shown}")
     df = write_results(plan, store, report=False)
     print(results.format_table(df))
     print(f"results: {store.root / 'results.csv'} ({time.perf_counter() - t0:.1f}s)")

@@ -54,7 +54,7 @@ def _job(run: Run, root: str, opts: Options, slot: Slot, conn: Connection) -> No
         took = f"took over from {claim.took_over}, " if claim.took_over else ""
         conn.send(("started", f"{took}{store.status(run)} -> running (job {slot.index + 1})"))
         m = execute_run(run, store, opts, claim=claim)
-        conn.send(("done", {"results": m["results"], "train_seconds": m["train_seconds"]}))
+        conn.send(("done", m))
     except (RunFailed, ClaimLost) as e:
         conn.send(("failed", str(e)))
     except AdvrunError as e:

@@ -79,7 +79,7 @@ def run_task(run: Run, root: str, opts: Options) -> tuple[str, Any]:
         if not opts.force and store.status(run) == "done":
             return ("skipped", "done by another process")
         m = execute_run(run, store, opts, claim=claim)
-        return ("done", {"results": m["results"], "train_seconds": m["train_seconds"]})
+        return ("done", m)
     except (RunFailed, ClaimLost) as e:
         return ("failed", str(e))
     finally:

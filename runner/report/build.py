@@ -8,7 +8,7 @@ from typing import Any
 
 from runner.errors import AdvrunError
 from runner.report import narrative, sections
-from runner.report.collect import Experiment, clean_json, load_experiment
+from runner.report.collect import Experiment, as_stored, clean_json, load_experiment
 from runner.report.suite import experiment_suite, split_attacks
 from runner.report.tables import (
     CLEAN,
@@ -56,9 +56,9 @@ def _gate(exp: Experiment) -> dict[str, Any]:
 
 def experiment_data(exp: Experiment, label: str) -> dict[str, Any]:
     runs = [run_row(r) for r in exp.runs]
-    first = next((r for r in exp.runs if r.config.get("threat")), None)
-    threat = first.config.get("threat") if first else None
-    attacks = list(first.config.get("attacks", [])) if first else []
+    first = next((r.run for r in exp.runs if r.run is not None), None)
+    threat = as_stored(first.threat.to_json()) if first else None
+    attacks = [as_stored(a.model_dump()) for a in first.attacks] if first else []
     columns = attack_columns(runs, [str(a.get("name")) for a in attacks])
     rows = groups(runs, columns)
     col, _ = headline(columns)

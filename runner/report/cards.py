@@ -1,4 +1,5 @@
-"""Model cards: one JSON per run, in the spirit of RobustBench's model entries."""
+"""Model cards: one per run (:class:`runner.store.ModelCard`), in the spirit of RobustBench's
+model entries, built from the report's data."""
 
 from __future__ import annotations
 
@@ -7,8 +8,9 @@ from typing import Any
 from runner.report.narrative import fmt_eps
 from runner.report.suite import split_attacks
 from runner.report.tables import CLEAN, WORST
+from runner.store import ModelCard
+from runner.store.card import CARD_SCHEMA
 
-SCHEMA = "advrun.model_card/1"
 THREAT_MODELS = {"linf": "Linf", "l2": "L2"}  # RobustBench's names
 
 
@@ -17,7 +19,7 @@ def _acc(run: dict[str, Any], attack: str) -> float | None:
     return r["accuracy"] if r else None
 
 
-def model_card(exp: dict[str, Any], run: dict[str, Any]) -> dict[str, Any]:
+def model_card(exp: dict[str, Any], run: dict[str, Any]) -> ModelCard:
     """Dataset, architecture, threat model, eps, clean and robust accuracy (and by what attacks:
     exactly those of the worst case; attacks outside the threat model are listed apart, with
     their norm and eps), recipe, checklist and provenance of one evaluated run."""
@@ -32,8 +34,8 @@ def model_card(exp: dict[str, Any], run: dict[str, Any]) -> dict[str, Any]:
     else:
         robust_attack, robust = None, None
     checklist = run["checklist"]
-    return {
-        "schema": SCHEMA,
+    card = {
+        "schema": CARD_SCHEMA,
         "name": run["id"],
         "experiment": exp["name"],
         "dataset": (run.get("data") or {}).get("dataset"),
@@ -83,3 +85,4 @@ def model_card(exp: dict[str, Any], run: dict[str, Any]) -> dict[str, Any]:
             "finished": run["finished"],
         },
     }
+    return ModelCard.model_validate(card)

@@ -7,6 +7,8 @@ exports.json by path (``tests/unit/test_store_paths.py`` checks it).
 
 from runner.store.card import ModelCard
 from runner.store.files import (
+    EPOCHS_FILE,
+    EXPORTS_FILE,
     METRICS_FILE,
     MODEL_CARD_FILE,
     RUN_FILE,
@@ -36,6 +38,8 @@ from runner.store.store import (
 )
 
 __all__ = [
+    "EPOCHS_FILE",
+    "EXPORTS_FILE",
     "METRICS_FILE",
     "MODEL_CARD_FILE",
     "RUN_FILE",

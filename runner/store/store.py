@@ -124,6 +124,11 @@ class RunDir:
         """Where the card lies (a baseline may be named by it; MLflow logs it)."""
         return self._file(files.MODEL_CARD)
 
+    @property
+    def exports_path(self) -> Path:
+        """Where the run's record of its adversarial exports lies."""
+        return self._file(files.EXPORTS)
+
     # ---- run.json ---------------------------------------------------------------------------
 
     def has_run(self) -> bool:

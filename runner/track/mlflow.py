@@ -11,7 +11,7 @@ file be lost, found again by the ``advrun.key`` tag; no tracking state lives onl
 A tracking server that is down or slow never costs a run: requests have a bounded timeout and
 retries (MLflow's ``MLFLOW_HTTP_REQUEST_TIMEOUT`` / ``MLFLOW_HTTP_REQUEST_MAX_RETRIES`` /
 ``MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR``), the first failure is printed once, later calls in the same
-process do not contact the server again, and status.json records ``tracking.mlflow.state:
+process do not contact the server again, and the run's status records ``tracking.mlflow.state:
 pending`` with the error until a later sync succeeds.
 
 Which file field becomes which param, tag or metric is in :mod:`runner.track.fields`; this module
@@ -34,14 +34,24 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from runner.compile import Audit, Run
 from runner.execute.hooks import RunHooks
 from runner.fsio import read_json, sha256_file, write_json
-from runner.store import read_epochs
+from runner.store import (
+    EPOCHS_FILE,
+    METRICS_FILE,
+    MODEL_CARD_FILE,
+    RunDir,
+    RunStatus,
+    Store,
+    StoreError,
+    TrackingState,
+)
 from runner.track import DEFAULT_RETRIES, DEFAULT_TIMEOUT, fields, names, redact
 
 STATE_FILE = "mlflow.json"  # in a run directory, and in the output directory (parent, studies)
 LOCK_FILE = ".mlflow.lock"
-RUN_ARTIFACTS = ("metrics.json", "epochs.csv", "model_card.json", "exports/manifest.json")
+RUN_ARTIFACTS = (METRICS_FILE, EPOCHS_FILE, MODEL_CARD_FILE, "exports/manifest.json")
 EXPERIMENT_ARTIFACTS = ("report.html", "results.csv", "results.json", "spec.yaml", "plan.json")
 TERMINAL = {"done": "FINISHED", "failed": "FAILED", "pruned": "KILLED"}
 BATCH = {"metrics": 1000, "params": 100, "tags": 100}  # MLflow's log_batch limits
@@ -141,24 +151,24 @@ class Tracker:
             _DOWN[self.uri] = describe(e)
             print(
                 f"mlflow: logging to {self.shown} failed at {where}: {self.down}. The runs go "
-                "on; what was not logged is recorded as pending in each run's status.json and "
+                "on; what was not logged is recorded as pending in each run's status and "
                 "`advrun track OUT` (or the same command again) logs it later",
                 file=sys.stderr,
             )
 
     def record(self, run_dir: Path, state: str, error: str | None = None) -> None:
-        """``tracking.mlflow`` in the run's status.json (written only when it changes)."""
-        path = run_dir / "status.json"
-        st = read_json(path) or {}
+        """``tracking.mlflow`` in the run's status (written only when it changes)."""
+        d = RunDir(run_dir)
+        tracking = dict((d.read_status() or RunStatus()).tracking)
         entry = {"state": state, "uri": self.shown, "experiment": self.settings["experiment"]}
         if error:
             entry["error"] = error
-        tracking = dict(st.get("tracking") or {})
-        old = {k: v for k, v in (tracking.get("mlflow") or {}).items() if k != "updated"}
-        if old == entry:
+        old = tracking.get("mlflow")
+        if old is not None and old.model_dump(exclude_unset=True, exclude={"updated"}) == entry:
             return
-        tracking["mlflow"] = {**entry, "updated": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-        write_json(path, {**st, "tracking": tracking})
+        updated = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        tracking["mlflow"] = TrackingState(**entry, updated=updated)
+        d.update_status(tracking=tracking)
 
     def guarded(self, run_dir: Path | None, what: str, fn: Callable[[], Any]) -> Any:
         """Run ``fn`` unless the server already failed; a failure is reported and recorded."""
@@ -167,7 +177,7 @@ class Tracker:
                 return fn()
             except Exception as e:  # any tracking problem: the run must go on
                 self.report(e, what)
-        if run_dir is not None and (run_dir / "run.json").exists():
+        if run_dir is not None and RunDir(run_dir).has_run():
             self.record(run_dir, "pending", self.down)
         return None
 
@@ -349,14 +359,15 @@ class Tracker:
         ``trial``: the Optuna trial row of summary.json that ran this run.
         """
         run_dir = Path(run_dir)
-        cfg = read_json(run_dir / "run.json")
-        if not cfg:
+        d = RunDir(run_dir)
+        cfg = _readable_run(d)
+        if cfg is None:
             return "skipped"
-        metrics = read_json(run_dir / "metrics.json")
-        status = read_json(run_dir / "status.json") or {}
-        state = str(status.get("state") or "unknown")
+        metrics = d.read_metrics()
+        status = d.read_status() or RunStatus()
+        state = str(status.state or "unknown")
         out = run_dir.parent.parent
-        epochs = read_epochs(run_dir)
+        epochs = d.read_epochs()
         files = RUN_ARTIFACTS
         if self.settings.get("log_exports"):
             npz = sorted(str(p.relative_to(run_dir)) for p in run_dir.glob("exports/*.npz"))
@@ -366,7 +377,7 @@ class Tracker:
             json.dumps(
                 {
                     "state": state,
-                    "eval": (metrics or {}).get("eval_hash"),
+                    "eval": metrics.eval_hash if metrics else None,
                     "epochs": len(epochs),
                     "files": None if live else digests,
                     "trial": trial,
@@ -378,9 +389,9 @@ class Tracker:
         )
         rid = self._run_id(
             run_dir / STATE_FILE,
-            _key(str(out.resolve()), str(cfg.get("id"))),
-            str(cfg.get("slug") or cfg.get("id")),
-            {"advrun.kind": str(cfg.get("kind") or "run"), "advrun.run_id": str(cfg.get("id"))},
+            _key(str(out.resolve()), cfg.id),
+            cfg.slug or cfg.id,
+            {"advrun.kind": "audit" if isinstance(cfg, Audit) else "run", "advrun.run_id": cfg.id},
             parent_id,
         )
         run = self.client.get_run(rid)
@@ -395,9 +406,9 @@ class Tracker:
         params = fields.run_params(cfg, metrics, out)
         tags.update(self._params_once(rid, dict(run.data.params), params))
         self._log_epochs(rid, epochs)
-        if metrics and have_tags.get("advrun.eval_hash") != str(metrics.get("eval_hash")):
+        if metrics and have_tags.get("advrun.eval_hash") != metrics.eval_hash:
             self._log(rid, metrics=fields.final_metrics(metrics))
-            tags["advrun.eval_hash"] = str(metrics.get("eval_hash"))
+            tags["advrun.eval_hash"] = metrics.eval_hash
         if trial:
             tags.update(self._trial(rid, dict(run.data.params), trial))
         if not live:
@@ -457,22 +468,19 @@ class Tracker:
                     trials[str(row["run_id"])] = {**row, "objectives": labels}
             study = str(summary.get("study_name"))
             sid = self.guarded(None, "study", lambda: self.study_id(out, study))
-        runs_dir = out / "runs"
-        dirs = sorted(d for d in runs_dir.iterdir() if (d / "run.json").exists()) if (
-            runs_dir.is_dir()
-        ) else []  # fmt: skip
         keys = []
-        for d in dirs:
-            rid = str((read_json(d / "run.json") or {}).get("id"))
-            trial = trials.get(rid) if sid else None
+        for rd in (rd for rd in Store(out).run_dirs() if rd.has_run()):
+            d = rd.path
+            run = _readable_run(rd)
+            trial = trials.get(run.id) if sid and run is not None else None
             up = sid if trial else parent
             res = self.guarded(
                 d, d.name, lambda d=d, up=up, trial=trial: self.sync_run(d, up, trial=trial)
             )
             counts[res or "pending"] = counts.get(res or "pending", 0) + 1
-            status = read_json(d / "status.json") or {}
-            metrics = read_json(d / "metrics.json") or {}
-            keys.append((d.name, status.get("state"), metrics.get("eval_hash")))
+            metrics = rd.read_metrics()
+            state = (rd.read_status() or RunStatus()).state
+            keys.append((d.name, state, metrics.eval_hash if metrics else None))
         if sid is not None and summary:
             self.guarded(None, "study", lambda: self._sync_study(out, sid, summary))
         if parent is not None:
@@ -516,6 +524,14 @@ class Tracker:
         self._terminate(rid, "FINISHED", run.info.status)
 
 
+def _readable_run(d: RunDir) -> Run | Audit | None:
+    """The run of a directory; None when it has none this advrun can read (not synced)."""
+    try:
+        return d.read_run()
+    except StoreError:
+        return None
+
+
 class MlflowHooks(RunHooks):
     """Live logging while runs train; rebuilt from plain settings in any process."""
 
@@ -544,7 +560,7 @@ class MlflowHooks(RunHooks):
     def epoch_done(self, run, run_dir: Path, row: dict[str, Any]) -> None:
         self._sync(Path(run_dir), True, f"{run.slug} epoch {row.get('epoch')}")
 
-    def run_done(self, run, run_dir: Path, metrics: dict[str, Any]) -> None:
+    def run_done(self, run, run_dir: Path, metrics) -> None:
         self._sync(Path(run_dir), False, f"{run.slug} done")
 
     def run_failed(self, run, run_dir: Path, diagnosis: str) -> None:

@@ -49,9 +49,7 @@ def test_previous_release_files_are_read_as_typed_records(v0):
     assert stored.status.best_epoch == 15 and stored.status.execution.threads == 1
     assert [e.attack for e in stored.exports] == ["fgsm"]
     card = RunDir(stored.dir).read_model_card()
-    assert card.card_schema == "advrun.model_card/1" and card.robust_acc == m.accuracy(
-        "worst_case"
-    )
+    assert card.card_schema == "advrun.model_card/1" and card.robust_acc == m.accuracy("worst_case")
 
 
 def test_an_audit_of_the_previous_release_is_read(v0):
