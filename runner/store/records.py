@@ -2,15 +2,18 @@
 or :class:`~runner.compile.Audit`).
 
 Each record mirrors its file key for key: a record read from a file and written back gives the same
-keys (fields never set stay out of the file, see :func:`runner.store.files.dump`). New kinds of
-results are new typed fields or a new :data:`Scope` of :class:`ResultRow` (e.g. ``certified``), not
-free dicts; a change that older readers cannot read bumps the file's version in
-:mod:`runner.store.files` with a migration.
+keys (fields never set stay out of the file, see :func:`runner.store.files.dump`).
+
+New results are typed, never free dicts. A new kind of accuracy row (certified accuracy, poisoning
+detection) is a new :data:`Scope` with the fields it needs added to :class:`ResultRow` (e.g. a
+certified radius); a new block of a run's results (attack-budget escalations, checkpoint
+provenance: file SHA-256, format, what was unwrapped) is a new record and an optional field of
+:class:`RunMetrics`. An addition that older readers would reject (records forbid unknown keys)
+bumps the file's version in :mod:`runner.store.files`, with its migration and a test.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -254,8 +257,3 @@ class Exports(Record):
     """exports.json: the adversarial exports of the run, one per file."""
 
     adversarial_exports: list[ExportEntry] = Field(default_factory=list)
-
-
-def finite(v: float | None) -> float | None:
-    """``v`` unless NaN or infinite (JSON has neither)."""
-    return v if v is not None and math.isfinite(v) else None

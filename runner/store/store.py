@@ -53,11 +53,14 @@ def default_output_dir(spec_name: str) -> Path:
 
 def read_epochs(run_dir: Path) -> list[dict[str, str]]:
     """The rows of a run's epochs.csv as written (strings); [] before its first epoch."""
+    path = Path(run_dir) / files.EPOCHS_FILE
     try:
-        with open(Path(run_dir) / files.EPOCHS_FILE, newline="", encoding="utf-8") as fh:
+        with open(path, newline="", encoding="utf-8") as fh:
             return list(csv.DictReader(fh))
     except FileNotFoundError:
         return []
+    except (OSError, csv.Error, UnicodeDecodeError) as e:
+        raise StoreError(f"{path}: unreadable ({e}); delete it to recompute") from None
 
 
 def run_from_json(data: dict[str, Any], path: Path) -> Run | Audit:
