@@ -26,18 +26,18 @@ def _native_batch(model, xb, yb, cfg, lo, hi, gen) -> Tensor:
             cfg.random_start, cfg.restarts, generator=gen, early_exit=True,
         )  # fmt: skip
     if kind == "apgd":
-        from runner.attacks.apgd import apgd
+        from runner.attacks.kernels.apgd import apgd
 
         return apgd(
             model, xb, yb, cfg.eps, cfg.norm, cfg.steps, cfg.loss, cfg.targeted,
             cfg.n_targets, cfg.restarts, lo, hi, generator=gen,
         )  # fmt: skip
     if kind == "fab":
-        from runner.attacks.fab import fab_t
+        from runner.attacks.kernels.fab import fab_t
 
         return fab_t(model, xb, yb, cfg.eps, cfg.norm, cfg.steps, cfg.n_targets, lo, hi)
     if kind == "square":
-        from runner.attacks.square import square_linf
+        from runner.attacks.kernels.square import square_linf
 
         out = xb.clone()
         with torch.no_grad():

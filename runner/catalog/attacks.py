@@ -22,15 +22,15 @@ ATTACKS.register(
 )  # fmt: skip
 ATTACKS.register(
     "apgd", _ART + "apgd", "auto-PGD with CE or DLR loss, untargeted or targeted (Croce 2020)",
-    native="runner.attacks.apgd:apgd", art=_ART + "apgd", norms=_BOTH, pgd_type=True,
+    native="runner.attacks.kernels.apgd:apgd", art=_ART + "apgd", norms=_BOTH, pgd_type=True,
 )  # fmt: skip
 ATTACKS.register(
-    "fab", "runner.attacks.fab:fab_t", "targeted fast adaptive boundary attack, FAB-T (Croce 2020)",
-    native="runner.attacks.fab:fab_t", norms={"native": ("linf", "l2")}, minimal_norm=True,
+    "fab", "runner.attacks.kernels.fab:fab_t", "targeted fast adaptive boundary attack, FAB-T (Croce 2020)",
+    native="runner.attacks.kernels.fab:fab_t", norms={"native": ("linf", "l2")}, minimal_norm=True,
 )  # fmt: skip
 ATTACKS.register(
     "square", _ART + "square", "black-box Square attack with a query budget (Andriushchenko 2020)",
-    native="runner.attacks.square:square_linf", art=_ART + "square",
+    native="runner.attacks.kernels.square:square_linf", art=_ART + "square",
     norms={"native": ("linf",), "art": ("linf", "l2")},
 )  # fmt: skip
 ATTACKS.register(

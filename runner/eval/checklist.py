@@ -195,7 +195,7 @@ def run_checklist(
 
 def _square_accuracy(model, x, y, eps, norm, lo, hi, num_classes, bs, seed) -> float:
     if norm == "linf":
-        from runner.attacks.square import square_linf
+        from runner.attacks.kernels.square import square_linf
 
         gen = generator(seed, x.device)
         x_adv = _batched(

@@ -10,7 +10,7 @@ from digits_model import CPU, trained
 from resolved import attack
 from scipy.optimize import linprog, minimize
 
-from runner.attacks.fab import hyperplane_box_projection
+from runner.attacks.kernels.fab import hyperplane_box_projection
 from runner.attacks.runner import generate
 from runner.catalog import ATTACKS
 from runner.models import build_model
