@@ -38,6 +38,10 @@ class APGD(Attack):
     norms = BOTH
     curve = True
 
+    def cost(self) -> float:
+        c = self.cfg
+        return float(c.steps * c.restarts * (c.n_targets if c.targeted else 1))
+
     def native(
         self, model: nn.Module, x: Tensor, y: Tensor, lo: float, hi: float,
         generator: torch.Generator | None,

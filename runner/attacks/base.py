@@ -83,6 +83,11 @@ class Attack:
         y_np = y.detach().cpu().numpy().astype(np.int64)  # class indices; ART one-hot encodes them
         return self.art(classifier).generate(x=x_np, y=y_np)
 
+    def cost(self) -> float:
+        """Gradient passes an unbroken example costs at most (a forward-only pass counts 1/2),
+        to order a cascade cheap to expensive; the default runs last."""
+        return 1e9
+
     @classmethod
     def check(
         cls, cfg: AttackBase, where: tuple[Any, ...], spec: Any, eps: float

@@ -27,6 +27,9 @@ class CWL2(Attack):
     norms = {"art": ("l2",)}
     minimal_norm = True
 
+    def cost(self) -> float:
+        return float(self.cfg.steps * self.cfg.binary_search_steps) * 2
+
     def art(self, classifier):
         from art.attacks.evasion import CarliniL2Method
 

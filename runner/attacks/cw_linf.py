@@ -30,6 +30,9 @@ class CWLinf(Attack):
     norms = {"art": ("linf",)}
     minimal_norm = True
 
+    def cost(self) -> float:
+        return float(self.cfg.steps) * 20
+
     def art(self, classifier):
         from art.attacks.evasion import CarliniLInfMethod
 

@@ -24,6 +24,9 @@ class DeepFool(Attack):
     norms = {"art": ("linf", "l2")}
     minimal_norm = True
 
+    def cost(self) -> float:
+        return float(self.cfg.steps)  # stops early once fooled
+
     def art(self, classifier):
         from art.attacks.evasion import DeepFool as ARTDeepFool
 

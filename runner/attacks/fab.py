@@ -30,6 +30,10 @@ class FAB(Attack):
     norms = {"native": ("linf", "l2")}
     minimal_norm = True
 
+    def cost(self) -> float:
+        # one gradient per step, another where the step landed on an adversarial (moved back)
+        return 1.5 * self.cfg.steps * self.cfg.n_targets
+
     def native(
         self, model: nn.Module, x: Tensor, y: Tensor, lo: float, hi: float,
         generator: torch.Generator | None,

@@ -26,6 +26,9 @@ class FGSM(Attack):
     config = FGSMAttack
     norms = BOTH
 
+    def cost(self) -> float:
+        return 1.0
+
     def native(
         self, model: nn.Module, x: Tensor, y: Tensor, lo: float, hi: float,
         generator: torch.Generator | None,

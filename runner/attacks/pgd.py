@@ -35,6 +35,9 @@ class PGD(Attack):
     norms = BOTH
     curve = True
 
+    def cost(self) -> float:
+        return float(self.cfg.steps * self.cfg.restarts)
+
     def native(
         self, model: nn.Module, x: Tensor, y: Tensor, lo: float, hi: float,
         generator: torch.Generator | None,

@@ -30,6 +30,9 @@ class Square(Attack):
     config = SquareAttack
     norms = {"native": ("linf",), "art": ("linf", "l2")}
 
+    def cost(self) -> float:
+        return self.cfg.queries * self.cfg.restarts / 2.0  # forward passes only
+
     def native(
         self, model: nn.Module, x: Tensor, y: Tensor, lo: float, hi: float,
         generator: torch.Generator | None,
