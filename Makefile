@@ -27,12 +27,12 @@ test-all: install
 	$(BIN)/python -m pytest
 
 lint: install
-	$(BIN)/ruff check runner tests bench
-	$(BIN)/ruff format --check runner tests bench
+	$(BIN)/ruff check runner tests bench docs/examples
+	$(BIN)/ruff format --check runner tests bench docs/examples
 
 format: install
-	$(BIN)/ruff format runner tests bench
-	$(BIN)/ruff check --fix runner tests bench
+	$(BIN)/ruff format runner tests bench docs/examples
+	$(BIN)/ruff check --fix runner tests bench docs/examples
 
 # The `bench` extra without its dependencies: torchattacks asks for torchvision, whose PyPI
 # builds do not work beside the pinned torch; its AutoAttack needs only torch, numpy and scipy.

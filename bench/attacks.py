@@ -242,9 +242,9 @@ def art_autoattack(model, x, y, attacks, threat, m: int) -> dict:
 
 
 def apgd_vs_art(model, x, y, threat) -> dict:
+    from runner.attacks.apgd import APGDAttack
     from runner.attacks.art_attacks import make_classifier
     from runner.attacks.runner import generate
-    from runner.spec.attacks import APGDAttack
 
     clf = make_classifier(model, tuple(x.shape[1:]), 10, threat.pixel_range, torch.device("cpu"))
     out = {}

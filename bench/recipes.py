@@ -70,7 +70,7 @@ def plan(arch: str, device: str, kinds: list[str]):
         extra = KINDS[kind].strip("{}")
         common = f"kind: {kind}, epochs: 1, monitor: {{n: 0}}" + (f", {extra}" if extra else "")
         lines.append(f"  - {{name: {kind}, {common}}}")
-        if RECIPES.get(kind).meta.get("art"):
+        if RECIPES.load(kind).art_trainer:
             lines.append(f"  - {{name: {kind}-art, engine: art, {common}}}")
     text = SPEC.format(arch=arch, device=device, recipes="\n".join(lines))
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:

@@ -12,11 +12,12 @@ import hashlib
 import math
 import unicodedata
 from dataclasses import dataclass
-from typing import Protocol
-
-import numpy as np
+from typing import TYPE_CHECKING, Protocol
 
 from runner.errors import AdvrunError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 __all__ = [
     "DataSpecLike",
@@ -81,6 +82,8 @@ def content_sha256(*arrays: np.ndarray | None) -> str:
 
     Dtype and shape are hashed too, so a reshaped or re-typed copy of the same bytes differs.
     """
+    import numpy as np
+
     h = hashlib.sha256()
     for a in arrays:
         if a is None:
@@ -94,6 +97,8 @@ def content_sha256(*arrays: np.ndarray | None) -> str:
 
 def uint8_to_float01(x: np.ndarray) -> np.ndarray:
     """uint8 pixels -> float32 in [0, 1] (one float32 copy, divided in place)."""
+    import numpy as np
+
     out = x.astype(np.float32)
     out /= 255.0
     return out
@@ -113,6 +118,8 @@ def make_dataset(
 
     ``num_classes`` defaults to max(label) + 1; ``where`` (a path) goes into error messages.
     """
+    import numpy as np
+
     at = f" in {where}" if where else ""
     if (x_test is None) != (y_test is None):
         raise AdvrunError(f"{name}: test images and test labels must come together{at}")
@@ -218,6 +225,8 @@ def _ranges(values: list[int]) -> str:
 
 
 def _labels_of(ds: Dataset) -> np.ndarray:
+    import numpy as np
+
     return ds.y_train if ds.y_test is None else np.concatenate([ds.y_train, ds.y_test])
 
 
@@ -228,6 +237,8 @@ def conform_classes(ds: Dataset, declared: int | None) -> Dataset:
     silently train a 43-class model; that is refused, naming the labels, unless the spec
     declares ``data.num_classes``.
     """
+    import numpy as np
+
     at = f" in {ds.where}" if ds.where else ""
     labels = _labels_of(ds)
     counts = np.bincount(labels, minlength=ds.num_classes)
@@ -263,6 +274,8 @@ def conform_classes(ds: Dataset, declared: int | None) -> Dataset:
 
 def check_split_classes(ds: Dataset, sp: Splits, limit: int | None = None) -> None:
     """Every class of the data set has examples in train and test (and in val, when it is used)."""
+    import numpy as np
+
     classes = set(int(c) for c in np.unique(_labels_of(ds)))
     for part, y, fix in (
         ("training", sp.y_train, "raise data.limit" if limit else "use more data"),
@@ -283,6 +296,8 @@ def _carve(
     idx: np.ndarray, y: np.ndarray, n_out: int, seed: int, what: str, name: str
 ) -> tuple[np.ndarray, np.ndarray]:
     """Split index array ``idx`` into (rest, out) with ``n_out`` items out, stratified by y."""
+    import numpy as np
+
     if n_out == 0:
         return idx, idx[:0]
     from sklearn.model_selection import train_test_split  # heavy import, only when splitting
@@ -306,6 +321,8 @@ def split(ds: Dataset, val_fraction: float, test_fraction: float, seed: int) -> 
     fractions are of the whole pool. Sizes are rounded to whole examples. The result depends only
     on the arrays and the seed (sklearn's seeded RandomState), so it is the same on every machine.
     """
+    import numpy as np
+
     for label, f in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
         if not 0.0 <= f < 1.0:
             raise AdvrunError(f"{label} must be in [0, 1), got {f}")

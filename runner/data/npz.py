@@ -10,17 +10,22 @@ from __future__ import annotations
 
 import zipfile
 from pathlib import Path
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from runner.data import Dataset, DataSpecLike, make_dataset, uint8_to_float01
+from runner.data.source import DataSource
 from runner.errors import AdvrunError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 _CHANNELS = (1, 3, 4)
 
 
 def load(spec: DataSpecLike) -> Dataset:
     """Load ``spec.path``; never unpickles (``allow_pickle=False``)."""
+    import numpy as np
+
     if not getattr(spec, "path", None):
         raise AdvrunError(
             "dataset 'npz' needs data.path: set it to a .npz file with arrays x and y"
@@ -96,6 +101,8 @@ def _read(npz: np.lib.npyio.NpzFile, key: str, path: Path) -> np.ndarray:
 
 def _images(x: np.ndarray, key: str, path: Path) -> np.ndarray:
     """Any accepted image layout and dtype -> float32 (N, C, H, W) in [0, 1]."""
+    import numpy as np
+
     if x.ndim == 3:
         x = x[:, None, :, :]
     elif x.ndim == 4:
@@ -140,6 +147,8 @@ def _images(x: np.ndarray, key: str, path: Path) -> np.ndarray:
 
 def _labels(y: np.ndarray, key: str, path: Path) -> tuple[np.ndarray, int | None]:
     """Class indices or one-hot rows -> int64 (N,); also the one-hot width, if any."""
+    import numpy as np
+
     width = None
     if y.ndim == 2 and y.shape[1] > 1:
         width = int(y.shape[1])
@@ -159,3 +168,10 @@ def _labels(y: np.ndarray, key: str, path: Path) -> tuple[np.ndarray, int | None
     if y.size and y.min() < 0:
         raise AdvrunError(f"'{key}' in {path} has negative label {int(y.min())}; labels are 0..K-1")
     return y, width
+
+
+class Npz(DataSource):
+    """A user .npz file with arrays x and y."""
+
+    needs = "path"
+    load = staticmethod(load)

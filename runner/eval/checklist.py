@@ -195,7 +195,7 @@ def run_checklist(
 
 def _square_accuracy(model, x, y, eps, norm, lo, hi, num_classes, bs, seed) -> float:
     if norm == "linf":
-        from runner.attacks.square import square_linf
+        from runner.attacks.kernels.square import square_linf
 
         gen = generator(seed, x.device)
         x_adv = _batched(
@@ -203,7 +203,7 @@ def _square_accuracy(model, x, y, eps, norm, lo, hi, num_classes, bs, seed) -> f
         )
     else:
         from runner.attacks.runner import generate
-        from runner.spec.attacks import SquareAttack
+        from runner.attacks.square import SquareAttack
 
         cfg = SquareAttack(name="checklist_square", kind="square", engine="art", eps=eps,
                            norm=norm, queries=SQUARE_QUERIES, p_init=0.8, restarts=1,

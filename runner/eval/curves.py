@@ -32,9 +32,7 @@ def curve_attacks(
     if names is not None:
         by_name = {a.name: a for a in attacks}
         return [by_name[n] for n in names]
-    return [
-        a for a in attacks if ATTACKS.get(a.kind).meta.get("pgd_type") and a.norm == threat.norm
-    ]
+    return [a for a in attacks if ATTACKS.load(a.kind).curve and a.norm == threat.norm]
 
 
 def at_eps(cfg: AttackBase, eps: float) -> AttackBase:

@@ -72,7 +72,7 @@ def check_tune(spec: Any) -> Iterator[tuple[tuple[Any, ...], str]]:
     """Problems of ``spec.tune`` that need the rest of the spec (targets, suite, recipe fields)."""
     from runner import expr
     from runner.spec.attacks import ATTACK_SPECS
-    from runner.spec.checks import check_eps
+    from runner.spec.budget import check_eps
     from runner.spec.recipes import RECIPE_SPECS
 
     t = spec.tune
