@@ -41,7 +41,7 @@ from runner.recipes.mart import mart_loss  # noqa: E402
 from runner.recipes.trades import kl_sum, trades_loss  # noqa: E402
 from runner.spec import load_spec  # noqa: E402
 from runner.train.counter import PassCounter  # noqa: E402
-from runner.train.loop import fit  # noqa: E402
+from runner.train.loop import FitContext, fit  # noqa: E402
 
 SPEC = """\
 name: bench-recipes
@@ -94,7 +94,9 @@ def time_fit(run, data, x, y, device) -> tuple[float, dict[str, int]]:
     )  # fmt: skip
     recipe = RECIPES.load(run.recipe.kind)(run.recipe, ctx)
     with tempfile.TemporaryDirectory() as d:
-        res = fit(model, recipe, x, y, x[:0], y[:0], ctx, 0, Path(d), log=lambda m: None)
+        res = fit(
+            FitContext(model, recipe, x, y, x[:0], y[:0], ctx, 0, Path(d), log=lambda m: None)
+        )
     counter.close()
     return res.history[-1]["seconds"], counter.as_dict()
 

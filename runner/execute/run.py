@@ -30,7 +30,7 @@ from runner.recipes.base import TrainContext
 from runner.store import Execution, RunMetrics, Store, now, read_epochs
 from runner.train.augment import Augment
 from runner.train.counter import PassCounter
-from runner.train.loop import fit, load_weights
+from runner.train.loop import FitContext, fit, load_weights
 
 
 def preflight(runs: list[Run], opts: Options) -> None:
@@ -134,11 +134,11 @@ def execute_run(
                 disable=not (opts.bars and main),
             )  # fmt: skip
             try:
-                result = _deterministic_ops(run, lambda: fit(
+                result = _deterministic_ops(run, lambda: fit(FitContext(
                     model, recipe, x_train, y_train, data.x_val, data.y_val, ctx, run.seed, d, log,
                     on_epoch=epoch_done if main and (hooks or on_epoch) else None, progress=bar,
                     guard=guard, dist=dist,
-                ))  # fmt: skip
+                )))  # fmt: skip
             finally:
                 bar.close()
             if main:

@@ -86,7 +86,7 @@ def load(run_dir: Path, run: Run, device_name: str, allow_import: list[str]) -> 
 
 def _model(ld: Loaded, checkpoint: Path):
     from runner.models import build_for_spec
-    from runner.train.loop import load_checkpoint
+    from runner.train.state import load_checkpoint
 
     run, data = ld.run, ld.data
     model = build_for_spec(

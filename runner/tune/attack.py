@@ -97,7 +97,7 @@ class AttackObjective:
         from runner.execute import execute_run
         from runner.execute.prepare import prepare
         from runner.models import build_for_spec
-        from runner.train.loop import load_checkpoint
+        from runner.train.state import load_checkpoint
 
         self.ctx, self.gate = ctx, gate
         self.spec = ctx.loaded.spec
