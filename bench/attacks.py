@@ -50,9 +50,11 @@ sys.path.insert(0, str(ROOT))
 from runner.attacks import native  # noqa: E402
 from runner.compile import compile_spec  # noqa: E402
 from runner.eval.cascade import run_suite  # noqa: E402
+from runner.eval.context import EvalContext  # noqa: E402
 from runner.execute.prepare import prepare  # noqa: E402
 from runner.models import build_model  # noqa: E402
 from runner.spec import load_spec  # noqa: E402
+from runner.spec.core import EvalSpec  # noqa: E402
 from runner.train.counter import PassCounter  # noqa: E402
 
 MODELS = ("pgd", "standard", "cifar")
@@ -124,7 +126,8 @@ def advrun_suite(model, x, y, attacks, threat):
     """Seconds, per-example worst-case correctness, per-attack info, passes."""
     counter = PassCounter(model)
     t0 = time.perf_counter()
-    res = run_suite(model, x, y, attacks, threat, 10, 512, "cascade", lambda _: None)
+    settings = EvalSpec(batch_size=512, suite="cascade")
+    res = run_suite(EvalContext(model, x, y, threat, 10, settings, attacks, lambda _: None))
     secs = time.perf_counter() - t0
     counter.close()
     w = res.examples[res.examples.attack == "worst_case"].sort_values("example")

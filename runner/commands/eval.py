@@ -64,7 +64,7 @@ def audit_model(
 ) -> RunMetrics:
     """Evaluate one model like a run; store its run, status, metrics and examples."""
     from runner.device import seed_everything, select_device, set_threads
-    from runner.eval.evaluate import evaluate_run
+    from runner.eval.evaluate import EvalContext, evaluate_run
     from runner.execute.prepare import prepare
     from runner.execute.runlog import RunLog
     from runner.fsio import write_with
@@ -104,10 +104,10 @@ def audit_model(
         counter = PassCounter(model)
         t0 = time.perf_counter()
         both(f"auditing {slug} on {device} ({n} test examples)")
-        ev = evaluate_run(
-            model, data.x_test[:n], data.y_test[:n], audit.attacks, audit.threat,
-            data.num_classes, audit.eval, both,
-        )  # fmt: skip
+        ev = evaluate_run(EvalContext(
+            model, data.x_test[:n], data.y_test[:n], audit.threat, data.num_classes, audit.eval,
+            audit.attacks, both,
+        ))  # fmt: skip
         counter.close()
         write_with(d / "examples.parquet", lambda p: ev.examples.to_parquet(p, index=False))
         metrics = RunMetrics(

@@ -15,7 +15,7 @@ from runner.catalog import RECIPES
 from runner.compile import Run
 from runner.device import seed_everything, select_device, set_threads
 from runner.errors import RunFailed
-from runner.eval.evaluate import evaluate_run
+from runner.eval.evaluate import EvalContext, evaluate_run
 from runner.eval.resume import EvalCheckpoint
 from runner.execute.claim import Claim
 from runner.execute.distributed import Dist
@@ -199,10 +199,10 @@ def _evaluate_and_store(
     x_test, y_test = data.x_test[:n], data.y_test[:n]
     t1 = time.perf_counter()
     kept = EvalCheckpoint(d / EVAL_STATE, f"{run.eval_hash}:{sha256_file(ck)}")
-    evaluation = _deterministic_ops(run, lambda: evaluate_run(
-        model, x_test, y_test, run.attacks, threat, data.num_classes, run.eval, log,
+    evaluation = _deterministic_ops(run, lambda: evaluate_run(EvalContext(
+        model, x_test, y_test, threat, data.num_classes, run.eval, run.attacks, log,
         checkpoint=_Guarded(kept, guard),
-    ))  # fmt: skip
+    )))  # fmt: skip
     examples, summary = evaluation.examples, evaluation.results
     eval_passes = {k: v - eval_start[k] for k, v in counter.as_dict().items()}
     counter.close()
