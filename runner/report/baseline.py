@@ -207,53 +207,57 @@ def baseline_checks(gate, new_runs: list[RunMetrics], root: Path) -> list[Baseli
                 if metric == WORST_CASE and "max_drop" not in gate.model_fields_set:
                     continue
                 raise AdvrunError(f"{new.label} has no '{metric}' result to compare")
-            c = compare(new, base, metric)
-            drop = -c["diff"]
-            significant = c["p_value"] < gate.significance
-            if drop <= allowed + 1e-12:
-                verdict, ok = "pass", True
-                detail = "no drop" if drop <= 0 else "drop within the allowed amount"
-            elif not significant:
-                verdict, ok = "pass (within noise)", True
-                detail = (
-                    f"the drop exceeds the allowed amount but is within noise (McNemar p = "
-                    f"{c['p_value']:.3f} >= {gate.significance:g}, {c['only_a']} examples only "
-                    f"the new model gets right, {c['only_b']} only the baseline); more test "
-                    "examples would decide"
-                )
-            else:
-                verdict, ok = "fail", False
-                detail = (
-                    f"a real drop (McNemar p = {c['p_value']:.2g} < {gate.significance:g}; "
-                    f"{c['only_b']} examples only the baseline gets right, {c['only_a']} only "
-                    "the new model)"
-                )
-            name = "worst case" if metric == WORST_CASE else metric
-            checks.append(
-                BaselineCheck(
-                    rule="baseline",
-                    group=new.label,
-                    criterion=f"{name} accuracy",
-                    threshold=f"drop <= {allowed:.3f}",
-                    measured=f"{c['new']:.3f} (baseline {c['baseline']:.3f})",
-                    ok=ok,
-                    detail=detail,
-                    baseline_dir=str(Path(gate.baseline).resolve()),
-                    baseline_run=str(base.metrics.run_id or base.dir.name),
-                    metric=metric,
-                    baseline=c["baseline"],
-                    new=c["new"],
-                    diff=c["diff"],
-                    ci_low=c["ci_low"],
-                    ci_high=c["ci_high"],
-                    p_value=c["p_value"],
-                    n=c["n"],
-                    max_drop=allowed,
-                    significance=gate.significance,
-                    verdict=verdict,
-                )
-            )
+            checks.append(_check(gate, new, base, metric, allowed))
     return checks
+
+
+def _verdict(c: dict[str, Any], allowed: float, significance: float) -> tuple[str, bool, str]:
+    """(verdict, ok, detail) of one comparison: no drop beyond ``allowed``, a larger drop within
+    noise (McNemar p >= ``significance``), or a real drop."""
+    drop = -c["diff"]
+    if drop <= allowed + 1e-12:
+        return "pass", True, "no drop" if drop <= 0 else "drop within the allowed amount"
+    if not c["p_value"] < significance:
+        return "pass (within noise)", True, (
+            f"the drop exceeds the allowed amount but is within noise (McNemar p = "
+            f"{c['p_value']:.3f} >= {significance:g}, {c['only_a']} examples only "
+            f"the new model gets right, {c['only_b']} only the baseline); more test "
+            "examples would decide"
+        )  # fmt: skip
+    return "fail", False, (
+        f"a real drop (McNemar p = {c['p_value']:.2g} < {significance:g}; "
+        f"{c['only_b']} examples only the baseline gets right, {c['only_a']} only "
+        "the new model)"
+    )  # fmt: skip
+
+
+def _check(gate, new: Release, base: Release, metric: str, allowed: float) -> BaselineCheck:
+    """One metric of one new run against its baseline run."""
+    c = compare(new, base, metric)
+    verdict, ok, detail = _verdict(c, allowed, gate.significance)
+    name = "worst case" if metric == WORST_CASE else metric
+    return BaselineCheck(
+        rule="baseline",
+        group=new.label,
+        criterion=f"{name} accuracy",
+        threshold=f"drop <= {allowed:.3f}",
+        measured=f"{c['new']:.3f} (baseline {c['baseline']:.3f})",
+        ok=ok,
+        detail=detail,
+        baseline_dir=str(Path(gate.baseline).resolve()),
+        baseline_run=str(base.metrics.run_id or base.dir.name),
+        metric=metric,
+        baseline=c["baseline"],
+        new=c["new"],
+        diff=c["diff"],
+        ci_low=c["ci_low"],
+        ci_high=c["ci_high"],
+        p_value=c["p_value"],
+        n=c["n"],
+        max_drop=allowed,
+        significance=gate.significance,
+        verdict=verdict,
+    )
 
 
 def with_stored_baseline(spec, root: Path):
