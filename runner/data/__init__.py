@@ -118,8 +118,6 @@ def make_dataset(
 
     ``num_classes`` defaults to max(label) + 1; ``where`` (a path) goes into error messages.
     """
-    import numpy as np
-
     at = f" in {where}" if where else ""
     if (x_test is None) != (y_test is None):
         raise AdvrunError(f"{name}: test images and test labels must come together{at}")
@@ -127,38 +125,7 @@ def make_dataset(
     if x_test is not None:
         pairs.append(("test", x_test, y_test))
     for part, x, y in pairs:
-        if x.ndim != 4 or x.dtype != np.float32:
-            raise AdvrunError(
-                f"{name}: {part} images must be float32 (N, C, H, W), got {x.dtype} {x.shape}{at}"
-            )
-        if y.ndim != 1 or y.dtype != np.int64:
-            raise AdvrunError(
-                f"{name}: {part} labels must be int64 (N,), got {y.dtype} {y.shape}{at}"
-            )
-        if len(x) != len(y):
-            raise AdvrunError(
-                f"{name}: {len(x)} {part} images but {len(y)} {part} labels{at}; "
-                "every image needs exactly one label"
-            )
-        if len(x) == 0:
-            raise AdvrunError(f"{name}: the {part} split is empty{at}")
-        if y.min() < 0:
-            raise AdvrunError(
-                f"{name}: negative {part} label {int(y.min())}{at}; labels are class indices 0..K-1"
-            )
-        # min/max propagate NaN and reach +-inf, so two reductions check finiteness too
-        lo, hi = float(x.min()), float(x.max())
-        if not (math.isfinite(lo) and math.isfinite(hi)):
-            bad = int((~np.isfinite(x)).reshape(len(x), -1).any(axis=1).sum())
-            raise AdvrunError(
-                f"{name}: {bad} {part} image(s) hold NaN or infinite pixels{at}; fix or drop them"
-            )
-        if lo < 0.0 or hi > 1.0:
-            raise AdvrunError(
-                f"{name}: {part} pixels span [{lo:g}, {hi:g}], outside [0, 1]{at}; loaders deliver "
-                "[0, 1] images, which advrun maps onto threat.pixel_range: scale the data to "
-                "[0, 1] (or save uint8 0..255)"
-            )
+        _check_split(name, part, x, y, at)
     if x_test is not None and x_test.shape[1:] != x_train.shape[1:]:
         raise AdvrunError(
             f"{name}: test images are {x_test.shape[1:]} but train images are "
@@ -185,6 +152,43 @@ def make_dataset(
         inferred_classes=inferred,
         where=where,
     )
+
+
+def _check_split(name: str, part: str, x: np.ndarray, y: np.ndarray, at: str) -> None:
+    """One split's images and labels: dtypes and shapes, one label per image, not empty,
+    class indices, finite pixels in [0, 1]."""
+    import numpy as np
+
+    if x.ndim != 4 or x.dtype != np.float32:
+        raise AdvrunError(
+            f"{name}: {part} images must be float32 (N, C, H, W), got {x.dtype} {x.shape}{at}"
+        )
+    if y.ndim != 1 or y.dtype != np.int64:
+        raise AdvrunError(f"{name}: {part} labels must be int64 (N,), got {y.dtype} {y.shape}{at}")
+    if len(x) != len(y):
+        raise AdvrunError(
+            f"{name}: {len(x)} {part} images but {len(y)} {part} labels{at}; "
+            "every image needs exactly one label"
+        )
+    if len(x) == 0:
+        raise AdvrunError(f"{name}: the {part} split is empty{at}")
+    if y.min() < 0:
+        raise AdvrunError(
+            f"{name}: negative {part} label {int(y.min())}{at}; labels are class indices 0..K-1"
+        )
+    # min/max propagate NaN and reach +-inf, so two reductions check finiteness too
+    lo, hi = float(x.min()), float(x.max())
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        bad = int((~np.isfinite(x)).reshape(len(x), -1).any(axis=1).sum())
+        raise AdvrunError(
+            f"{name}: {bad} {part} image(s) hold NaN or infinite pixels{at}; fix or drop them"
+        )
+    if lo < 0.0 or hi > 1.0:
+        raise AdvrunError(
+            f"{name}: {part} pixels span [{lo:g}, {hi:g}], outside [0, 1]{at}; loaders deliver "
+            "[0, 1] images, which advrun maps onto threat.pixel_range: scale the data to "
+            "[0, 1] (or save uint8 0..255)"
+        )
 
 
 def _check_class_names(

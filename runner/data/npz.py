@@ -24,7 +24,6 @@ _CHANNELS = (1, 3, 4)
 
 def load(spec: DataSpecLike) -> Dataset:
     """Load ``spec.path``; never unpickles (``allow_pickle=False``)."""
-    import numpy as np
 
     if not getattr(spec, "path", None):
         raise AdvrunError(
@@ -36,34 +35,8 @@ def load(spec: DataSpecLike) -> Dataset:
             f"npz file not found: {path}; check data.path (relative paths are taken from the "
             "directory advrun runs in)"
         )
-    hint = "write it with numpy.savez(path, x=..., y=...)"
-    try:
-        loaded = np.load(path, allow_pickle=False)
-        if not isinstance(loaded, np.lib.npyio.NpzFile):  # a bare .npy array
-            raise AdvrunError(f"{path} holds a single array, not a .npz archive; {hint}")
-        with loaded as npz:
-            arrays = {k: _read(npz, k, path) for k in npz.files}
-    except AdvrunError:
-        raise
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
-        # numpy reports a non-archive file as "pickled data" because it tries that format last
-        raise AdvrunError(f"cannot read {path} as a .npz archive ({exc}); {hint}") from None
-
-    keys = set(arrays)
-    if {"x", "y"} <= keys and "x_train" not in keys:
-        parts = [("train", "x", "y")]
-    elif {"x_train", "y_train"} <= keys and "x" not in keys:
-        parts = [("train", "x_train", "y_train")]
-        if {"x_test", "y_test"} <= keys:
-            parts.append(("test", "x_test", "y_test"))
-        elif keys & {"x_test", "y_test"}:
-            raise AdvrunError(f"{path} has only one of x_test/y_test; save both or neither")
-    else:
-        raise AdvrunError(
-            f"{path} has arrays {sorted(keys)}; expected either x and y, or x_train and y_train "
-            "(optionally with x_test and y_test), not both layouts"
-        )
-
+    arrays = _arrays(path)
+    parts = _layout(set(arrays), path)
     xs: dict[str, np.ndarray] = {}
     ys: dict[str, np.ndarray] = {}
     one_hot_width: int | None = None
@@ -84,6 +57,42 @@ def load(spec: DataSpecLike) -> Dataset:
         ys.get("test"),
         num_classes=one_hot_width,  # None: max label + 1
         where=str(path),
+    )
+
+
+def _arrays(path: Path) -> dict[str, np.ndarray]:
+    """Every array of the archive, by key."""
+    import numpy as np
+
+    hint = "write it with numpy.savez(path, x=..., y=...)"
+    try:
+        loaded = np.load(path, allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):  # a bare .npy array
+            raise AdvrunError(f"{path} holds a single array, not a .npz archive; {hint}")
+        with loaded as npz:
+            return {k: _read(npz, k, path) for k in npz.files}
+    except AdvrunError:
+        raise
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+        # numpy reports a non-archive file as "pickled data" because it tries that format last
+        raise AdvrunError(f"cannot read {path} as a .npz archive ({exc}); {hint}") from None
+
+
+def _layout(keys: set[str], path: Path) -> list[tuple[str, str, str]]:
+    """(split, image key, label key) of each split: x and y, or x_train and y_train (with
+    x_test and y_test if both are there)."""
+    if {"x", "y"} <= keys and "x_train" not in keys:
+        return [("train", "x", "y")]
+    if {"x_train", "y_train"} <= keys and "x" not in keys:
+        parts = [("train", "x_train", "y_train")]
+        if {"x_test", "y_test"} <= keys:
+            parts.append(("test", "x_test", "y_test"))
+        elif keys & {"x_test", "y_test"}:
+            raise AdvrunError(f"{path} has only one of x_test/y_test; save both or neither")
+        return parts
+    raise AdvrunError(
+        f"{path} has arrays {sorted(keys)}; expected either x and y, or x_train and y_train "
+        "(optionally with x_test and y_test), not both layouts"
     )
 
 
