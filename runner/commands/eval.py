@@ -68,14 +68,11 @@ def audit_model(
     from runner.execute.prepare import prepare
     from runner.execute.runlog import RunLog
     from runner.fsio import write_with
-    from runner.models import build_for_spec
-    from runner.provenance import git_commit, versions
     from runner.store import now
     from runner.train.counter import PassCounter
 
-    slug, run_id, m = audit.slug, audit.id, audit.model
-    ckpt = Path(audit.checkpoint) if audit.checkpoint else None
-    d = store.run_dir(run_id)
+    slug = audit.slug
+    d = store.run_dir(audit.id)
     old = store.read_metrics(audit)
     if old is not None and old.eval_hash == audit.eval_hash and not force:
         log(f"{slug}: already evaluated, skipped (--force to redo)")
@@ -85,12 +82,7 @@ def audit_model(
     seed_everything(0, audit.deterministic)
     set_threads(audit.threads, audit.deterministic)
     data = prepare(audit.data, audit.threat.pixel_range, device)
-    model = build_for_spec(
-        m, data.input_shape, data.num_classes, audit.threat.pixel_range, allow_import
-    )
-    if ckpt is not None:
-        _load_into(model, load_state_dict(ckpt, device), ckpt, m.name)
-    model = model.to(device).eval()
+    model = _audited_model(audit, data, device, allow_import)
     status = RunStatus(state="running", started=now(), device=str(device))
     store.write_status(audit, status)  # a new audit: no key of an earlier one is kept
     runlog = RunLog(d / "log.txt")
@@ -110,18 +102,7 @@ def audit_model(
         ))  # fmt: skip
         counter.close()
         write_with(d / "examples.parquet", lambda p: ev.examples.to_parquet(p, index=False))
-        metrics = RunMetrics(
-            run_id=run_id, slug=slug, eval_hash=audit.eval_hash,
-            model=m.name, arch=m.arch, recipe="audit",
-            kind="audit", seed=None, sweep={}, hyperparameters={},
-            checkpoint=audit.checkpoint, checkpoint_sha256=audit.checkpoint_sha256,
-            best_epoch=None, stopped_early=None,
-            results=ev.results, curves=ev.curves, checklist=ev.checklist,
-            data_sha256=data.sha256, class_names=data.class_names, device=str(device),
-            train_seconds=0.0, eval_seconds=time.perf_counter() - t0,
-            train_passes=Passes(forward_passes=0, backward_passes=0),
-            eval_passes=counter.as_dict(), versions=versions(), git_commit=git_commit(),
-        )  # fmt: skip
+        metrics = _audit_metrics(audit, ev, data, device, counter.as_dict(), t0)
         store.write_metrics(audit, metrics)
         store.write_status(audit, status.model_copy(update={"state": "done", "finished": now()}))
         both("done")
@@ -132,6 +113,41 @@ def audit_model(
         raise
     finally:
         runlog.close()
+
+
+def _audited_model(audit: Audit, data: Any, device: Any, allow_import: list[str]) -> Any:
+    """The audited model on ``device`` in eval mode, with the checkpoint's weights if given."""
+    from runner.models import build_for_spec
+
+    m = audit.model
+    ckpt = Path(audit.checkpoint) if audit.checkpoint else None
+    model = build_for_spec(
+        m, data.input_shape, data.num_classes, audit.threat.pixel_range, allow_import
+    )
+    if ckpt is not None:
+        _load_into(model, load_state_dict(ckpt, device), ckpt, m.name)
+    return model.to(device).eval()
+
+
+def _audit_metrics(
+    audit: Audit, ev: Any, data: Any, device: Any, passes: dict[str, int], t0: float
+) -> RunMetrics:
+    """The audit's metrics.json: a run's record with no training."""
+    from runner.provenance import git_commit, versions
+
+    m = audit.model
+    return RunMetrics(
+        run_id=audit.id, slug=audit.slug, eval_hash=audit.eval_hash,
+        model=m.name, arch=m.arch, recipe="audit",
+        kind="audit", seed=None, sweep={}, hyperparameters={},
+        checkpoint=audit.checkpoint, checkpoint_sha256=audit.checkpoint_sha256,
+        best_epoch=None, stopped_early=None,
+        results=ev.results, curves=ev.curves, checklist=ev.checklist,
+        data_sha256=data.sha256, class_names=data.class_names, device=str(device),
+        train_seconds=0.0, eval_seconds=time.perf_counter() - t0,
+        train_passes=Passes(forward_passes=0, backward_passes=0),
+        eval_passes=passes, versions=versions(), git_commit=git_commit(),
+    )  # fmt: skip
 
 
 def _preflight(models, ckpt: Path | None, plan, device_name: str, allow_import: list[str]) -> None:

@@ -31,6 +31,7 @@ import re
 import sys
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,7 @@ from runner.store import (
     METRICS_FILE,
     MODEL_CARD_FILE,
     RunDir,
+    RunMetrics,
     RunStatus,
     Store,
     StoreError,
@@ -363,63 +365,57 @@ class Tracker:
         cfg = _readable_run(d)
         if cfg is None:
             return "skipped"
-        metrics = d.read_metrics()
-        status = d.read_status() or RunStatus()
-        state = str(status.state or "unknown")
-        out = run_dir.parent.parent
-        epochs = d.read_epochs()
-        files = RUN_ARTIFACTS
-        if self.settings.get("log_exports"):
-            npz = sorted(str(p.relative_to(run_dir)) for p in run_dir.glob("exports/*.npz"))
-            files = (*files, *npz)
-        digests = {rel: sha256_file(run_dir / rel) for rel in files if (run_dir / rel).is_file()}
-        local = _key(
-            json.dumps(
-                {
-                    "state": state,
-                    "eval": metrics.eval_hash if metrics else None,
-                    "epochs": len(epochs),
-                    "files": None if live else digests,
-                    "trial": trial,
-                    "live": live,
-                },
-                sort_keys=True,
-                default=str,
-            )
-        )
+        local = _Local(run_dir, cfg, d.read_metrics(), d.read_status() or RunStatus(),
+                       d.read_epochs(), self._run_files(run_dir))  # fmt: skip
+        key = local.key(live, trial)
         rid = self._run_id(
             run_dir / STATE_FILE,
-            _key(str(out.resolve()), cfg.id),
+            _key(str(local.out.resolve()), cfg.id),
             cfg.slug or cfg.id,
             {"advrun.kind": "audit" if isinstance(cfg, Audit) else "run", "advrun.run_id": cfg.id},
             parent_id,
         )
         run = self.client.get_run(rid)
-        have_tags = dict(run.data.tags)
-        if have_tags.get("advrun.synced") == local:
+        if dict(run.data.tags).get("advrun.synced") == key:
             if not live:
                 self.record(run_dir, "synced")
             return "unchanged"
         if live and run.info.status != "RUNNING":  # a resumed run continues its MLflow run
             self.client.update_run(rid, status="RUNNING")
-        tags = fields.run_tags(cfg, metrics, status, out)
-        params = fields.run_params(cfg, metrics, out)
+        self._log_changes(rid, run, local, key, live, trial)
+        if not live and local.state in TERMINAL:
+            self._terminate(rid, TERMINAL[local.state], run.info.status)
+        if not live:
+            self.record(run_dir, "synced")
+        return "logged"
+
+    def _run_files(self, run_dir: Path) -> tuple[str, ...]:
+        """The run's files logged as artifacts (exports too if ``log_exports``)."""
+        files = RUN_ARTIFACTS
+        if self.settings.get("log_exports"):
+            npz = sorted(str(p.relative_to(run_dir)) for p in run_dir.glob("exports/*.npz"))
+            files = (*files, *npz)
+        return files
+
+    def _log_changes(
+        self, rid: str, run: Any, local: _Local, key: str, live: bool, trial: dict[str, Any] | None
+    ) -> None:
+        """Tags, params, epoch and final metrics, trial values and artifacts MLflow lacks."""
+        have_tags = dict(run.data.tags)
+        metrics = local.metrics
+        tags = fields.run_tags(local.cfg, metrics, local.status, local.out)
+        params = fields.run_params(local.cfg, metrics, local.out)
         tags.update(self._params_once(rid, dict(run.data.params), params))
-        self._log_epochs(rid, epochs)
+        self._log_epochs(rid, local.epochs)
         if metrics and have_tags.get("advrun.eval_hash") != metrics.eval_hash:
             self._log(rid, metrics=fields.final_metrics(metrics))
             tags["advrun.eval_hash"] = metrics.eval_hash
         if trial:
             tags.update(self._trial(rid, dict(run.data.params), trial))
         if not live:
-            tags.update(self._artifacts(rid, have_tags, run_dir, files))
-        tags["advrun.synced"] = local
+            tags.update(self._artifacts(rid, have_tags, local.dir, local.files))
+        tags["advrun.synced"] = key
         self._log(rid, tags={k: v for k, v in tags.items() if have_tags.get(k) != str(v)})
-        if not live and state in TERMINAL:
-            self._terminate(rid, TERMINAL[state], run.info.status)
-        if not live:
-            self.record(run_dir, "synced")
-        return "logged"
 
     def _log_epochs(self, rid: str, epochs: list[dict[str, str]]) -> None:
         if epochs:
@@ -522,6 +518,41 @@ class Tracker:
         tags["advrun.synced"] = local
         self._log(rid, tags=tags)
         self._terminate(rid, "FINISHED", run.info.status)
+
+
+@dataclass(frozen=True)
+class _Local:
+    """What a run directory holds now, as far as MLflow is concerned."""
+
+    dir: Path
+    cfg: Run | Audit
+    metrics: RunMetrics | None
+    status: RunStatus
+    epochs: list[dict[str, str]]
+    files: tuple[str, ...]  # logged as artifacts
+
+    @property
+    def state(self) -> str:
+        return str(self.status.state or "unknown")
+
+    @property
+    def out(self) -> Path:
+        return self.dir.parent.parent
+
+    def key(self, live: bool, trial: dict[str, Any] | None) -> str:
+        """A digest of everything synced: MLflow's copy is up to date if its tag holds it."""
+        digests = {
+            rel: sha256_file(self.dir / rel) for rel in self.files if (self.dir / rel).is_file()
+        }
+        state = {
+            "state": self.state,
+            "eval": self.metrics.eval_hash if self.metrics else None,
+            "epochs": len(self.epochs),
+            "files": None if live else digests,
+            "trial": trial,
+            "live": live,
+        }
+        return _key(json.dumps(state, sort_keys=True, default=str))
 
 
 def _readable_run(d: RunDir) -> Run | Audit | None:
