@@ -84,6 +84,11 @@ def _single_run(
     every other example follows exactly the trajectory it would follow without early exit (each
     example's step size, momentum and checkpoints are its own), so the set of fooled examples is
     the same, for fewer passes. The step loop has no host sync but that removal.
+
+    Kept whole (about 100 lines): it is the attack's kernel, one step loop whose per-example
+    state (iterate, momentum, step size, checkpoints) is updated and shrunk together; split up,
+    that state would travel between functions and the order of the updates, which follows the
+    reference (Croce & Hein 2020, Algorithm 1), would be harder to check.
     """
     n = len(x)
     shape = (-1, *([1] * (x.dim() - 1)))

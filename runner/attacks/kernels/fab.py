@@ -88,6 +88,9 @@ def fab_targeted(
     gradient recomputed: the same iterates, about a third fewer passes. With ``eps`` an example
     leaves the batch once an adversarial within eps is found (all a bounded evaluation asks of a
     minimal-norm attack); the others' iterates do not change.
+
+    Kept whole (about 70 lines): it is the attack's kernel, one iteration loop over per-example
+    state shrunk together, in the order of the reference (Croce & Hein 2020, FAB).
     """
     shape = x.shape
     n = len(x)
