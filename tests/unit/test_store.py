@@ -12,10 +12,11 @@ import pytest
 
 from runner.compile import Audit, Run
 from runner.store import ExportEntry, RunDir, RunMetrics, RunStatus, Store, StoreError
-from runner.store.files import METRICS, RUN, STATUS, VERSION_KEY
+from runner.store.files import EXPORTS, METRICS, MODEL_CARD, RUN, STATUS, VERSION_KEY
 
 V0 = Path(__file__).parent / "store_v0"
 FILES = ("run.json", "status.json", "metrics.json", "model_card.json", "exports.json")
+KINDS = {k.name: k for k in (RUN, STATUS, METRICS, MODEL_CARD, EXPORTS)}
 
 
 @pytest.fixture
@@ -74,7 +75,7 @@ def test_writing_back_keeps_every_key_and_number(v0, which):
         d.record_export(e)
     for name, old in before.items():
         new = _json(d.path / name)
-        assert new.pop(VERSION_KEY) == 1, name
+        assert new.pop(VERSION_KEY) == KINDS[name].version, name
         assert new == old, name
 
 
@@ -99,7 +100,9 @@ def test_a_newer_file_is_refused_naming_it_and_what_to_do(v0):
     newer(RUN)  # run.json: read() still reads the other files and says why the run is missing
     stored = d.read()
     assert stored.run is None and stored.metrics is not None
-    assert "run.json: schema_version 2 is newer than this advrun reads" in stored.problem
+    assert f"run.json: schema_version {RUN.version + 1} is newer than this advrun reads" in (
+        stored.problem
+    )
     for kind in (METRICS, STATUS):
         newer(kind)
     with pytest.raises(StoreError) as e:
@@ -107,7 +110,7 @@ def test_a_newer_file_is_refused_naming_it_and_what_to_do(v0):
     msg = str(e.value)
     assert str(d.path / "metrics.json") in msg and "newer than this advrun reads" in msg
     assert "upgrade advrun" in msg
-    with pytest.raises(StoreError, match="status.json: schema_version 2 is newer"):
+    with pytest.raises(StoreError, match=f"status.json: schema_version {STATUS.version + 1} is"):
         d.read_status()
 
 
