@@ -80,7 +80,8 @@ def _pick(obj: dict[str, Any], weights: str | None, where: str) -> tuple[str, st
             "the EMA weights)"
         )
     chosen = ema if weights == "ema" or (weights is None and not raw) else raw
-    kind = "ema" if chosen is ema else "raw"
+    # "raw" is worth recording only where there was a choice (EMA weights beside, or asked for)
+    kind = "ema" if chosen is ema else "raw" if (weights or ema) else None
     if len(chosen) > 1:
         raise AdvrunError(
             f"{where}: holds weights under several keys ({', '.join(map(repr, chosen))}); "
@@ -105,8 +106,9 @@ def unwrap(obj: Any, weights: str | None, where: str) -> Unwrapped:
     for _ in range(_DEPTH):
         if is_state_dict(obj) or not isinstance(obj, dict):
             break
-        key, kind = _pick(obj, weights, where)
-        label = "EMA weights" if kind == "ema" else "the weights"
+        key, picked = _pick(obj, weights, where)
+        kind = picked or kind
+        label = "EMA weights" if picked == "ema" else "the weights"
         steps.append(f"took {label} under {key!r}")
         ignored += [str(k) for k in obj if k != key]
         obj = obj[key]

@@ -507,25 +507,35 @@ def test_the_payloads_are_live(tmp_path):
     torch.save({"fc.weight": Payload(str(marker))}, tmp_path / "ck.pt")
     torch.load(tmp_path / "ck.pt", weights_only=False)
     assert marker.exists()
+    marker.unlink()  # the legacy (pre-1.6) format, which advrun eval reads since issue 18
+    payload = {"fc.weight": Payload(str(marker))}
+    torch.save(payload, tmp_path / "legacy.pt", _use_new_zipfile_serialization=False)
+    torch.load(tmp_path / "legacy.pt", weights_only=False)
+    assert marker.exists()
+
+
+EVAL_CPU = ["eval", "spec.yaml", "--checkpoint", "ck.pt", "-q", "--device", "cpu"]
 
 
 @pytest.mark.parametrize(
-    ("argv", "texts"),
+    ("argv", "texts", "legacy"),
     [
-        (["validate", "spec.yaml"], ("not allowed",)),
-        (["eval", "spec.yaml", "--checkpoint", "ck.pt", "-q", "--device", "cpu"], ("refused",)),
-        (["run", "spec.yaml", "-q", "--device", "cpu"], ("NaN or infinite",)),
+        (["validate", "spec.yaml"], ("not allowed",), False),
+        (EVAL_CPU, ("refused",), False),
+        (EVAL_CPU, ("refused", "nothing in it was run"), True),  # torch's pre-1.6 format
+        (["run", "spec.yaml", "-q", "--device", "cpu"], ("NaN or infinite",), False),
     ],
-    ids=["yaml-tag", "malicious-checkpoint", "nan-pixels"],
+    ids=["yaml-tag", "malicious-checkpoint", "malicious-legacy-checkpoint", "nan-pixels"],
 )
-def test_no_traceback_in_a_real_process(sandbox, argv, texts):
+def test_no_traceback_in_a_real_process(sandbox, argv, texts, legacy):
     """A few representative rows in a subprocess: stderr is the message and nothing else."""
     if argv[0] == "validate":
         sandbox.replace(
             "seeds: [0]", f"seeds: !!python/object/apply:os.system ['touch {sandbox.marker}']"
         )
     elif argv[0] == "eval":
-        sandbox.checkpoint({"fc.weight": Payload(str(sandbox.marker))})
+        payload = {"fc.weight": Payload(str(sandbox.marker))}
+        torch.save(payload, sandbox.root / "ck.pt", _use_new_zipfile_serialization=not legacy)
     else:
         sandbox.npz_spec(x=_with(images(), (5, 0, 0), np.nan), y=labels())
     before = sandbox.snapshot()

@@ -131,3 +131,28 @@ def test_records_are_frozen_and_strict():
         RunStatus(state="exploded")
     with pytest.raises(ValueError):
         ExportEntry.model_validate({"file": "x"})
+
+
+def test_an_audits_checkpoint_provenance_is_stored_and_older_files_migrate(v0):
+    """metrics.json version 2 may carry the audited file's record; a version 1 file (no record)
+    still reads, and the record survives a write and a read."""
+    from runner.store.records import CheckpointProvenance
+
+    (d,) = [d for d in Store(v0).run_dirs() if "audit" in d.path.name]
+    path = d.path / "metrics.json"
+    path.write_text(json.dumps({**_json(path), VERSION_KEY: 1}))  # as the release before wrote it
+    m = d.read_metrics()
+    assert m.checkpoint_provenance is None and m.is_audit
+    prov = CheckpointProvenance(
+        path="w.pth", sha256=m.checkpoint_sha256, size_bytes=1234, format="torch-legacy",
+        format_name="torch legacy serialization", found="a dict with keys 'model', 'ema'",
+        unwrapped=["took EMA weights under 'ema'"], weights="ema", ignored=["model"],
+        saved_on=["cuda:0"], loaded_on="cpu", tensors=10, parameters=1000,
+    )  # fmt: skip
+    d.write_metrics(m.model_copy(update={"checkpoint_provenance": prov}))
+    data = _json(path)
+    assert data[VERSION_KEY] == METRICS.version == 2
+    assert data["checkpoint_provenance"]["saved_on"] == ["cuda:0"]
+    assert d.read_metrics().checkpoint_provenance == prov
+    with pytest.raises(ValueError):  # a typo in the record is refused, not kept as a free dict
+        CheckpointProvenance.model_validate({**prov.model_dump(), "fromat": "x"})
