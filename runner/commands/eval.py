@@ -295,7 +295,7 @@ def run(args: argparse.Namespace) -> int:
         if not args.quiet:
             shown = ", ".join(f"{r.attack} {r.accuracy:.3f}" for r in metrics.results)
             print(f"{metrics.slug}: {shown}")
-    df = write_results(plan, store, report=False)
+    df = write_results(plan, store)  # results, curves, report.html and the model cards
     print(results.format_table(df))
     print(f"results: {store.root / 'results.csv'} ({time.perf_counter() - t0:.1f}s)")
     from runner.report.hooks import gate_exit_code

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.errors import AdvrunError
-from runner.report import narrative, sections
+from runner.report import audit, narrative, sections
 from runner.report.collect import Experiment, as_stored, clean_json, load_experiment
 from runner.report.suite import experiment_suite, split_attacks
 from runner.report.tables import (
@@ -76,6 +76,14 @@ def experiment_data(exp: Experiment, label: str) -> dict[str, Any]:
         inside, outside = split_attacks(r["results"], threat)
         r["worst_case_attacks"] = inside if WORST in r["results"] else []
         r["off_threat_attacks"] = outside
+    descriptions = [
+        narrative.describe_attack(a, threat.get("pixel_range") if threat else None) for a in attacks
+    ]
+    audits = (
+        audit.audited(runs, threat, suite, descriptions, first.eval.suite if first else None, gate)
+        if audit.is_audit(runs)
+        else None
+    )
     return {
         "label": label,
         "name": exp.name,
@@ -83,10 +91,9 @@ def experiment_data(exp: Experiment, label: str) -> dict[str, Any]:
         "description": exp.description,
         "threat": threat,
         "attacks": attacks,
-        "attack_descriptions": [
-            narrative.describe_attack(a, threat.get("pixel_range") if threat else None)
-            for a in attacks
-        ],
+        "attack_descriptions": descriptions,
+        # advrun eval of published models: the audit's first screen, per model (else None)
+        "audit": audits,
         "columns": columns,
         # what the worst case is over, and what was measured beside it (another norm or eps)
         "worst_case_attacks": suite["worst_case_attacks"],
@@ -97,7 +104,7 @@ def experiment_data(exp: Experiment, label: str) -> dict[str, Any]:
         "runs": runs,
         "groups": rows,
         "summary": narrative.summary(
-            rows, columns, runs, paired, check, gate, train, poison, suite, threat
+            rows, columns, runs, paired, check, gate, train, poison, suite, threat, audits
         ),
         "paired_test": paired,
         "training": train,
@@ -107,7 +114,7 @@ def experiment_data(exp: Experiment, label: str) -> dict[str, Any]:
         "checklist": check,
         "gate": gate,
         "provenance": sections.provenance(exp, runs),
-        "threat_model": narrative.threat_model(threat, attacks, runs, poison),
+        "threat_model": narrative.threat_model(threat, attacks, runs, poison, audits is not None),
     }
 
 
@@ -169,6 +176,8 @@ def build(dirs: list[str | Path]) -> dict[str, Any]:
             "generated": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             "generator": {"advrun": versions().get("advrun"), "python": versions().get("python")},
             "experiments": data,
+            # every experiment an audit: training, tuning and poisoning sections cannot apply
+            "audit_only": all(d["audit"] for d in data),
             "releases": releases(data),  # the time series of releases of one model
             "comparison": {
                 "columns": columns,
