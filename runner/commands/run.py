@@ -93,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
     _check_parallel(args)
     if args.baseline:
         load_baseline(args.baseline)  # a missing or empty baseline fails before any compute
-    from runner.execute import distributed
+    from runner import dist as distributed
 
     if distributed.world_size_from_env() > 1:
         return _run_distributed(args, loaded, plan, store, runs, opts)
@@ -102,11 +102,11 @@ def run(args: argparse.Namespace) -> int:
     experiment.write_plan(loaded, plan, store)
     remember_baseline(store.root, args.baseline)
     if args.launcher == "ray":
-        from runner.execute.ray_launcher import execute_on_ray
+        from runner.execute.launchers.ray import execute_on_ray
 
         outcomes = execute_on_ray(store, opts, runs, args.address, args.retries, args.cpus_per_run)
     elif args.jobs > 1:
-        from runner.execute.jobs import execute_parallel
+        from runner.execute.launchers.jobs import execute_parallel
 
         outcomes = execute_parallel(store, opts, runs, args.jobs, args.jobs_per_gpu)
     else:
@@ -153,8 +153,10 @@ def _check_parallel(args: argparse.Namespace) -> None:
 
 def _run_distributed(args, loaded, plan, store, runs, opts) -> int:
     """Under torchrun: every rank trains each run (DDP); rank 0 writes and reports."""
-    from runner.execute import distributed, preflight
+    from runner import dist as distributed
     from runner.execute import finish as experiment
+    from runner.execute import preflight
+    from runner.execute.launchers.torchrun import execute_distributed
 
     if args.jobs > 1 or args.launcher != "local":
         raise AdvrunError("under torchrun, run without --jobs and --launcher: torchrun's ranks "
@@ -170,7 +172,7 @@ def _run_distributed(args, loaded, plan, store, runs, opts) -> int:
             experiment.write_plan(loaded, plan, store)
             remember_baseline(store.root, args.baseline)
         opts.verbose = opts.verbose and dist.main
-        outcomes = distributed.execute_distributed(store, opts, runs, dist)
+        outcomes = execute_distributed(store, opts, runs, dist)
         if not dist.main:  # rank 0 reports; the other ranks build no hooks and log nothing
             return 0
         tracking = opts.tracking["mlflow"] if opts.tracking else None

@@ -13,8 +13,8 @@ __all__ = ["Options", "Outcome", "execute_plan", "execute_run", "preflight"]
 
 _WHERE = {
     "Options": "runner.execute.options",
-    "Outcome": "runner.execute.plan",
-    "execute_plan": "runner.execute.plan",
+    "Outcome": "runner.execute.launchers.serial",
+    "execute_plan": "runner.execute.launchers.serial",
     "execute_run": "runner.execute.run",
     "preflight": "runner.execute.run",
 }

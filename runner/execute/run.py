@@ -14,11 +14,11 @@ from runner import poisoning
 from runner.catalog import RECIPES
 from runner.compile import Run
 from runner.device import seed_everything, select_device, set_threads
+from runner.dist import Dist
 from runner.errors import RunFailed
 from runner.eval.evaluate import evaluate_run
 from runner.eval.resume import EvalCheckpoint
 from runner.execute.claim import Claim
-from runner.execute.distributed import Dist
 from runner.execute.hooks import Hooks, hooks_for
 from runner.execute.options import Options
 from runner.execute.prepare import load_split, prepare

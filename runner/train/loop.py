@@ -29,7 +29,7 @@ from runner.spec.recipes import RecipeBase
 from runner.train.optim import make_optimizer, make_scheduler
 
 if TYPE_CHECKING:
-    from runner.execute.distributed import Dist
+    from runner.dist import Dist
 
 EpochCallback = Callable[[dict[str, Any]], None]
 

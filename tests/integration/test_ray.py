@@ -127,7 +127,7 @@ def test_a_study_file_is_refused_on_several_nodes(monkeypatch, tmp_path):
     """A second node cannot join a loopback-only Ray (Ray refuses it), so the cluster's node
     list is faked here; everything else is the real code path up to the refusal."""
     from runner.errors import AdvrunError
-    from runner.execute import ray_launcher
+    from runner.execute.launchers import ray as ray_launcher
     from runner.tune.storage import storage_info
 
     class TwoNodes:
@@ -154,7 +154,7 @@ def test_without_ray_the_option_says_what_to_install(tmp_path, monkeypatch):
     import builtins
 
     from runner.errors import AdvrunError
-    from runner.execute import ray_launcher
+    from runner.execute.launchers import ray as ray_launcher
 
     real = builtins.__import__
 

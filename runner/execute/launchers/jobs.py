@@ -21,8 +21,8 @@ from typing import Any
 
 from runner.compile import Run
 from runner.execute.claim import live_holder
+from runner.execute.launchers.serial import Outcome, settle
 from runner.execute.options import Options
-from runner.execute.plan import Outcome, settle
 from runner.execute.progress import Progress
 from runner.execute.resources import Slot, slots
 from runner.store import Store, now

@@ -19,8 +19,8 @@ from typing import Any
 from runner.compile import Run
 from runner.errors import AdvrunError
 from runner.execute.claim import live_holder
+from runner.execute.launchers.serial import Outcome, settle
 from runner.execute.options import Options
-from runner.execute.plan import Outcome, settle
 from runner.execute.progress import Progress
 from runner.store import Store, now
 
