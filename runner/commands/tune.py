@@ -117,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
     )
     failed_workers = 0
     if args.launcher == "ray":
-        from runner.execute.launchers.ray import tune_on_ray
+        from runner.tune.ray_workers import tune_on_ray
 
         failed_workers = tune_on_ray(ctx, info, args.workers, args.address)
     elif args.address:

@@ -14,55 +14,46 @@ import multiprocessing as mp
 import os
 import signal
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from runner.compile import Run
-from runner.execute.claim import live_holder
-from runner.execute.launchers.serial import Outcome, settle
-from runner.execute.options import Options
-from runner.execute.progress import Progress
+from runner.execute.launchers.base import Launcher
 from runner.execute.resources import Slot, slots
-from runner.store import Store, now
+from runner.execute.step import Outcome, Tally, started_text, step
+from runner.store import Store
+
+if TYPE_CHECKING:
+    from runner.compile import Run
+    from runner.execute.options import Options
 
 POLL_S = 0.2
 
 
 def _job(run: Run, root: str, opts: Options, slot: Slot, conn: Connection) -> None:
-    """The job process: set its CPU/GPU share before torch starts, claim, execute, report."""
+    """The job process: set its CPU/GPU share before torch starts, run the step, report."""
     os.environ.update(slot.env())
     import torch
 
-    from runner.errors import AdvrunError, RunFailed
-    from runner.execute.claim import Claim, ClaimLost
-    from runner.execute.run import execute_run
+    from runner.errors import AdvrunError
 
     if slot.threads is not None:
         torch.set_num_threads(slot.threads)
     store = Store(Path(root))
-    claim = Claim(store.run_dir(run), run.id)
-    holder = claim.try_acquire()
-    if holder is not None:
-        conn.send(("busy", str(holder)))
-        return
+
+    def announce(claim: Any) -> None:
+        conn.send(("started", f"{started_text(run, store, claim)} (job {slot.index + 1})"))
+
     try:
-        if not opts.force and store.status(run) == "done":
-            conn.send(("skipped", "done by another process"))
-            return
-        took = f"took over from {claim.took_over}, " if claim.took_over else ""
-        conn.send(("started", f"{took}{store.status(run)} -> running (job {slot.index + 1})"))
-        m = execute_run(run, store, opts, claim=claim)
-        conn.send(("done", m))
-    except (RunFailed, ClaimLost) as e:
-        conn.send(("failed", str(e)))
+        outcome = step(run, store, opts, announce=announce)
     except AdvrunError as e:
-        conn.send(("failed", str(e)))
+        outcome = Outcome(run, "failed", str(e))
     except Exception as e:  # an advrun bug in one job must not take the others down
-        conn.send(("failed", f"internal error: {type(e).__name__}: {e}"))
+        outcome = Outcome(run, "failed", f"internal error: {type(e).__name__}: {e}")
+    try:
+        conn.send(("outcome", outcome))
     finally:
-        claim.release()
         conn.close()
 
 
@@ -72,8 +63,7 @@ class _Active:
     slot: Slot
     process: Any
     conn: Connection
-    started: bool = False
-    result: tuple[str, Any] | None = None
+    result: Outcome | None = None
 
 
 def _death(exitcode: int | None) -> str:
@@ -87,92 +77,56 @@ def _death(exitcode: int | None) -> str:
     return f"its job exited with code {exitcode} without a result"
 
 
-def execute_parallel(
-    store: Store, opts: Options, runs: list[Run], jobs: int, jobs_per_gpu: int = 1
-) -> list[Outcome]:
-    """Run every not-yet-done run, up to ``jobs`` at once; outcomes in plan order."""
-    ctx = mp.get_context("spawn")
-    free, note = slots(jobs, opts.device, jobs_per_gpu)
-    progress = Progress(runs, opts.verbose)
-    if note and opts.verbose:
-        print(note, flush=True)
-    outcomes: dict[str, Outcome] = {}
-    queue: list[Run] = []
-    for run in runs:
-        if not opts.force and store.status(run) == "done":
-            outcomes[run.id] = Outcome(run, "skipped", "already done")
-            progress.skipped(run, "done, skipped")
-        else:
-            queue.append(run)
-    waiting: dict[str, Run] = {}  # claimed by another live process: retried until done or free
-    observed: dict[str, tuple[int, float]] = {}  # their heartbeats, to tell when they stop
-    active: list[_Active] = []
-    while queue or active or waiting:
-        for run in list(waiting.values()):
-            if store.status(run) == "done" and not opts.force:
-                outcomes[run.id] = Outcome(run, "skipped", "done by another process")
-                progress.skipped(run, "done by another process")
-                del waiting[run.id]
-            elif live_holder(store.run_dir(run), observed) is None:  # free, or its holder died
-                del waiting[run.id]
+class JobsLauncher(Launcher):
+    """Up to ``--jobs`` runs at once, each in a spawned process of its own."""
+
+    name = "jobs"
+
+    def launch(self, store: Store, opts: Options, runs: list[Run]) -> list[Outcome]:
+        ctx = mp.get_context("spawn")
+        free, note = slots(self.settings.jobs, opts.device, self.settings.jobs_per_gpu)
+        tally = Tally(runs, store, opts)
+        if note and opts.verbose:
+            print(note, flush=True)
+        queue = [run for run in runs if not tally.already_done(run)]
+        quiet = replace(opts, verbose=False)  # a job prints nothing: the parent prints each event
+        active: list[_Active] = []
+        while queue or active or tally.waiting:
+            for run in tally.freed():  # free, or its holder died
                 queue.insert(0, run)
-        while queue and free:
-            run, slot = queue.pop(0), free.pop(0)
-            parent, child = ctx.Pipe(duplex=False)
-            p = ctx.Process(target=_job, args=(run, str(store.root), _quiet(opts), slot, child),
-                            name=f"advrun-job-{slot.index + 1}", daemon=False)  # fmt: skip
-            p.start()
-            child.close()
-            active.append(_Active(run, slot, p, parent))
-        time.sleep(POLL_S)
-        for a in list(active):
-            _drain(a, progress)
-            if a.process.is_alive():
-                continue
-            a.process.join()
-            _drain(a, progress)
-            active.remove(a)
-            free.append(a.slot)
-            free.sort(key=lambda s: s.index)
-            _settle(a, store, outcomes, progress, waiting)
-        progress.tick()
-    progress.close()
-    return [outcomes[r.id] for r in runs]
+            while queue and free:
+                run, slot = queue.pop(0), free.pop(0)
+                parent, child = ctx.Pipe(duplex=False)
+                p = ctx.Process(target=_job, args=(run, str(store.root), quiet, slot, child),
+                                name=f"advrun-job-{slot.index + 1}", daemon=False)  # fmt: skip
+                p.start()
+                child.close()
+                active.append(_Active(run, slot, p, parent))
+            time.sleep(POLL_S)
+            for a in list(active):
+                _drain(a, tally)
+                if a.process.is_alive():
+                    continue
+                a.process.join()
+                _drain(a, tally)
+                active.remove(a)
+                free.append(a.slot)
+                free.sort(key=lambda s: s.index)
+                if a.result is None:  # died without a word: SIGKILL, the OOM killer, a segfault
+                    tally.lost(a.run, _death(a.process.exitcode))
+                else:
+                    tally.settle(a.result)
+            tally.progress.tick()
+        return tally.results()
 
 
-def _quiet(opts: Options) -> Options:
-    """A job prints nothing itself: the parent prints one line per event."""
-    from dataclasses import replace
-
-    return replace(opts, verbose=False)
-
-
-def _drain(a: _Active, progress: Progress) -> None:
+def _drain(a: _Active, tally: Tally) -> None:
     while a.conn.poll():
         try:
             kind, value = a.conn.recv()
         except (EOFError, OSError):
             return
         if kind == "started":
-            a.started = True
-            progress.started(a.run, value)
+            tally.progress.started(a.run, value)
         else:
-            a.result = (kind, value)
-
-
-def _settle(
-    a: _Active,
-    store: Store,
-    outcomes: dict[str, Outcome],
-    progress: Progress,
-    waiting: dict[str, Run],
-) -> None:
-    run = a.run
-    if a.result is None:  # died without a word: SIGKILL, the OOM killer, a segfault
-        why = _death(a.process.exitcode)
-        store.set_status(run, "failed", diagnosis=f"{why}; run again to resume from the last "
-                         "epoch", resumable=True, finished=now())  # fmt: skip
-        outcomes[run.id] = Outcome(run, "failed", why)
-        progress.failed(run, why)
-        return
-    settle(run, *a.result, outcomes, progress, waiting)
+            a.result = value

@@ -11,49 +11,63 @@ by either. Backend nccl on CUDA, gloo on CPU.
 
 from __future__ import annotations
 
-from runner.dist import Dist
+from dataclasses import replace
+from typing import TYPE_CHECKING
 
+from runner import dist as distributed
+from runner.errors import RunFailed
+from runner.execute.launchers.base import Launcher
+from runner.execute.step import ALREADY_DONE, Outcome, Tally, claim_run, execute, is_done
 
-def execute_distributed(store, opts, runs: list, dist: Dist) -> list:
-    """Every selected run, one after another, each trained on all ranks (DDP)."""
-    from runner.errors import RunFailed
+if TYPE_CHECKING:
+    from runner.compile import Run
+    from runner.dist import Dist
     from runner.execute.claim import Claim
-    from runner.execute.launchers.serial import Outcome
-    from runner.execute.progress import Progress
-    from runner.execute.run import execute_run
+    from runner.execute.options import Options
+    from runner.store import Store
 
-    progress = Progress(runs, opts.verbose and dist.main)
-    outcomes = []
-    for run in runs:
-        claim, decision = None, "run"
-        if dist.main:  # rank 0 claims for all ranks; the others follow its decision
-            if not opts.force and store.status(run) == "done":
-                decision = "done"
-            else:
-                claim = Claim(store.run_dir(run), run.id)
-                holder = claim.try_acquire()
-                if holder is not None:
-                    decision, claim = f"claimed by {holder} (alive); not run here", None
-        decision = dist.broadcast(decision)
-        if decision == "done":
-            outcomes.append(Outcome(run, "skipped", "already done"))
-            progress.skipped(run, "done, skipped")
-            continue
-        if decision != "run":
-            outcomes.append(Outcome(run, "failed", decision))
-            progress.failed(run, decision)
-            continue
-        progress.started(run, f"running on {dist.world_size} ranks ({dist.backend})")
-        try:
-            m = execute_run(run, store, opts, claim=claim, dist=dist)
-            outcomes.append(Outcome(run, "done"))
-            if dist.main:
-                progress.finished(run, m)
-        except RunFailed as e:
-            outcomes.append(Outcome(run, "failed", str(e)))
-            progress.failed(run, str(e))
-        finally:
-            if claim is not None:
-                claim.release()
-    progress.close()
-    return outcomes
+
+class TorchrunLauncher(Launcher):
+    """Every selected run, one after another, each trained on all ranks (DDP)."""
+
+    name = "torchrun"
+    dist: Dist
+
+    def start(self, opts: Options) -> None:
+        """Join the process group torchrun describes in the environment."""
+        d = distributed.init(opts.device)
+        assert d is not None, "the torchrun launcher is chosen only when WORLD_SIZE > 1"
+        self.dist, self.main = d, d.main
+
+    def stop(self) -> None:
+        distributed.shutdown(self.dist)
+
+    def launch(self, store: Store, opts: Options, runs: list[Run]) -> list[Outcome]:
+        d = self.dist
+        opts = replace(opts, verbose=opts.verbose and d.main)  # rank 0 prints
+        tally = Tally(runs, store, opts)
+        for run in runs:
+            # rank 0 claims for all ranks; the others follow its decision
+            claim = self._decide(run, store, opts) if d.main else None
+            decision = d.broadcast(claim if isinstance(claim, Outcome) else "run")
+            if isinstance(decision, Outcome):
+                tally.settle(decision)
+                continue
+            tally.progress.started(run, f"running on {d.world_size} ranks ({d.backend})")
+            assert not isinstance(claim, Outcome)
+            try:  # a lost claim stops rank 0 (and so torchrun): the ranks cannot go on apart
+                tally.settle(execute(run, store, opts, claim, errors=(RunFailed,), dist=d))
+            finally:
+                if claim is not None:
+                    claim.release()
+        return tally.results()
+
+    @staticmethod
+    def _decide(run: Run, store: Store, opts: Options) -> Outcome | Claim:
+        """Rank 0: the run's outcome when it is not run here, else its claim (held)."""
+        if is_done(store, opts, run):
+            return Outcome(run, "skipped", ALREADY_DONE)
+        got = claim_run(run, store, opts)
+        if isinstance(got, Outcome) and got.state == "busy":
+            return Outcome(run, "failed", f"claimed by {got.message} (alive); not run here")
+        return got
