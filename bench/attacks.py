@@ -52,8 +52,8 @@ from runner.compile import compile_spec  # noqa: E402
 from runner.eval.cascade import run_suite  # noqa: E402
 from runner.execute.prepare import prepare  # noqa: E402
 from runner.models import build_model  # noqa: E402
+from runner.passes import PassCounter  # noqa: E402
 from runner.spec import load_spec  # noqa: E402
-from runner.train.counter import PassCounter  # noqa: E402
 
 MODELS = ("pgd", "standard", "cifar")
 

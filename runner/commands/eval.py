@@ -69,9 +69,9 @@ def audit_model(
     from runner.execute.runlog import RunLog
     from runner.fsio import write_with
     from runner.models import build_for_spec
+    from runner.passes import PassCounter
     from runner.provenance import git_commit, versions
     from runner.store import now
-    from runner.train.counter import PassCounter
 
     slug, run_id, m = audit.slug, audit.id, audit.model
     ckpt = Path(audit.checkpoint) if audit.checkpoint else None

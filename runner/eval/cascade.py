@@ -33,7 +33,7 @@ from runner.eval.common import (
     perturbation_norm,
     progress,
 )
-from runner.train.counter import PassCounter
+from runner.passes import PassCounter
 
 if TYPE_CHECKING:
     from runner.compile import Threat

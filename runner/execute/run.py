@@ -25,11 +25,11 @@ from runner.execute.prepare import load_split, prepare
 from runner.execute.runlog import RunLog
 from runner.fsio import sha256_file, write_with
 from runner.models import build_for_spec
+from runner.passes import PassCounter
 from runner.provenance import git_commit, versions
 from runner.recipes.base import TrainContext
 from runner.store import Execution, RunMetrics, Store, now, read_epochs
 from runner.train.augment import Augment
-from runner.train.counter import PassCounter
 from runner.train.loop import fit, load_weights
 
 
