@@ -78,8 +78,8 @@ def run(args: argparse.Namespace) -> int:
     loaded, plan, store = load(args)
     from runner import track
     from runner.execute import Options, preflight
-    from runner.execute import finish as experiment
     from runner.execute.launchers import LAUNCHERS, LaunchSettings
+    from runner.report import experiment
     from runner.report.baseline import load_baseline, remember_baseline
 
     tracking = track.mlflow_settings(loaded.spec, args.mlflow, args.no_mlflow)
@@ -115,8 +115,8 @@ def run(args: argparse.Namespace) -> int:
 def _finish(args, loaded, plan, store, runs, outcomes, tracking) -> int:
     """Results, report, the failures, the gate and the tracking catch-up; the exit code."""
     from runner import track
-    from runner.execute import finish as experiment
     from runner.execute import results
+    from runner.report import experiment
 
     df = experiment.write_results(plan, store, report=not args.no_report)
     print(results.format_table(df))
