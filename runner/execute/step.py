@@ -117,9 +117,9 @@ class Tally:
     """The outcomes of an execution, settled one by one and printed as they come (one line per
     event, and the live summary on a terminal); runs held by another process wait here."""
 
-    def __init__(self, runs: list[Run], store: Store, opts: Options, verbose: bool | None = None):
+    def __init__(self, runs: list[Run], store: Store, opts: Options) -> None:
         self.runs, self.store, self.opts = runs, store, opts
-        self.progress = Progress(runs, opts.verbose if verbose is None else verbose)
+        self.progress = Progress(runs, opts.verbose)
         self.outcomes: dict[str, Outcome] = {}
         self.waiting: dict[str, Run] = {}  # claimed by another live process
         self.observed: dict[str, tuple[int, float]] = {}  # their heartbeats, to tell when they stop
