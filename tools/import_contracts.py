@@ -20,9 +20,8 @@ class AcyclicModulesContract(Contract):
     ignore_imports = fields.SetField(subfield=fields.ImportExpressionField(), required=False)
 
     def check(self, graph: grimp.ImportGraph, verbose: bool) -> ContractCheck:
-        removal = remove_ignored_imports_and_report(
-            graph, self.ignore_imports, AlertLevel.ERROR  # type: ignore[arg-type]
-        )
+        ignored = self.ignore_imports  # type: ignore[attr-defined]
+        removal = remove_ignored_imports_and_report(graph, ignored, AlertLevel.ERROR)
         roots = tuple(str(m) for m in self.modules)  # type: ignore[attr-defined]
         inside = {m for m in graph.modules if m.split(".")[0] in roots}
         cycles = [_shortest_cycle(graph, c) for c in _strongly_connected(graph, inside)]
