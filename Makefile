@@ -27,12 +27,13 @@ test-all: install
 	$(BIN)/python -m pytest
 
 lint: install
-	$(BIN)/ruff check runner tests bench docs/examples
-	$(BIN)/ruff format --check runner tests bench docs/examples
+	$(BIN)/ruff check runner tests bench docs/examples tools
+	$(BIN)/ruff format --check runner tests bench docs/examples tools
+	$(BIN)/lint-imports  # the import layers and no cycles: .importlinter
 
 format: install
-	$(BIN)/ruff format runner tests bench docs/examples
-	$(BIN)/ruff check --fix runner tests bench docs/examples
+	$(BIN)/ruff format runner tests bench docs/examples tools
+	$(BIN)/ruff check --fix runner tests bench docs/examples tools
 
 # The `bench` extra without its dependencies: torchattacks asks for torchvision, whose PyPI
 # builds do not work beside the pinned torch; its AutoAttack needs only torch, numpy and scipy.

@@ -53,9 +53,9 @@ from runner.eval.cascade import run_suite  # noqa: E402
 from runner.eval.context import EvalContext  # noqa: E402
 from runner.execute.prepare import prepare  # noqa: E402
 from runner.models import build_model  # noqa: E402
+from runner.passes import PassCounter  # noqa: E402
 from runner.spec import load_spec  # noqa: E402
 from runner.spec.core import EvalSpec  # noqa: E402
-from runner.train.counter import PassCounter  # noqa: E402
 
 MODELS = ("pgd", "standard", "cifar")
 

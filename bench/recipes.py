@@ -36,11 +36,11 @@ from runner.compile import compile_spec  # noqa: E402
 from runner.device import select_device  # noqa: E402
 from runner.execute.prepare import prepare  # noqa: E402
 from runner.models import build_model  # noqa: E402
+from runner.passes import PassCounter  # noqa: E402
 from runner.recipes.base import TrainContext  # noqa: E402
 from runner.recipes.mart import mart_loss  # noqa: E402
 from runner.recipes.trades import kl_sum, trades_loss  # noqa: E402
 from runner.spec import load_spec  # noqa: E402
-from runner.train.counter import PassCounter  # noqa: E402
 from runner.train.loop import FitContext, fit  # noqa: E402
 
 SPEC = """\

@@ -92,8 +92,8 @@ def audit_model(
     from runner.execute.prepare import prepare
     from runner.execute.runlog import RunLog
     from runner.fsio import write_with
+    from runner.passes import PassCounter
     from runner.store import now
-    from runner.train.counter import PassCounter
 
     slug = audit.slug
     d = store.run_dir(audit.id)
@@ -270,9 +270,9 @@ def run(args: argparse.Namespace) -> int:
         _weights_of(m, ckpt)  # a model that would run untrained: refused before anything else
     from runner import track
     from runner.execute import results
-    from runner.execute.finish import write_results
     from runner.fsio import write_text
     from runner.report.baseline import load_baseline, remember_baseline
+    from runner.report.experiment import write_results
 
     tracking = track.mlflow_settings(spec, args.mlflow, args.no_mlflow)
     track.tracking_options(tracking)  # the extra is missing: say so before any compute

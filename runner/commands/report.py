@@ -19,7 +19,7 @@ def run(args: argparse.Namespace) -> int:
     import contextlib
 
     from runner.execute.claim import locked
-    from runner.execute.finish import LOCK
+    from runner.report.experiment import LOCK
     from runner.report.render import write_report
     from runner.store import MODEL_CARD_FILE
 

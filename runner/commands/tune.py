@@ -152,7 +152,7 @@ def _run_workers(args: argparse.Namespace, ctx: Any, info: Any) -> int:
 
     device = ctx.opts.device
     if args.launcher == "ray":
-        from runner.execute.ray_launcher import tune_on_ray
+        from runner.tune.ray_workers import tune_on_ray
 
         return tune_on_ray(ctx, info, args.workers, args.address)
     if args.address:

@@ -23,7 +23,7 @@ from torch import Tensor
 
 from runner import faults
 from runner.eval.common import attack_cost, fast_layout, margins, perturbation_norm, progress
-from runner.train.counter import PassCounter
+from runner.passes import PassCounter
 
 if TYPE_CHECKING:
     from runner.eval.context import EvalContext

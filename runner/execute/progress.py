@@ -62,9 +62,12 @@ class Progress:
         if run.id in self.started_at:
             self.durations.append(time.monotonic() - self.started_at.pop(run.id))
 
-    def finished(self, run: Run, metrics: RunMetrics) -> None:
+    def finished(self, run: Run, metrics: RunMetrics | None) -> None:
+        """A run done; its accuracies printed where they are known (not on torchrun's ranks but
+        0, which print nothing)."""
         self._end(run)
-        self._line(run, result_line(metrics))
+        if metrics is not None:
+            self._line(run, result_line(metrics))
 
     def failed(self, run: Run, why: str) -> None:
         self._end(run)

@@ -14,22 +14,22 @@ from runner import poisoning
 from runner.catalog import RECIPES
 from runner.compile import Run
 from runner.device import seed_everything, select_device, set_threads
+from runner.dist import Dist
 from runner.errors import RunFailed
 from runner.eval.evaluate import EvalContext, evaluate_run
 from runner.eval.resume import EvalCheckpoint
 from runner.execute.claim import Claim
-from runner.execute.distributed import Dist
 from runner.execute.hooks import Hooks, hooks_for
 from runner.execute.options import Options
 from runner.execute.prepare import load_split, prepare
 from runner.execute.runlog import RunLog
 from runner.fsio import sha256_file, write_with
 from runner.models import build_for_spec
+from runner.passes import PassCounter
 from runner.provenance import git_commit, versions
 from runner.recipes.base import TrainContext
 from runner.store import Execution, RunMetrics, Store, now, read_epochs
 from runner.train.augment import Augment
-from runner.train.counter import PassCounter
 from runner.train.loop import FitContext, fit, load_weights
 
 

@@ -25,9 +25,9 @@ if TYPE_CHECKING:
     from torch import Tensor, nn
 
     from runner.compile import Threat
+    from runner.passes import PassCounter
     from runner.spec.poisoning import PoisoningSpec
     from runner.spec.recipes import RecipeBase
-    from runner.train.counter import PassCounter
 
     LossFn = Callable[[Tensor, Tensor], Tensor]  # (logits, target) -> summed loss
 

@@ -14,11 +14,11 @@ from runner.registry import did_you_mean
 from runner.spec.attacks import check_attacks
 from runner.spec.budget import check_eps
 from runner.spec.core import Spec
-from runner.spec.gate import check as check_gate
+from runner.spec.gate_check import check as check_gate
 from runner.spec.poisoning import check as check_poisoning
 from runner.spec.recipes import SWEEPABLE
 from runner.spec.transforms import check as check_transforms
-from runner.spec.tune import check as check_tune
+from runner.spec.tune_check import check_tune
 
 Problem = tuple[tuple[Any, ...], str]
 

@@ -49,7 +49,8 @@ from runner.store import (
     StoreError,
     TrackingState,
 )
-from runner.track import DEFAULT_RETRIES, DEFAULT_TIMEOUT, fields, names, redact
+from runner.track import fields, names
+from runner.track.settings import DEFAULT_RETRIES, DEFAULT_TIMEOUT, redact
 
 STATE_FILE = "mlflow.json"  # in a run directory, and in the output directory (parent, studies)
 LOCK_FILE = ".mlflow.lock"

@@ -19,7 +19,7 @@ from torch import Tensor
 from runner.errors import RunFailed
 
 if TYPE_CHECKING:
-    from runner.train.loop import FitContext
+    from runner.train.context import FitContext
     from runner.train.state import TrainingState
 
 

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -23,20 +21,19 @@ from runner import faults
 from runner.attacks import native
 from runner.device import generator
 from runner.fsio import write_text
-from runner.recipes.base import Recipe, TrainContext
+from runner.recipes.base import TrainContext
 from runner.spec.recipes import RecipeBase
+from runner.train.context import FitContext
 from runner.train.engines import ENGINES, Engine
 from runner.train.optim import make_optimizer, make_scheduler
 from runner.train.state import TrainingState, load_weights, save_state_dict
 
 if TYPE_CHECKING:
-    from runner.execute.distributed import Dist
-    from runner.train.counter import PassCounter
+    from runner.passes import PassCounter
 
 __all__ = ["FitContext", "FitResult", "fit", "load_weights", "score_of", "validate"]
 
 CPU = torch.device("cpu")
-EpochCallback = Callable[[dict[str, Any]], None]
 
 
 @dataclass
@@ -100,47 +97,6 @@ def score_of(row: dict[str, Any], n_val: int, adversarial: bool) -> tuple[float,
         return (float(row["epoch"]), 0.0)
     robust, clean = row.get("val_robust", row.get("robust")), row.get("val_clean", row.get("clean"))
     return (robust, clean) if adversarial else (clean, robust)
-
-
-@dataclass(frozen=True)
-class FitContext:
-    """What one call of :func:`fit` trains, on what, where it writes and whom it tells.
-
-    ``ctx`` is the recipe's view of the run (device, threat, pass counter...); ``guard`` is called
-    before each epoch's files are written (the run claim's ownership check); ``on_epoch`` gets
-    each epoch's row and ``progress`` (a tqdm bar) one tick per epoch, on rank 0. Under torchrun
-    (``dist``) the model is trained with DistributedDataParallel; rank 0 validates and writes,
-    and its checkpoints are a single-process run's.
-    """
-
-    model: nn.Module
-    recipe: Recipe
-    x: Tensor
-    y: Tensor
-    x_val: Tensor
-    y_val: Tensor
-    ctx: TrainContext
-    seed: int
-    run_dir: Path
-    log: Callable[[str], None]
-    on_epoch: EpochCallback | None = None
-    progress: Any = None
-    guard: Callable[[], None] | None = None
-    dist: Dist | None = None
-
-    @property
-    def main(self) -> bool:
-        """Whether this process writes the run store (rank 0, or the only one)."""
-        return self.dist is None or self.dist.main
-
-    @property
-    def checkpoints(self) -> Path:
-        return self.run_dir / "checkpoints"
-
-    @property
-    def n_val(self) -> int:
-        """Validation examples monitored each epoch."""
-        return min(self.recipe.cfg.monitor.n, len(self.x_val))
 
 
 def fit(job: FitContext) -> FitResult:

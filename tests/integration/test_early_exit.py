@@ -11,7 +11,7 @@ from digits_model import trained
 from runner.attacks import native
 from runner.attacks.kernels.apgd import apgd
 from runner.attacks.kernels.fab import fab_t, fab_targeted
-from runner.train.counter import PassCounter
+from runner.passes import PassCounter
 
 EPS = 0.1
 
