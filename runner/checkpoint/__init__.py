@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from runner.checkpoint.sniff import FORMAT_NAMES, SAFETENSORS, identify
+from runner.checkpoint.formats import FORMAT_NAMES, SAFETENSORS
+from runner.checkpoint.sniff import identify
 from runner.checkpoint.unwrap import unwrap
 from runner.errors import AdvrunError
 

@@ -15,7 +15,7 @@ import zipfile
 from pathlib import Path
 from typing import IO, Any
 
-from runner.checkpoint.sniff import TORCH_LEGACY, TORCH_ZIP
+from runner.checkpoint.formats import TORCH_LEGACY, TORCH_ZIP
 
 _STRINGS = {"SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE", "SHORT_BINSTRING",
             "BINSTRING", "STRING"}  # fmt: skip

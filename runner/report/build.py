@@ -104,7 +104,17 @@ def experiment_data(exp: Experiment, label: str) -> dict[str, Any]:
         "runs": runs,
         "groups": rows,
         "summary": narrative.summary(
-            rows, columns, runs, paired, check, gate, train, poison, suite, threat, audits
+            rows,
+            columns,
+            runs,
+            paired,
+            check,
+            gate,
+            train,
+            poison,
+            suite,
+            threat,
+            audit.summary_items(audits) if audits is not None else None,
         ),
         "paired_test": paired,
         "training": train,

@@ -179,20 +179,19 @@ def summary(
     poisoning: dict | None,
     suite: dict[str, Any] | None = None,
     threat: dict[str, Any] | None = None,
-    audits: list[dict[str, Any]] | None = None,
+    audit_items: list[dict[str, str]] | None = None,
 ) -> dict[str, Any]:
     """The best defense, its clean-accuracy trade-off, what the worst case was over and what was
-    measured beside it, checklist and gate outcome, in words. ``audits``: the experiment audits
-    published models: each one's file and accuracies instead of a best defense."""
+    measured beside it, checklist and gate outcome, in words. ``audit_items``: the experiment
+    audits published models (:func:`runner.report.audit.summary_items`): each one's file and
+    accuracies instead of a best defense."""
     col, col_name = headline(columns)
     suite = suite or {"worst_case_attacks": [], "off_threat_attacks": []}
     t = threat or {}
     col_name, long_name = _headline_names(col, col_name, suite, t)
-    if audits is not None:
-        from runner.report.audit import summary_items
-
+    if audit_items is not None:
         best = groups[0] if len(groups) == 1 else None  # off-threat accuracies of the one model
-        items = summary_items(audits)
+        items = list(audit_items)
     else:
         items, best = _best_defense(groups, runs, col, long_name)
     items += _off_threat(suite["off_threat_attacks"], best, t.get("pixel_range"))
@@ -205,7 +204,7 @@ def summary(
     items += _gate(gate)
     return {
         "items": items,
-        "best": best["group"] if best and audits is None else None,
+        "best": best["group"] if best and audit_items is None else None,
         "headline": col,
         "headline_name": col_name,
     }
