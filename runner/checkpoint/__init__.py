@@ -91,8 +91,15 @@ def _kind(path: Path, what: str, fix: str, convert: bool = True):
     return kind
 
 
-def _torch_load(path: Path, fmt: str, device: Any, what: str, fix: str) -> tuple[Any, set[str]]:
-    """``torch.load(weights_only=True)`` mapped to ``device``, and the locations in the file."""
+_AGAIN = "download or copy it again and compare its SHA-256 with the publisher's"
+_SHORT = {"torch-zip": "torch zip", "torch-legacy": "torch legacy (pre-1.6)"}
+
+
+def _torch_load(
+    path: Path, fmt: str, device: Any, what: str, fix: str, damaged_fix: str | None = None
+) -> tuple[Any, set[str]]:
+    """``torch.load(weights_only=True)`` mapped to ``device``, and the locations in the file
+    (``damaged_fix``: what to do about a damaged file, if not ``fix``)."""
     import torch
     from torch.serialization import default_restore_location
 
@@ -120,8 +127,8 @@ def _torch_load(path: Path, fmt: str, device: Any, what: str, fix: str) -> tuple
     except Exception as e:  # zip/EOF/format errors vary by torch version
         detail = " ".join(str(e).split())[:200]
         raise AdvrunError(
-            f"{what} {path}: a damaged {FORMAT_NAMES[fmt]} ({type(e).__name__}: {detail}), not a "
-            f"PyTorch checkpoint as it stands; {fix}"
+            f"{what} {path}: a damaged {_SHORT[fmt]} checkpoint, not a PyTorch checkpoint as it "
+            f"stands ({type(e).__name__}: {detail}); {damaged_fix or fix}"
         ) from None
 
 
@@ -159,9 +166,9 @@ def load_checkpoint(
     path = Path(path)
     kind = _kind(path, what, _SAVE)
     if kind.format == SAFETENSORS:
-        obj, seen = _safetensors(path, device, what, _SAVE), set()  # no device in the format
+        obj, seen = _safetensors(path, device, what, _AGAIN), set()  # no device in the format
     else:
-        obj, seen = _torch_load(path, kind.format, device, what, _SAVE)
+        obj, seen = _torch_load(path, kind.format, device, what, _SAVE, _AGAIN)
     got = unwrap(obj, weights, f"{what} {path}")
     return LoadedCheckpoint(
         state=got.state,

@@ -206,3 +206,22 @@ def test_the_spec_chooses_ema_weights_and_the_flag_overrides_it(trained):
         assert run["model"]["weights"] == "raw" and raw["dir"] != got["dir"]  # its own audit id
     finally:
         spec.write_text(text)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("legacy", [True, False], ids=["legacy", "zip"])
+def test_a_file_really_saved_on_a_gpu_loads_on_either_device(tmp_path, legacy):
+    """The real thing the CPU-only test imitates: tensors saved from the GPU."""
+    from runner.checkpoint import load_checkpoint
+
+    sd = {"w": torch.randn(4, 3, device="cuda"), "b": torch.arange(3, device="cuda")}
+    path = tmp_path / "gpu.pt"
+    torch.save({"state_dict": sd}, path, _use_new_zipfile_serialization=not legacy)
+    for device in ("cpu", "cuda:0"):
+        got = load_checkpoint(path, device)
+        assert got.saved_on == ("cuda:0",) and got.unwrapped == (
+            "took the weights under 'state_dict'",
+        )
+        assert all(got.state[k].device == torch.device(device) for k in sd)
+        assert all(torch.equal(got.state[k].cpu(), sd[k].cpu()) for k in sd)

@@ -265,6 +265,13 @@ def _ckpt_legacy_module(sb: Sandbox) -> list[str]:
     return [*EVAL, "ck.pt"]
 
 
+def _ckpt_legacy_cut(sb: Sandbox) -> list[str]:
+    torch.save(mlp_state(), sb.root / "ck.pt", _use_new_zipfile_serialization=False)
+    data = (sb.root / "ck.pt").read_bytes()
+    (sb.root / "ck.pt").write_bytes(data[: len(data) - 64])
+    return [*EVAL, "ck.pt"]
+
+
 def _ckpt_torchscript(sb: Sandbox) -> list[str]:
     torch.jit.script(build_model("mlp", (1, 8, 8), 10, {"hidden": [8]})).save(sb.root / "ck.pt")
     return [*EVAL, "ck.pt"]
@@ -422,6 +429,8 @@ ROWS = [
     row("ckpt-legacy-full-module", _ckpt_legacy_module,
         "a full pickled nn.Module (runner.models.mlp.MLP), not a state_dict",
         "nothing in it was run", "torch.save(m.state_dict(), 'state_dict.pt')"),
+    row("ckpt-legacy-cut", _ckpt_legacy_cut, "a damaged torch legacy (pre-1.6) checkpoint",
+        "download or copy it again"),
     row("ckpt-torchscript", _ckpt_torchscript, "a TorchScript archive",
         "torch.jit.load('ck.pt').state_dict()"),
     row("ckpt-npz", _ckpt_npz, "a numpy .npz archive", "torch.from_numpy"),
