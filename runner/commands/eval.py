@@ -105,7 +105,7 @@ def audit_model(
     device = select_device(device_name)
     seed_everything(0, audit.deterministic)
     set_threads(audit.threads, audit.deterministic)
-    data = prepare(audit.data, audit.threat.pixel_range, device)
+    data = prepare(audit.data, audit.threat.pixel_range, device)  # cached by the preflight
     model = weights.model.to(device).eval()
     status = RunStatus(state="running", started=now(), device=str(device))
     store.write_status(audit, status)  # a new audit: no key of an earlier one is kept
@@ -118,7 +118,7 @@ def audit_model(
     try:
         n = audit.eval.n or len(data.x_test)
         for line in weights.loaded.lines(str(device)) if weights.loaded else []:
-            both(line)
+            both(line)  # what the file held and what was unwrapped
         counter = PassCounter(model)
         t0 = time.perf_counter()
         both(f"auditing {slug} on {device} ({n} test examples)")
@@ -128,10 +128,7 @@ def audit_model(
         ))  # fmt: skip
         counter.close()
         write_with(d / "examples.parquet", lambda p: ev.examples.to_parquet(p, index=False))
-        metrics = _audit_metrics(audit, ev, data, device, counter.as_dict(), t0)
-        if weights.loaded is not None:
-            prov = provenance(weights.loaded, weights.how, str(device))
-            metrics = metrics.model_copy(update={"checkpoint_provenance": prov})
+        metrics = _audit_metrics(audit, ev, data, device, counter.as_dict(), t0, weights)
         store.write_metrics(audit, metrics)
         store.write_status(audit, status.model_copy(update={"state": "done", "finished": now()}))
         both("done")
@@ -205,18 +202,19 @@ def _build_and_load(
 
 
 def _audit_metrics(
-    audit: Audit, ev: Any, data: Any, device: Any, passes: dict[str, int], t0: float
+    audit: Audit, ev: Any, data: Any, device: Any, passes: dict[str, int], t0: float, w: Weights
 ) -> RunMetrics:
-    """The audit's metrics.json: a run's record with no training."""
+    """The audit's metrics.json: a run's record with no training, and its file's provenance."""
     from runner.provenance import git_commit, versions
 
     m = audit.model
+    prov = provenance(w.loaded, w.how, str(device)) if w.loaded is not None else None
     return RunMetrics(
         run_id=audit.id, slug=audit.slug, eval_hash=audit.eval_hash,
         model=m.name, arch=m.arch, recipe="audit",
         kind="audit", seed=None, sweep={}, hyperparameters={},
         checkpoint=audit.checkpoint, checkpoint_sha256=audit.checkpoint_sha256,
-        best_epoch=None, stopped_early=None,
+        checkpoint_provenance=prov, best_epoch=None, stopped_early=None,
         results=ev.results, curves=ev.curves, checklist=ev.checklist,
         data_sha256=data.sha256, class_names=data.class_names, device=str(device),
         train_seconds=0.0, eval_seconds=time.perf_counter() - t0,

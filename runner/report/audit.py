@@ -44,8 +44,10 @@ def audited(
     descriptions: list[str],
     mode: str | None,
     gate: dict[str, Any],
-) -> list[dict[str, Any]]:
-    """One entry per audited model: everything its first screen shows."""
+) -> list[dict[str, Any]] | None:
+    """One entry per audited model: everything its first screen shows (None: not an audit)."""
+    if not is_audit(runs):
+        return None
     t = threat or {}
     worst = suite.get("worst_case_attacks") or []
     at = f"{NORMS.get(t.get('norm'), t.get('norm'))} eps {fmt_eps(t.get('eps'), t.get('pixel_range'))}"

@@ -71,19 +71,7 @@ def experiment_data(exp: Experiment, label: str) -> dict[str, Any]:
     counts: dict[str, int] = {}
     for r in runs:
         counts[r["state"]] = counts.get(r["state"], 0) + 1
-    suite = experiment_suite(runs, threat)
-    for r in runs:  # per run, with its own accuracies under the off-threat attacks
-        inside, outside = split_attacks(r["results"], threat)
-        r["worst_case_attacks"] = inside if WORST in r["results"] else []
-        r["off_threat_attacks"] = outside
-    descriptions = [
-        narrative.describe_attack(a, threat.get("pixel_range") if threat else None) for a in attacks
-    ]
-    audits = (
-        audit.audited(runs, threat, suite, descriptions, first.eval.suite if first else None, gate)
-        if audit.is_audit(runs)
-        else None
-    )
+    suite, descriptions, audits = _suite(runs, threat, attacks, first, gate)
     return {
         "label": label,
         "name": exp.name,
@@ -126,6 +114,26 @@ def experiment_data(exp: Experiment, label: str) -> dict[str, Any]:
         "provenance": sections.provenance(exp, runs),
         "threat_model": narrative.threat_model(threat, attacks, runs, poison, audits is not None),
     }
+
+
+def _suite(
+    runs: list[dict[str, Any]],
+    threat: dict[str, Any] | None,
+    attacks: list[dict[str, Any]],
+    first: Any,
+    gate: dict[str, Any],
+) -> tuple[dict[str, Any], list[str], list[dict[str, Any]] | None]:
+    """The suite (worst-case and off-threat attacks, each run's own split), each attack in
+    words, and the audited models' first screens when the experiment is an audit."""
+    suite = experiment_suite(runs, threat)
+    for r in runs:  # per run, with its own accuracies under the off-threat attacks
+        inside, outside = split_attacks(r["results"], threat)
+        r["worst_case_attacks"] = inside if WORST in r["results"] else []
+        r["off_threat_attacks"] = outside
+    pixel_range = threat.get("pixel_range") if threat else None
+    descriptions = [narrative.describe_attack(a, pixel_range) for a in attacks]
+    mode = first.eval.suite if first else None
+    return suite, descriptions, audit.audited(runs, threat, suite, descriptions, mode, gate)
 
 
 def _paired_test(
