@@ -75,6 +75,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     sub = parser.add_subparsers(
         dest="command",
         metavar="COMMAND",
+        prog="advrun",  # sub-command usage: "advrun run ...", not the top-level usage line
         parser_class=_Parser,
         help=argparse.SUPPRESS,  # listed by _command_map, one line each
     )
