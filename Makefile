@@ -7,6 +7,8 @@ BIN := $(VENV)/bin
 TORCH ?= torch==2.13.0
 PYTEST_ARGS ?= -m "not slow"
 SITE ?= site
+# Material for MkDocs prints a banner about its successor on every build: not ours to act on
+export NO_MKDOCS_2_WARNING := 1
 
 .PHONY: install install-core demo test test-all lint docs docs-serve format bench bench-install clean chromium
 

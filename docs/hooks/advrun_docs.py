@@ -24,10 +24,25 @@ ROOT = Path(__file__).resolve().parents[2]
 SCHEMA = ROOT / "specs" / "advrun.schema.json"
 REFERENCE_PAGE = "reference/spec.md"
 # the order a spec is usually written in; any other top-level key follows alphabetically
-TOP_ORDER = (
-    "name description seeds device deterministic threads data threat models recipes attacks "
-    "eval output tune gate poisoning tracking"
-).split()
+TOP_ORDER = [
+    "name",
+    "description",
+    "seeds",
+    "device",
+    "deterministic",
+    "threads",
+    "data",
+    "threat",
+    "models",
+    "recipes",
+    "attacks",
+    "eval",
+    "output",
+    "tune",
+    "gate",
+    "poisoning",
+    "tracking",
+]
 _HELP = re.compile(r"<!-- advrun-help(?: ([a-z-]+))? -->")
 _CONSTRAINTS = (
     ("minimum", "≥ {}"),
