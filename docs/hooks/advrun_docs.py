@@ -2,7 +2,8 @@
 
 - ``reference/spec.md``: the spec reference, rendered from the committed JSON Schema
   (``specs/advrun.schema.json``; ``tests/unit/test_cli_pure.py`` keeps that file equal to
-  ``advrun schema``).
+  ``advrun schema``). The committed page is a placeholder for readers of the repository; the
+  site's page is generated over it.
 - ``<!-- advrun-help COMMAND -->`` in a page becomes ``advrun COMMAND --help`` as argparse prints
   it (``<!-- advrun-help -->``: the top-level help), so every page shows the real flags.
 
@@ -263,13 +264,8 @@ def _help_block(match: re.Match[str]) -> str:
 # ---------------------------------------------------------------- MkDocs events
 
 
-def on_files(files: Any, config: Any) -> Any:
-    from mkdocs.structure.files import File
-
-    schema = json.loads(SCHEMA.read_text(encoding="utf-8"))
-    files.append(File.generated(config, REFERENCE_PAGE, content=render_spec_reference(schema)))
-    return files
-
-
 def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str:
+    """The spec reference replaces its committed placeholder; help markers become help."""
+    if page.file.src_uri == REFERENCE_PAGE:
+        return render_spec_reference(json.loads(SCHEMA.read_text(encoding="utf-8")))
     return _HELP.sub(_help_block, markdown)
