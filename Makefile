@@ -36,8 +36,9 @@ test-all: install
 	$(BIN)/python -m pytest
 
 lint: install
-	$(BIN)/ruff check runner tests bench docs/hooks docs/examples
-	$(BIN)/ruff format --check runner tests bench docs/hooks docs/examples
+	$(BIN)/ruff check runner tests bench docs/hooks docs/examples tools
+	$(BIN)/ruff format --check runner tests bench docs/hooks docs/examples tools
+	$(BIN)/lint-imports  # the import layers and no cycles: .importlinter
 	$(BIN)/mkdocs build --strict --quiet --site-dir $(SITE)
 
 # The documentation site (mkdocs.yml, docs/): --strict fails on any warning, a broken link or
@@ -49,8 +50,8 @@ docs-serve: install
 	$(BIN)/mkdocs serve
 
 format: install
-	$(BIN)/ruff format runner tests bench docs/hooks docs/examples
-	$(BIN)/ruff check --fix runner tests bench docs/hooks docs/examples
+	$(BIN)/ruff format runner tests bench docs/hooks docs/examples tools
+	$(BIN)/ruff check --fix runner tests bench docs/hooks docs/examples tools
 
 # The `bench` extra without its dependencies: torchattacks asks for torchvision, whose PyPI
 # builds do not work beside the pinned torch; its AutoAttack needs only torch, numpy and scipy.

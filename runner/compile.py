@@ -179,6 +179,25 @@ class Audit:
             "threads": self.threads,
         }
 
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> Audit:
+        """An audit read back from its run.json."""
+        return cls(
+            id=d["id"],
+            slug=d["slug"],
+            experiment=d.get("experiment", ""),
+            data=DataSpec.model_validate(d["data"]),
+            model=ModelSpec.model_validate(d["model"]),
+            threat=Threat.from_json(d["threat"]),
+            attacks=tuple(ATTACK_SPECS[a["kind"]].model_validate(a) for a in d["attacks"]),
+            eval=EvalSpec.model_validate(d["eval"]),
+            checkpoint=d.get("checkpoint"),
+            checkpoint_sha256=d.get("checkpoint_sha256"),
+            eval_hash=d.get("eval_hash", ""),
+            deterministic=bool(d.get("deterministic", False)),
+            threads=d.get("threads"),
+        )
+
 
 @dataclass(frozen=True)
 class Plan:

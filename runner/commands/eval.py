@@ -27,6 +27,7 @@ from runner.compile import Audit, compile_audit
 from runner.errors import AdvrunError
 from runner.fsio import sha256_file
 from runner.registry import did_you_mean
+from runner.store import Passes, RunMetrics, RunStatus
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -60,39 +61,30 @@ def audit_model(
     allow_import: list[str],
     force: bool,
     log=print,
-) -> dict[str, Any]:
-    """Evaluate one model like a run; store run.json, metrics.json, examples.parquet, status."""
+) -> RunMetrics:
+    """Evaluate one model like a run; store its run, status, metrics and examples."""
     from runner.device import seed_everything, select_device, set_threads
-    from runner.eval.evaluate import evaluate_run
+    from runner.eval.evaluate import EvalContext, evaluate_run
     from runner.execute.prepare import prepare
     from runner.execute.runlog import RunLog
-    from runner.execute.store import now
-    from runner.fsio import read_json, write_json, write_with
-    from runner.models import build_for_spec
-    from runner.provenance import git_commit, versions
-    from runner.train.counter import PassCounter
+    from runner.fsio import write_with
+    from runner.passes import PassCounter
+    from runner.store import now
 
-    slug, run_id, m = audit.slug, audit.id, audit.model
-    ckpt = Path(audit.checkpoint) if audit.checkpoint else None
-    d = store.run_dir(run_id)
-    old = read_json(d / "metrics.json")
-    if old and old.get("eval_hash") == audit.eval_hash and not force:
+    slug = audit.slug
+    d = store.run_dir(audit.id)
+    old = store.read_metrics(audit)
+    if old is not None and old.eval_hash == audit.eval_hash and not force:
         log(f"{slug}: already evaluated, skipped (--force to redo)")
         return old
-    d.mkdir(parents=True, exist_ok=True)
-    write_json(d / "run.json", audit.to_json())
+    store.write_run(audit)
     device = select_device(device_name)
     seed_everything(0, audit.deterministic)
     set_threads(audit.threads, audit.deterministic)
     data = prepare(audit.data, audit.threat.pixel_range, device)
-    model = build_for_spec(
-        m, data.input_shape, data.num_classes, audit.threat.pixel_range, allow_import
-    )
-    if ckpt is not None:
-        _load_into(model, load_state_dict(ckpt, device), ckpt, m.name)
-    model = model.to(device).eval()
-    status = {"state": "running", "started": now(), "device": str(device)}
-    write_json(d / "status.json", status)
+    model = _audited_model(audit, data, device, allow_import)
+    status = RunStatus(state="running", started=now(), device=str(device))
+    store.write_status(audit, status)  # a new audit: no key of an earlier one is kept
     runlog = RunLog(d / "log.txt")
 
     def both(msg: str) -> None:
@@ -104,33 +96,58 @@ def audit_model(
         counter = PassCounter(model)
         t0 = time.perf_counter()
         both(f"auditing {slug} on {device} ({n} test examples)")
-        ev = evaluate_run(
-            model, data.x_test[:n], data.y_test[:n], audit.attacks, audit.threat,
-            data.num_classes, audit.eval, both,
-        )  # fmt: skip
+        ev = evaluate_run(EvalContext(
+            model, data.x_test[:n], data.y_test[:n], audit.threat, data.num_classes, audit.eval,
+            audit.attacks, both,
+        ))  # fmt: skip
         counter.close()
         write_with(d / "examples.parquet", lambda p: ev.examples.to_parquet(p, index=False))
-        metrics = {
-            "run_id": run_id, "slug": slug, "eval_hash": audit.eval_hash,
-            "model": m.name, "arch": m.arch, "recipe": "audit",
-            "kind": "audit", "seed": None, "sweep": {}, "hyperparameters": {},
-            "checkpoint": audit.checkpoint, "checkpoint_sha256": audit.checkpoint_sha256,
-            "best_epoch": None, "stopped_early": None,
-            "results": ev.results, "curves": ev.curves, "checklist": ev.checklist,
-            "data_sha256": data.sha256, "class_names": data.class_names, "device": str(device),
-            "train_seconds": 0.0, "eval_seconds": time.perf_counter() - t0,
-            "train_passes": {"forward_passes": 0, "backward_passes": 0},
-            "eval_passes": counter.as_dict(), "versions": versions(), "git_commit": git_commit(),
-        }  # fmt: skip
-        write_json(d / "metrics.json", metrics)
-        write_json(d / "status.json", {**status, "state": "done", "finished": now()})
+        metrics = _audit_metrics(audit, ev, data, device, counter.as_dict(), t0)
+        store.write_metrics(audit, metrics)
+        store.write_status(audit, status.model_copy(update={"state": "done", "finished": now()}))
         both("done")
         return metrics
     except Exception as e:
-        write_json(d / "status.json", {**status, "state": "failed", "diagnosis": str(e)})
+        failed = {"state": "failed", "diagnosis": str(e)}
+        store.write_status(audit, status.model_copy(update=failed))
         raise
     finally:
         runlog.close()
+
+
+def _audited_model(audit: Audit, data: Any, device: Any, allow_import: list[str]) -> Any:
+    """The audited model on ``device`` in eval mode, with the checkpoint's weights if given."""
+    from runner.models import build_for_spec
+
+    m = audit.model
+    ckpt = Path(audit.checkpoint) if audit.checkpoint else None
+    model = build_for_spec(
+        m, data.input_shape, data.num_classes, audit.threat.pixel_range, allow_import
+    )
+    if ckpt is not None:
+        _load_into(model, load_state_dict(ckpt, device), ckpt, m.name)
+    return model.to(device).eval()
+
+
+def _audit_metrics(
+    audit: Audit, ev: Any, data: Any, device: Any, passes: dict[str, int], t0: float
+) -> RunMetrics:
+    """The audit's metrics.json: a run's record with no training."""
+    from runner.provenance import git_commit, versions
+
+    m = audit.model
+    return RunMetrics(
+        run_id=audit.id, slug=audit.slug, eval_hash=audit.eval_hash,
+        model=m.name, arch=m.arch, recipe="audit",
+        kind="audit", seed=None, sweep={}, hyperparameters={},
+        checkpoint=audit.checkpoint, checkpoint_sha256=audit.checkpoint_sha256,
+        best_epoch=None, stopped_early=None,
+        results=ev.results, curves=ev.curves, checklist=ev.checklist,
+        data_sha256=data.sha256, class_names=data.class_names, device=str(device),
+        train_seconds=0.0, eval_seconds=time.perf_counter() - t0,
+        train_passes=Passes(forward_passes=0, backward_passes=0),
+        eval_passes=passes, versions=versions(), git_commit=git_commit(),
+    )  # fmt: skip
 
 
 def _preflight(models, ckpt: Path | None, plan, device_name: str, allow_import: list[str]) -> None:
@@ -172,9 +189,9 @@ def run(args: argparse.Namespace) -> int:
             )
     from runner import track
     from runner.execute import results
-    from runner.execute.finish import write_results
     from runner.fsio import write_text
     from runner.report.baseline import load_baseline, remember_baseline
+    from runner.report.experiment import write_results
 
     tracking = track.mlflow_settings(spec, args.mlflow, args.no_mlflow)
     track.tracking_options(tracking)  # the extra is missing: say so before any compute
@@ -196,8 +213,8 @@ def run(args: argparse.Namespace) -> int:
             log=(lambda s: None) if args.quiet else print,
         )  # fmt: skip
         if not args.quiet:
-            shown = ", ".join(f"{r['attack']} {r['accuracy']:.3f}" for r in metrics["results"])
-            print(f"{metrics['slug']}: {shown}")
+            shown = ", ".join(f"{r.attack} {r.accuracy:.3f}" for r in metrics.results)
+            print(f"{metrics.slug}: {shown}")
     df = write_results(plan, store, report=False)
     print(results.format_table(df))
     print(f"results: {store.root / 'results.csv'} ({time.perf_counter() - t0:.1f}s)")

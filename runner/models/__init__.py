@@ -106,6 +106,29 @@ def _build_user(
     kw: dict[str, Any],
     allow_import: Sequence[str],
 ) -> nn.Module:
+    """Build a user's model by its factory, imported only where ``allow_import`` covers it."""
+    factory = _user_factory(arch, allow_import)
+    attr = arch.partition(":")[2]
+    try:
+        model = factory(input_shape=shape, num_classes=num_classes, **kw)
+    except Exception as exc:
+        # chained (from exc), so a traceback is still there for --debug
+        raise AdvrunError(
+            f"model factory '{arch}' failed: {type(exc).__name__}: {exc}; it is called as "
+            f"{attr}(input_shape={shape}, num_classes={num_classes}"
+            + "".join(f", {k}=..." for k in kw)
+            + ")"
+        ) from exc
+    if not isinstance(model, nn.Module):
+        raise AdvrunError(
+            f"model factory '{arch}' returned {type(model).__name__}, not a torch.nn.Module"
+        )
+    return model
+
+
+def _user_factory(arch: str, allow_import: Sequence[str]) -> Any:
+    """The function or nn.Module class ``arch`` ('package.module:factory') names, imported only
+    if ``allow_import`` covers its module and the module it is defined in."""
     module_name, _, attr = arch.partition(":")
     if not module_name or not attr:
         raise AdvrunError(f"model factory '{arch}' must look like 'package.module:factory'")
@@ -128,6 +151,11 @@ def _build_user(
             f"module '{module_name}' ({getattr(module, '__file__', '?')}) has no callable "
             f"'{attr}' for model factory '{arch}'"
         )
+    _check_factory(arch, factory, attr, allow_import)
+    return factory
+
+
+def _check_factory(arch: str, factory: Any, attr: str, allow_import: Sequence[str]) -> None:
     # The pattern admits code, not names: an object re-exported from another module (os:system
     # is posix.system) runs that module's code, so its own module must be allowed too.
     origin = getattr(factory, "__module__", None) or type(factory).__module__
@@ -150,21 +178,6 @@ def _build_user(
             f"model factory '{arch}' is the class {factory.__qualname__}, which is not a "
             "torch.nn.Module"
         )
-    try:
-        model = factory(input_shape=shape, num_classes=num_classes, **kw)
-    except Exception as exc:
-        # chained (from exc), so a traceback is still there for --debug
-        raise AdvrunError(
-            f"model factory '{arch}' failed: {type(exc).__name__}: {exc}; it is called as "
-            f"{attr}(input_shape={shape}, num_classes={num_classes}"
-            + "".join(f", {k}=..." for k in kw)
-            + ")"
-        ) from exc
-    if not isinstance(model, nn.Module):
-        raise AdvrunError(
-            f"model factory '{arch}' returned {type(model).__name__}, not a torch.nn.Module"
-        )
-    return model
 
 
 def _field(obj: Any, key: str, default: Any = None) -> Any:

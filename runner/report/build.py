@@ -8,7 +8,7 @@ from typing import Any
 
 from runner.errors import AdvrunError
 from runner.report import narrative, sections
-from runner.report.collect import Experiment, clean_json, load_experiment
+from runner.report.collect import Experiment, as_stored, clean_json, load_experiment
 from runner.report.suite import experiment_suite, split_attacks
 from runner.report.tables import (
     CLEAN,
@@ -55,32 +55,19 @@ def _gate(exp: Experiment) -> dict[str, Any]:
 
 
 def experiment_data(exp: Experiment, label: str) -> dict[str, Any]:
+    """Everything the report shows of one experiment, as the template's data."""
     runs = [run_row(r) for r in exp.runs]
-    first = next((r for r in exp.runs if r.config.get("threat")), None)
-    threat = first.config.get("threat") if first else None
-    attacks = list(first.config.get("attacks", [])) if first else []
+    first = next((r.run for r in exp.runs if r.run is not None), None)
+    threat = as_stored(first.threat.to_json()) if first else None
+    attacks = [as_stored(a.model_dump()) for a in first.attacks] if first else []
     columns = attack_columns(runs, [str(a.get("name")) for a in attacks])
     rows = groups(runs, columns)
-    col, _ = headline(columns)
-    ranked = sorted(
-        (g for g in rows if mean_of(g, col) is not None),
-        key=lambda g: (mean_of(g, col), mean_of(g, CLEAN) or 0),
-        reverse=True,
-    )
-    paired = (
-        sections.paired_test(runs, exp, ranked[0]["group"], ranked[1]["group"])
-        if len(ranked) > 1
-        else None
-    )
+    paired = _paired_test(exp, runs, rows, columns)
     train = sections.training(runs)
     poison = sections.poisoning(runs, rows)
     check = sections.checklist(runs)
     gate = _gate(exp)
-    best_by_column = {}
-    for c in columns:
-        scored = [g for g in rows if mean_of(g, c) is not None]
-        if len(scored) > 1:
-            best_by_column[c] = max(scored, key=lambda g: mean_of(g, c))["group"]
+    best_by_column = _best_by_column(rows, columns)
     counts: dict[str, int] = {}
     for r in runs:
         counts[r["state"]] = counts.get(r["state"], 0) + 1
@@ -122,6 +109,31 @@ def experiment_data(exp: Experiment, label: str) -> dict[str, Any]:
         "provenance": sections.provenance(exp, runs),
         "threat_model": narrative.threat_model(threat, attacks, runs, poison),
     }
+
+
+def _paired_test(
+    exp: Experiment, runs: list[dict[str, Any]], rows: list[dict[str, Any]], columns: list[str]
+) -> dict[str, Any] | None:
+    """The paired test between the two groups ranked highest on the headline column."""
+    col, _ = headline(columns)
+    ranked = sorted(
+        (g for g in rows if mean_of(g, col) is not None),
+        key=lambda g: (mean_of(g, col), mean_of(g, CLEAN) or 0),
+        reverse=True,
+    )
+    if len(ranked) < 2:
+        return None
+    return sections.paired_test(runs, exp, ranked[0]["group"], ranked[1]["group"])
+
+
+def _best_by_column(rows: list[dict[str, Any]], columns: list[str]) -> dict[str, str]:
+    """Per column measured in more than one group, the group with the highest mean."""
+    best = {}
+    for c in columns:
+        scored = [g for g in rows if mean_of(g, c) is not None]
+        if len(scored) > 1:
+            best[c] = max(scored, key=lambda g: mean_of(g, c))["group"]
+    return best
 
 
 def _labels(exps: list[Experiment]) -> list[str]:

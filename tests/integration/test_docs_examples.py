@@ -44,14 +44,19 @@ def _accuracy(out: Path) -> dict[str, float]:
 
 @pytest.fixture
 def registered(monkeypatch):
-    """Register like the page's one line, on a copy of the registry that the test throws away."""
+    """Register like the page's one line; unregistered after the test."""
+    done = []
 
     def register(registry, name: str, target: str, summary: str) -> None:
-        monkeypatch.setattr(registry, "_entries", dict(registry._entries))
         registry.register(name, target, summary)
+        done.append((registry, name))
 
     monkeypatch.syspath_prepend(str(EXAMPLES))
-    return register
+    try:
+        yield register
+    finally:
+        for registry, name in done:
+            registry.unregister(name)
 
 
 def test_the_model_example_trains_and_is_attacked(registered, tmp_path, capsys):
@@ -72,7 +77,6 @@ def test_the_model_example_trains_and_is_attacked(registered, tmp_path, capsys):
 
 
 def test_the_data_set_example_loads_a_csv(registered, tmp_path, capsys):
-    pytest.importorskip("runner.data.source", reason="the data set plug-in contract (s-plugins)")
     from sklearn.datasets import load_digits
 
     registered(DATASETS, "csv_images", "my_dataset:CsvImages", "square grayscale images in a CSV")
