@@ -80,7 +80,7 @@ def run_row(r: StoredRun) -> dict[str, Any]:
     if ident["model"] is None:  # never started: model@recipe[sweep] from the id's slug
         group = r.id.rsplit("-", 1)[0].rsplit("@", 1)[0]
     results = {  # the backdoor's success rate is shown under poisoning, not as an accuracy
-        x.attack: _result(x) for x in (m.results if m else []) if not x.is_asr
+        x.attack: _result(x) for x in (m.results if m else []) if not x.is_poisoning
     }
     tp, ep = (m.train_passes, m.eval_passes) if m else (None, None)
     normalize = as_stored(run.model.model_dump())["normalize"] if run is not None else None
