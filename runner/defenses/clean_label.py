@@ -102,10 +102,12 @@ def _craft_art(proxy: nn.Module, x: Tensor, y: Tensor, run: Run, pert: Perturbat
     target = np.eye(classes, dtype=np.float32)[int(cfg.target)]
     attack = PoisoningAttackCleanLabelBackdoor(
         PoisoningAttackBackdoor(trigger(cfg, run.threat.pixel_range)), clf, target,
-        pp_poison=1.0, norm=np.inf if pert.norm == "linf" else 2, eps=pert.eps,
+        pp_poison=float(cfg.fraction),  # only poison() reads it, and the images are chosen here
+        norm=np.inf if pert.norm == "linf" else 2, eps=pert.eps,
         eps_step=pert.step_size, max_iter=pert.steps,
         num_random_init=1 if pert.random_start else 0,
     )  # fmt: skip
+    attack.attack.set_params(verbose=False)  # no progress bar of ART's in advrun's output
     labels = np.eye(classes, dtype=np.float32)[y.cpu().numpy()]
     perturbed = attack.attack.generate(x.cpu().numpy(), y=labels)
     stamped, _ = attack.backdoor.poison(perturbed, target, broadcast=True)
