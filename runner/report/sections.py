@@ -238,7 +238,7 @@ def poisoning(runs: list[dict[str, Any]], groups: list[dict[str, Any]]) -> dict[
         )
     p = with_p[0]["poisoning"]
     keys = ("scenario", "source", "target", "trigger", "fraction", "poisons")
-    setup = {k: p.get(k) for k in keys}
+    setup = {k: p[k] for k in keys if p.get(k) is not None}  # an older run's block has fewer
     return {"setup": setup, "rows": rows, "filters": any(r["filter"] for r in rows)}
 
 
