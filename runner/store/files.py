@@ -45,6 +45,13 @@ def _unversioned(data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
+def _before_certification(data: dict[str, Any]) -> dict[str, Any]:
+    """Version 1 -> 2 (metrics.json, model_card.json): version 2 may hold randomized-smoothing
+    results (``certified``, result rows of scope certified/smoothed), which a version-1 reader
+    would refuse; a version-1 file has none, so its keys stay as they are."""
+    return data
+
+
 @dataclass(frozen=True)
 class FileKind:
     """One kind of run-store file: its name, current version and how to read older ones."""
@@ -76,10 +83,10 @@ RUN = FileKind(RUN_FILE, 1, "a resolved run", "run the spec again to rewrite it"
                {0: _unversioned})  # fmt: skip
 STATUS = FileKind(STATUS_FILE, 1, "a run status", "delete it and run the spec again",
                   {0: _unversioned})  # fmt: skip
-METRICS = FileKind(METRICS_FILE, 1, "run metrics", "delete it to re-evaluate the run",
-                   {0: _unversioned})  # fmt: skip
-MODEL_CARD = FileKind(MODEL_CARD_FILE, 1, "a model card", "run advrun report to rewrite it",
-                      {0: _unversioned})  # fmt: skip
+METRICS = FileKind(METRICS_FILE, 2, "run metrics", "delete it to re-evaluate the run",
+                   {0: _unversioned, 1: _before_certification})  # fmt: skip
+MODEL_CARD = FileKind(MODEL_CARD_FILE, 2, "a model card", "run advrun report to rewrite it",
+                      {0: _unversioned, 1: _before_certification})  # fmt: skip
 EXPORTS = FileKind(EXPORTS_FILE, 1, "an export index", "delete it and export again",
                    {0: _unversioned})  # fmt: skip
 
