@@ -155,6 +155,52 @@ def check(spec: Any) -> Iterator[Problem]:
         )
 
 
+def check_certified_goals(spec: Any, tune: Any) -> Iterator[Problem]:
+    """Tuning objectives on randomized smoothing: a certify block, a radius on its curve, a
+    noise level it certifies (named when it certifies several)."""
+    c = getattr(spec, "certify", None)
+    for i, goal in enumerate(tune.goals):
+        where = ("tune", "objectives", i) if tune.objectives else ("tune", "objective")
+        certified = goal.metric in ("certified_accuracy", "smoothed_accuracy")
+        if not certified:
+            for key in ("radius", "sigma"):
+                if getattr(goal, key) is not None:
+                    yield (*where, key), f"{key} applies to certified_accuracy/smoothed_accuracy"
+            continue
+        if c is None:
+            yield where, f"{goal.metric} needs a certify: block (randomized smoothing) in the spec"
+            continue
+        if goal.attack is not None:
+            yield (*where, "attack"), f"{goal.metric} is not measured by an attack; remove attack"
+        if tune.mode != "train":
+            yield where, f"{goal.metric} is an objective of mode: train"
+        yield from _goal_radius(goal, where, c, spec)
+        yield from _goal_sigma(goal, where, c)
+
+
+def _goal_radius(goal: Any, where: tuple[Any, ...], c: CertifySpec, spec: Any) -> Iterator[Problem]:
+    radii = c.curve(spec.threat.pixel_range)
+    if goal.metric == "smoothed_accuracy":
+        if goal.radius is not None:
+            yield (*where, "radius"), "smoothed_accuracy has no radius (PREDICT's clean accuracy)"
+        elif c.predict_samples == 0:
+            yield where, "smoothed_accuracy needs PREDICT: certify.predict_n is 0"
+        return
+    shown = ", ".join(f"{r:g}" for r in radii)
+    if goal.radius is None:
+        yield where, f"certified_accuracy needs radius: one of certify's radii ({shown})"
+    elif not any(abs(goal.radius - r) <= 1e-9 * max(1.0, r) for r in radii):
+        yield (*where, "radius"), f"radius {goal.radius:g} is not on the curve; radii: {shown}"
+
+
+def _goal_sigma(goal: Any, where: tuple[Any, ...], c: CertifySpec) -> Iterator[Problem]:
+    listed = ", ".join(f"{s:g}" if s != TRAIN else TRAIN for s in c.sigma)
+    if goal.sigma is None and len(c.sigma) > 1:
+        yield where, f"certify has several noise levels ({listed}): name one with sigma"
+    elif goal.sigma is not None and goal.sigma not in c.sigma:
+        yield (*where, "sigma"), f"sigma {goal.sigma} is not certified; certify.sigma: {listed}"
+
+
 def notes(spec: Any) -> list[str]:
     """What a user should know about a valid certify block (printed by validate and plan)."""
     c = getattr(spec, "certify", None)
