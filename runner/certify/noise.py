@@ -77,19 +77,24 @@ def batches(todo: list[Unit], batch_size: int) -> list[list[Unit]]:
 
 def draw(
     batch: list[Unit],
-    shape: tuple[int, ...],
+    x: Tensor,
     seed: int,
     sigma: float,
     phase: str,
     gen: torch.Generator,
-) -> Tensor:
-    """Standard normal noise for the rows of ``batch`` ([rows, *shape], on ``gen``'s device),
-    each block from its own seeded stream, scaled by ``sigma``."""
+) -> tuple[Tensor, Tensor]:
+    """The noisy inputs of ``batch``: for each unit, its example ``x[u.local]`` plus sigma times
+    standard normal noise from the unit's own seeded stream (``gen`` re-seeded per unit, on the
+    device); and for each row the position of its example in ``x``."""
     total = sum(u.rows for u in batch)
-    out = torch.empty((total, *shape), device=gen.device)
+    out = torch.empty((total, *x.shape[1:]), device=x.device, dtype=x.dtype)
+    owner = torch.empty(total, dtype=torch.long, device=x.device)
     at = 0
     for u in batch:
         gen.manual_seed(unit_seed(seed, sigma, phase, u.example, u.block))
-        torch.randn((u.rows, *shape), generator=gen, out=out[at : at + u.rows])
+        rows = out[at : at + u.rows]
+        torch.randn(rows.shape, generator=gen, out=rows)
+        rows.mul_(sigma).add_(x[u.local])
+        owner[at : at + u.rows] = u.local
         at += u.rows
-    return out.mul_(sigma)
+    return out, owner

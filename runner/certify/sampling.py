@@ -31,15 +31,10 @@ def class_counts(
     counts = torch.zeros(len(x) * num_classes, dtype=torch.int64, device=x.device)
     if samples <= 0 or len(x) == 0:
         return counts.view(len(x), num_classes)
-    shape = tuple(x.shape[1:])
     dim = int(x[0].numel())
     gen = torch.Generator(device=x.device)
     for batch in noise.batches(noise.units(examples, samples, dim), batch_size):
-        rows = noise.draw(batch, shape, seed, sigma, phase, gen)
-        local = torch.tensor([u.local for u in batch], device=x.device)
-        sizes = torch.tensor([u.rows for u in batch], device=x.device)
-        owner = torch.repeat_interleave(local, sizes)
-        rows.add_(x[owner])
+        rows, owner = noise.draw(batch, x, seed, sigma, phase, gen)
         pred = model(rows).argmax(1)
         counts.index_add_(0, owner * num_classes + pred, torch.ones_like(pred))
     return counts.view(len(x), num_classes)
