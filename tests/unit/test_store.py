@@ -11,7 +11,16 @@ from pathlib import Path
 import pytest
 
 from runner.compile import Audit, Run
-from runner.store import ExportEntry, RunDir, RunMetrics, RunStatus, Store, StoreError
+from runner.store import (
+    CertifiedSummary,
+    ExportEntry,
+    ResultRow,
+    RunDir,
+    RunMetrics,
+    RunStatus,
+    Store,
+    StoreError,
+)
 from runner.store.files import EXPORTS, METRICS, MODEL_CARD, RUN, STATUS, VERSION_KEY
 
 V0 = Path(__file__).parent / "store_v0"
@@ -129,3 +138,29 @@ def test_records_are_frozen_and_strict():
         RunStatus(state="exploded")
     with pytest.raises(ValueError):
         ExportEntry.model_validate({"file": "x"})
+
+
+def test_metrics_of_version_1_are_read_and_certified_results_round_trip(v0):
+    """metrics.json 2 adds randomized smoothing (``certified``, rows of scope certified): a
+    version-1 file (none of it) migrates unchanged; a version-2 file keeps every certified key."""
+    d = RunDir(v0 / "runs" / "cnn@madry@s0-f285bfa9ca")
+    path = d.path / "metrics.json"
+    path.write_text(json.dumps({**_json(path), VERSION_KEY: 1}))
+    m = d.read_metrics()
+    assert m.certified == [] and not any(r.is_certified for r in m.results)
+    point = {"radius": 0.5, "linf_radius": 0.0625, "accuracy": 0.4, "ci_low": 0.3,
+             "ci_high": 0.5, "certified": 40}  # fmt: skip
+    summary = {"sigma": 0.25, "n0": 100, "n": 1000, "alpha": 0.001, "predict_n": 1000,
+               "n_examples": 100, "dim": 64, "abstained": 7, "abstain_rate": 0.07, "acr": 0.3,
+               "acr_linf": 0.0375, "curve": [point], "smoothed_accuracy": 0.8}  # fmt: skip
+    row = {"attack": "certified[sigma=0.25]@0.5", "kind": "certify", "norm": "l2", "eps": 0.5,
+           "accuracy": 0.4, "n": 100, "ci_low": 0.3, "ci_high": 0.5, "scope": "certified",
+           "sigma": 0.25, "radius": 0.5, "linf_radius": 0.0625, "abstained": 7}  # fmt: skip
+    new = m.model_copy(update={"certified": [CertifiedSummary.model_validate(summary)],
+                               "results": [*m.results, ResultRow.model_validate(row)]})  # fmt: skip
+    d.write_metrics(new)
+    data = _json(path)
+    assert data[VERSION_KEY] == METRICS.version == 2
+    assert data["certified"][0]["curve"][0] == point and data["results"][-1]["abstained"] == 7
+    back = d.read_metrics()
+    assert back.certified[0].at(0.5).accuracy == 0.4 and back.row(row["attack"]).is_certified
