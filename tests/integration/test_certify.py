@@ -163,3 +163,44 @@ def test_results_do_not_depend_on_batching_or_on_which_examples_share_a_pass():
     part = smooth(model, x[5:], idx[5:], 4, _settings(batch_size=3000))
     for k in ("certified", "count", "p_lower", "predicted"):
         np.testing.assert_array_equal(getattr(full, k)[5:], getattr(part, k))
+
+
+def test_a_study_reads_certified_and_smoothed_accuracy_from_the_metrics():
+    from runner.errors import AdvrunError
+    from runner.spec.tune import ObjectiveSpec
+    from runner.store import RunMetrics
+    from runner.tune.objective import metric_value
+
+    def level(sigma, acc):
+        curve = [
+            {
+                "radius": r,
+                "linf_radius": r / 8,
+                "accuracy": a,
+                "ci_low": 0.0,
+                "ci_high": 1.0,
+                "certified": 0,
+            }
+            for r, a in zip((0.0, 0.5), acc, strict=True)
+        ]
+        return {"sigma": sigma, "n0": 10, "n": 100, "alpha": 0.001, "predict_n": 100,
+                "n_examples": 10, "dim": 64, "abstained": 0, "abstain_rate": 0.0, "acr": 0.1,
+                "acr_linf": 0.0125, "curve": curve, "smoothed_accuracy": acc[0] + 0.05}  # fmt: skip
+
+    m = RunMetrics(run_id="r", slug="r", eval_hash="h", model="m", arch="a", recipe="g",
+                   kind="gaussian_augment", hyperparameters={"sigma": 0.5},
+                   certified=[level(0.25, (0.9, 0.4)), level(0.5, (0.8, 0.6))])  # fmt: skip
+    goal = ObjectiveSpec.model_validate
+    assert (
+        metric_value(m, goal({"maximize": "certified_accuracy", "radius": 0.5, "sigma": 0.25}))
+        == 0.4
+    )
+    assert (
+        metric_value(m, goal({"maximize": "certified_accuracy", "radius": 0.5, "sigma": "train"}))
+        == 0.6
+    )
+    assert metric_value(m, goal({"maximize": "smoothed_accuracy", "sigma": 0.5})) == pytest.approx(
+        0.85
+    )
+    with pytest.raises(AdvrunError, match="not certified at sigma 1"):
+        metric_value(m, goal({"maximize": "smoothed_accuracy", "sigma": 1.0}))
