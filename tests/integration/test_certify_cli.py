@@ -122,3 +122,28 @@ def test_advrun_eval_certifies_a_saved_model(tmp_path, reference):
     for col in ("certified_accuracy", "abstained", "acr"):
         assert table[col].tolist() == ref[col].tolist(), col
     assert not math.isnan(table["smoothed_accuracy"].iloc[0])
+
+
+def test_a_study_searches_the_training_sigma_on_smoothed_and_certified_accuracy(tmp_path):
+    spec = (
+        SPEC.replace("certify: {sigma: [train, 0.5]", "certify: {sigma: train")
+        + """\
+tune:
+  target: {model: mlp, recipe: gauss}
+  space: {sigma: {float: [0.1, 0.5]}}
+  objectives:
+    - {maximize: smoothed_accuracy}
+    - {maximize: certified_accuracy, radius: 0.1}
+  trials: 2
+"""
+    )
+    (tmp_path / "spec.yaml").write_text(spec.replace("epochs: 2", "epochs: 1"))
+    r = advrun("tune", str(tmp_path / "spec.yaml"), "-o", str(tmp_path / "out"))
+    assert r.returncode == 0, r.stderr
+    summary = json.loads((tmp_path / "out" / "tune" / "summary.json").read_text())
+    assert summary["objectives"] == ["smoothed_accuracy", "certified_accuracy@r=0.1"]
+    for trial in summary["trials"]:  # each value is its run's own certification at its sigma
+        (d,) = [p for p in (tmp_path / "out" / "runs").iterdir() if p.name == trial["run_id"]]
+        (level,) = json.loads((d / "metrics.json").read_text())["certified"]
+        assert level["sigma"] == pytest.approx(trial["params"]["sigma"])
+        assert trial["values"] == [level["smoothed_accuracy"], level["curve"][1]["accuracy"]]
