@@ -18,6 +18,7 @@ import pandas as pd
 from torch import Tensor, nn
 
 from runner import faults
+from runner.certify import bounds
 from runner.certify.results import per_sigma_results
 from runner.certify.smoothing import Outcome, Settings, as_settings, smooth
 from runner.spec.certify import TRAIN, CertifySpec
@@ -170,8 +171,6 @@ def _as_json(o: Outcome, seconds: float) -> dict[str, Any]:
 
 
 def _from_json(parts: list[dict[str, Any]], s: Settings) -> Outcome:
-    from runner.certify import bounds
-
     cat = {k: np.concatenate([np.asarray(p[k]) for p in parts]) if parts else np.array([])
            for k in _KEYS}  # fmt: skip
     p_lower = cat["p_lower"].astype(np.float64)
