@@ -25,6 +25,7 @@ from runner.store.files import EXPORTS, METRICS, MODEL_CARD, RUN, STATUS, VERSIO
 
 V0 = Path(__file__).parent / "store_v0"
 FILES = ("run.json", "status.json", "metrics.json", "model_card.json", "exports.json")
+KINDS = {k.name: k for k in (RUN, STATUS, METRICS, MODEL_CARD, EXPORTS)}
 
 
 @pytest.fixture
@@ -81,10 +82,9 @@ def test_writing_back_keeps_every_key_and_number(v0, which):
         d.write_model_card(d.read_model_card())
     for e in stored.exports:
         d.record_export(e)
-    versions = {k.name: k.version for k in (RUN, STATUS, METRICS, MODEL_CARD, EXPORTS)}
     for name, old in before.items():
         new = _json(d.path / name)
-        assert new.pop(VERSION_KEY) == versions[name], name  # migrated to the current version
+        assert new.pop(VERSION_KEY) == KINDS[name].version, name
         assert new == old, name
 
 
@@ -109,7 +109,9 @@ def test_a_newer_file_is_refused_naming_it_and_what_to_do(v0):
     newer(RUN)  # run.json: read() still reads the other files and says why the run is missing
     stored = d.read()
     assert stored.run is None and stored.metrics is not None
-    assert "run.json: schema_version 2 is newer than this advrun reads" in stored.problem
+    assert f"run.json: schema_version {RUN.version + 1} is newer than this advrun reads" in (
+        stored.problem
+    )
     for kind in (METRICS, STATUS):
         newer(kind)
     with pytest.raises(StoreError) as e:
@@ -117,7 +119,7 @@ def test_a_newer_file_is_refused_naming_it_and_what_to_do(v0):
     msg = str(e.value)
     assert str(d.path / "metrics.json") in msg and "newer than this advrun reads" in msg
     assert "upgrade advrun" in msg
-    with pytest.raises(StoreError, match="status.json: schema_version 2 is newer"):
+    with pytest.raises(StoreError, match=f"status.json: schema_version {STATUS.version + 1} is"):
         d.read_status()
 
 
@@ -141,8 +143,8 @@ def test_records_are_frozen_and_strict():
 
 
 def test_metrics_of_version_1_are_read_and_certified_results_round_trip(v0):
-    """metrics.json 2 adds randomized smoothing (``certified``, rows of scope certified): a
-    version-1 file (none of it) migrates unchanged; a version-2 file keeps every certified key."""
+    """metrics.json 3 adds randomized smoothing (``certified``, rows of scope certified): a
+    version-1 or -2 file (none of it) migrates unchanged; a version-3 file keeps every certified key."""
     d = RunDir(v0 / "runs" / "cnn@madry@s0-f285bfa9ca")
     path = d.path / "metrics.json"
     path.write_text(json.dumps({**_json(path), VERSION_KEY: 1}))
@@ -160,7 +162,32 @@ def test_metrics_of_version_1_are_read_and_certified_results_round_trip(v0):
                                "results": [*m.results, ResultRow.model_validate(row)]})  # fmt: skip
     d.write_metrics(new)
     data = _json(path)
-    assert data[VERSION_KEY] == METRICS.version == 2
+    assert data[VERSION_KEY] == METRICS.version == 3
     assert data["certified"][0]["curve"][0] == point and data["results"][-1]["abstained"] == 7
     back = d.read_metrics()
     assert back.certified[0].at(0.5).accuracy == 0.4 and back.row(row["attack"]).is_certified
+
+
+def test_an_audits_checkpoint_provenance_is_stored_and_older_files_migrate(v0):
+    """metrics.json version 2 may carry the audited file's record; a version 1 file (no record)
+    still reads, and the record survives a write and a read."""
+    from runner.store.records import CheckpointProvenance
+
+    (d,) = [d for d in Store(v0).run_dirs() if "audit" in d.path.name]
+    path = d.path / "metrics.json"
+    path.write_text(json.dumps({**_json(path), VERSION_KEY: 1}))  # as the release before wrote it
+    m = d.read_metrics()
+    assert m.checkpoint_provenance is None and m.is_audit
+    prov = CheckpointProvenance(
+        path="w.pth", sha256=m.checkpoint_sha256, size_bytes=1234, format="torch-legacy",
+        format_name="torch legacy serialization", found="a dict with keys 'model', 'ema'",
+        unwrapped=["took EMA weights under 'ema'"], weights="ema", ignored=["model"],
+        saved_on=["cuda:0"], loaded_on="cpu", tensors=10, parameters=1000,
+    )  # fmt: skip
+    d.write_metrics(m.model_copy(update={"checkpoint_provenance": prov}))
+    data = _json(path)
+    assert data[VERSION_KEY] == METRICS.version == 3
+    assert data["checkpoint_provenance"]["saved_on"] == ["cuda:0"]
+    assert d.read_metrics().checkpoint_provenance == prov
+    with pytest.raises(ValueError):  # a typo in the record is refused, not kept as a free dict
+        CheckpointProvenance.model_validate({**prov.model_dump(), "fromat": "x"})
