@@ -12,8 +12,8 @@ from pydantic import ConfigDict, Field
 
 from runner.store.records import (
     CertifiedSummary,
-    CheckpointProvenance,
     ChecklistItem,
+    CheckpointProvenance,
     PoisoningResult,
     Record,
 )
