@@ -18,6 +18,8 @@ from runner.store.files import (
 from runner.store.records import (
     POISONING_ROWS,
     BackdoorEffect,
+    CertifiedPoint,
+    CertifiedSummary,
     ChecklistItem,
     ClassFilter,
     CurvePoint,
@@ -56,6 +58,8 @@ __all__ = [
     "MODEL_CARD_FILE",
     "RUN_FILE",
     "STATUS_FILE",
+    "CertifiedPoint",
+    "CertifiedSummary",
     "ChecklistItem",
     "CurvePoint",
     "Execution",
