@@ -107,3 +107,4 @@ def test_the_example_spec_is_valid():
 
     spec = load_spec(Path(__file__).resolve().parents[2] / "specs" / "poisoning-defenses.yaml").spec
     assert spec.poisoning.defenses == ["none", "spectral_signatures", "activation_clustering"]
+    assert {r.kind for r in spec.recipes} == {"standard", "backdoor_mitigation"}
