@@ -136,8 +136,14 @@ def _native_epoch(
     device = recipe.ctx.device
     perm = torch.randperm(len(x), generator=gen, device=gen.device).to(x.device)
     batches = perm.split(bs)
+    weights = [1.0] * len(batches)
     if dist is not None:  # a last batch smaller than the ranks would leave a rank with nothing
-        batches = [dist.shard(b) for b in batches if len(b) >= dist.world_size]
+        batches = [b for b in batches if len(b) >= dist.world_size]
+        # DDP averages the ranks' gradients of their shard means; weighting each shard's mean by
+        # world * shard / batch makes that average the gradient of the global batch's mean, as
+        # in a single process, also when the shards differ in size (an odd batch on 2 ranks)
+        weights = [dist.world_size * len(dist.shard(b)) / len(b) for b in batches]
+        batches = [dist.shard(b) for b in batches]
     losses, lrs = [], []
     augment = recipe.ctx.augment  # data.augment: training batches only, before the attack
     for b, idx in enumerate(batches):
@@ -145,6 +151,8 @@ def _native_epoch(
         xb = augment(xb, gen) if augment else xb
         with autocast:
             loss = recipe.batch_loss(model, xb, yb, epoch + b / len(batches))
+        if weights[b] != 1.0:  # the ranks' mean of these is the global batch's mean loss
+            loss = loss * weights[b]
         opt.zero_grad(set_to_none=True)
         loss.backward()
         lrs.append(opt.param_groups[0]["lr"])
