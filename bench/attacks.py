@@ -50,10 +50,12 @@ sys.path.insert(0, str(ROOT))
 from runner.attacks import native  # noqa: E402
 from runner.compile import compile_spec  # noqa: E402
 from runner.eval.cascade import run_suite  # noqa: E402
+from runner.eval.context import EvalContext  # noqa: E402
 from runner.execute.prepare import prepare  # noqa: E402
 from runner.models import build_model  # noqa: E402
+from runner.passes import PassCounter  # noqa: E402
 from runner.spec import load_spec  # noqa: E402
-from runner.train.counter import PassCounter  # noqa: E402
+from runner.spec.core import EvalSpec  # noqa: E402
 
 MODELS = ("pgd", "standard", "cifar")
 
@@ -124,7 +126,8 @@ def advrun_suite(model, x, y, attacks, threat):
     """Seconds, per-example worst-case correctness, per-attack info, passes."""
     counter = PassCounter(model)
     t0 = time.perf_counter()
-    res = run_suite(model, x, y, attacks, threat, 10, 512, "cascade", lambda _: None)
+    settings = EvalSpec(batch_size=512, suite="cascade")
+    res = run_suite(EvalContext(model, x, y, threat, 10, settings, attacks, lambda _: None))
     secs = time.perf_counter() - t0
     counter.close()
     w = res.examples[res.examples.attack == "worst_case"].sort_values("example")
@@ -242,9 +245,9 @@ def art_autoattack(model, x, y, attacks, threat, m: int) -> dict:
 
 
 def apgd_vs_art(model, x, y, threat) -> dict:
+    from runner.attacks.apgd import APGDAttack
     from runner.attacks.art_attacks import make_classifier
     from runner.attacks.runner import generate
-    from runner.spec.attacks import APGDAttack
 
     clf = make_classifier(model, tuple(x.shape[1:]), 10, threat.pixel_range, torch.device("cpu"))
     out = {}
