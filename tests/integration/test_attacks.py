@@ -66,7 +66,10 @@ def test_native_agrees_with_art(cfg):
     x, y = data.x_test, data.y_test
     _, native = run({**cfg, "engine": "native"}, x, y)
     _, art = run({**cfg, "engine": "art"}, x, y)
-    assert accuracy(model, x, y) - native.mean() > 0.1  # the attack bites at this eps
+    # the attack bites at this eps. Measured (clean 0.967): fgsm 0.841, pgd-linf (both) 0.830,
+    # pgd-l2 0.529; the smallest gap, fgsm's 0.125 (45 of 359 examples broken), has an SE of
+    # sqrt(0.125 * 0.875 / 359) = 0.017: 4.3 SE above 0.05 (the bound was 0.1: 1.4 SE)
+    assert accuracy(model, x, y) - native.mean() > 0.05
     assert_same_accuracy(native, art, 0.01, what=f"native vs ART {cfg['kind']}")
 
 

@@ -125,7 +125,9 @@ def test_pgd_on_a_normalising_model_is_in_pixel_units_and_matches_art() -> None:
     robust = [accuracy(a) for a in (ours, theirs, via_runner)]
     print(f"clean {clean:.4f}  robust native {robust[0]:.4f}  ART(preprocessing) {robust[1]:.4f}"
           f"  advrun-ART {robust[2]:.4f}")  # fmt: skip
-    assert clean > 0.8 and 0.1 < robust[0] < clean - 0.1  # the attack bites, but not wholly
+    # the attack bites, but not wholly: measured clean 0.998, robust 0.540 on 400 examples (SE
+    # at most 0.025): 17 SE above 0.1 and 14 SE below clean - 0.1; clean 10 SE above 0.8
+    assert clean > 0.8 and 0.1 < robust[0] < clean - 0.1
     # three deterministic runs of one algorithm (no random start) on one model: no chance
     # involved, only float rounding flipping an example at the boundary (measured: 0 discordant
     # examples of 400, paired SE 0); 1 point (4 examples), or else a gap McNemar calls chance
