@@ -1,6 +1,7 @@
 """`make gpu-wheels`: the wheels a bare GPU machine lacks, for Python 3.12 on manylinux x86-64.
 
     .venv/bin/python bench/gpu_wheels.py [--dest .whl] [--dry-run]
+    python3 bench/gpu_wheels.py --missing [--dest .whl]     (on the GPU machine: what to install)
 
 The GPU machines this project borrows (/work/.library/device/KINDS.md) have Python 3.12 with
 torch, numpy, pandas, scipy, scikit-learn, jinja2, pyyaml, tqdm, safetensors, pytest... but not
@@ -147,11 +148,33 @@ def download(name: str, version: str, dest: Path) -> Path:
     return got
 
 
+def missing(dest: Path) -> list[Path]:
+    """The wheels in ``dest`` whose package this Python lacks at that very version."""
+    out = []
+    for wheel in sorted(dest.glob("*.whl")):
+        name, version = parse_wheel_filename(wheel.name)[:2]
+        try:
+            if md.version(name) == str(version):
+                continue
+        except md.PackageNotFoundError:
+            pass
+        out.append(wheel)
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--dest", default=str(ROOT / ".whl"))
     ap.add_argument("--dry-run", action="store_true", help="print the pins, download nothing")
+    ap.add_argument(
+        "--missing",
+        action="store_true",
+        help="print the wheels of --dest this Python lacks (at their version)",
+    )
     args = ap.parse_args()
+    if args.missing:
+        print("\n".join(str(p) for p in missing(Path(args.dest))))
+        return 0
     wanted = closure()
     if args.dry_run:
         print("\n".join(f"{n}=={v}" for n, v in wanted.items()))

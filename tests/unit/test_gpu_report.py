@@ -1,0 +1,155 @@
+"""The GPU check's writer (bench/gpu_report.py) and the script's skip logic (bench/gpu_check.sh):
+every part a figure or "skipped: why", the targets met / missed / unmeasured from the figures."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from bench import gpu_report  # noqa: E402
+
+RECIPES = {
+    "arch": "small_cnn", "n_train": 1258, "repeats": 2,
+    "recipes": {
+        "standard": {"native_s": 0.10, "bare_s": 0.10, "art_s": None, "native_over_bare": 1.0,
+                     "art_over_native": None},
+        "pgd": {"native_s": 0.20, "bare_s": 0.19, "art_s": 2.6, "native_over_bare": 1.05,
+                "art_over_native": 13.0},
+    },
+}  # fmt: skip
+ATTACKS = {
+    "n": 1000, "model": "small_cnn", "clean_accuracy": 0.99,
+    "advrun": {"attacks": ["fgsm", "pgd20"], "seconds": [2.0, 2.2], "robust_accuracy": 0.19},
+    "torchattacks": {"seconds": 25.2, "robust_accuracy": 0.19, "gap_points": 0.0, "speedup": 12.0,
+                     "broken_only_by_advrun": 0, "broken_only_by_reference": 0},
+    "original": {"skipped": "pyautoattack is not installed (No module named 'pyautoattack')"},
+}  # fmt: skip
+
+
+def _config(img_per_s: float) -> dict:
+    return {"seconds": [1.0, 1.1], "first_epoch_s": 2.0, "img_per_s": img_per_s, "peak_mib": 900}
+
+
+def _training(bf16: float) -> dict:
+    return {
+        "batch_size": 128, "pgd_steps": 10,
+        "models": {"wrn": {"arch": "wide_resnet", "kwargs": {"depth": 34, "widen_factor": 10},
+                           "n": 1024, "configs": {"bare": _config(100.0), "native": _config(98.0),
+                                                  "bf16": _config(bf16)}}},
+    }  # fmt: skip
+
+
+def _part(outdir: Path, key: str, figures: dict | None, status: str | None, log: str = "") -> None:
+    (outdir / "parts").mkdir(parents=True, exist_ok=True)
+    (outdir / "logs").mkdir(parents=True, exist_ok=True)
+    if figures is not None:
+        (outdir / "parts" / f"{key}.json").write_text(json.dumps(figures))
+    if status is not None:
+        (outdir / "parts" / f"{key}.status").write_text(status)
+    (outdir / "logs" / f"{key}.log").write_text(log)
+
+
+@pytest.fixture
+def outdir(tmp_path):
+    _part(tmp_path, "1-tests", {"passed": 7, "failed": 0, "errors": 0, "skipped_tests": 0,
+                                "failing": [], "files": ["tests/a.py"], "seconds": 40}, "0 41 70")  # fmt: skip
+    _part(tmp_path, "2-recipes", RECIPES, "0 50 60")
+    _part(tmp_path, "3-attacks", ATTACKS, "0 80 90")
+    _part(tmp_path, "4-training", _training(bf16=180.0), "124 160 160")  # cut short, figures kept
+    _part(
+        tmp_path, "5-jobs", None, "1 3 50", log="Traceback ...\nRuntimeError: CUDA out of memory\n"
+    )
+    # 6-torchrun: never started (no status at all)
+    return tmp_path
+
+
+def test_each_part_is_ok_partial_or_skipped_with_why(outdir):
+    parts = gpu_report.build(outdir, "cuda", 400.0)["parts"]
+    assert [parts[k]["status"] for k in gpu_report.PARTS] == [
+        "ok", "ok", "ok", "partial", "skipped", "skipped"]  # fmt: skip
+    assert parts["4-training"]["why"] == "timed out after 160 s"
+    assert parts["5-jobs"]["why"] == "exit 1: RuntimeError: CUDA out of memory"
+    assert parts["6-torchrun"]["why"] == "not run (no status recorded)"
+
+
+def test_a_part_that_measured_nothing_says_why(tmp_path):
+    _part(tmp_path, "1-tests", {"skipped": "no CUDA here: pytest skipped all 7 gpu tests",
+                                "passed": 0, "failed": 0, "errors": 0, "skipped_tests": 7,
+                                "files": ["tests/a.py"], "seconds": 9}, "0 10 70")  # fmt: skip
+    (tmp_path / "parts" / "2-recipes.skip").write_text("not started: the check's 470 s were spent")
+    parts = gpu_report.build(tmp_path, "cpu", 10.0)["parts"]
+    assert parts["1-tests"]["status"] == "skipped"
+    assert parts["1-tests"]["why"].startswith("no CUDA here")
+    assert parts["2-recipes"]["status"] == "skipped" and parts["2-recipes"]["figures"] is None
+    assert parts["2-recipes"]["why"] == "not started: the check's 470 s were spent"
+
+
+def test_targets_are_met_missed_or_unmeasured_from_the_figures(outdir):
+    t = {x["target"]: x for x in gpu_report.build(outdir, "cuda", 400.0)["targets"]}
+    native = t["native vs bare loop"]
+    assert native["verdict"] == "met" and native["measured"] == pytest.approx(1.05)  # the worst
+    assert t["ART vs native (small CNN)"]["verdict"] == "met"  # 13x, only pgd has an ART trainer
+    assert t["ART vs native (small CNN)"]["measured"] == 13.0
+    assert t["suite vs torchattacks' AutoAttack"]["verdict"] == "met"
+    assert t["bf16 vs fp32 on WRN-34-10"]["verdict"] == "met"
+    assert t["bf16 vs fp32 on WRN-34-10"]["measured"] == pytest.approx(180 / 98)
+
+
+def test_a_missed_target_and_an_unmeasured_one(outdir):
+    _part(outdir, "4-training", _training(bf16=90.0), "0 100 160")  # bf16 slower than fp32
+    slower = dict(ATTACKS, torchattacks=dict(ATTACKS["torchattacks"], gap_points=1.2))
+    _part(outdir, "3-attacks", slower, "0 80 90")  # 12x faster but 1.2 points weaker
+    (outdir / "parts" / "2-recipes.json").unlink()
+    (outdir / "parts" / "2-recipes.status").write_text("124 60 60")
+    t = {x["target"]: x for x in gpu_report.build(outdir, "cuda", 400.0)["targets"]}
+    assert t["bf16 vs fp32 on WRN-34-10"]["verdict"] == "missed"
+    assert t["suite vs torchattacks' AutoAttack"]["verdict"] == "missed"
+    art = t["ART vs native (small CNN)"]
+    assert art["verdict"] == "unmeasured" and art["why"] == "timed out after 60 s"
+    # native/bare still judged on what part 4 measured
+    assert t["native vs bare loop"]["verdict"] == "met"
+
+
+def test_on_a_cpu_every_target_is_unmeasured(outdir):
+    report = gpu_report.build(outdir, "cpu", 400.0)
+    assert {x["verdict"] for x in report["targets"]} == {"unmeasured"}
+    assert all("toy size on cpu" in x["why"] for x in report["targets"])
+
+
+def test_the_markdown_is_one_table_with_every_part_and_target(outdir):
+    gpu_report.write(outdir, "cuda", 400.0)
+    md = (outdir / "gpu-check.md").read_text()
+    table = [ln for ln in md.splitlines() if ln.startswith("|")]
+    assert md.count("| part | measurement |") == 1
+    assert all(ln.count("|") == 6 for ln in table), table  # no cell breaks the table
+    for key in gpu_report.PARTS:
+        assert any(ln.startswith(f"| {key[0]} ") for ln in table), key
+    assert "| 6 torchrun, one process, DDP | skipped | skipped: not run (no status recorded)" in md
+    assert "pyautoattack is not installed" in md
+    assert sum(ln.startswith("| target |") for ln in table) == 4
+    assert "**met**" in md and "**unmeasured**" not in md.split("| target |", 1)[0]
+    data = json.loads((outdir / "gpu-check.json").read_text())
+    assert data["schema"] == "advrun-gpu-check/1" and set(data["parts"]) == set(gpu_report.PARTS)
+
+
+def test_the_script_refuses_an_unknown_device_and_records_parts_it_has_no_time_for(tmp_path):
+    script = ROOT / "bench" / "gpu_check.sh"
+    r = subprocess.run(["bash", str(script), "--device", "tpu"], capture_output=True, text=True)
+    assert r.returncode == 2 and "--device cuda or cpu, not 'tpu'" in r.stderr
+    env = dict(os.environ, PYTHON=sys.executable, GPU_CHECK_TOTAL_S="0")
+    r = subprocess.run(["bash", str(script), "--device", "cpu", str(tmp_path / "gc")], env=env,
+                       capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    data = json.loads((tmp_path / "gc" / "gpu-check.json").read_text())
+    for key, part in data["parts"].items():
+        assert part["status"] == "skipped", key
+        assert part["why"] == "not started: the check's 0 s were spent", key
+    assert data["environment"]["python"] == ".".join(map(str, sys.version_info[:3]))
