@@ -107,7 +107,7 @@ run_part() {  # KEY BUDGET COMMAND...: the command under timeout, its exit and s
     [ "$budget" -gt "$left" ] && budget=$left
     echo "== part $key (at most ${budget} s): $*"
     t0=$SECONDS
-    timeout -k 10 "$budget" "$@" >"$OUTDIR/logs/$key.log" 2>&1
+    GPU_CHECK_PART_BUDGET=$budget timeout -k 10 "$budget" "$@" >"$OUTDIR/logs/$key.log" 2>&1
     rc=$?
     echo "$rc $((SECONDS - t0)) $budget" >"$P/$key.status"
     echo "   exit $rc after $((SECONDS - t0)) s"

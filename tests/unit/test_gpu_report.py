@@ -153,3 +153,26 @@ def test_the_script_refuses_an_unknown_device_and_records_parts_it_has_no_time_f
         assert part["status"] == "skipped", key
         assert part["why"] == "not started: the check's 0 s were spent", key
     assert data["environment"]["python"] == ".".join(map(str, sys.version_info[:3]))
+
+
+def test_the_gpu_tests_are_counted_from_junit_or_from_a_run_cut_short(tmp_path):
+    from bench import gpu_parts
+
+    xml = tmp_path / "junit.xml"
+    xml.write_text(
+        '<testsuites><testsuite tests="4" failures="1" errors="0" skipped="1">'
+        '<testcase classname="t.a" name="one"/><testcase classname="t.a" name="two">'
+        '<failure message="boom"/></testcase><testcase classname="t.b" name="three">'
+        '<skipped message="needs CUDA"/></testcase><testcase classname="t.b" name="four"/>'
+        "</testsuite></testsuites>"
+    )
+    got = gpu_parts.junit_counts(xml)
+    assert (got["passed"], got["failed"], got["errors"], got["skipped_tests"]) == (2, 1, 0, 1)
+    assert got["failing"] == ["t.a::two"] and got["skip_reasons"] == ["needs CUDA"]
+    cut = gpu_parts.verbose_counts(
+        "tests/a.py::test_one PASSED [ 14%]\ntests/a.py::test_two[pgd] FAILED [ 28%]\n"
+        "tests/b.py::test_three "  # the run was killed here
+    )
+    assert (cut["passed"], cut["failed"], cut["skipped_tests"]) == (1, 1, 0)
+    assert cut["failing"] == ["tests/a.py::test_two[pgd]"]
+    assert "tests/integration/test_gpu_fast_path.py" in gpu_parts.gpu_test_files()
