@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # advrun's GPU check: every GPU claim measured in one run of at most 8 minutes on one GPU.
 #
-#   bash bench/gpu_check.sh [--device cuda|cpu] [OUTDIR]     (defaults: cuda, reports/gpu-check)
+#   bash bench/gpu_check.sh [--device cuda|cpu] [--parts 1,...,6] [OUTDIR]
+#                                            (defaults: cuda, every part, reports/gpu-check)
 #   make gpu-check                                           (the same, with the machine's python3)
 #
 # Made for a GPU machine that starts bare and reaches no package registry: it uses that machine's
@@ -16,6 +17,7 @@
 #   4 PGD-10 training throughput, PreAct ResNet-18 and WRN-34-10 (bench/gpu_train.py)
 #   5 advrun run --jobs 2 --jobs-per-gpu 2 vs --jobs 1 on a 4-run spec (bench/gpu_parts.py jobs)
 #   6 torchrun, one process, DDP on nccl (bench/gpu_parts.py torchrun)
+# --parts reruns only the parts named (3,4...), keeping the others' files already in OUTDIR.
 # Then OUTDIR/gpu-check.json and OUTDIR/gpu-check.md (bench/gpu_report.py): one table, every part
 # a figure or "skipped: why", the four GPU targets met / missed / unmeasured. Each part's output
 # is in OUTDIR/logs/, its figures in OUTDIR/parts/.
@@ -27,12 +29,17 @@ set -u
 
 DEVICE=cuda
 OUTDIR=reports/gpu-check
+PARTS=1,2,3,4,5,6
+usage() { echo "gpu_check.sh: $1 (usage: [--device cuda|cpu] [--parts 1,...,6] [OUTDIR])" >&2; exit 2; }
 while [ $# -gt 0 ]; do
     case "$1" in
-        --device) DEVICE=${2:-}; shift 2 ;;
+        --device|--parts) [ $# -ge 2 ] || usage "$1 needs a value" ;;&
+        --device) DEVICE=$2; shift 2 ;;
         --device=*) DEVICE=${1#*=}; shift ;;
-        -h|--help) sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-        -*) echo "gpu_check.sh: unknown option $1 (--device cuda|cpu, then OUTDIR)" >&2; exit 2 ;;
+        --parts) PARTS=$2; shift 2 ;;
+        --parts=*) PARTS=${1#*=}; shift ;;
+        -h|--help) sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -*) usage "unknown option $1" ;;
         *) OUTDIR=$1; shift ;;
     esac
 done
@@ -44,12 +51,20 @@ case "$DEVICE" in
           export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} ;;
     *) echo "gpu_check.sh: --device cuda or cpu, not '$DEVICE'" >&2; exit 2 ;;
 esac
+if ! [[ $PARTS =~ ^[1-6](,[1-6])*$ ]]; then
+    echo "gpu_check.sh: --parts takes part numbers 1 to 6 separated by commas, not '$PARTS'" >&2
+    exit 2
+fi
+selected() { [[ ",$PARTS," == *",$1,"* ]]; }
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 PY=${PYTHON:-python3}
 mkdir -p "$OUTDIR/parts" "$OUTDIR/logs" || exit 2
 OUTDIR=$(cd "$OUTDIR" && pwd)
-rm -f "$OUTDIR"/parts/* "$OUTDIR"/logs/* "$OUTDIR"/gpu-check.json "$OUTDIR"/gpu-check.md
+for n in 1 2 3 4 5 6; do  # a part rerun starts afresh; the others' files stay
+    selected "$n" && rm -f "$OUTDIR/parts/$n-"* "$OUTDIR/logs/$n-"*
+done
+rm -f "$OUTDIR"/parts/env.json "$OUTDIR"/logs/0-setup.log "$OUTDIR"/gpu-check.json "$OUTDIR"/gpu-check.md
 P=$OUTDIR/parts
 START=$SECONDS
 SITE=$(mktemp -d "${TMPDIR:-/tmp}/advrun-gpu-site.XXXXXX") || exit 2
@@ -98,6 +113,7 @@ EOF
 run_part() {  # KEY BUDGET COMMAND...: the command under timeout, its exit and seconds recorded
     local key=$1 budget=$2 left t0 rc
     shift 2
+    selected "${key%%-*}" || return 0
     left=$(( TOTAL - (SECONDS - START) - 10 ))  # 10 s kept for the report
     if [ "$left" -lt 15 ]; then
         echo "not started: the check's ${TOTAL} s were spent" >"$P/$key.skip"
