@@ -12,6 +12,7 @@ from tqdm import tqdm
 
 from runner import poisoning
 from runner.catalog import RECIPES
+from runner.certify.run import certify_phase
 from runner.compile import Run
 from runner.device import seed_everything, select_device, set_threads
 from runner.dist import Dist
@@ -203,7 +204,11 @@ def _evaluate_and_store(
         model, x_test, y_test, threat, data.num_classes, run.eval, run.attacks, log,
         checkpoint=_Guarded(kept, guard),
     )))  # fmt: skip
-    examples, summary = evaluation.examples, evaluation.results
+    certified = _deterministic_ops(run, lambda: certify_phase(
+        run.certify, model, data, threat, getattr(run.recipe, "sigma", None), log,
+        _Guarded(kept, guard),
+    ))  # fmt: skip
+    examples, summary = certified.joined(evaluation.examples, evaluation.results)
     eval_passes = {k: v - eval_start[k] for k, v in counter.as_dict().items()}
     counter.close()
     guard()
@@ -229,6 +234,7 @@ def _evaluate_and_store(
         results=summary,
         curves=evaluation.curves,
         checklist=evaluation.checklist,
+        certified=certified.summaries,
         data_sha256=data.sha256,
         class_names=data.class_names,
         device=str(device),

@@ -13,6 +13,7 @@ from runner.catalog import DATASETS
 from runner.registry import did_you_mean
 from runner.spec.attacks import check_attacks
 from runner.spec.budget import check_eps
+from runner.spec.certify import check as check_certify
 from runner.spec.core import Spec
 from runner.spec.gate_check import check as check_gate
 from runner.spec.poisoning import check as check_poisoning
@@ -151,5 +152,6 @@ def check_spec(spec: Spec) -> list[Problem]:
     problems += check_gate(spec)
     problems += check_poisoning(spec)
     problems += check_transforms(spec)
+    problems += check_certify(spec)
     # de-duplicate (sweeps can repeat the same message)
     return list(dict.fromkeys(problems))

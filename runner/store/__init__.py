@@ -16,6 +16,8 @@ from runner.store.files import (
     StoreError,
 )
 from runner.store.records import (
+    CertifiedPoint,
+    CertifiedSummary,
     ChecklistItem,
     CurvePoint,
     Execution,
@@ -44,6 +46,8 @@ __all__ = [
     "MODEL_CARD_FILE",
     "RUN_FILE",
     "STATUS_FILE",
+    "CertifiedPoint",
+    "CertifiedSummary",
     "ChecklistItem",
     "CurvePoint",
     "Execution",

@@ -20,8 +20,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 RunState = Literal["running", "trained", "done", "failed", "pruned"]
 # clean accuracy, an attack of the suite (cumulative in a cascade, or on its own), an attack outside
-# the threat model, the suite's worst case; the backdoor's ASR row has none (``ResultRow.is_asr``)
-Scope = Literal["clean", "cascade", "independent", "off_threat", "worst_case"]
+# the threat model, the suite's worst case; randomized smoothing's certified accuracy at an L2
+# radius and its smoothed classifier's clean accuracy (PREDICT); the backdoor's ASR row has none
+# (``ResultRow.is_asr``)
+Scope = Literal[
+    "clean", "cascade", "independent", "off_threat", "worst_case", "certified", "smoothed"
+]
 CheckStatus = Literal["pass", "warn", "fail"]
 
 
@@ -61,6 +65,17 @@ class ResultRow(Record):
     seconds: float | None = None
     forward_passes: int | None = None
     backward_passes: int | None = None
+    # randomized smoothing (scope certified, smoothed): the noise level, the certified L2 radius
+    # (= eps) and the L-inf radius it implies (radius / sqrt(d)), examples that abstained
+    sigma: float | None = None
+    radius: float | None = None
+    linf_radius: float | None = None
+    abstained: int | None = None
+
+    @property
+    def is_certified(self) -> bool:
+        """A randomized-smoothing row (certified accuracy or the smoothed clean accuracy)."""
+        return self.scope in ("certified", "smoothed")
 
     @property
     def is_asr(self) -> bool:
@@ -77,6 +92,48 @@ class CurvePoint(Record):
     n: int
     ci_low: float
     ci_high: float
+
+
+class CertifiedPoint(Record):
+    """Certified accuracy at one L2 radius (pixel units) with its 95% Clopper-Pearson interval."""
+
+    radius: float
+    linf_radius: float  # radius / sqrt(d): the L-inf ball inside the certified L2 ball
+    accuracy: float
+    ci_low: float
+    ci_high: float
+    certified: int  # examples certified at this radius with their true class
+
+
+class CertifiedSummary(Record):
+    """Randomized smoothing at one noise level: its parameters, the certified-accuracy curve,
+    abstentions, the average certified radius and the smoothed classifier's clean accuracy."""
+
+    sigma: float
+    n0: int
+    n: int
+    alpha: float
+    predict_n: int
+    n_examples: int
+    skip: int = 1
+    seed: int = 0
+    dim: int  # input values d (the L-inf radius is r / sqrt(d))
+    abstained: int  # CERTIFY abstained (p_lower <= 1/2): not certified at any radius
+    abstain_rate: float
+    acr: float  # average certified radius (0 for an example not certified), L2
+    acr_linf: float
+    interval: str = "clopper-pearson"
+    curve: list[CertifiedPoint] = Field(default_factory=list)
+    smoothed_accuracy: float | None = None  # PREDICT (abstentions count as wrong)
+    smoothed_ci_low: float | None = None
+    smoothed_ci_high: float | None = None
+    smoothed_abstained: int | None = None
+    seconds: float | None = None
+
+    def at(self, radius: float) -> CertifiedPoint | None:
+        """The curve's point at ``radius`` (to a relative 1e-9), or None."""
+        return next((p for p in self.curve if abs(p.radius - radius) <= 1e-9 * max(1, radius)),
+                    None)  # fmt: skip
 
 
 class ChecklistItem(Record):
@@ -204,6 +261,7 @@ class RunMetrics(Record):
     results: list[ResultRow] = Field(default_factory=list)
     curves: list[CurvePoint] = Field(default_factory=list)
     checklist: list[ChecklistItem] = Field(default_factory=list)
+    certified: list[CertifiedSummary] = Field(default_factory=list)  # one per noise level
     data_sha256: str | None = None
     class_names: list[str] | None = None
     device: str | None = None
