@@ -130,6 +130,9 @@ def rows_training(f: dict) -> Iterator[tuple[str, str]]:
 
 
 def rows_jobs(f: dict) -> Iterator[tuple[str, str]]:
+    if "jobs2_s" not in f:  # cut short after the --jobs 1 run
+        yield (f"{f['runs']} runs: --jobs 1", f"{f['jobs1_s']:.1f} s (--jobs 2 did not finish)")
+        return
     yield (f"{f['runs']} runs: --jobs 1 / --jobs 2 --jobs-per-gpu 2",
            f"{f['jobs1_s']:.1f} s / {f['jobs2_s']:.1f} s (speed-up {f['speedup']:.2f}x); "
            f"same results.csv: {'yes' if f['same_results'] else 'no'}")  # fmt: skip

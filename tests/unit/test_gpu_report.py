@@ -118,6 +118,17 @@ def test_a_missed_target_and_an_unmeasured_one(outdir):
     assert t["native vs bare loop"]["verdict"] == "met"
 
 
+def test_a_part_cut_short_shows_what_it_measured_first(outdir):
+    _part(outdir, "5-jobs", {"runs": 4, "jobs1_s": 21.0}, "124 50 50")
+    gpu_report.write(outdir, "cuda", 400.0)
+    md = (outdir / "gpu-check.md").read_text()
+    assert "| 4 runs: --jobs 1 | 21.0 s (--jobs 2 did not finish) |" in md
+    assert (
+        "| 5 --jobs 2 --jobs-per-gpu 2 vs --jobs 1 | partial | partial: timed out after 50 s |"
+        in md
+    )
+
+
 def test_on_a_cpu_every_target_is_unmeasured(outdir):
     report = gpu_report.build(outdir, "cpu", 400.0)
     assert {x["verdict"] for x in report["targets"]} == {"unmeasured"}
