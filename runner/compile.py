@@ -25,6 +25,7 @@ from runner.spec.poisoning import PoisoningSpec
 from runner.spec.recipes import RECIPE_SPECS, SWEEPABLE, AdversarialRecipeBase, RecipeBase
 
 HASH_LEN = 10
+DEFENSE_KEY = "poisoning.defense"  # the sweep key of a swept defense (outside the recipe)
 
 
 def canonical_json(obj: Any) -> str:
@@ -299,6 +300,8 @@ def compile_spec(spec: Spec) -> Plan:
     attacks = resolve_attacks(spec, threat)
     eval_hash = eval_hash_of(threat, attacks, spec.eval, spec.certify)
     runs: list[Run] = []
+    p = spec.poisoning
+    defenses = [p.defense] if p is not None and isinstance(p.defense, list) else []
     for model in spec.models:
         for recipe in spec.recipes:
             base = recipe.model_dump()
@@ -307,12 +310,16 @@ def compile_spec(spec: Spec) -> Plan:
                 for key in SWEEPABLE
                 if key.split(".")[0] in base and isinstance(v := _get(base, key), list)
             ]
-            for combo in itertools.product(*(values for _, values in swept)):
+            for combo in itertools.product(*(values for _, values in swept), *defenses):
                 raw = json.loads(json.dumps(base))
                 sweep = {}
-                for (key, _), value in zip(swept, combo, strict=True):
+                for (key, _), value in zip(swept, combo, strict=False):
                     _set(raw, key, value)
                     sweep[key] = value
+                poisoning = spec.poisoning
+                if defenses:  # swept: each run filters with one defense
+                    sweep[DEFENSE_KEY] = combo[-1]
+                    poisoning = poisoning.model_copy(update={"defense": combo[-1]})
                 resolved = _resolve_recipe(
                     raw, threat.eps, isinstance(recipe, AdversarialRecipeBase)
                 )
@@ -325,7 +332,7 @@ def compile_spec(spec: Spec) -> Plan:
                         "recipe": _essential(r),
                         "seed": seed,
                         "threat": threat.to_json(),
-                        "poisoning": _essential(spec.poisoning),
+                        "poisoning": _essential(poisoning),
                     }
                     th = short_hash(train)
                     slug = f"{model.name}@{r.name}{f'[{suffix}]' if sweep else ''}@s{seed}"
@@ -341,7 +348,7 @@ def compile_spec(spec: Spec) -> Plan:
                             threat=threat,
                             attacks=attacks,
                             eval=spec.eval,
-                            poisoning=spec.poisoning,
+                            poisoning=poisoning,
                             certify=spec.certify,
                             sweep=sweep,
                             train_hash=th,

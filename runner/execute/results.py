@@ -60,8 +60,10 @@ def collect(plan: Plan, store: Store) -> pd.DataFrame:
             for k, v in m.hyperparameters.items()
             if isinstance(v, (int, float, str, bool))
         }
+        # a poisoned run's defense (a column only in experiments with a poisoning block)
+        defense = {"defense": m.poisoning.defense} if m.poisoning and m.poisoning.defense else {}
         for r in m.results:
-            rows.append({**_identity(m), **_result(r), **cost, **hp})
+            rows.append({**_identity(m), **_result(r), **defense, **cost, **hp})
     return pd.DataFrame(rows, columns=None if rows else COLUMNS)
 
 
@@ -140,12 +142,22 @@ def seed_summary(df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+_NOT_PRINTED = ("clean_before", "source_accuracy_before", "asr_before", "filter_f1",
+                "filter_removed")  # fmt: skip
 CERTIFIED_SCOPES = ("certified", "smoothed")
 
 
 def format_table(df: pd.DataFrame) -> str:
-    """model x recipe rows, one column per attack: mean +- std over seeds; then, when some run
-    was certified, its certified accuracy per noise level and radius (its own lines)."""
+    """model x recipe rows, one column per attack: mean +- std over seeds (a poisoned run's
+    defense beside its recipe; of the poisoning rows, the ASR, the source-class accuracy and the
+    filter's precision and recall); then, when some run was certified, its certified accuracy
+    per noise level and radius (its own lines)."""
+    if "defense" in df.columns:
+        df = df[~df["attack"].isin(_NOT_PRINTED)].copy()
+        df["recipe"] = [
+            r if not isinstance(d, str) else f"{r}[defense={d}]"
+            for r, d in zip(df["recipe"], df["defense"], strict=True)
+        ]
     if "scope" in df.columns and df["scope"].isin(CERTIFIED_SCOPES).any():
         certified = df[df["scope"].isin(CERTIFIED_SCOPES)]
         rest = df[~df["scope"].isin(CERTIFIED_SCOPES)]

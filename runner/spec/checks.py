@@ -56,7 +56,9 @@ def count_runs(spec: Spec) -> int:
             if isinstance(obj, list):
                 combos *= len(obj)
         per_model += combos
-    return len(spec.models) * per_model * len(spec.seeds)
+    p = spec.poisoning
+    defenses = len(p.defense) if p is not None and isinstance(p.defense, list) else 1
+    return len(spec.models) * per_model * len(spec.seeds) * max(defenses, 1)
 
 
 ROBUSTBENCH = "robustbench:"

@@ -16,13 +16,19 @@ from runner.store.files import (
     StoreError,
 )
 from runner.store.records import (
+    POISONING_ROWS,
+    BackdoorEffect,
     CertifiedPoint,
     CertifiedSummary,
     ChecklistItem,
+    ClassFilter,
     CurvePoint,
     Execution,
     ExportEntry,
+    FilterMetrics,
+    Interval,
     Passes,
+    PoisonFilter,
     PoisoningResult,
     ResultRow,
     RunMetrics,
@@ -40,6 +46,12 @@ from runner.store.store import (
 )
 
 __all__ = [
+    "POISONING_ROWS",
+    "BackdoorEffect",
+    "ClassFilter",
+    "FilterMetrics",
+    "Interval",
+    "PoisonFilter",
     "EPOCHS_FILE",
     "EXPORTS_FILE",
     "METRICS_FILE",
