@@ -229,10 +229,10 @@ def main() -> int:
     run0 = p.runs[0]
     data = prepare(run0.data, run0.threat.pixel_range, device)
 
-    class _Ctx:  # poisoning.training_set only needs this
-        pixel_range = run0.threat.pixel_range
-
-    x, y = poisoning.training_set(run0, data, _Ctx())
+    # every recipe trains on the spec's poisoned set (backdoor_mitigation needs its triggers)
+    x, y, _ = poisoning.poison_training_set(
+        data.x_train, data.y_train, run0.poisoning, run0.threat.pixel_range, data.num_classes
+    )
     print(
         f"digits: {len(x)} training images, arch {args.arch}, device {device}, "
         f"torch {torch.__version__}, {torch.get_num_threads()} threads; best of {args.repeats}"
