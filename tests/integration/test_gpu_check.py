@@ -1,5 +1,6 @@
-"""`bench/gpu_check.sh --device cpu`: the GPU check's six parts at toy size, end to end. Every part
-produced a figure or a "skipped: why", and the one JSON and one markdown table are written."""
+"""`bench/gpu_check.sh --device cpu`: the GPU check's six parts at toy size, end to end (slow). Every
+part produced a figure or a "skipped: why", and the one JSON and one markdown table are written.
+Fast: the script's refusals, a part it has no time left for, and --parts keeping the others."""
 
 from __future__ import annotations
 
@@ -12,6 +13,11 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+def _part(outdir: Path, key: str, figures: dict, status: str) -> None:
+    (outdir / "parts" / f"{key}.json").write_text(json.dumps(figures))
+    (outdir / "parts" / f"{key}.status").write_text(status)
 
 
 @pytest.fixture(scope="module")
@@ -69,3 +75,30 @@ def test_the_table_names_every_part_and_leaves_the_gpu_targets_unmeasured(check)
         assert f"| {key[0]} " in md, key
     assert [t["verdict"] for t in data["targets"]] == ["unmeasured"] * 4
     assert md.count("**unmeasured** (toy size on cpu: the targets are GPU claims)") == 4
+
+
+def test_the_script_refuses_an_unknown_device_and_records_parts_it_has_no_time_for(tmp_path):
+    script = ROOT / "bench" / "gpu_check.sh"
+    r = subprocess.run(["bash", str(script), "--device", "tpu"], capture_output=True, text=True)
+    assert r.returncode == 2 and "--device cuda or cpu, not 'tpu'" in r.stderr
+    env = dict(os.environ, PYTHON=sys.executable, GPU_CHECK_TOTAL_S="0")
+    r = subprocess.run(["bash", str(script), "--device", "cpu", str(tmp_path / "gc")], env=env,
+                       capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    data = json.loads((tmp_path / "gc" / "gpu-check.json").read_text())
+    for key, part in data["parts"].items():
+        assert part["status"] == "skipped", key
+        assert part["why"] == "not started: the check's 0 s were spent", key
+    assert data["environment"]["python"] == ".".join(map(str, sys.version_info[:3]))
+    # --parts reruns the parts named and keeps the others' files (a rerun after a failure)
+    _part(tmp_path / "gc", "5-jobs", {"runs": 4, "jobs1_s": 9.0, "jobs2_s": 6.0, "speedup": 1.5,
+                                      "same_results": True}, "0 20 50")  # fmt: skip
+    (tmp_path / "gc" / "parts" / "5-jobs.skip").unlink()
+    r = subprocess.run(["bash", str(script), "--device", "cpu", "--parts", "2,3", str(tmp_path / "gc")],
+                       env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    parts = json.loads((tmp_path / "gc" / "gpu-check.json").read_text())["parts"]
+    assert parts["5-jobs"]["status"] == "ok" and parts["5-jobs"]["figures"]["speedup"] == 1.5
+    assert parts["2-recipes"]["why"] == "not started: the check's 0 s were spent"
+    r = subprocess.run(["bash", str(script), "--parts"], capture_output=True, text=True)
+    assert r.returncode == 2 and "--parts needs a value" in r.stderr

@@ -1,11 +1,10 @@
-"""The GPU check's writer (bench/gpu_report.py) and the script's skip logic (bench/gpu_check.sh):
-every part a figure or "skipped: why", the targets met / missed / unmeasured from the figures."""
+"""The GPU check's writer (bench/gpu_report.py) and its skip logic: every part a figure or
+"skipped: why", the targets met / missed / unmeasured from the figures (the script itself:
+tests/integration/test_gpu_check.py)."""
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -149,33 +148,6 @@ def test_the_markdown_is_one_table_with_every_part_and_target(outdir):
     assert "**met**" in md and "**unmeasured**" not in md.split("| target |", 1)[0]
     data = json.loads((outdir / "gpu-check.json").read_text())
     assert data["schema"] == "advrun-gpu-check/1" and set(data["parts"]) == set(gpu_report.PARTS)
-
-
-def test_the_script_refuses_an_unknown_device_and_records_parts_it_has_no_time_for(tmp_path):
-    script = ROOT / "bench" / "gpu_check.sh"
-    r = subprocess.run(["bash", str(script), "--device", "tpu"], capture_output=True, text=True)
-    assert r.returncode == 2 and "--device cuda or cpu, not 'tpu'" in r.stderr
-    env = dict(os.environ, PYTHON=sys.executable, GPU_CHECK_TOTAL_S="0")
-    r = subprocess.run(["bash", str(script), "--device", "cpu", str(tmp_path / "gc")], env=env,
-                       capture_output=True, text=True, timeout=300)  # fmt: skip
-    assert r.returncode == 0, r.stderr
-    data = json.loads((tmp_path / "gc" / "gpu-check.json").read_text())
-    for key, part in data["parts"].items():
-        assert part["status"] == "skipped", key
-        assert part["why"] == "not started: the check's 0 s were spent", key
-    assert data["environment"]["python"] == ".".join(map(str, sys.version_info[:3]))
-    # --parts reruns the parts named and keeps the others' files (a rerun after a failure)
-    _part(tmp_path / "gc", "5-jobs", {"runs": 4, "jobs1_s": 9.0, "jobs2_s": 6.0, "speedup": 1.5,
-                                      "same_results": True}, "0 20 50")  # fmt: skip
-    (tmp_path / "gc" / "parts" / "5-jobs.skip").unlink()
-    r = subprocess.run(["bash", str(script), "--device", "cpu", "--parts", "2,3", str(tmp_path / "gc")],
-                       env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
-    assert r.returncode == 0, r.stderr
-    parts = json.loads((tmp_path / "gc" / "gpu-check.json").read_text())["parts"]
-    assert parts["5-jobs"]["status"] == "ok" and parts["5-jobs"]["figures"]["speedup"] == 1.5
-    assert parts["2-recipes"]["why"] == "not started: the check's 0 s were spent"
-    r = subprocess.run(["bash", str(script), "--parts"], capture_output=True, text=True)
-    assert r.returncode == 2 and "--parts needs a value" in r.stderr
 
 
 def test_the_gpu_tests_are_counted_from_junit_or_from_a_run_cut_short(tmp_path):
