@@ -130,7 +130,7 @@ def execute_run(
             )
             hooks.call("run_started", run, d)
             bar = tqdm(
-                total=int(run.recipe.epochs), desc=run.slug, leave=False,
+                total=run.recipe.loop_epochs(), desc=run.slug, leave=False,
                 disable=not (opts.bars and main),
             )  # fmt: skip
             try:

@@ -31,10 +31,14 @@ COMMON = "epochs: 2, batch_size: 100, monitor: {n: 32, steps: 2}, optimizer: {lr
 ITER = "steps: 3, step_size: eps/2"
 EXTRA = {"pgd": ITER, "trades": ITER, "mart": ITER, "fgsm_rs": ""}
 ART_EXTRA = {"fgsm_rs": "optimizer: {name: sgd, lr: 0.05}"}
+# free replays each batch m times over ceil(epochs / m) passes: 4 epochs with m 2 make the two
+# passes of the other recipes
+SPEC_EPOCHS = {"free": "epochs: 4, m: 2"}
 
 
 def recipe_line(kind: str, engine: str) -> str:
-    parts = [f"name: {kind}-{engine}", f"kind: {kind}", f"engine: {engine}", COMMON]
+    common = COMMON.replace("epochs: 2", SPEC_EPOCHS[kind]) if kind in SPEC_EPOCHS else COMMON
+    parts = [f"name: {kind}-{engine}", f"kind: {kind}", f"engine: {engine}", common]
     if EXTRA.get(kind):
         parts.append(EXTRA[kind])
     line = ", ".join(parts)
