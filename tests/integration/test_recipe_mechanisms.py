@@ -322,3 +322,31 @@ def test_plain_fgsm_of_fgsm_rs_starts_from_x():
     model.forward = lambda t: (seen.append(t.detach().clone()), real(t))[1]
     plain.batch_loss(model, x, y, 0.0)
     torch.testing.assert_close(seen[-1], (x + 0.1 * g.sign()).clamp(0, 1))
+
+
+def test_an_ema_run_evaluates_and_publishes_the_average(tmp_path):
+    import json
+
+    from runner.cli import main
+    from runner.train.state import load_checkpoint
+
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(
+        "name: e\nseeds: [0]\ndevice: cpu\ndata: {dataset: digits, limit: 200}\n"
+        "threat: {norm: linf, eps: 0.1}\nmodels: [{name: m, arch: mlp, kwargs: {hidden: [16]}}]\n"
+        "recipes:\n  - {name: r, kind: pgd, epochs: 2, steps: 2, step_size: eps/2,"
+        " ema: {decay: 0.9}, monitor: {n: 32, steps: 2}}\n"
+        "attacks: [{name: pgd5, kind: pgd, steps: 5}]\neval: {n: 40, bootstrap: 20, checklist: false}\n"
+    )
+    assert main(["run", str(spec), "-o", str(tmp_path / "out"), "-q"]) == 0
+    (d,) = (tmp_path / "out" / "runs").iterdir()
+    state = load_checkpoint(d / "checkpoints" / "state.pt", CPU)
+    average = {k.removeprefix("module."): v for k, v in state["ema"]["average"].items()}
+    for name in ("last.pt", "best.pt"):  # best is epoch 1 or 2: both averages, never the trained
+        shown = load_checkpoint(d / "checkpoints" / name, CPU)
+        assert not all(torch.equal(shown[k], state["model"][k]) for k in shown), name
+    last = load_checkpoint(d / "checkpoints" / "last.pt", CPU)
+    assert all(torch.equal(last[k], average[k]) for k in last)
+    card = json.loads((d / "model_card.json").read_text())
+    assert "exponential moving average" in card["recipe"]["weights"]
+    assert card["recipe"]["hyperparameters"]["ema"]["decay"] == 0.9
