@@ -44,6 +44,15 @@ def _essential(m: BaseModel | None) -> dict[str, Any] | None:
     return None if m is None else m.model_dump(mode="json", exclude_defaults=True)
 
 
+def _model_json(model: ModelSpec) -> dict[str, Any]:
+    """A model as run.json holds it; ``weights`` (advrun eval's choice of a checkpoint's raw or
+    EMA weights, run.json version 2) only when set, so other runs' files keep their keys."""
+    out = model.model_dump()
+    if out.get("weights") is None:
+        out.pop("weights", None)
+    return out
+
+
 @dataclass(frozen=True)
 class Threat:
     """The evaluation threat model, resolved: norm, eps in pixel units, the pixel range."""
@@ -107,7 +116,7 @@ class Run:
             "seed": self.seed,
             "sweep": self.sweep,
             "data": self.data.model_dump(),
-            "model": self.model.model_dump(),
+            "model": _model_json(self.model),
             "recipe": self.recipe.as_data(),
             "threat": self.threat.to_json(),
             "attacks": [a.model_dump() for a in self.attacks],
@@ -169,7 +178,7 @@ class Audit:
             "experiment": self.experiment,
             "eval_hash": self.eval_hash,
             "data": self.data.model_dump(),
-            "model": self.model.model_dump(),
+            "model": _model_json(self.model),
             "threat": self.threat.to_json(),
             "attacks": [a.model_dump() for a in self.attacks],
             "eval": self.eval.model_dump(),

@@ -30,7 +30,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     add_tracking_arguments(p)
     add_baseline_argument(p)
-    g = p.add_argument_group("parallel and distributed execution (README: Scaling out)")
+    g = p.add_argument_group("parallel and distributed execution (docs/scaling.md)")
     g.add_argument(
         "--jobs",
         type=int,

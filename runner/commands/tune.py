@@ -117,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
 def _check_args(args: argparse.Namespace, spec: Any) -> None:
     if spec.tune is None:
         raise AdvrunError(
-            f"{args.spec} has no tune: block; add one (see specs/tune.yaml and the README)"
+            f"{args.spec} has no tune: block; add one (see specs/tune.yaml and docs/tuning.md)"
         )
     if args.workers < 1:
         raise AdvrunError("--workers must be at least 1")

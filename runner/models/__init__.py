@@ -65,6 +65,10 @@ def build_model(
     kw = dict(kwargs or {})
     shape = check_io(arch, input_shape, num_classes)
     num_classes = int(num_classes)
+    if arch.startswith("robustbench:"):  # an optional extra of advrun, like torchvision
+        from runner.models.robustbench import build
+
+        return build(arch, shape, num_classes, kw)
     if ":" in arch:
         return _build_user(arch, shape, num_classes, kw, allow_import)
 
@@ -199,10 +203,11 @@ def build_for_spec(
     With ``normalize`` the architecture is wrapped in :class:`runner.models.normalize.Normalized`,
     so it takes pixels in ``pixel_range``; its ``state_dict`` keys stay the architecture's.
     """
-    net = build_model(
-        _field(model, "arch"), input_shape, num_classes, _field(model, "kwargs") or {}, allow_import
-    )
+    arch = _field(model, "arch")
     norm = _field(model, "normalize")
+    if arch.startswith("robustbench:"):
+        _zoo_inputs(_field(model, "name"), arch, norm, pixel_range)
+    net = build_model(arch, input_shape, num_classes, _field(model, "kwargs") or {}, allow_import)
     if not norm:
         return net
     from runner.models.normalize import Normalized
@@ -219,3 +224,17 @@ def build_for_spec(
         )
     lo, hi = (float(v) for v in pixel_range)
     return Normalized(net, mean, std, (lo, hi), _field(norm, "preset"))
+
+
+def _zoo_inputs(name: str, arch: str, norm: Any, pixel_range: Sequence[float]) -> None:
+    """A RobustBench model normalises its [0, 1] input itself: nothing may be added on top."""
+    if norm:
+        raise AdvrunError(
+            f"model '{name}': '{arch}' normalises its input inside the model as RobustBench built "
+            "it; models[].normalize would apply it twice: remove it"
+        )
+    if tuple(float(v) for v in pixel_range) != (0.0, 1.0):
+        raise AdvrunError(
+            f"model '{name}': '{arch}' takes pixels in [0, 1], as RobustBench evaluates it; set "
+            "threat.pixel_range: [0, 1] (eps in those units, e.g. 8/255)"
+        )

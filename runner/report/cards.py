@@ -88,6 +88,7 @@ def model_card(exp: dict[str, Any], run: dict[str, Any]) -> ModelCard:
         "n_test": (run["results"].get(CLEAN) or {}).get("n"),
         "results": run["results"],
         "recipe": _pick(run, RECIPE_KEYS, name="recipe") | _weights(run),
+        "checkpoint": run.get("checkpoint_provenance"),  # an audit's model file
         "checklist": checklist,
         "unreliable": None
         if not checklist

@@ -70,6 +70,7 @@ def threat_model(
     attacks: list[dict[str, Any]],
     runs: list[dict[str, Any]],
     poisoned: dict | None,
+    audit: bool = False,
 ) -> dict[str, Any]:
     """The threat-model statement, the ATLAS mapping and the limitations of what was tested."""
     if not threat:
@@ -87,25 +88,28 @@ def threat_model(
     )
     return {
         "statement": statement,
-        "atlas": _atlas(runs, attacks, poisoned),
-        "limitations": _limitations(runs, attacks, poisoned, norm, eps),
+        "atlas": _atlas(runs, attacks, poisoned, audit),
+        "limitations": _limitations(runs, attacks, poisoned, norm, eps, audit),
     }
 
 
 def _atlas(
-    runs: list[dict[str, Any]], attacks: list[dict[str, Any]], poisoned: dict | None
+    runs: list[dict[str, Any]], attacks: list[dict[str, Any]], poisoned: dict | None, audit: bool
 ) -> list[dict[str, Any]]:
     """The MITRE ATLAS mitigation and techniques in play, and whether each was evaluated."""
     kinds = sorted({str(r["kind"]) for r in runs if r["kind"]})
-    hardened = [k for k in kinds if k != "standard"]
+    hardened = [k for k in kinds if k not in ("standard", "audit")]
+    evidence = ("recipes: " + ", ".join(hardened)) if hardened else "no hardened recipe"
+    if audit:
+        evidence = "an audit of a published model: whatever hardening it had is what is measured"
     atlas = [
         {
             "id": ATLAS_MITIGATION[0],
             "name": ATLAS_MITIGATION[1],
             "type": "mitigation",
             "role": "adversarial training (training on perturbed examples)",
-            "evaluated": bool(hardened),
-            "evidence": ("recipes: " + ", ".join(hardened)) if hardened else "no hardened recipe",
+            "evaluated": bool(hardened) or audit,
+            "evidence": evidence,
         }
     ]
     attacked = ", ".join(str(a.get("name")) for a in attacks) or "no attack run"
@@ -131,6 +135,7 @@ def _limitations(
     poisoned: dict | None,
     norm: str,
     eps: str,
+    audit: bool = False,
 ) -> list[str]:
     n = sorted({v["n"] for r in runs for v in r["results"].values() if v.get("n")})
     limits = [
@@ -149,6 +154,12 @@ def _limitations(
         )
     if not any(a.get("kind") in ("square", "autoattack") for a in attacks):
         limits.append("No black-box or AutoAttack evaluation was part of the suite.")
+    if audit:
+        limits.append(
+            "An audit measures the file as published: how it was trained, on what data "
+            "(poisoning, backdoors) and how other training seeds would fare is not known to it."
+        )
+        return limits
     if poisoned is None:
         limits.append("Training-data poisoning was not evaluated.")
     seeds = sorted({r["seed"] for r in runs if r["results"]}, key=str)
@@ -168,14 +179,21 @@ def summary(
     poisoning: dict | None,
     suite: dict[str, Any] | None = None,
     threat: dict[str, Any] | None = None,
+    audit_items: list[dict[str, str]] | None = None,
 ) -> dict[str, Any]:
     """The best defense, its clean-accuracy trade-off, what the worst case was over and what was
-    measured beside it, checklist and gate outcome, in words."""
+    measured beside it, checklist and gate outcome, in words. ``audit_items``: the experiment
+    audits published models (:func:`runner.report.audit.summary_items`): each one's file and
+    accuracies instead of a best defense."""
     col, col_name = headline(columns)
     suite = suite or {"worst_case_attacks": [], "off_threat_attacks": []}
     t = threat or {}
     col_name, long_name = _headline_names(col, col_name, suite, t)
-    items, best = _best_defense(groups, runs, col, long_name)
+    if audit_items is not None:
+        best = groups[0] if len(groups) == 1 else None  # off-threat accuracies of the one model
+        items = list(audit_items)
+    else:
+        items, best = _best_defense(groups, runs, col, long_name)
     items += _off_threat(suite["off_threat_attacks"], best, t.get("pixel_range"))
     items += _paired(paired)
     items += _checklist(checklist)
@@ -186,7 +204,7 @@ def summary(
     items += _gate(gate)
     return {
         "items": items,
-        "best": best["group"] if best else None,
+        "best": best["group"] if best and audit_items is None else None,
         "headline": col,
         "headline_name": col_name,
     }

@@ -108,6 +108,12 @@ def run_row(r: StoredRun) -> dict[str, Any]:
         "eval_backward_passes": ep.backward_passes if ep else None,
         **_training(r),
         "checkpoint": m.checkpoint if m else None,
+        "checkpoint_sha256": m.checkpoint_sha256 if m else None,
+        "checkpoint_provenance": (  # the file an audit loaded (advrun eval)
+            as_stored(dump(m.checkpoint_provenance)) if m and m.checkpoint_provenance else None
+        ),
+        "audit": r.is_audit,
+        "kwargs": as_stored(run.model.kwargs) if run is not None else None,
         "started": r.status.started,
         "finished": r.status.finished,
         "data_sha256": m.data_sha256 if m else None,

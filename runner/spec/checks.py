@@ -10,6 +10,7 @@ from typing import Any
 
 from runner import expr
 from runner.catalog import DATASETS
+from runner.registry import did_you_mean
 from runner.spec.attacks import check_attacks
 from runner.spec.budget import check_eps
 from runner.spec.core import Spec
@@ -57,6 +58,51 @@ def count_runs(spec: Spec) -> int:
     return len(spec.models) * per_model * len(spec.seeds)
 
 
+ROBUSTBENCH = "robustbench:"
+# RobustBench's BenchmarkDataset and ThreatModel values (robustbench/model_zoo/enums.py)
+RB_DATASETS = ("cifar10", "cifar100", "imagenet")
+RB_THREATS = ("Linf", "L2", "corruptions", "corruptions_3d")
+RB_KWARGS = {"dataset": RB_DATASETS, "threat_model": RB_THREATS, "model_dir": None}
+
+
+def _robustbench(
+    model: Any, where: tuple[Any, ...], pixel_range: tuple[float, float]
+) -> Iterator[Problem]:
+    """A zoo model: its kwargs are RobustBench's names; it normalises [0, 1] input itself."""
+    if not model.arch.startswith(ROBUSTBENCH):
+        return
+    if not model.arch[len(ROBUSTBENCH) :]:
+        yield (
+            (*where, "arch"),
+            "name the zoo model: robustbench:<model name>, e.g. robustbench:Standard",
+        )
+    if tuple(pixel_range) != (0.0, 1.0):
+        yield (
+            ("threat", "pixel_range"),
+            f"'{model.arch}' takes pixels in [0, 1], as RobustBench evaluates it; set "
+            "threat.pixel_range: [0, 1] (eps in those units, e.g. 8/255)",
+        )
+    if model.normalize is not None:
+        yield (
+            (*where, "normalize"),
+            f"'{model.arch}' normalises its input inside the model as RobustBench built it; "
+            "normalize here would apply it twice: remove models[].normalize",
+        )
+    for key, value in model.kwargs.items():
+        if key not in RB_KWARGS:
+            yield (
+                (*where, "kwargs", key),
+                f"a RobustBench model takes kwargs {', '.join(RB_KWARGS)}, not '{key}'"
+                + did_you_mean(key, list(RB_KWARGS)),
+            )
+        elif RB_KWARGS[key] is not None and value not in RB_KWARGS[key]:
+            yield (
+                (*where, "kwargs", key),
+                f"RobustBench's {key} is one of {', '.join(RB_KWARGS[key])}, not {value!r}"
+                + did_you_mean(str(value), list(RB_KWARGS[key])),
+            )
+
+
 def check_spec(spec: Spec) -> list[Problem]:
     """All cross-field problems of a structurally valid spec."""
     problems: list[Problem] = []
@@ -80,6 +126,8 @@ def check_spec(spec: Spec) -> list[Problem]:
     problems += source.check(spec.data)
 
     problems += _unique(spec.models, "models")
+    for i, model in enumerate(spec.models):
+        problems += _robustbench(model, ("models", i), spec.threat.pixel_range)
     problems += _unique(spec.recipes, "recipes")
     problems += _unique(spec.attacks, "attacks")
     for i, attack in enumerate(spec.attacks):

@@ -179,7 +179,9 @@ class ModelSpec(StrictModel):
         ...,
         description="a registered architecture ("
         + ", ".join(MODELS.names())
-        + ") or a user factory 'package.module:function' (needs --allow-import)",
+        + "), RobustBench's model zoo 'robustbench:<model name>' (kwargs dataset, threat_model, "
+        "model_dir; needs the robustbench package) or a user factory 'package.module:function' "
+        "(needs --allow-import)",
     )
     kwargs: dict[str, int | float | str | bool | list[int]] = Field(
         default_factory=dict,
@@ -190,6 +192,12 @@ class ModelSpec(StrictModel):
         description="normalise inside the model: {mean: [...], std: [...]} in [0, 1] pixel units "
         "or a preset (cifar10, cifar100, svhn, imagenet, inception, mnist); the model still "
         "takes pixels in pixel_range, so eps and attacks stay in pixel units",
+    )
+    weights: Literal["raw", "ema"] | None = Field(
+        None,
+        description="advrun eval: which weights of a checkpoint that keeps EMA weights beside the "
+        "raw ones (e.g. {model: ..., ema: ...}); required for such a file (advrun eval --weights "
+        "overrides it)",
     )
 
     @field_validator("arch")

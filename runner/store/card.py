@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import ConfigDict, Field
 
-from runner.store.records import ChecklistItem, PoisoningResult, Record
+from runner.store.records import ChecklistItem, CheckpointProvenance, PoisoningResult, Record
 
 CARD_SCHEMA = "advrun.model_card/1"
 
@@ -95,6 +95,7 @@ class ModelCard(Record):
     n_test: int | None = None
     results: dict[str, CardResult] = Field(default_factory=dict)
     recipe: CardRecipe = Field(default_factory=CardRecipe)
+    checkpoint: CheckpointProvenance | None = None  # an audit's model file (model card v2)
     checklist: list[ChecklistItem] | None = None
     unreliable: bool | None = None  # RobustBench's flag: a failed checklist item
     poisoning: PoisoningResult | None = None

@@ -72,14 +72,28 @@ class FileKind:
         return data
 
 
-RUN = FileKind(RUN_FILE, 1, "a resolved run", "run the spec again to rewrite it",
-               {0: _unversioned})  # fmt: skip
+def _no_weights_choice(data: dict[str, Any]) -> dict[str, Any]:
+    """Version 1 -> 2 (run.json): an audit's model may say which of a checkpoint's weights were
+    audited (``model.weights``: raw | ema); a version 1 file never does."""
+    return data
+
+
+RUN = FileKind(RUN_FILE, 2, "a resolved run", "run the spec again to rewrite it",
+               {0: _unversioned, 1: _no_weights_choice})  # fmt: skip
 STATUS = FileKind(STATUS_FILE, 1, "a run status", "delete it and run the spec again",
                   {0: _unversioned})  # fmt: skip
-METRICS = FileKind(METRICS_FILE, 1, "run metrics", "delete it to re-evaluate the run",
-                   {0: _unversioned})  # fmt: skip
-MODEL_CARD = FileKind(MODEL_CARD_FILE, 1, "a model card", "run advrun report to rewrite it",
-                      {0: _unversioned})  # fmt: skip
+
+
+def _no_checkpoint_provenance(data: dict[str, Any]) -> dict[str, Any]:
+    """Version 1 -> 2 (metrics, model card): version 2 may add the audited file's record
+    (``checkpoint_provenance``, the card's ``checkpoint``); a version 1 file has none."""
+    return data
+
+
+METRICS = FileKind(METRICS_FILE, 2, "run metrics", "delete it to re-evaluate the run",
+                   {0: _unversioned, 1: _no_checkpoint_provenance})  # fmt: skip
+MODEL_CARD = FileKind(MODEL_CARD_FILE, 2, "a model card", "run advrun report to rewrite it",
+                      {0: _unversioned, 1: _no_checkpoint_provenance})  # fmt: skip
 EXPORTS = FileKind(EXPORTS_FILE, 1, "an export index", "delete it and export again",
                    {0: _unversioned})  # fmt: skip
 

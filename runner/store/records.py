@@ -160,6 +160,26 @@ class RunStatus(Record):
         )
 
 
+class CheckpointProvenance(Record):
+    """The file an audit (``advrun eval --checkpoint``) loaded: its hash and format, what it
+    held, and each step from that to the audited state_dict (see :mod:`runner.checkpoint`)."""
+
+    path: str
+    sha256: str
+    size_bytes: int
+    format: str  # torch-zip | torch-legacy | safetensors
+    format_name: str  # the format in words
+    found: str  # the file's top-level object, e.g. "a dict with keys 'model', 'ema', 'epoch'"
+    unwrapped: list[str] = Field(default_factory=list)  # e.g. "took EMA weights under 'ema'"
+    weights: Literal["raw", "ema"] | None = None  # which weights, when the file kept both kinds
+    ignored: list[str] = Field(default_factory=list)  # keys beside the weights (optimizer, ...)
+    saved_on: list[str] = Field(default_factory=list)  # storage locations written in the file
+    loaded_on: str | None = None  # the device they were mapped to
+    tensors: int | None = None
+    parameters: int | None = None  # values in the state_dict (numel)
+    source: str | None = None  # e.g. "robustbench model_dir layout", when not --checkpoint
+
+
 class RunMetrics(Record):
     """metrics.json: identity, results, curves, checklist, poisoning, cost and provenance of one
     evaluated run (or ``advrun eval`` audit: ``kind`` and ``recipe`` are ``audit``)."""
@@ -176,6 +196,7 @@ class RunMetrics(Record):
     hyperparameters: dict[str, Any] = Field(default_factory=dict)  # the recipe's settings
     checkpoint: str | None = None  # best | last; an audit: the file audited
     checkpoint_sha256: str | None = None
+    checkpoint_provenance: CheckpointProvenance | None = None  # an audit's file (metrics v2)
     best_epoch: int | None = None
     stopped_early: str | None = None
     stopped_epoch: int | None = None

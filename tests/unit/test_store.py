@@ -12,10 +12,11 @@ import pytest
 
 from runner.compile import Audit, Run
 from runner.store import ExportEntry, RunDir, RunMetrics, RunStatus, Store, StoreError
-from runner.store.files import METRICS, RUN, STATUS, VERSION_KEY
+from runner.store.files import EXPORTS, METRICS, MODEL_CARD, RUN, STATUS, VERSION_KEY
 
 V0 = Path(__file__).parent / "store_v0"
 FILES = ("run.json", "status.json", "metrics.json", "model_card.json", "exports.json")
+KINDS = {k.name: k for k in (RUN, STATUS, METRICS, MODEL_CARD, EXPORTS)}
 
 
 @pytest.fixture
@@ -74,7 +75,7 @@ def test_writing_back_keeps_every_key_and_number(v0, which):
         d.record_export(e)
     for name, old in before.items():
         new = _json(d.path / name)
-        assert new.pop(VERSION_KEY) == 1, name
+        assert new.pop(VERSION_KEY) == KINDS[name].version, name
         assert new == old, name
 
 
@@ -99,7 +100,9 @@ def test_a_newer_file_is_refused_naming_it_and_what_to_do(v0):
     newer(RUN)  # run.json: read() still reads the other files and says why the run is missing
     stored = d.read()
     assert stored.run is None and stored.metrics is not None
-    assert "run.json: schema_version 2 is newer than this advrun reads" in stored.problem
+    assert f"run.json: schema_version {RUN.version + 1} is newer than this advrun reads" in (
+        stored.problem
+    )
     for kind in (METRICS, STATUS):
         newer(kind)
     with pytest.raises(StoreError) as e:
@@ -107,7 +110,7 @@ def test_a_newer_file_is_refused_naming_it_and_what_to_do(v0):
     msg = str(e.value)
     assert str(d.path / "metrics.json") in msg and "newer than this advrun reads" in msg
     assert "upgrade advrun" in msg
-    with pytest.raises(StoreError, match="status.json: schema_version 2 is newer"):
+    with pytest.raises(StoreError, match=f"status.json: schema_version {STATUS.version + 1} is"):
         d.read_status()
 
 
@@ -128,3 +131,28 @@ def test_records_are_frozen_and_strict():
         RunStatus(state="exploded")
     with pytest.raises(ValueError):
         ExportEntry.model_validate({"file": "x"})
+
+
+def test_an_audits_checkpoint_provenance_is_stored_and_older_files_migrate(v0):
+    """metrics.json version 2 may carry the audited file's record; a version 1 file (no record)
+    still reads, and the record survives a write and a read."""
+    from runner.store.records import CheckpointProvenance
+
+    (d,) = [d for d in Store(v0).run_dirs() if "audit" in d.path.name]
+    path = d.path / "metrics.json"
+    path.write_text(json.dumps({**_json(path), VERSION_KEY: 1}))  # as the release before wrote it
+    m = d.read_metrics()
+    assert m.checkpoint_provenance is None and m.is_audit
+    prov = CheckpointProvenance(
+        path="w.pth", sha256=m.checkpoint_sha256, size_bytes=1234, format="torch-legacy",
+        format_name="torch legacy serialization", found="a dict with keys 'model', 'ema'",
+        unwrapped=["took EMA weights under 'ema'"], weights="ema", ignored=["model"],
+        saved_on=["cuda:0"], loaded_on="cpu", tensors=10, parameters=1000,
+    )  # fmt: skip
+    d.write_metrics(m.model_copy(update={"checkpoint_provenance": prov}))
+    data = _json(path)
+    assert data[VERSION_KEY] == METRICS.version == 2
+    assert data["checkpoint_provenance"]["saved_on"] == ["cuda:0"]
+    assert d.read_metrics().checkpoint_provenance == prov
+    with pytest.raises(ValueError):  # a typo in the record is refused, not kept as a free dict
+        CheckpointProvenance.model_validate({**prov.model_dump(), "fromat": "x"})
