@@ -218,8 +218,11 @@ class Plan:
 
 
 def _get(d: dict[str, Any], dotted: str) -> Any:
+    """The value at a dotted key, or None where a block on the way is off (``awp: null``)."""
     for part in dotted.split("."):
-        d = d[part]
+        if not isinstance(d, dict):
+            return None
+        d = d.get(part)
     return d
 
 

@@ -22,8 +22,8 @@ from pydantic import Field
 
 from runner import expr
 from runner.recipes.base import Batch, Recipe, TrainContext
-from runner.spec.base import Expr
-from runner.spec.recipes import AdversarialRecipeBase, Problem
+from runner.spec.base import Expr, IntSweep
+from runner.spec.recipes import AdversarialRecipeBase, Problem, as_list
 
 if TYPE_CHECKING:
     from torch import Tensor, nn
@@ -36,10 +36,10 @@ class FreeRecipe(AdversarialRecipeBase):
 
     eps_relative: ClassVar[tuple[str, ...]] = ("step",)
     kind: Literal["free"] = Field(description="Free adversarial training (Shafahi et al. 2019)")
-    m: int = Field(
+    m: IntSweep = Field(
         8,
         description="replays of each minibatch, 1 to 100 (the paper: 8 on CIFAR-10, 4 on "
-        "ImageNet); the loop makes ceil(epochs / m) passes over the data",
+        "ImageNet); the loop makes ceil(epochs / m) passes over the data; a list sweeps",
     )
     step: Expr = Field(
         "eps",
@@ -48,14 +48,16 @@ class FreeRecipe(AdversarialRecipeBase):
     )
 
     def loop_epochs(self, epochs: int | None = None) -> int:
-        return math.ceil(int(self.epochs if epochs is None else epochs) / self.m)
+        # before a sweep is fixed, the fewest passes (the largest m): what the checks must allow
+        return math.ceil(int(self.epochs if epochs is None else epochs) / max(as_list(self.m)))
 
     def check(self, where: tuple[Any, ...], spec: Any) -> Iterator[Problem]:
-        if not 1 <= self.m <= 100:
-            yield (
-                (*where, "m"),
-                f"m {self.m} must be in 1..100: the replays of each minibatch (the paper: 4 to 10)",
-            )
+        for m in as_list(self.m):
+            if not 1 <= m <= 100:
+                yield (
+                    (*where, "m"),
+                    f"m {m} must be in 1..100: the replays of each minibatch (the paper: 4 to 10)",
+                )
         if self.eps_warmup_epochs:
             yield (
                 (*where, "eps_warmup_epochs"),

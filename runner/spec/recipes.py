@@ -121,10 +121,10 @@ class EMASpec(StrictModel):
     last.pt and the evaluation use the average.
     """
 
-    decay: float = Field(
+    decay: FloatSweep = Field(
         0.999,
         description="decay per optimizer step, in (0, 1) (Rebuffi et al. 2021: 0.999; Gowal et "
-        "al. 2020's code: 0.995); the average spans about 1/(1 - decay) steps",
+        "al. 2020's code: 0.995); the average spans about 1/(1 - decay) steps; a list sweeps",
     )
     warmup: float = Field(
         0.0,
@@ -148,10 +148,10 @@ class EMASpec(StrictModel):
 class AWPSpec(StrictModel):
     """Adversarial weight perturbation (Wu, Xia & Wang, NeurIPS 2020), per batch."""
 
-    gamma: float = Field(
+    gamma: FloatSweep = Field(
         0.005,
         description="size of the weight perturbation relative to each layer's weight norm, in "
-        "(0, 1] (the paper: 0.005 with TRADES, 0.01 with PGD)",
+        "(0, 1] (the paper: 0.005 with TRADES, 0.01 with PGD); a list sweeps",
     )
     warmup_epochs: int = Field(
         0,
@@ -328,12 +328,13 @@ def check_awp(recipe: RecipeBase, awp: AWPSpec | None, where: tuple[Any, ...]) -
     """The weight perturbation's size and warm-up (for the kinds that offer ``awp``)."""
     if awp is None:
         return
-    if not 0 < awp.gamma <= 1:
-        yield (
-            (*where, "awp", "gamma"),
-            f"awp.gamma {awp.gamma:g} must be in (0, 1]: the perturbation's size relative to each "
-            "layer's weight norm (the paper: 0.005 with TRADES, 0.01 with PGD)",
-        )
+    for gamma in as_list(awp.gamma):
+        if not 0 < gamma <= 1:
+            yield (
+                (*where, "awp", "gamma"),
+                f"awp.gamma {gamma:g} must be in (0, 1]: the perturbation's size relative to each "
+                "layer's weight norm (the paper: 0.005 with TRADES, 0.01 with PGD)",
+            )
     if awp.warmup_epochs < 0:
         yield (
             (*where, "awp", "warmup_epochs"),
@@ -363,6 +364,9 @@ SWEEPABLE = (
     "ratio",
     "beta",
     "lambda",
+    "m",
+    "awp.gamma",
+    "ema.decay",
     "epochs",
     "optimizer.lr",
     "optimizer.weight_decay",
@@ -408,12 +412,13 @@ def _check_ema(recipe: RecipeBase, where: tuple[Any, ...]) -> Iterator[Problem]:
     ema = recipe.ema
     if ema is None:
         return
-    if not 0 < ema.decay < 1:
-        yield (
-            (*where, "ema", "decay"),
-            f"ema.decay {ema.decay:g} must be in (0, 1): the share of the average kept at each "
-            "step (usual: 0.995 to 0.9999)",
-        )
+    for decay in as_list(ema.decay):
+        if not 0 < decay < 1:
+            yield (
+                (*where, "ema", "decay"),
+                f"ema.decay {decay:g} must be in (0, 1): the share of the average kept at each "
+                "step (usual: 0.995 to 0.9999)",
+            )
     if ema.warmup < 0:
         yield (*where, "ema", "warmup"), f"ema.warmup {ema.warmup:g} must be >= 0 (epochs)"
     for e in as_list(recipe.epochs):

@@ -250,6 +250,19 @@ def test_valid_recipes_of_issue_22(write_spec, recipe):
         ("{name: r, kind: pgd, engine: art, ema: {}}", "recipes.2.ema", "{}}", "native engine"),
         ("{name: r, kind: free, m: 0}", "recipes.2.m", "0}", "must be in 1..100"),
         ("{name: r, kind: free, m: 101}", "recipes.2.m", "101}", "must be in 1..100"),
+        ("{name: r, kind: free, m: [4, 0]}", "recipes.2.m", "[4", "m 0 must be in 1..100"),
+        (
+            "{name: r, kind: pgd, awp: {gamma: [0.01, 3]}}",
+            "recipes.2.awp.gamma",
+            "[0.01",
+            "awp.gamma 3 must be",
+        ),
+        (
+            "{name: r, kind: pgd, ema: {decay: [0.99, 1.5]}}",
+            "recipes.2.ema.decay",
+            "[0.99",
+            "ema.decay 1.5 must be",
+        ),
         ("{name: r, kind: free, step: 3*eps}", "recipes.2.step", "3*eps", "(0, 2*eps]"),
         (
             "{name: r, kind: free, eps_warmup_epochs: 1}",
@@ -305,3 +318,26 @@ def test_grad_align_lambda_is_written_as_lambda(write_spec):
     runs = [r for r in compile_spec(load_spec(write_spec(text)).spec).runs if r.recipe.name == "g"]
     assert [r.slug for r in runs] == ["cnn@g[lambda=0.1]@s0", "cnn@g[lambda=0.3]@s0"]
     assert runs[1].hyperparameters["lambda"] == 0.3 and runs[1].recipe.lambda_ == 0.3
+
+
+def test_awp_gamma_ema_decay_and_free_m_sweep(write_spec):
+    text = with_recipe(
+        "{name: a, kind: pgd, awp: {gamma: [0.005, 0.01]}, ema: {decay: [0.99, 0.999]}}"
+    ).replace("attacks:\n", "  - {name: f, kind: free, epochs: 8, m: [2, 4]}\nattacks:\n")
+    runs = compile_spec(load_spec(write_spec(text)).spec).runs
+    awp = {r.slug: (r.recipe.awp.gamma, r.recipe.ema.decay) for r in runs if r.recipe.name == "a"}
+    assert awp == {
+        "cnn@a[gamma=0.005,decay=0.99]@s0": (0.005, 0.99),
+        "cnn@a[gamma=0.005,decay=0.999]@s0": (0.005, 0.999),
+        "cnn@a[gamma=0.01,decay=0.99]@s0": (0.01, 0.99),
+        "cnn@a[gamma=0.01,decay=0.999]@s0": (0.01, 0.999),
+    }
+    free = {r.slug: r.recipe.loop_epochs() for r in runs if r.recipe.name == "f"}
+    assert free == {"cnn@f[m=2]@s0": 4, "cnn@f[m=4]@s0": 2}  # ceil(8 / m) passes each
+    assert len({r.id for r in runs}) == len(runs)
+
+
+def test_ema_warmup_is_checked_against_the_largest_m_of_a_sweep(errors_of):
+    # m 8 leaves ceil(8 / 8) = 1 loop epoch: a warm-up of 1 epoch would only copy the weights
+    p = one(errors_of(with_recipe("{name: r, kind: free, epochs: 8, m: [2, 8], ema: {warmup: 1}}")))
+    assert p.path == "recipes.2.ema.warmup" and "only copy" in p.message, str(p)
