@@ -341,3 +341,12 @@ def test_ema_warmup_is_checked_against_the_largest_m_of_a_sweep(errors_of):
     # m 8 leaves ceil(8 / 8) = 1 loop epoch: a warm-up of 1 epoch would only copy the weights
     p = one(errors_of(with_recipe("{name: r, kind: free, epochs: 8, m: [2, 8], ema: {warmup: 1}}")))
     assert p.path == "recipes.2.ema.warmup" and "only copy" in p.message, str(p)
+
+
+def test_plan_shows_the_values_a_sweep_of_the_new_options_changes(write_spec, capsys, tmp_path):
+    text = with_recipe("{name: a, kind: pgd, awp: {gamma: [0.005, 0.01]}, ema: {decay: 0.99}}")
+    text = text.replace("attacks:\n", "  - {name: f, kind: free, m: 4}\nattacks:\n")
+    assert main(["plan", str(write_spec(text)), "-o", str(tmp_path / "out")]) == 0
+    out = capsys.readouterr().out
+    assert "awp(gamma=0.005) ema(decay=0.99)" in out and "awp(gamma=0.01) ema(decay=0.99)" in out
+    assert " m=4 " in out
