@@ -40,6 +40,20 @@ def _result(r) -> dict:
             "scope": r.scope, "broken": r.broken}  # fmt: skip
 
 
+# option blocks whose values a sweep changes (awp.gamma, ema.decay): flattened into hp_awp_gamma...
+# columns; absent from runs without the option, so their files keep their columns
+FLATTENED = ("awp", "ema")
+
+
+def _hp_columns(hyperparameters: dict) -> dict:
+    """The ``hp_`` columns of a run: its scalar hyperparameters and those of its option blocks."""
+    flat = dict(hyperparameters)
+    for block in FLATTENED:
+        if isinstance(opts := flat.pop(block, None), dict):
+            flat |= {f"{block}_{k}": v for k, v in opts.items()}
+    return {f"hp_{k}": v for k, v in flat.items() if isinstance(v, (int, float, str, bool))}
+
+
 def collect(plan: Plan, store: Store) -> pd.DataFrame:
     """One tidy row per (run, attack) of every evaluated run and audit."""
     rows = []
@@ -50,11 +64,7 @@ def collect(plan: Plan, store: Store) -> pd.DataFrame:
             "train_forward_passes": m.train_passes.forward_passes,
             "train_backward_passes": m.train_passes.backward_passes,
         }
-        hp = {
-            f"hp_{k}": v
-            for k, v in m.hyperparameters.items()
-            if isinstance(v, (int, float, str, bool))
-        }
+        hp = _hp_columns(m.hyperparameters)
         for r in m.results:
             rows.append({**_identity(m), **_result(r), **cost, **hp})
     return pd.DataFrame(rows, columns=None if rows else COLUMNS)

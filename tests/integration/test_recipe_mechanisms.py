@@ -350,3 +350,7 @@ def test_an_ema_run_evaluates_and_publishes_the_average(tmp_path):
     card = json.loads((d / "model_card.json").read_text())
     assert "exponential moving average" in card["recipe"]["weights"]
     assert card["recipe"]["hyperparameters"]["ema"]["decay"] == 0.9
+    import pandas as pd
+
+    results = pd.read_csv(tmp_path / "out" / "results.csv")  # a sweep of ema.decay shows here
+    assert (results.hp_ema_decay == 0.9).all() and (results.hp_ema_buffers == "copy").all()
