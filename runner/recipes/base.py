@@ -117,7 +117,7 @@ class Recipe:
         ``steps_per_epoch``: optimizer steps per epoch of the loop."""
         if self.cfg.ema is None:
             return ()
-        from runner.recipes.weights import WeightAverage
+        from runner.recipes.averaging import WeightAverage
 
         return (WeightAverage(model, self.cfg.ema, steps_per_epoch),)
 

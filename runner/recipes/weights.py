@@ -1,8 +1,8 @@
-"""Per-batch hooks on the weights, offered as recipe options: adversarial weight perturbation
-(``awp:``, Wu, Xia & Wang, NeurIPS 2020) and an exponential moving average of the weights
-(``ema:``, Gowal et al. 2020, Rebuffi et al. 2021).
+"""Adversarial weight perturbation (``awp:``, Wu, Xia & Wang, NeurIPS 2020), an option of the PGD
+and TRADES recipes: a per-batch hook on the weights, and ART's AdversarialTrainerAWPPyTorch behind
+``engine: art``. (The other hook on the weights, ``ema:``, is :mod:`runner.recipes.averaging`.)
 
-Both follow :class:`runner.train.state.BatchHook`: the native engine calls ``before_loss`` after
+The hook follows :class:`runner.train.state.BatchHook`: the native engine calls ``before_loss`` after
 the recipe crafted its batch, ``before_step`` after the backward pass, ``after_step`` after the
 optimizer step; ``state_dict`` is their part of the run's resume point (``state.pt``). Copies of
 the model made here count their forward and backward passes into the run's PassCounter (it is
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from torch import Tensor, nn
 
     from runner.recipes.base import Batch, Recipe
-    from runner.spec.recipes import AWPSpec, EMASpec
+    from runner.spec.recipes import AWPSpec
 
 PROXY_LR = 0.01  # the AWP code's proxy optimizer; its scale cancels in the per-layer normalisation
 _EPS = 1e-20  # the AWP code's guard against a zero step
@@ -177,72 +177,3 @@ def art_awp_epoch(recipe: Recipe, classifier, x: Tensor, y: Tensor, epoch: int, 
         loss_sum, n = loss_sum + batch_loss, n + count
         scheduler.step()
     return loss_sum / max(1, n)
-
-
-class WeightAverage:
-    """EMA: an exponential moving average of the weights, updated after every optimizer step.
-
-    The average is a :class:`torch.optim.swa_utils.AveragedModel` (a copy of the model) with a
-    per-step decay: 0 (a copy of the weights) during the first ``warmup`` epochs, then ``decay``,
-    or with ``ramp`` min(decay, (1 + t) / (10 + t)) at the t-th step after the warm-up, as
-    DeepMind's ``ema_update`` for Gowal et al. 2020 and Rebuffi et al. 2021. BatchNorm statistics
-    and other buffers: ``copy`` takes the trained model's after every step (their code averages
-    the parameters only and evaluates with the trained model's statistics); ``average`` averages
-    the floating-point buffers too. The average and the step count join the resume point, so a
-    resumed run continues the same average.
-    """
-
-    key = "ema"
-
-    def __init__(self, model: nn.Module, cfg: EMASpec, steps_per_epoch: int) -> None:
-        from torch.optim.swa_utils import AveragedModel
-
-        self.cfg = cfg
-        self.warmup_steps = round(float(cfg.warmup) * steps_per_epoch)
-        self.steps = 0  # optimizer steps seen
-        self.average = AveragedModel(
-            model, multi_avg_fn=self._blend, use_buffers=cfg.buffers == "average"
-        )
-
-    def averaged(self) -> nn.Module:
-        """The model validation, the checkpoints and the evaluation use."""
-        return self.average.module
-
-    def decay_at(self, step: int) -> float:
-        """The decay of the update after optimizer step ``step`` (0-based)."""
-        t = step - self.warmup_steps
-        if t < 0:
-            return 0.0
-        decay = float(self.cfg.decay)
-        return min(decay, (1.0 + t) / (10.0 + t)) if self.cfg.ramp else decay
-
-    def before_loss(self, model: nn.Module, batch: Batch) -> None:
-        return None
-
-    def before_step(self, model: nn.Module) -> None:
-        return None
-
-    def after_step(self, model: nn.Module) -> None:
-        self.average.update_parameters(model)  # the first call copies the weights
-        if self.cfg.buffers == "copy":
-            with torch.no_grad():
-                for mine, theirs in zip(self.average.module.buffers(), model.buffers(),
-                                        strict=True):  # fmt: skip
-                    mine.copy_(theirs)
-        self.steps += 1
-
-    @torch.no_grad()
-    def _blend(self, averaged: list[Tensor], current: list[Tensor], _n: Tensor) -> None:
-        decay = self.decay_at(self.steps)  # a Python count: no device sync per step
-        for a, c in zip(averaged, current, strict=True):
-            if decay == 0.0 or not torch.is_floating_point(a):  # e.g. num_batches_tracked
-                a.copy_(c)
-            else:
-                a.lerp_(c, 1.0 - decay)
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"average": self.average.state_dict(), "steps": self.steps}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.average.load_state_dict(state["average"])
-        self.steps = int(state["steps"])
