@@ -251,6 +251,16 @@ def test_catastrophic_overfitting_guard(robust, stops):
     )
 
 
+@pytest.mark.parametrize("kind", ["n_fgsm", "grad_align"])
+def test_the_other_single_step_recipes_have_the_same_guard(kind):
+    recipe = RECIPES.load(kind)(_spec(kind, eps=0.1, alpha=0.1, overfit_drop=0.2), _ctx())
+    reason = recipe.should_stop(history([0.3, 0.5, 0.6, 0.05]))
+    assert "catastrophic overfitting" in reason and "epoch 3" in reason
+    assert recipe.should_stop(history([0.3, 0.5, 0.6, 0.45])) is None
+    off = RECIPES.load(kind)(_spec(kind, eps=0.1, alpha=0.1, overfit_drop=None), _ctx())
+    assert off.should_stop(history([0.3, 0.5, 0.6, 0.05])) is None
+
+
 def _ctx(norm: str = "linf") -> TrainContext:
     return TrainContext(
         torch.device("cpu"), (0.0, 1.0), Threat(norm, 0.1, (0.0, 1.0)), 10, (1, 8, 8)
