@@ -1,8 +1,9 @@
 """Time to robustness: the robust accuracy each recipe reaches against what its training cost.
 
     .venv/bin/python bench/time_to_robustness.py [--stage all|run|co|render]
-        [--data digits,synthetic] [--budgets 2,6] [--recipes pgd,free,...] [--out bench-out/ttr]
-        [--svg FILE] [--table FILE] [--co-eps 16/255] [--threads 1]
+        [--data digits,synthetic] [--budgets 2,6] [--recipes pgd,free,...] [--tag=-more]
+        [--out bench-out/ttr] [--svg FILE] [--table FILE] [--co-data digits] [--co-eps 0.2]
+        [--threads 1]
 
 ``run``: for each data set, one advrun experiment through the real CLI (``advrun run``): every
 recipe of ``RECIPES`` (each with its paper's defaults, all with Adam at lr 3e-3 and batches of
@@ -167,10 +168,10 @@ def cost_panel(rows: pd.DataFrame, title: str) -> str:
     for i, (recipe, g) in enumerate(rows.groupby("recipe", sort=False)):
         g = g.sort_values("passes")
         series.append(svg.Series(
-            f"{recipe} ({', '.join(str(e) for e in g.epochs)} ep.)", list(g.passes / 1e6),
+            f"{recipe} ({', '.join(str(e) for e in g.epochs)} ep.)", list(g.passes / 1e3),
             list(g.worst_case), color=svg.color(i), dash=i >= len(svg.PALETTE),
         ))  # fmt: skip
-    return str(svg.line_plot(series, title, "training passes (millions of examples, fwd + bwd)",
+    return str(svg.line_plot(series, title, "training passes (thousands of examples, fwd + bwd)",
                              "worst-case robust accuracy", width=760, height=360,
                              ylim=(0.0, 1.0)))  # fmt: skip
 
@@ -197,6 +198,27 @@ def stack(panels: list[str], width: int = 760, height: int = 360) -> str:
     )
 
 
+def reach_table(g: pd.DataFrame, target: float, pgd: pd.Series) -> list[str]:
+    """Per recipe, its cheapest run within 1 point of pgd's robust accuracy: time to robustness."""
+    lines = [
+        "| recipe | reaches the target at | passes (k) | × pgd's passes | train s |",
+        "|---|---|---|---|---|",
+    ]
+    for recipe, runs in g.groupby("recipe", sort=False):
+        hit = runs[runs.worst_case >= target].sort_values("passes")
+        if hit.empty:
+            lines.append(
+                f"| {recipe} | not within {', '.join(map(str, runs.epochs))} epochs | – | – | – |"
+            )
+            continue
+        r = hit.iloc[0]
+        lines.append(
+            f"| {recipe} | {r.epochs} epochs ({r.worst_case:.3f}) | {r.passes / 1e3:.1f} | "
+            f"{r.passes / pgd.passes:.2f} | {r.seconds:.0f} |"
+        )
+    return [*lines, ""]
+
+
 def table(rows: pd.DataFrame, answers: dict[str, dict], co: pd.DataFrame | None,
           header: str) -> str:  # fmt: skip
     lines = [header, ""]
@@ -205,13 +227,13 @@ def table(rows: pd.DataFrame, answers: dict[str, dict], co: pd.DataFrame | None,
         lines += [
             f"**{dataset}** (n = {int(g.n.iloc[0])} test images; worst case of the audit suite)",
             "",
-            "| recipe | epochs | passes (M) | train s | clean | worst case [95% CI] |",
+            "| recipe | epochs | passes (k) | train s | clean | worst case [95% CI] |",
             "|---|---|---|---|---|---|",
         ]
         for _, r in g.iterrows():
             mark = " **≥ target**" if a and r.worst_case >= a["target"] else ""
             lines.append(
-                f"| {r.recipe} | {r.epochs} | {r.passes / 1e6:.2f} | {r.seconds:.0f} | "
+                f"| {r.recipe} | {r.epochs} | {r.passes / 1e3:.1f} | {r.seconds:.0f} | "
                 f"{r.clean:.3f} | {r.worst_case:.3f} [{r.ci_low:.3f}, {r.ci_high:.3f}]{mark} |"
             )
         if not a:
@@ -222,10 +244,11 @@ def table(rows: pd.DataFrame, answers: dict[str, dict], co: pd.DataFrame | None,
             "",
             f"Target: pgd at {p.epochs} epochs reaches {p.worst_case:.3f}; within 1 point: "
             f">= {a['target']:.3f}. Cheapest run there by passes: **{bp.recipe}** at {bp.epochs} "
-            f"epochs ({bp.passes / 1e6:.2f} M passes, {bp.passes / p.passes:.2f}x pgd's; "
+            f"epochs ({bp.passes / 1e3:.1f} k passes, {bp.passes / p.passes:.2f}x pgd's; "
             f"{bp.worst_case:.3f}); by seconds: **{bs.recipe}** at {bs.epochs} epochs "
             f"({bs.seconds:.0f} s vs {p.seconds:.0f} s; {bs.worst_case:.3f}).",
             "",
+            *reach_table(g, a["target"], p),
         ]
     if co is not None:
         lines += [
@@ -287,8 +310,9 @@ def run_stage(args: argparse.Namespace, out: Path) -> None:
     for dataset in [d.strip() for d in args.data.split(",") if d.strip()]:
         data, eps, model = DATA[dataset]
         data = data.replace("SYN", str(synthetic_npz(out)))
-        df = run_experiment(dataset, data, eps, model, recipes, out, args.threads)
-        summarise(df, dataset).to_csv(out / f"ttr-{dataset}.csv", index=False)
+        name = f"{dataset}{args.tag}"  # a tagged experiment adds budgets beside the first
+        df = run_experiment(name, data, eps, model, recipes, out, args.threads)
+        summarise(df, dataset).to_csv(out / f"ttr-{name}.csv", index=False)
 
 
 def co_stage(args: argparse.Namespace, out: Path) -> None:
@@ -316,6 +340,10 @@ def render_stage(args: argparse.Namespace, out: Path) -> None:
     """The table (``--table``) and the figure (``--svg``) from the stages' CSV files."""
     parts = [pd.read_csv(p) for p in sorted(out.glob("ttr-*.csv"))]
     rows = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+    if len(rows):  # recipes in RECIPES' order, each by budget, whichever stage ran it
+        order = {r: i for i, r in enumerate(RECIPES)}
+        rows = rows.sort_values(["data", "recipe", "epochs"], key=lambda c: c.map(order).fillna(
+            len(order)) if c.name == "recipe" else c, kind="stable", ignore_index=True)  # fmt: skip
     answers, panels = {}, []
     for dataset, g in rows.groupby("data", sort=False) if len(rows) else []:
         if "pgd" in set(g.recipe):
@@ -350,7 +378,9 @@ def main() -> int:
                     help="run: the recipes; co: catastrophic overfitting; render: table and figure "
                     "from OUT's CSV files (stages may run side by side on one OUT)")  # fmt: skip
     ap.add_argument("--data", default="digits,synthetic")
-    ap.add_argument("--budgets", default="2,5,10", help="epoch budgets (an epochs sweep)")
+    ap.add_argument("--budgets", default="2,6", help="epoch budgets (an epochs sweep)")
+    ap.add_argument("--tag", default="", help="run: suffix of the experiments' names, for more "
+                    "budgets of some recipes beside a first run (render merges them)")  # fmt: skip
     ap.add_argument("--recipes", default=",".join(RECIPES))
     ap.add_argument("--out", default="bench-out/ttr", type=Path)
     ap.add_argument("--svg", type=Path, default=None, help="write the figure here")
