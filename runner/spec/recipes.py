@@ -367,6 +367,8 @@ SWEEPABLE = (
     "m",
     "awp.gamma",
     "ema.decay",
+    "sigma",
+    "samples",
     "epochs",
     "optimizer.lr",
     "optimizer.weight_decay",

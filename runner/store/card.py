@@ -10,7 +10,13 @@ from typing import Any
 
 from pydantic import ConfigDict, Field
 
-from runner.store.records import ChecklistItem, CheckpointProvenance, PoisoningResult, Record
+from runner.store.records import (
+    CertifiedSummary,
+    ChecklistItem,
+    CheckpointProvenance,
+    PoisoningResult,
+    Record,
+)
 
 CARD_SCHEMA = "advrun.model_card/1"
 
@@ -99,5 +105,8 @@ class ModelCard(Record):
     checklist: list[ChecklistItem] | None = None
     unreliable: bool | None = None  # RobustBench's flag: a failed checklist item
     poisoning: PoisoningResult | None = None
+    # randomized smoothing, per noise level: sigma, n0, n, alpha, the certified-accuracy curve
+    # (L2 radii with the L-inf radius each implies), abstentions, ACR, smoothed clean accuracy
+    certified: list[CertifiedSummary] = Field(default_factory=list)
     cost: CardCost = Field(default_factory=CardCost)
     provenance: CardProvenance = Field(default_factory=CardProvenance)

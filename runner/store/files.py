@@ -45,6 +45,13 @@ def _unversioned(data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
+def _before_certification(data: dict[str, Any]) -> dict[str, Any]:
+    """Version 2 -> 3 (metrics.json, model_card.json): version 3 may hold randomized-smoothing
+    results (``certified``, result rows of scope certified/smoothed), which a version-2 reader
+    would refuse; a version-2 file has none, so its keys stay as they are."""
+    return data
+
+
 @dataclass(frozen=True)
 class FileKind:
     """One kind of run-store file: its name, current version and how to read older ones."""
@@ -90,10 +97,22 @@ def _no_checkpoint_provenance(data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
-METRICS = FileKind(METRICS_FILE, 2, "run metrics", "delete it to re-evaluate the run",
-                   {0: _unversioned, 1: _no_checkpoint_provenance})  # fmt: skip
-MODEL_CARD = FileKind(MODEL_CARD_FILE, 2, "a model card", "run advrun report to rewrite it",
-                      {0: _unversioned, 1: _no_checkpoint_provenance})  # fmt: skip
+def _no_poisoning_defense(data: dict[str, Any]) -> dict[str, Any]:
+    """Version 3 -> 4 (metrics, model card): version 4 may add the poisoning scenario, defense,
+    filter metrics and the before/after effects to ``poisoning``, and rows of scope
+    ``poisoning``; a version 3 file has none (its ``asr`` row has no scope)."""
+    return data
+
+
+METRICS = FileKind(METRICS_FILE, 4, "run metrics", "delete it to re-evaluate the run",
+                   {0: _unversioned, 1: _no_checkpoint_provenance, 2: _before_certification,
+                    3: _no_poisoning_defense})  # fmt: skip
+MODEL_CARD = FileKind(MODEL_CARD_FILE, 4, "a model card", "run advrun report to rewrite it",
+                      {0: _unversioned, 1: _no_checkpoint_provenance, 2: _before_certification,
+                       3: _no_poisoning_defense})  # fmt: skip
+POISON_FILTER_FILE = "poisoning/filter.json"
+POISON_FILTER = FileKind(POISON_FILTER_FILE, 1, "a poisoning filter",
+                         "delete it to run the defense again")  # fmt: skip
 EXPORTS = FileKind(EXPORTS_FILE, 1, "an export index", "delete it and export again",
                    {0: _unversioned})  # fmt: skip
 
