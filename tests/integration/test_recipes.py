@@ -128,7 +128,8 @@ def test_each_recipe_keeps_its_guardrail_records(experiment, kind, engine):
     metrics = json.loads((d / "metrics.json").read_text())
     assert metrics["checkpoint"] == "best" and metrics["stopped_early"] is None
     assert metrics["train_passes"]["backward_passes"] > 0
-    assert set(metrics["poisoning"]) == {
+    # the attack success rate's fields (issue 21 added the defense's beside them)
+    assert set(metrics["poisoning"]) >= {
         "asr",
         "n",
         "ci_low",
