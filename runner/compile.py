@@ -106,7 +106,7 @@ class Run:
     @property
     def hyperparameters(self) -> dict[str, Any]:
         skip = {"name", "kind", "monitor"}
-        return {k: v for k, v in self.recipe.model_dump().items() if k not in skip}
+        return {k: v for k, v in self.recipe.as_data().items() if k not in skip}
 
     def to_json(self) -> dict[str, Any]:
         """The run as stored in run.json (every value, defaults included)."""
@@ -120,7 +120,7 @@ class Run:
             "sweep": self.sweep,
             "data": self.data.model_dump(),
             "model": _model_json(self.model),
-            "recipe": self.recipe.model_dump(),
+            "recipe": self.recipe.as_data(),
             "threat": self.threat.to_json(),
             "attacks": [a.model_dump() for a in self.attacks],
             "eval": self.eval.model_dump(),
@@ -233,8 +233,11 @@ class Plan:
 
 
 def _get(d: dict[str, Any], dotted: str) -> Any:
+    """The value at a dotted key, or None where a block on the way is off (``awp: null``)."""
     for part in dotted.split("."):
-        d = d[part]
+        if not isinstance(d, dict):
+            return None
+        d = d.get(part)
     return d
 
 
@@ -268,11 +271,14 @@ def resolve_attacks(spec: Spec, threat: Threat) -> tuple[AttackBase, ...]:
     return tuple(resolve_attack(a, threat, spec.eval.batch_size) for a in spec.attacks)
 
 
-def _resolve_recipe(recipe: dict[str, Any], threat_eps: float, adversarial: bool) -> dict[str, Any]:
+def _resolve_recipe(
+    recipe: dict[str, Any], threat_eps: float, adversarial: bool, relative: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """eps in pixel units, and the fields given relative to it (``relative``: step sizes...)."""
     r = json.loads(json.dumps(recipe))  # deep copy of plain data
     if adversarial:
         r["eps"] = threat_eps if r.get("eps") is None else expr.evaluate(r["eps"], threat_eps)
-        for key in ("step_size", "alpha", "init_eps"):  # step sizes are relative to the recipe eps
+        for key in relative:
             if r.get(key) is not None:
                 r[key] = expr.evaluate(r[key], r["eps"])
     return r
@@ -320,9 +326,9 @@ def compile_spec(spec: Spec) -> Plan:
                 if defenses:  # swept: each run filters with one defense
                     sweep[DEFENSE_KEY] = combo[-1]
                     poisoning = poisoning.model_copy(update={"defense": combo[-1]})
-                resolved = _resolve_recipe(
-                    raw, threat.eps, isinstance(recipe, AdversarialRecipeBase)
-                )
+                adversarial = isinstance(recipe, AdversarialRecipeBase)
+                relative = recipe.eps_relative if adversarial else ()
+                resolved = _resolve_recipe(raw, threat.eps, adversarial, relative)
                 r = type(recipe).model_validate(resolved)
                 suffix = ",".join(f"{k.split('.')[-1]}={_fmt(v)}" for k, v in sweep.items())
                 for seed in spec.seeds:

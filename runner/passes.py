@@ -8,8 +8,13 @@ from torch import Tensor, nn
 class PassCounter:
     """Forward hook: counts examples forwarded, and examples whose logits get a gradient.
 
-    Works for advrun's loops and for ART's internals alike, since both call the module.
+    Works for advrun's loops and for ART's internals alike, since both call the module. A deep
+    copy of the watched model (an AWP proxy, an EMA average) keeps counting into this counter:
+    the counter is not copied with the model's hook, so passes through the copy are run cost too.
     """
+
+    def __deepcopy__(self, memo: dict) -> PassCounter:
+        return self
 
     def __init__(self, model: nn.Module) -> None:
         self.forward = 0

@@ -19,6 +19,9 @@ RECIPES.register(
 )
 RECIPES.register("trades", "runner.recipes.trades:TRADESTraining", "Zhang et al. 2019 TRADES")
 RECIPES.register("mart", "runner.recipes.mart:MARTTraining", "Wang et al. 2020 MART")
+RECIPES.register("free", "runner.recipes.free:FreeTraining", "Shafahi et al. 2019 free adversarial training (minibatch replays)")
+RECIPES.register("n_fgsm", "runner.recipes.n_fgsm:NFGSMTraining", "de Jorge et al. 2022 N-FGSM: FGSM from a noise of 2*eps, no clipping")
+RECIPES.register("grad_align", "runner.recipes.grad_align:GradAlignTraining", "Andriushchenko & Flammarion 2020 FGSM with gradient alignment")
 RECIPES.register(
     "backdoor_mitigation", "runner.recipes.backdoor_mitigation:BackdoorMitigationTraining",
     "trigger-stamped training copies with correct labels",

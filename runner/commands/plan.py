@@ -15,12 +15,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _short(hp: dict) -> str:
-    keys = ("epochs", "eps", "step_size", "steps", "beta", "ratio", "sigma", "samples")
+    keys = ("epochs", "eps", "step_size", "steps", "beta", "ratio", "sigma", "samples", "lambda")
+    keys += ("m", "noise")
     parts = [
         f"{k}={hp[k]:.4g}" if isinstance(hp[k], float) else f"{k}={hp[k]}"
         for k in keys
         if hp.get(k) is not None
     ]
+    # the option blocks of issue 22, by their values that a sweep may change
+    parts += [f"awp(gamma={hp['awp']['gamma']:g})"] if hp.get("awp") else []
+    parts += [f"ema(decay={hp['ema']['decay']:g})"] if hp.get("ema") else []
     opt = hp.get("optimizer") or {}
     if opt:
         parts.append(f"{opt['name']}(lr={opt['lr']:g})")

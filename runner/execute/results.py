@@ -45,6 +45,20 @@ def _result(r) -> dict:
     return row
 
 
+# option blocks whose values a sweep changes (awp.gamma, ema.decay): flattened into hp_awp_gamma...
+# columns; absent from runs without the option, so their files keep their columns
+FLATTENED = ("awp", "ema")
+
+
+def _hp_columns(hyperparameters: dict) -> dict:
+    """The ``hp_`` columns of a run: its scalar hyperparameters and those of its option blocks."""
+    flat = dict(hyperparameters)
+    for block in FLATTENED:
+        if isinstance(opts := flat.pop(block, None), dict):
+            flat |= {f"{block}_{k}": v for k, v in opts.items()}
+    return {f"hp_{k}": v for k, v in flat.items() if isinstance(v, (int, float, str, bool))}
+
+
 def collect(plan: Plan, store: Store) -> pd.DataFrame:
     """One tidy row per (run, attack) of every evaluated run and audit."""
     rows = []
@@ -55,11 +69,7 @@ def collect(plan: Plan, store: Store) -> pd.DataFrame:
             "train_forward_passes": m.train_passes.forward_passes,
             "train_backward_passes": m.train_passes.backward_passes,
         }
-        hp = {
-            f"hp_{k}": v
-            for k, v in m.hyperparameters.items()
-            if isinstance(v, (int, float, str, bool))
-        }
+        hp = _hp_columns(m.hyperparameters)
         # a poisoned run's defense (a column only in experiments with a poisoning block)
         defense = {"defense": m.poisoning.defense} if m.poisoning and m.poisoning.defense else {}
         for r in m.results:

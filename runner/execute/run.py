@@ -240,7 +240,7 @@ def _train(s: RunScope, b: Built) -> None:
             s.on_epoch(row)
 
     bar = tqdm(
-        total=int(run.recipe.epochs), desc=run.slug, leave=False,
+        total=run.recipe.loop_epochs(), desc=run.slug, leave=False,
         disable=not (s.opts.bars and s.main),
     )  # fmt: skip
     try:

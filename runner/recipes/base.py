@@ -66,16 +66,35 @@ def attack_mode(model: nn.Module) -> Iterator[None]:
         model.train(was_training)
 
 
+@dataclass
+class Batch:
+    """One training batch as the native engine hands it from the recipe's :meth:`Recipe.craft`
+    to its per-batch hooks and to :meth:`Recipe.loss`: the clean inputs and labels, the epoch
+    progress, what the recipe crafted from them (``x_adv``, None when nothing was) and the input
+    gradient it took on the way (``grad``; GradAlign's regulariser reuses it)."""
+
+    x: Tensor
+    y: Tensor
+    progress: float
+    x_adv: Tensor | None = None
+    grad: Tensor | None = None
+
+
 class Recipe:
     """Clean training by default; subclasses change the batch loss or the data.
 
-    ``batch_loss`` is called with the model in train mode and returns the mean loss of the batch;
-    the loop does the optimizer step. ``art_epoch`` runs one epoch through ART's own trainer for
-    the recipes that have one (``engine: art``).
+    Per batch the native engine calls :meth:`craft` (the inner maximisation, model in train mode
+    on entry), then the per-batch hooks' ``before_loss`` (e.g. AWP's weight perturbation, which
+    evaluates :meth:`loss` on a proxy copy), then :meth:`loss`, and does the optimizer step. A
+    recipe may instead override :meth:`batch_loss` alone (craft and loss in one; the default
+    :meth:`loss` calls it), at the price of options that need the two apart (``awp``).
+    ``art_epoch`` runs one epoch through ART's own trainer for the recipes that have one
+    (``engine: art``).
 
     Class attributes: ``config`` the spec model; ``art_trainer`` the name of ART's trainer behind
     ``engine: art`` (None: native only); ``art_norms`` the threat norms that trainer attacks in;
-    ``adversarial`` whether it crafts perturbations during training.
+    ``adversarial`` whether it crafts perturbations during training. ``replays`` (per instance):
+    optimizer steps on each batch (Free-AT's m; 1 elsewhere).
     """
 
     config: ClassVar[type[RecipeBase]]
@@ -88,6 +107,19 @@ class Recipe:
         self.ctx = ctx
         self.norm: str = ctx.threat.norm
         self.lo, self.hi = (float(v) for v in ctx.pixel_range)
+        self.replays = 1
+
+    # -- per-batch hooks -------------------------------------------------------------------
+    def batch_hooks(self, model: nn.Module, steps_per_epoch: int) -> tuple[Any, ...]:
+        """The per-batch hooks this recipe trains with (:class:`runner.train.state.BatchHook`):
+        the weight average if ``ema`` is set; kinds add their own (AWP, Free-AT's carried
+        perturbation) before it. Built once per run, after the model is on its device;
+        ``steps_per_epoch``: optimizer steps per epoch of the loop."""
+        if self.cfg.ema is None:
+            return ()
+        from runner.recipes.averaging import WeightAverage
+
+        return (WeightAverage(model, self.cfg.ema, steps_per_epoch),)
 
     # -- data ------------------------------------------------------------------------------
     def training_data(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
@@ -106,7 +138,18 @@ class Recipe:
         full = float(self.cfg.eps)
         return float(getattr(self.cfg, key)) * (eps / full) if full else 0.0
 
+    def craft(self, model: nn.Module, x: Tensor, y: Tensor, epoch_progress: float) -> Batch:
+        """The batch's training inputs (e.g. adversarial examples); by default none: the clean
+        batch, with :meth:`batch_loss` doing all."""
+        return Batch(x, y, epoch_progress)
+
+    def loss(self, model: nn.Module, batch: Batch) -> Tensor:
+        """The mean training loss of a crafted batch (called on the trained model, and by AWP on
+        its proxy copy)."""
+        return self.batch_loss(model, batch.x, batch.y, batch.progress)
+
     def batch_loss(self, model: nn.Module, x: Tensor, y: Tensor, epoch_progress: float) -> Tensor:
+        """Craft and loss in one call (clean cross-entropy by default)."""
         import torch.nn.functional as F
 
         return F.cross_entropy(model(x), y)
@@ -168,6 +211,26 @@ class Recipe:
         optimizer. Returns the mean training loss, or NaN where ART does not report it.
         """
         raise NotImplementedError(f"recipe kind '{self.cfg.kind}' has no ART trainer")
+
+
+class GuardedRecipe(Recipe):
+    """A single-step recipe (spec: :class:`runner.spec.recipes.SingleStepRecipeBase`) with the
+    catastrophic-overfitting guard: stop when validation PGD accuracy falls ``overfit_drop``
+    below its best epoch; the loop then restores and evaluates the best epoch."""
+
+    def should_stop(self, history: list[dict[str, Any]]) -> str | None:
+        drop = self.cfg.overfit_drop
+        robust = [r["val_robust"] for r in history]
+        if drop is None or len(robust) < 2 or robust[-1] != robust[-1]:  # NaN: no monitor
+            return None
+        best = max(range(len(robust) - 1), key=lambda i: robust[i])
+        if robust[-1] < robust[best] - drop:
+            return (
+                f"catastrophic overfitting: validation PGD accuracy fell from "
+                f"{robust[best]:.3f} (epoch {history[best]['epoch']}) to {robust[-1]:.3f} at "
+                f"epoch {history[-1]['epoch']} (more than overfit_drop {drop:g})"
+            )
+        return None
 
 
 def art_batches(n: int, batch_size: int) -> Iterator:

@@ -15,15 +15,15 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import Field
 
 from runner import expr
-from runner.recipes.base import Recipe, art_batches, one_hot
+from runner.recipes.base import GuardedRecipe, art_batches, one_hot
 from runner.spec.base import Expr
-from runner.spec.recipes import AdversarialRecipeBase, Problem, ScheduleSpec
+from runner.spec.recipes import Problem, ScheduleSpec, SingleStepRecipeBase
 
 if TYPE_CHECKING:
     from torch import Tensor, nn
 
 
-class FGSMRSRecipe(AdversarialRecipeBase):
+class FGSMRSRecipe(SingleStepRecipeBase):
     """Wong, Rice & Kolter 2020 ("fast is better than free"): FGSM from a random start."""
 
     kind: Literal["fgsm_rs"] = Field(description="FGSM from a uniform random start (fast AT)")
@@ -36,24 +36,20 @@ class FGSMRSRecipe(AdversarialRecipeBase):
         default_factory=lambda: ScheduleSpec(name="cyclic"),
         description="learning-rate schedule (default cyclic, as in the paper)",
     )
-    overfit_drop: float | None = Field(
-        0.2,
-        gt=0,
-        le=1,
-        description="catastrophic-overfitting guard: stop and restore the best epoch when "
-        "validation PGD accuracy falls this far below its best (null: off)",
+    random_start: bool = Field(
+        True,
+        description="start the FGSM step from a uniform random point in the ball; false: from x "
+        "itself (plain FGSM training, the paper's 'zero init', which overfits catastrophically "
+        "at large eps)",
     )
 
     def check(self, where: tuple[Any, ...], spec: Any) -> Iterator[Problem]:
-        guarded = self.overfit_drop is not None
-        if guarded and (self.monitor.n == 0 or spec.data.val_fraction == 0):
+        yield from super().check(where, spec)
+        if self.engine == "art" and not self.random_start:
             yield (
-                (*where, "overfit_drop"),
-                (
-                    "the catastrophic-overfitting guard watches validation PGD accuracy, but "
-                    "validation is off (monitor.n or data.val_fraction is 0); turn it on or set "
-                    "overfit_drop: null"
-                ),
+                (*where, "random_start"),
+                "ART's AdversarialTrainerFBFPyTorch always starts from a random point; use "
+                "random_start: true or engine: native",
             )
 
     def check_at_eps(self, eps: float, where: tuple[Any, ...], spec: Any) -> Iterator[Problem]:
@@ -77,7 +73,7 @@ class FGSMRSRecipe(AdversarialRecipeBase):
             )
 
 
-class FGSMRSTraining(Recipe):
+class FGSMRSTraining(GuardedRecipe):
     config = FGSMRSRecipe
     art_trainer = "AdversarialTrainerFBFPyTorch"
     art_norms = ("linf",)
@@ -87,22 +83,9 @@ class FGSMRSTraining(Recipe):
         import torch.nn.functional as F
 
         eps = self.eps_at(epoch_progress)
-        x_adv = self.perturb(model, x, y, eps, self.scaled("alpha", eps), 1, start="uniform")
+        start = "uniform" if self.cfg.random_start else "none"
+        x_adv = self.perturb(model, x, y, eps, self.scaled("alpha", eps), 1, start=start)
         return F.cross_entropy(model(x_adv), y)
-
-    def should_stop(self, history: list[dict[str, Any]]) -> str | None:
-        drop = self.cfg.overfit_drop
-        robust = [r["val_robust"] for r in history]
-        if drop is None or len(robust) < 2 or robust[-1] != robust[-1]:  # NaN: no monitor
-            return None
-        best = max(range(len(robust) - 1), key=lambda i: robust[i])
-        if robust[-1] < robust[best] - drop:
-            return (
-                f"catastrophic overfitting: validation PGD accuracy fell from "
-                f"{robust[best]:.3f} (epoch {history[best]['epoch']}) to {robust[-1]:.3f} at "
-                f"epoch {history[-1]['epoch']} (more than overfit_drop {drop:g})"
-            )
-        return None
 
     def art_epoch(self, classifier, x: Tensor, y: Tensor, epoch: int, scheduler) -> float:
         """One epoch of ART's AdversarialTrainerFBFPyTorch, batch by batch.

@@ -2,7 +2,9 @@
 
 Inner maximisation: from x + 0.001 N(0, 1), projected steps that maximise KL(f(x) || f(x')),
 with f(x) the (fixed) clean softmax. Outer loss: CE(f(x), y) + beta * KL(f(x) || f(x')) averaged
-over the batch, gradients flowing through both the clean and the adversarial outputs.
+over the batch, gradients flowing through both the clean and the adversarial outputs. With
+``awp:`` the weights are perturbed adversarially (on this loss) before each loss (TRADES-AWP, Wu,
+Xia & Wang 2020; :mod:`runner.recipes.weights`).
 """
 
 from __future__ import annotations
@@ -12,9 +14,9 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
-from runner.recipes.base import Recipe, art_batches, one_hot
+from runner.recipes.base import Batch, Recipe, art_batches, one_hot
 from runner.spec.base import FloatSweep
-from runner.spec.recipes import IterativeRecipeBase, Problem, check_beta
+from runner.spec.recipes import AWPSpec, IterativeRecipeBase, Problem, check_awp, check_beta
 
 if TYPE_CHECKING:
     from torch import Tensor, nn
@@ -29,9 +31,15 @@ class TRADESRecipe(IterativeRecipeBase):
     beta: FloatSweep = Field(
         6.0, description="weight of the KL robustness term (0 to 1000; the paper uses 1 to 6)"
     )
+    awp: AWPSpec | None = Field(
+        None,
+        description="adversarial weight perturbation before each loss (TRADES-AWP, Wu, Xia & "
+        "Wang 2020: gamma 0.005); null: none",
+    )
 
     def check(self, where: tuple[Any, ...], spec: Any) -> Iterator[Problem]:
         yield from check_beta(self.beta, where)
+        yield from check_awp(self, self.awp, where)
 
 
 def kl_sum(logits_adv: Tensor, p_clean: Tensor) -> Tensor:
@@ -54,7 +62,7 @@ class TRADESTraining(Recipe):
     art_trainer = "AdversarialTrainerTRADESPyTorch"
     adversarial = True
 
-    def batch_loss(self, model: nn.Module, x: Tensor, y: Tensor, epoch_progress: float) -> Tensor:
+    def craft(self, model: nn.Module, x: Tensor, y: Tensor, epoch_progress: float) -> Batch:
         import torch
         import torch.nn.functional as F
 
@@ -73,7 +81,18 @@ class TRADESTraining(Recipe):
             loss_fn=kl_sum,
         )
         model.train()
-        return trades_loss(model(x), model(x_adv), y, self.cfg.beta)
+        return Batch(x, y, epoch_progress, x_adv)
+
+    def loss(self, model: nn.Module, batch: Batch) -> Tensor:
+        return trades_loss(model(batch.x), model(batch.x_adv), batch.y, self.cfg.beta)
+
+    def batch_loss(self, model: nn.Module, x: Tensor, y: Tensor, epoch_progress: float) -> Tensor:
+        return self.loss(model, self.craft(model, x, y, epoch_progress))
+
+    def batch_hooks(self, model: nn.Module, steps_per_epoch: int) -> tuple[Any, ...]:
+        from runner.recipes.weights import awp_hooks
+
+        return (*awp_hooks(self, model), *super().batch_hooks(model, steps_per_epoch))
 
     def art_epoch(self, classifier, x: Tensor, y: Tensor, epoch: int, scheduler) -> float:
         """One epoch of ART's AdversarialTrainerTRADESPyTorch, batch by batch.
@@ -87,6 +106,10 @@ class TRADESTraining(Recipe):
         from art.attacks.evasion import ProjectedGradientDescent
         from art.defences.trainer import AdversarialTrainerTRADESPyTorch
 
+        if self.cfg.awp is not None:  # ART's AWP trainer in TRADES mode
+            from runner.recipes.weights import art_awp_epoch
+
+            return art_awp_epoch(self, classifier, x, y, epoch, scheduler, "TRADES")
         trainer = self.__dict__.get("_art_trainer")
         if trainer is None:
             attack = ProjectedGradientDescent(

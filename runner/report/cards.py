@@ -40,6 +40,22 @@ def _robust(run: dict[str, Any], inside: list[str]) -> tuple[str | None, float |
     return None, None
 
 
+def _weights(run: dict[str, Any]) -> dict[str, str]:
+    """What the card says of an averaged model (``ema:``): its numbers are of the average."""
+    ema = (run.get("hyperparameters") or {}).get("ema")
+    if not ema:
+        return {}
+    stats = "the trained model's" if ema.get("buffers") == "copy" else "averaged too"
+    ramp = ", ramped as min(decay, (1 + t) / (10 + t))" if ema.get("ramp") else ""
+    return {
+        "weights": (
+            f"exponential moving average of the weights (decay {ema['decay']:g}{ramp}, after "
+            f"{ema['warmup']:g} warm-up epochs; batch-norm statistics: {stats}); validation, "
+            "the best checkpoint and every number of this card are the average's"
+        )
+    }
+
+
 def model_card(exp: dict[str, Any], run: dict[str, Any]) -> ModelCard:
     """Dataset, architecture, threat model, eps, clean and robust accuracy (and by what attacks:
     exactly those of the worst case; attacks outside the threat model are listed apart, with
@@ -71,7 +87,7 @@ def model_card(exp: dict[str, Any], run: dict[str, Any]) -> ModelCard:
         "off_threat_attacks": off_threat,
         "n_test": (run["results"].get(CLEAN) or {}).get("n"),
         "results": run["results"],
-        "recipe": _pick(run, RECIPE_KEYS, name="recipe"),
+        "recipe": _pick(run, RECIPE_KEYS, name="recipe") | _weights(run),
         "checkpoint": run.get("checkpoint_provenance"),  # an audit's model file
         "checklist": checklist,
         "unreliable": None

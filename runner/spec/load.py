@@ -152,8 +152,24 @@ def _model_fields(path: list[Any], data: Any) -> list[str] | None:
             ]
             tp = kinds[0] if kinds else (members[0] if len(members) == 1 else None)
     if isinstance(tp, type) and issubclass(tp, BaseModel):
-        return list(tp.model_fields)
+        return [f.alias or name for name, f in tp.model_fields.items()]  # a key as written
     return None
+
+
+def _recipe_kinds_with(path: list[Any], data: Any) -> str:
+    """For an unknown key of a recipe (recipes.N.key) that other recipe kinds have: which."""
+    if len(path) != 3 or path[0] != "recipes":
+        return ""
+    key = str(path[-1])
+    kinds = [
+        kind
+        for kind, model in RECIPE_SPECS.items()
+        if any((f.alias or name) == key for name, f in model.model_fields.items())
+    ]
+    if not kinds:
+        return ""
+    kind = data["recipes"][path[1]].get("kind")
+    return f": recipe kind '{kind}' has no such option (it is an option of: {', '.join(kinds)})"
 
 
 def _message(err: dict[str, Any], path: list[Any], data: Any) -> str:
@@ -166,7 +182,8 @@ def _message(err: dict[str, Any], path: list[Any], data: Any) -> str:
                 "against a poisoning scenario; set it there, e.g. poisoning: {trigger: pattern, "
                 "target: 0, fraction: 0.05, defense: spectral_signatures}"
             )
-        return f"unknown key '{path[-1]}'{did_you_mean(str(path[-1]), allowed)}; allowed keys: {', '.join(allowed)}"
+        hint = _recipe_kinds_with(path, data) or did_you_mean(str(path[-1]), allowed)
+        return f"unknown key '{path[-1]}'{hint}; allowed keys: {', '.join(allowed)}"
     if kind == "missing":
         return f"required key '{path[-1]}' is missing"
     if kind in ("union_tag_invalid", "union_tag_not_found"):

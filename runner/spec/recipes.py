@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field
 
@@ -112,6 +112,54 @@ class MonitorSpec(StrictModel):
     )
 
 
+class EMASpec(StrictModel):
+    """An exponential moving average of the weights (Gowal et al. 2020, Rebuffi et al. 2021).
+
+    After every optimizer step the average moves towards the weights by ``1 - decay``; with
+    ``ramp`` the decay is min(decay, (1 + t) / (10 + t)) at the t-th step after the warm-up, as in
+    DeepMind's code for both papers (TensorFlow's num_updates). Validation, the best checkpoint,
+    last.pt and the evaluation use the average.
+    """
+
+    decay: FloatSweep = Field(
+        0.999,
+        description="decay per optimizer step, in (0, 1) (Rebuffi et al. 2021: 0.999; Gowal et "
+        "al. 2020's code: 0.995); the average spans about 1/(1 - decay) steps; a list sweeps",
+    )
+    warmup: float = Field(
+        0.0,
+        description="epochs (fractions allowed) during which the average is a copy of the "
+        "weights; averaging starts after them",
+    )
+    ramp: bool = Field(
+        True,
+        description="decay min(decay, (1 + t) / (10 + t)) at the t-th step after the warm-up (as "
+        "DeepMind's code), so that early steps do not weigh the initial weights for long",
+    )
+    buffers: Literal["copy", "average"] = Field(
+        "copy",
+        description="BatchNorm statistics (and other buffers) of the average: copy = the trained "
+        "model's, as DeepMind's code for Gowal et al. 2020 and Rebuffi et al. 2021 evaluates "
+        "(only the parameters are averaged); average = averaged like the parameters "
+        "(torch.optim.swa_utils.AveragedModel's use_buffers)",
+    )
+
+
+class AWPSpec(StrictModel):
+    """Adversarial weight perturbation (Wu, Xia & Wang, NeurIPS 2020), per batch."""
+
+    gamma: FloatSweep = Field(
+        0.005,
+        description="size of the weight perturbation relative to each layer's weight norm, in "
+        "(0, 1] (the paper: 0.005 with TRADES, 0.01 with PGD); a list sweeps",
+    )
+    warmup_epochs: int = Field(
+        0,
+        description="epochs trained without the perturbation before it starts (0: from the "
+        "start; the paper's TRADES-AWP: 9 epochs, AT-AWP: 0)",
+    )
+
+
 class RecipeBase(StrictModel):
     """Options every recipe shares."""
 
@@ -150,12 +198,35 @@ class RecipeBase(StrictModel):
         description="torch.compile the model for training (native engine on CUDA; ignored with a "
         "note elsewhere); the first epoch is slower while it compiles",
     )
+    ema: EMASpec | None = Field(
+        None,
+        description="keep an exponential moving average of the weights, which validation, the "
+        "best checkpoint and the evaluation use (native engine); null: the trained weights",
+    )
+
+    def as_data(self) -> dict[str, Any]:
+        """Every value, as run.json and metrics.json hold them, but the keys that are null by
+        default and null here (an option block that is off: ``ema``, ``awp``): files of runs
+        without them read as before the options existed, also by an older advrun."""
+        fields = type(self).model_fields
+        off = {
+            f.alias or k
+            for k, f in fields.items()
+            if f.default is None and getattr(self, k) is None
+        }
+        return {k: v for k, v in self.model_dump().items() if k not in off}
+
+    def loop_epochs(self, epochs: int | None = None) -> int:
+        """Passes of the training loop over the data for ``epochs`` (default: this recipe's,
+        once resolved); a recipe that replays each batch makes fewer."""
+        return int(self.epochs if epochs is None else epochs)
 
     def problems(self, where: tuple[Any, ...], spec: Any, threat_eps: float) -> Iterator[Problem]:
         """Every cross-field problem of this recipe (``spec`` is the whole validated spec): the
         shared rules, then this kind's own (:meth:`check`)."""
         yield from _check_engine(self, where, spec)
         yield from _check_training(self, where)
+        yield from _check_ema(self, where)
         yield from self.check(where, spec)
 
     def check(self, where: tuple[Any, ...], spec: Any) -> Iterator[Problem]:
@@ -164,7 +235,12 @@ class RecipeBase(StrictModel):
 
 
 class AdversarialRecipeBase(RecipeBase):
-    """Options of recipes that craft perturbations during training."""
+    """Options of recipes that craft perturbations during training.
+
+    ``eps_relative`` names the fields written relative to the recipe's eps (``eps/4``): the plan
+    resolves them to pixel units with it."""
+
+    eps_relative: ClassVar[tuple[str, ...]] = ("step_size", "alpha", "init_eps")
 
     eps: ExprSweep = Field(
         None,
@@ -221,6 +297,61 @@ class IterativeRecipeBase(AdversarialRecipeBase):
                 yield from check_steps(eps, step, steps, where, iterative=steps > 1)
 
 
+class SingleStepRecipeBase(AdversarialRecipeBase):
+    """Recipes that craft with a single gradient step: they can overfit catastrophically (PGD
+    accuracy collapses within an epoch while FGSM accuracy soars, Wong et al. 2020), which a
+    guard watches for in validation PGD accuracy."""
+
+    overfit_drop: float | None = Field(
+        0.2,
+        gt=0,
+        le=1,
+        description="catastrophic-overfitting guard: stop and restore the best epoch when "
+        "validation PGD accuracy falls this far below its best (null: off)",
+    )
+
+    def check(self, where: tuple[Any, ...], spec: Any) -> Iterator[Problem]:
+        """The guard needs validation; a kind's own ``check`` calls this one first."""
+        guarded = self.overfit_drop is not None
+        if guarded and (self.monitor.n == 0 or spec.data.val_fraction == 0):
+            yield (
+                (*where, "overfit_drop"),
+                (
+                    "the catastrophic-overfitting guard watches validation PGD accuracy, but "
+                    "validation is off (monitor.n or data.val_fraction is 0); turn it on or set "
+                    "overfit_drop: null"
+                ),
+            )
+
+
+def check_awp(recipe: RecipeBase, awp: AWPSpec | None, where: tuple[Any, ...]) -> Iterator[Problem]:
+    """The weight perturbation's size and warm-up (for the kinds that offer ``awp``)."""
+    if awp is None:
+        return
+    for gamma in as_list(awp.gamma):
+        if not 0 < gamma <= 1:
+            yield (
+                (*where, "awp", "gamma"),
+                f"awp.gamma {gamma:g} must be in (0, 1]: the perturbation's size relative to each "
+                "layer's weight norm (the paper: 0.005 with TRADES, 0.01 with PGD)",
+            )
+    if awp.warmup_epochs < 0:
+        yield (
+            (*where, "awp", "warmup_epochs"),
+            (f"awp.warmup_epochs {awp.warmup_epochs} must be >= 0 (0: perturb from the start)"),
+        )
+    for e in as_list(recipe.epochs):
+        if awp.warmup_epochs >= e >= 1:
+            yield (
+                (*where, "awp", "warmup_epochs"),
+                (
+                    f"awp.warmup_epochs {awp.warmup_epochs} is not below epochs {e}: the weights would "
+                    "never be perturbed; lower it or remove awp"
+                ),
+            )
+            break
+
+
 RECIPE_SPECS = RECIPES.configs()
 """Spec models of the registered recipe kinds by kind, loaded on access (each kind's model lives
 beside its implementation, in ``runner/recipes/<kind>.py``, named by the catalog)."""
@@ -232,6 +363,10 @@ SWEEPABLE = (
     "steps",
     "ratio",
     "beta",
+    "lambda",
+    "m",
+    "awp.gamma",
+    "ema.decay",
     "sigma",
     "samples",
     "epochs",
@@ -272,6 +407,40 @@ def _check_training(recipe: RecipeBase, where: tuple[Any, ...]) -> Iterator[Prob
                 (*where, "schedule", "milestone_epochs"),
                 f"milestone_epochs {sched.milestone_epochs} must be positive epoch counts",
             )
+
+
+def _check_ema(recipe: RecipeBase, where: tuple[Any, ...]) -> Iterator[Problem]:
+    """The average's decay and warm-up."""
+    ema = recipe.ema
+    if ema is None:
+        return
+    for decay in as_list(ema.decay):
+        if not 0 < decay < 1:
+            yield (
+                (*where, "ema", "decay"),
+                f"ema.decay {decay:g} must be in (0, 1): the share of the average kept at each "
+                "step (usual: 0.995 to 0.9999)",
+            )
+    if ema.warmup < 0:
+        yield (*where, "ema", "warmup"), f"ema.warmup {ema.warmup:g} must be >= 0 (epochs)"
+    for e in as_list(recipe.epochs):
+        if ema.warmup >= recipe.loop_epochs(e) >= 1:
+            yield (
+                (*where, "ema", "warmup"),
+                (
+                    f"ema.warmup {ema.warmup:g} is not below the {recipe.loop_epochs(e)} epochs of "
+                    "the training loop: the average would only copy the weights; lower it or remove ema"
+                ),
+            )
+            break
+    if recipe.engine == "art":
+        yield (
+            (*where, "ema"),
+            (
+                "ema applies to the native engine (ART's trainers step the weights without advrun's "
+                "per-batch hooks); use engine: native or remove ema"
+            ),
+        )
 
 
 _NORM_NAMES = {"linf": "L-inf", "l2": "L2"}

@@ -54,6 +54,8 @@ class CardRecipe(Record):
     checkpoint: str | None = None
     best_epoch: int | None = None
     stopped_early: str | None = None
+    # which weights the numbers are of, when not simply the trained ones (ema: the average)
+    weights: str | None = None
 
 
 class CardCost(Record):

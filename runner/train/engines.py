@@ -4,7 +4,7 @@
 An engine's ``run_epoch(epoch, generator)`` trains one epoch in place and returns its mean loss,
 or raises :class:`~runner.errors.RunFailed` when training diverged. The native engine's unit is
 :meth:`NativeEngine.train_batch` (one optimizer step on one batch, with the state's per-batch
-hooks around it), which a replaying recipe can repeat on the same batch.
+hooks around it), repeated ``recipe.replays`` times on each batch (Free-AT's m).
 """
 
 from __future__ import annotations
@@ -69,10 +69,12 @@ class NativeEngine:
         batches = self._batches(gen)
         losses, lrs = [], []
         augment = ctx.augment  # data.augment: training batches only, before the attack
+        replays = self.job.recipe.replays  # Free-AT: m optimizer steps on each batch
         for b, (idx, weight) in enumerate(batches):
             xb, yb = _batch(self.x, self.y, idx, ctx.device)
             xb = augment(xb, gen) if augment else xb
-            losses.append(self.train_batch(xb, yb, epoch + b / len(batches), lrs, weight))
+            for _ in range(replays):
+                losses.append(self.train_batch(xb, yb, epoch + b / len(batches), lrs, weight))
         per_batch = torch.stack(losses).float()
         bad = (~torch.isfinite(per_batch)).nonzero()
         first = int(bad[0]) if len(bad) else -1
@@ -100,12 +102,17 @@ class NativeEngine:
     ) -> Tensor:
         """One optimizer step on one batch; appends the lr it used to ``lrs``, returns the loss
         (on the device). ``progress`` is the epoch progress the recipe's warm-up reads;
-        ``weight`` scales the loss (a DDP shard's share of its global batch)."""
+        ``weight`` scales the loss (a DDP shard's share of its global batch).
+
+        The recipe crafts the batch, the hooks see it (``before_loss``), the recipe's loss is
+        taken; the hooks run again after the backward pass and after the step."""
         model, opt, hooks = self.trained, self.state.optimizer, self.state.hooks
-        for h in hooks:
-            h.before_loss(self.state.model, x, y)
+        recipe = self.job.recipe
         with self.autocast:
-            loss = self.job.recipe.batch_loss(model, x, y, progress)
+            batch = recipe.craft(model, x, y, progress)
+            for h in hooks:
+                h.before_loss(self.state.model, batch)
+            loss = recipe.loss(model, batch)
         if weight != 1.0:  # the ranks' mean of these is the global batch's mean loss
             loss = loss * weight
         opt.zero_grad(set_to_none=True)

@@ -109,11 +109,14 @@ def fit(job: FitContext) -> FitResult:
     x, y = job.recipe.training_data(job.x, job.y)
     if x.device != ctx.device:  # kept on the host (too large for the GPU): pinned, labels too
         x, y = (t if t.is_pinned() else t.pin_memory() for t in (x.cpu(), y.cpu()))
-    epochs, steps_per_epoch = int(cfg.epochs), -(-len(x) // int(cfg.batch_size))
+    epochs = cfg.loop_epochs()  # fewer than cfg.epochs when each batch is replayed (Free-AT)
+    steps_per_epoch = -(-len(x) // int(cfg.batch_size)) * job.recipe.replays
     opt = make_optimizer(job.model, cfg.optimizer)
-    sched = make_scheduler(opt, cfg.schedule, epochs * steps_per_epoch, epochs)
-    state = TrainingState(job.model, opt, sched)
+    # milestone_epochs count the spec's epochs, replayed or not
+    sched = make_scheduler(opt, cfg.schedule, epochs * steps_per_epoch, int(cfg.epochs))
     autocast = _device_options(job.model, cfg, ctx.device, job.log)
+    hooks = job.recipe.batch_hooks(job.model, steps_per_epoch)  # after channels_last: copies
+    state = TrainingState(job.model, opt, sched, hooks=hooks)
     if cfg.channels_last and ctx.device.type == "cuda" and x.dim() == 4:
         x = x.contiguous(memory_format=torch.channels_last)
     engine = ENGINES[cfg.engine](job, state, x, y, autocast)
@@ -130,7 +133,7 @@ def fit(job: FitContext) -> FitResult:
 def _train_epochs(job: FitContext, state: TrainingState, engine: Engine) -> FitResult:
     """The epoch loop: train, validate, record, write; stop at the end or when the recipe says."""
     passes = _PassTally(job.ctx.counter, state.history)
-    for epoch in range(state.epoch, int(job.recipe.cfg.epochs)):
+    for epoch in range(state.epoch, job.recipe.cfg.loop_epochs()):
         t0 = time.perf_counter()
         loss = engine.run_epoch(epoch, _epoch_generator(job, epoch))
         row = _epoch_row(job, state, epoch, loss, t0, passes)
@@ -217,7 +220,7 @@ def _write_epoch(
 def _report_epoch(job: FitContext, row: dict[str, Any]) -> None:
     epoch, loss, val_robust = row["epoch"], row["loss"], row["val_robust"]
     job.log(
-        f"epoch {epoch}/{int(job.recipe.cfg.epochs)} loss {loss:.4f} val clean "
+        f"epoch {epoch}/{job.recipe.cfg.loop_epochs()} loss {loss:.4f} val clean "
         f"{row['val_clean']:.3f} robust {val_robust:.3f}"
     )
     faults.reached(f"epoch:{epoch}")

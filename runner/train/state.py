@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -24,26 +24,37 @@ if TYPE_CHECKING:
     from torch.optim import Optimizer
     from torch.optim.lr_scheduler import LRScheduler
 
+    from runner.recipes.base import Batch
+
 NO_BEST = {"epoch": -1, "robust": -1.0, "clean": -1.0}
 
 
 class BatchHook(Protocol):
     """A per-batch seam of the native engine, with its own part of the resume point.
 
-    ``before_loss`` runs before the recipe's batch loss (e.g. a weight perturbation on a proxy
-    copy), ``before_step`` after the backward pass and before the optimizer step (e.g. undoing
-    that perturbation), ``after_step`` after the optimizer and schedule stepped (e.g. updating an
-    average of the weights). ``key`` names its entry in ``state.pt``; ``state_dict`` and
-    ``load_state_dict`` save and restore it there. No hook is installed today.
+    ``before_loss`` runs after the recipe crafted the batch and before its loss (e.g. AWP's
+    weight perturbation, computed on a proxy copy from the crafted batch), ``before_step`` after
+    the backward pass and before the optimizer step (e.g. undoing that perturbation, or Free-AT's
+    update of its carried perturbation from the input gradient), ``after_step`` after the
+    optimizer and schedule stepped (e.g. updating an average of the weights). ``key`` names its
+    entry in ``state.pt``; ``state_dict`` and ``load_state_dict`` save and restore it there. The
+    recipe builds its hooks (:meth:`runner.recipes.base.Recipe.batch_hooks`).
     """
 
     key: str
 
-    def before_loss(self, model: nn.Module, x: Tensor, y: Tensor) -> None: ...
+    def before_loss(self, model: nn.Module, batch: Batch) -> None: ...
     def before_step(self, model: nn.Module) -> None: ...
     def after_step(self, model: nn.Module) -> None: ...
     def state_dict(self) -> dict[str, Any]: ...
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+@runtime_checkable
+class AveragingHook(Protocol):
+    """A hook that keeps an average of the weights (EMA): the model that is evaluated."""
+
+    def averaged(self) -> nn.Module: ...
 
 
 @dataclass
@@ -62,10 +73,11 @@ class TrainingState:
 
     # -- the weights -----------------------------------------------------------------------
     def evaluated_model(self) -> nn.Module:
-        """The weights validation, best-epoch selection and evaluation use: the trained model.
-
-        A weight average kept beside it (an EMA hook) would be returned here instead.
-        """
+        """The weights validation, best-epoch selection and evaluation use: a weight average kept
+        by a hook (``ema:``) if there is one, else the trained model."""
+        for h in self.hooks:
+            if isinstance(h, AveragingHook):
+                return h.averaged()
         return self.model
 
     def weights(self) -> dict[str, Tensor]:

@@ -33,7 +33,7 @@ def target_epochs(ctx: TuneContext) -> int | None:
     if t is None or "epochs" in t.space:
         return None
     recipe = next(r for r in ctx.loaded.spec.recipes if r.name == t.target.recipe)
-    return int(recipe.epochs) if isinstance(recipe.epochs, int) else None
+    return recipe.loop_epochs() if isinstance(recipe.epochs, int) else None
 
 
 def describe(trial: FrozenTrial, labels: list[str]) -> str:

@@ -84,3 +84,46 @@ def test_killed_at_any_point_the_rerun_equals_an_uninterrupted_run(tmp_path, ref
         assert log.count("fgsm (cascade)") == 1 and log.count("pgd5 (cascade)") == 2
     for d in run_dirs(out).values():
         assert not (d / "eval").exists()  # the evaluation state is removed once done
+
+
+# Per-batch hooks in the resume point (issue 22): AWP's proxy optimizer, the EMA average and its
+# step count, Free-AT's carried perturbation. Every run is killed after its first epoch (one
+# marker per attempt: each attempt kills the first run that reaches epoch 1), then resumed.
+HOOKED = """\
+name: hooked
+seeds: [0]
+device: cpu
+deterministic: true
+data: {dataset: digits, limit: 300}
+threat: {norm: linf, eps: 0.1}
+models: [{name: mlp, arch: mlp, kwargs: {hidden: [32]}}]
+recipes:
+  - {name: pgd-awp-ema, kind: pgd, epochs: 3, steps: 2, step_size: eps/2, optimizer: {lr: 3e-3},
+     awp: {gamma: 0.01}, ema: {decay: 0.9}, monitor: {n: 64, steps: 3}}
+  - {name: trades-awp, kind: trades, epochs: 3, steps: 2, step_size: eps/2,
+     optimizer: {name: sgd, lr: 0.05, weight_decay: 5e-4}, awp: {warmup_epochs: 1},
+     monitor: {n: 64, steps: 3}}
+  - {name: free-ema, kind: free, epochs: 6, m: 2, optimizer: {lr: 3e-3},
+     ema: {decay: 0.95, warmup: 0.5, buffers: average}, monitor: {n: 64, steps: 3}}
+attacks:
+  - {name: pgd5, kind: pgd, steps: 5, step_size: eps/4}
+eval: {n: 100, bootstrap: 50, checklist: false}
+"""
+
+
+def test_killed_runs_with_awp_ema_and_free_resume_bitwise(tmp_path):
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(HOOKED)
+    ref = advrun("run", str(spec), "-o", str(tmp_path / "ref"), "-q", "--no-report")
+    assert ref.returncode == 0, ref.stderr
+    out = tmp_path / "out"
+    args = ("run", str(spec), "-o", str(out), "-q", "--no-report")
+    for attempt in range(3):  # one kill per run, each after its first epoch
+        marker = tmp_path / f"fired-{attempt}"
+        killed = advrun(*args, ADVRUN_FAULT=f"epoch:1@{marker}")
+        assert killed.returncode == -signal.SIGKILL, (attempt, killed.stderr)
+    again = advrun(*args)
+    assert again.returncode == 0 and "Traceback" not in again.stderr, again.stderr
+    assert_same_outputs(out, tmp_path / "ref")  # epochs, results, last.pt and best.pt bitwise
+    for d in run_dirs(out).values():
+        assert "resumed at epoch 1" in (d / "log.txt").read_text(), d.name

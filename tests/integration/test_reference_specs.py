@@ -23,6 +23,12 @@ REDUCED = {
     "cifar10-pgd.yaml": ["models.0.kwargs.width=4"],  # PreAct ResNet-18 at 1/16 width
     "cifar10-fast.yaml": ["models.0.kwargs.width=4"],
     "cifar10-trades.yaml": ["models.0.kwargs.depth=10", "models.0.kwargs.widen_factor=1"],
+    # one epoch: the perturbation from the start (the spec waits 9 epochs, as the paper)
+    "cifar10-awp.yaml": [
+        "models.0.kwargs.depth=10",
+        "models.0.kwargs.widen_factor=1",
+        "recipes.0.awp.warmup_epochs=0",
+    ],
 }
 
 
@@ -48,8 +54,19 @@ def test_reference_specs_say_what_the_papers_published() -> None:
     assert "Rice2020Overfitting" in pgd and "53.42%" in pgd
     assert "84.92%" in trades and "53.08%" in trades and "56.61%" in trades
     assert "46.06%" in fast and "43.21%" in fast and "RTX 2080 Ti" in fast
-    for text in (pgd, trades, fast):
+    awp = (SPECS / "cifar10-awp.yaml").read_text()
+    assert "85.36%" in awp and "56.17%" in awp and "Wu2020Adversarial" in awp
+    for text in (pgd, trades, fast, awp):
         assert "not run here" in text
+
+
+def test_the_awp_reference_spec_trains_as_the_papers_code() -> None:
+    (run,) = compile_spec(load_spec(SPECS / "cifar10-awp.yaml").spec).runs
+    r = run.recipe
+    assert (r.kind, r.beta, r.epochs, r.steps, r.batch_size) == ("trades", 6.0, 200, 10, 128)
+    assert r.eps == pytest.approx(8 / 255) and r.step_size == pytest.approx(2 / 255)
+    assert (r.awp.gamma, r.awp.warmup_epochs) == (0.005, 9)
+    assert r.schedule.milestone_epochs == [99, 149] and r.optimizer.weight_decay == 5e-4
 
 
 @pytest.fixture(scope="module")

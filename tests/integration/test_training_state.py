@@ -72,7 +72,7 @@ class Counting:
     def __init__(self) -> None:
         self.calls = {"before_loss": 0, "before_step": 0, "after_step": 0}
 
-    def before_loss(self, model: Any, x: Any, y: Any) -> None:
+    def before_loss(self, model: Any, batch: Any) -> None:
         self.calls["before_loss"] += 1
 
     def before_step(self, model: Any) -> None:

@@ -196,3 +196,157 @@ def test_example_specs_are_valid(name):
 
     spec = load_spec(Path(__file__).resolve().parents[2] / "specs" / name).spec
     assert {r.kind for r in spec.recipes} >= {"standard"}
+
+
+# -- the recipes of issue 22: awp, ema, free, n_fgsm, grad_align ------------------------------
+@pytest.mark.parametrize(
+    "recipe",
+    [
+        "{name: r, kind: pgd, awp: {gamma: 0.01}}",
+        "{name: r, kind: trades, awp: {}, ema: {decay: 0.995, warmup: 0.5}}",
+        "{name: r, kind: pgd, engine: art, awp: {gamma: 0.01, warmup_epochs: 0}}",
+        "{name: r, kind: mart, ema: {buffers: average, ramp: false}}",
+        "{name: r, kind: free, epochs: 8, m: 4}",
+        "{name: r, kind: n_fgsm, clip: eps}",
+        "{name: r, kind: grad_align, lambda: [0, 0.2], random_start: true}",
+        "{name: r, kind: fgsm_rs, random_start: false}",
+    ],
+)
+def test_valid_recipes_of_issue_22(write_spec, recipe):
+    load_spec(write_spec(with_recipe(recipe)))
+
+
+@pytest.mark.parametrize(
+    ("recipe", "path", "at", "text"),
+    [
+        (
+            "{name: r, kind: pgd, awp: {gamma: 0}}",
+            "recipes.2.awp.gamma",
+            "0}}",
+            "must be in (0, 1]",
+        ),
+        ("{name: r, kind: trades, awp: {gamma: 2}}", "recipes.2.awp.gamma", "2}}", "(0, 1]"),
+        (
+            "{name: r, kind: pgd, epochs: 3, awp: {warmup_epochs: 3}}",
+            "recipes.2.awp.warmup_epochs",
+            "3}}",
+            "never be perturbed",
+        ),
+        ("{name: r, kind: mart, awp: {}}", "recipes.2.awp", "awp", "option of: pgd, trades"),
+        (
+            "{name: r, kind: pgd, ema: {decay: 1}}",
+            "recipes.2.ema.decay",
+            "1}}",
+            "must be in (0, 1)",
+        ),
+        (
+            "{name: r, kind: pgd, ema: {decay: 0}}",
+            "recipes.2.ema.decay",
+            "0}}",
+            "must be in (0, 1)",
+        ),
+        ("{name: r, kind: pgd, ema: {warmup: -1}}", "recipes.2.ema.warmup", "-1}}", ">= 0"),
+        ("{name: r, kind: pgd, ema: {warmup: 10}}", "recipes.2.ema.warmup", "10}}", "only copy"),
+        ("{name: r, kind: pgd, engine: art, ema: {}}", "recipes.2.ema", "{}}", "native engine"),
+        ("{name: r, kind: free, m: 0}", "recipes.2.m", "0}", "must be in 1..100"),
+        ("{name: r, kind: free, m: 101}", "recipes.2.m", "101}", "must be in 1..100"),
+        ("{name: r, kind: free, m: [4, 0]}", "recipes.2.m", "[4", "m 0 must be in 1..100"),
+        (
+            "{name: r, kind: pgd, awp: {gamma: [0.01, 3]}}",
+            "recipes.2.awp.gamma",
+            "[0.01",
+            "awp.gamma 3 must be",
+        ),
+        (
+            "{name: r, kind: pgd, ema: {decay: [0.99, 1.5]}}",
+            "recipes.2.ema.decay",
+            "[0.99",
+            "ema.decay 1.5 must be",
+        ),
+        ("{name: r, kind: free, step: 3*eps}", "recipes.2.step", "3*eps", "(0, 2*eps]"),
+        (
+            "{name: r, kind: free, eps_warmup_epochs: 1}",
+            "recipes.2.eps_warmup_epochs",
+            "1}",
+            "no eps warm-up",
+        ),
+        ("{name: r, kind: n_fgsm, noise: 5*eps}", "recipes.2.noise", "5*eps", "[0, 4*eps]"),
+        ("{name: r, kind: n_fgsm, alpha: 0}", "recipes.2.alpha", "0}", "(0, 2*eps]"),
+        ("{name: r, kind: grad_align, lambda: -1}", "recipes.2.lambda", "-1}", "[0, 100]"),
+        ("{name: r, kind: grad_align, lambda: [0.2, 500]}", "recipes.2.lambda", "[0.2", "500"),
+        ("{name: r, kind: grad_align, lamda: 1}", "recipes.2.lamda", "lamda", "'lambda'"),
+        (
+            "{name: r, kind: fgsm_rs, engine: art, random_start: false}",
+            "recipes.2.random_start",
+            "false",
+            "always starts from a random point",
+        ),
+        (
+            "{name: r, kind: grad_align, monitor: {n: 0}}",
+            "recipes.2.overfit_drop",
+            "{name",
+            "validation is off",
+        ),
+    ],
+)
+def test_bad_options_of_issue_22_are_located(errors_of, recipe, path, at, text):
+    # line 10 is "  - {recipe}": the column is where ``at`` starts in it
+    p = one(errors_of(with_recipe(recipe)))
+    assert (p.line, p.col, p.path) == (10, 5 + recipe.index(at), path), str(p)
+    assert text in p.message, p.message
+
+
+def test_free_replays_each_batch_over_fewer_passes(write_spec):
+    text = with_recipe("{name: r, kind: free, epochs: 10, m: 4}")
+    (run,) = [
+        r for r in compile_spec(load_spec(write_spec(text)).spec).runs if r.recipe.kind == "free"
+    ]
+    assert run.recipe.loop_epochs() == 3  # ceil(10 / 4), as the paper's code
+    assert run.recipe.step == pytest.approx(0.1)  # 'eps', resolved to pixel units
+
+
+def test_off_options_leave_run_files_and_ids_as_before(write_spec):
+    plain = compile_spec(load_spec(write_spec(BASE)).spec).runs[1]
+    assert "ema" not in plain.to_json()["recipe"] and "awp" not in plain.hyperparameters
+    text = BASE.replace("steps: 7}", "steps: 7, ema: {}}")
+    averaged = compile_spec(load_spec(write_spec(text, "e.yaml")).spec).runs[1]
+    assert averaged.hyperparameters["ema"]["decay"] == 0.999 and averaged.id != plain.id
+
+
+def test_grad_align_lambda_is_written_as_lambda(write_spec):
+    text = with_recipe("{name: g, kind: grad_align, lambda: [0.1, 0.3]}")
+    runs = [r for r in compile_spec(load_spec(write_spec(text)).spec).runs if r.recipe.name == "g"]
+    assert [r.slug for r in runs] == ["cnn@g[lambda=0.1]@s0", "cnn@g[lambda=0.3]@s0"]
+    assert runs[1].hyperparameters["lambda"] == 0.3 and runs[1].recipe.lambda_ == 0.3
+
+
+def test_awp_gamma_ema_decay_and_free_m_sweep(write_spec):
+    text = with_recipe(
+        "{name: a, kind: pgd, awp: {gamma: [0.005, 0.01]}, ema: {decay: [0.99, 0.999]}}"
+    ).replace("attacks:\n", "  - {name: f, kind: free, epochs: 8, m: [2, 4]}\nattacks:\n")
+    runs = compile_spec(load_spec(write_spec(text)).spec).runs
+    awp = {r.slug: (r.recipe.awp.gamma, r.recipe.ema.decay) for r in runs if r.recipe.name == "a"}
+    assert awp == {
+        "cnn@a[gamma=0.005,decay=0.99]@s0": (0.005, 0.99),
+        "cnn@a[gamma=0.005,decay=0.999]@s0": (0.005, 0.999),
+        "cnn@a[gamma=0.01,decay=0.99]@s0": (0.01, 0.99),
+        "cnn@a[gamma=0.01,decay=0.999]@s0": (0.01, 0.999),
+    }
+    free = {r.slug: r.recipe.loop_epochs() for r in runs if r.recipe.name == "f"}
+    assert free == {"cnn@f[m=2]@s0": 4, "cnn@f[m=4]@s0": 2}  # ceil(8 / m) passes each
+    assert len({r.id for r in runs}) == len(runs)
+
+
+def test_ema_warmup_is_checked_against_the_largest_m_of_a_sweep(errors_of):
+    # m 8 leaves ceil(8 / 8) = 1 loop epoch: a warm-up of 1 epoch would only copy the weights
+    p = one(errors_of(with_recipe("{name: r, kind: free, epochs: 8, m: [2, 8], ema: {warmup: 1}}")))
+    assert p.path == "recipes.2.ema.warmup" and "only copy" in p.message, str(p)
+
+
+def test_plan_shows_the_values_a_sweep_of_the_new_options_changes(write_spec, capsys, tmp_path):
+    text = with_recipe("{name: a, kind: pgd, awp: {gamma: [0.005, 0.01]}, ema: {decay: 0.99}}")
+    text = text.replace("attacks:\n", "  - {name: f, kind: free, m: 4}\nattacks:\n")
+    assert main(["plan", str(write_spec(text)), "-o", str(tmp_path / "out")]) == 0
+    out = capsys.readouterr().out
+    assert "awp(gamma=0.005) ema(decay=0.99)" in out and "awp(gamma=0.01) ema(decay=0.99)" in out
+    assert " m=4 " in out
