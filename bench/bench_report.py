@@ -1,0 +1,103 @@
+"""Text of bench/attacks.py's results: the summary table, per-model lines, a markdown file."""
+
+from __future__ import annotations
+
+from typing import Any
+
+REF_LABELS = {"torchattacks": "torchattacks AA", "original": "original AA",
+              "original_rand": "original AA rand"}  # fmt: skip
+COLUMNS = ("model", "n", "clean", "advrun", "TA AA", "orig AA", "orig rand", "all", "only adv/TA",
+           "only adv/orig", "only adv/rand", "adv s", "TA s", "orig s", "rand s", "escalated")  # fmt: skip
+
+
+def _acc(r: dict, key: str) -> str:
+    return f"{r[key]['robust_accuracy']:.4f}" if key in r else "-"
+
+
+def _only(r: dict, key: str) -> str:
+    return f"{r[key]['only_advrun']}/{r[key]['only_ref']}" if key in r else "-"
+
+
+def _secs(r: dict, key: str) -> str:
+    return f"{r[key]['seconds']:.1f}" if key in r else "-"
+
+
+def row(which: str, r: dict) -> list[str]:
+    a = r["advrun"]
+    esc = r.get("escalated_robust_accuracy")
+    return [which, str(r["n"]), f"{r['clean_accuracy']:.4f}", f"{a['robust_accuracy']:.4f}",
+            _acc(r, "torchattacks"), _acc(r, "original"), _acc(r, "original_rand"),
+            f"{r['all_methods_robust_accuracy']:.4f}", _only(r, "torchattacks"),
+            _only(r, "original"), _only(r, "original_rand"), f"{sum(a['seconds']) / 2:.1f}",
+            _secs(r, "torchattacks"), _secs(r, "original"), _secs(r, "original_rand"),
+            "-" if esc is None else f"{esc:.4f}"]  # fmt: skip
+
+
+def table_lines(models: dict[str, dict]) -> list[str]:
+    """A fixed-width table: robust accuracy of each method, only-by counts, seconds."""
+    rows = [list(COLUMNS)] + [row(k, r) for k, r in models.items()]
+    widths = [max(len(x[i]) for x in rows) for i in range(len(COLUMNS))]
+    return ["  ".join(c.rjust(w) for c, w in zip(x, widths, strict=True)) for x in rows]
+
+
+def _counts(d: dict[str, int]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in d.items()) or "none"
+
+
+def model_lines(which: str, r: dict) -> list[str]:
+    """What happened on one model, in a few lines."""
+    a = r["advrun"]
+    cascade = ", ".join(f"{k} {v['broken']}" for k, v in a["per_attack"].items())
+    out = [f"advrun {a['robust_accuracy']:.4f} in {a['seconds'][0]:.1f}s / {a['seconds'][1]:.1f}s"
+           f" (rerun {a['robust_accuracy_rerun']:.4f}); cascade broke: {cascade}"]  # fmt: skip
+    if "clean_draws" in r:
+        d = r["clean_draws"]
+        out.append(f"randomized: clean accuracy over {d['draws']} draws {d['mean']:.4f} "
+                   f"(sd {d['sd']:.4f}), wrong in at least one draw {d['ever_wrong']:.4f}")  # fmt: skip
+        judged = {k: r[k]["rejudged"] for k in ("advrun", *REF_LABELS) if k in r}
+        out.append("final inputs judged over 20 draws (expected / majority): " + ", ".join(
+            f"{k} {v['expected']:.4f} / {v['majority']:.4f}" for k, v in judged.items()))  # fmt: skip
+    for key, label in REF_LABELS.items():
+        if key not in r:
+            continue
+        x = r[key]
+        out.append(f"{label} {x['robust_accuracy']:.4f} in {x['seconds']:.1f}s; broken only by "
+                   f"advrun {x['only_advrun']} ({_counts(x['only_advrun_by_stage'])}), only by it "
+                   f"{x['only_ref']} ({_counts(x['only_ref_by_stage'])})")  # fmt: skip
+        if key != "torchattacks":
+            secs = ", ".join(f"{k} {v:.1f}s" for k, v in x["stage_seconds"].items())
+            out.append(f"  its stages broke: {_counts(x['stage_broken'])}; took: {secs}")
+        for w in x["warnings"]:
+            out.append(f"  it warned: {w}")
+    s = r.get("signals")
+    if s:
+        ck = ", ".join(f"{k} {v['status']}" for k, v in s["checklist"].items())
+        out.append(f"checklist ({s['checklist_seconds']:.1f}s): {ck}")
+        ms, bb = s["checklist"]["more_steps"], s["checklist"]["black_box_vs_white_box"]
+        out.append(f"  more_steps change {100 * ms['change']:.1f} pts; Square-500 "
+                   f"{bb['square']:.4f} vs white-box {bb['white_box']:.4f}; "
+                   f"broken by black box only (each attack alone): "
+                   f"{_counts(s['broken_by_black_box_only'])}")  # fmt: skip
+        esc = ", ".join(f"{k} {v['broken']} ({v['seconds']:.1f}s)"
+                        for k, v in s["escalations"].items())  # fmt: skip
+        out.append(f"escalations on advrun's survivors broke: {esc}; all together -> "
+                   f"{r['escalated_robust_accuracy']:.4f}")  # fmt: skip
+        left = {k: r[k]["only_ref_after_escalation"] for k in REF_LABELS if k in r}
+        out.append(f"  still broken only by a reference after them: {_counts(left)}")
+    return out
+
+
+def document(out: dict[str, Any]) -> str:
+    """The markdown file: the table, then each model's lines."""
+    rows = [row(k, r) for k, r in out["models"].items()]
+    md = ["# bench/attacks.py", "",
+          f"torch threads {out['torch_threads']}; suite: the at-threat attacks of `{out['spec']}`. "
+          "Robust accuracy of each method; 'only adv/X': examples broken only by advrun / only "
+          "by X; seconds wall clock; 'escalated': advrun's worst case after every escalation "
+          "probe on its survivors.", "",
+          "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]  # fmt: skip
+    md += ["| " + " | ".join(x) + " |" for x in rows]
+    for which, r in out["models"].items():
+        md += ["", f"## {which}", "", f"eps {r['eps']:.4g}; masking: {r['masking']}", ""]
+        md += [f"- {line}" for line in model_lines(which, r)]
+    return "\n".join(md) + "\n"
