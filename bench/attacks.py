@@ -244,6 +244,21 @@ def parse(argv=None) -> argparse.Namespace:
     return args
 
 
+def save(out: dict, args) -> list[Path]:
+    """Write the figures so far (after every model: a long run killed keeps what it finished)."""
+    text = json.dumps(out, indent=2, default=float) + "\n"
+    paths = [Path(args.out)] if args.out else []
+    if args.report_dir:
+        d = Path(args.report_dir)
+        d.mkdir(parents=True, exist_ok=True)
+        paths += [d / "bench_attacks.json", d / "bench_attacks.md"]
+    for p in paths:
+        tmp = p.with_name(p.name + ".tmp")
+        tmp.write_text(report.document(out) if p.suffix == ".md" else text)
+        tmp.replace(p)
+    return paths
+
+
 def main(argv=None) -> None:
     args = parse(argv)
     # one intra-op thread: with these small CNNs every op is tiny, and on a shared machine OpenMP
@@ -251,18 +266,13 @@ def main(argv=None) -> None:
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     out = {"torch_threads": torch.get_num_threads(), "spec": args.spec, "models": {}}
+    paths: list[Path] = []
     for which in args.models:
         out["models"][which] = bench_model(which, args)
+        paths = save(out, args)
     print("\n" + "\n".join(report.table_lines(out["models"])))
-    text = json.dumps(out, indent=2, default=float) + "\n"
-    if args.out:
-        Path(args.out).write_text(text)
-    if args.report_dir:
-        d = Path(args.report_dir)
-        d.mkdir(parents=True, exist_ok=True)
-        (d / "bench_attacks.json").write_text(text)
-        (d / "bench_attacks.md").write_text(report.document(out))
-        print(f"\nwrote {d / 'bench_attacks.json'} and {d / 'bench_attacks.md'}")
+    if paths:
+        print("\nwrote " + ", ".join(map(str, paths)))
 
 
 if __name__ == "__main__":
