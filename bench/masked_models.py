@@ -208,6 +208,7 @@ class Recipe:
     eps: float = 0.0
     wrap: str = "none"  # in training: "none", "quantize_ste", "noise"
     seed: int = 0
+    version: int = 1  # bump when DigitsCNN, fit or the training attacks change (new cache key)
 
     def key(self) -> str:
         blob = json.dumps(self.__dict__, sort_keys=True).encode()
@@ -250,7 +251,12 @@ def trained(name: str, cache: Path | None = None) -> DigitsCNN:
         net.load_state_dict(torch.load(path, weights_only=True))
         return net.eval()
     xt, yt, _, _ = digits()
-    fit(_wrap(net, r.wrap, training=True), xt, yt, r.epochs, _train_attack(r))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # CPU float sums depend on the thread count: same weights everywhere
+    try:
+        fit(_wrap(net, r.wrap, training=True), xt, yt, r.epochs, _train_attack(r))
+    finally:
+        torch.set_num_threads(threads)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
