@@ -132,6 +132,8 @@ def signals(case: zoo.Case, attacks, threat, first: adv.AdvrunResult) -> dict:
     broken_any = np.zeros(len(y), dtype=bool)
     for name, cfg in adv.escalations(threat).items():
         on = surv
+        if len(on) == 0:  # nothing left to escalate on (run_suite needs at least one example)
+            break
         if name == "square_10000":  # the next rung of the Square ladder, where 5000 still broke
             if not esc["square_5000"]["broken"]:
                 continue
@@ -228,6 +230,8 @@ def parse(argv=None) -> argparse.Namespace:
     ap.add_argument("--same-layout", action="store_true",
                     help="give torchattacks the model in channels-last layout too, as advrun runs "
                     "it on a CPU: the speed-up then compares the attacks alone")  # fmt: skip
+    ap.add_argument("--resume", action="store_true",
+                    help="keep the models already in --report-dir's bench_attacks.json")  # fmt: skip
     ap.add_argument("--out", default=None, help="also write the figures as JSON here")
     ap.add_argument("--report-dir", default=str(ROOT / "reports"),
                     help="write bench_attacks.json and bench_attacks.md here ('' : do not)")  # fmt: skip
@@ -266,8 +270,14 @@ def main(argv=None) -> None:
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     out = {"torch_threads": torch.get_num_threads(), "spec": args.spec, "models": {}}
+    kept = Path(args.report_dir) / "bench_attacks.json" if args.report_dir else None
+    if args.resume and kept is not None and kept.exists():
+        out["models"] = json.loads(kept.read_text())["models"]
+        print(f"resumed: {', '.join(out['models'])} kept from {kept}")
     paths: list[Path] = []
     for which in args.models:
+        if which in out["models"]:
+            continue
         out["models"][which] = bench_model(which, args)
         paths = save(out, args)
     print("\n" + "\n".join(report.table_lines(out["models"])))
