@@ -1,7 +1,14 @@
-"""Text of bench/attacks.py's results: the summary table, per-model lines, a markdown file."""
+"""Text of bench/attacks.py's results: the summary table, per-model lines, a markdown file.
+
+.venv/bin/python bench/bench_report.py reports/bench_attacks.json   # rewrite its .md
+"""
 
 from __future__ import annotations
 
+import json
+import re
+import sys
+from pathlib import Path
 from typing import Any
 
 REF_LABELS = {"torchattacks": "torchattacks AA", "original": "original AA",
@@ -40,6 +47,15 @@ def table_lines(models: dict[str, dict]) -> list[str]:
     return ["  ".join(c.rjust(w) for c, w in zip(x, widths, strict=True)) for x in rows]
 
 
+def _distinct(messages: list[str]) -> dict[str, int]:
+    """Warnings by text, numbers masked (the original warns once per batch and target)."""
+    out: dict[str, int] = {}
+    for m in messages:
+        key = re.sub(r"\d+(\.\d+)?", "N", m) if "zero gradient" in m else m
+        out[key] = out.get(key, 0) + 1
+    return out
+
+
 def _counts(d: dict[str, int]) -> str:
     return ", ".join(f"{k} {v}" for k, v in d.items()) or "none"
 
@@ -67,8 +83,8 @@ def model_lines(which: str, r: dict) -> list[str]:
         if key != "torchattacks":
             secs = ", ".join(f"{k} {v:.1f}s" for k, v in x["stage_seconds"].items())
             out.append(f"  its stages broke: {_counts(x['stage_broken'])}; took: {secs}")
-        for w in x["warnings"]:
-            out.append(f"  it warned: {w}")
+        for w, k in _distinct(x["warnings"]).items():
+            out.append(f"  it warned{f' ({k}x)' if k > 1 else ''}: {w}")
     s = r.get("signals")
     if s:
         ck = ", ".join(f"{k} {v['status']}" for k, v in s["checklist"].items())
@@ -101,3 +117,10 @@ def document(out: dict[str, Any]) -> str:
         md += ["", f"## {which}", "", f"eps {r['eps']:.4g}; masking: {r['masking']}", ""]
         md += [f"- {line}" for line in model_lines(which, r)]
     return "\n".join(md) + "\n"
+
+
+if __name__ == "__main__":
+    src = Path(sys.argv[1])
+    data = json.loads(src.read_text())
+    src.with_suffix(".md").write_text(document(data))
+    print("\n".join(table_lines(data["models"])))
