@@ -103,6 +103,40 @@ def model_lines(which: str, r: dict) -> list[str]:
     return out
 
 
+SIGNAL_COLUMNS = ("model", "advrun - orig (pts / ex.)", "only orig by stage", "cascade Square broke",
+                  "black-box only", "more_steps", "Square-500 vs white", "zero grad",
+                  "deterministic", "escalations broke", "escalated - orig (pts)")  # fmt: skip
+ESC_SHORT = {"square_1000": "sq1k", "square_5000": "sq5k", "square_10000": "sq10k",
+             "apgd_ce_5r": "ce5r", "apgd_dlr": "dlr", "apgd_t_100": "t100", "fab_t": "fab"}  # fmt: skip
+
+
+def signal_row(which: str, r: dict) -> list[str]:
+    """The signals advrun had on one model beside what the original AutoAttack found."""
+    o, s, a = r.get("original"), r.get("signals"), r["advrun"]
+    if o is None or s is None:
+        return [which] + ["-"] * (len(SIGNAL_COLUMNS) - 1)
+    gap = 100 * (a["robust_accuracy"] - o["robust_accuracy"])
+    ex = round(gap * r["n"] / 100)
+    ck = s["checklist"]
+    esc = " ".join(f"{ESC_SHORT.get(k, k)} {v['broken']}" for k, v in s["escalations"].items())
+    egap = 100 * (r["escalated_robust_accuracy"] - o["robust_accuracy"])
+    square = sum(v["broken"] for k, v in a["per_attack"].items() if k.startswith("square"))
+    return [which, f"{gap:+.2f} / {ex:+d}", _counts(o["only_ref_by_stage"]), str(square),
+            _counts(s["broken_by_black_box_only"]),
+            f"{ck['more_steps']['status']} {100 * ck['more_steps']['change']:.1f}",
+            f"{ck['black_box_vs_white_box']['status']} {ck['black_box_vs_white_box']['square']:.3f}"
+            f" / {ck['black_box_vs_white_box']['white_box']:.3f}",
+            f"{ck['gradients']['status']} {ck['gradients']['zero_fraction']:.2f}",
+            ck["deterministic"]["status"], esc or "none (no survivors)", f"{egap:+.2f}"]  # fmt: skip
+
+
+def signal_table(models: dict[str, dict]) -> list[str]:
+    rows = [signal_row(k, r) for k, r in models.items()]
+    return ["| " + " | ".join(SIGNAL_COLUMNS) + " |", "|" + "---|" * len(SIGNAL_COLUMNS)] + [
+        "| " + " | ".join(x) + " |" for x in rows
+    ]
+
+
 def document(out: dict[str, Any]) -> str:
     """The markdown file: the table, then each model's lines."""
     rows = [row(k, r) for k, r in out["models"].items()]
@@ -113,6 +147,9 @@ def document(out: dict[str, Any]) -> str:
           "probe on its survivors.", "",
           "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]  # fmt: skip
     md += ["| " + " | ".join(x) + " |" for x in rows]
+    md += ["", "## Signals", "", "What advrun's suite and checklist showed beside what the "
+           "original AutoAttack found (pts: accuracy points; 'escalations broke': each larger "
+           "budget alone on advrun's survivors).", ""] + signal_table(out["models"])  # fmt: skip
     for which, r in out["models"].items():
         md += ["", f"## {which}", "", f"eps {r['eps']:.4g}; masking: {r['masking']}", ""]
         md += [f"- {line}" for line in model_lines(which, r)]
