@@ -36,12 +36,12 @@ from runner.compile import compile_spec  # noqa: E402
 from runner.device import select_device  # noqa: E402
 from runner.execute.prepare import prepare  # noqa: E402
 from runner.models import build_model  # noqa: E402
+from runner.passes import PassCounter  # noqa: E402
 from runner.recipes.base import TrainContext  # noqa: E402
 from runner.recipes.mart import mart_loss  # noqa: E402
 from runner.recipes.trades import kl_sum, trades_loss  # noqa: E402
 from runner.spec import load_spec  # noqa: E402
-from runner.train.counter import PassCounter  # noqa: E402
-from runner.train.loop import fit  # noqa: E402
+from runner.train.loop import FitContext, fit  # noqa: E402
 
 SPEC = """\
 name: bench-recipes
@@ -70,7 +70,7 @@ def plan(arch: str, device: str, kinds: list[str]):
         extra = KINDS[kind].strip("{}")
         common = f"kind: {kind}, epochs: 1, monitor: {{n: 0}}" + (f", {extra}" if extra else "")
         lines.append(f"  - {{name: {kind}, {common}}}")
-        if RECIPES.get(kind).meta.get("art"):
+        if RECIPES.load(kind).art_trainer:
             lines.append(f"  - {{name: {kind}-art, engine: art, {common}}}")
     text = SPEC.format(arch=arch, device=device, recipes="\n".join(lines))
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
@@ -94,7 +94,9 @@ def time_fit(run, data, x, y, device) -> tuple[float, dict[str, int]]:
     )  # fmt: skip
     recipe = RECIPES.load(run.recipe.kind)(run.recipe, ctx)
     with tempfile.TemporaryDirectory() as d:
-        res = fit(model, recipe, x, y, x[:0], y[:0], ctx, 0, Path(d), log=lambda m: None)
+        res = fit(
+            FitContext(model, recipe, x, y, x[:0], y[:0], ctx, 0, Path(d), log=lambda m: None)
+        )
     counter.close()
     return res.history[-1]["seconds"], counter.as_dict()
 

@@ -13,27 +13,46 @@ import traceback
 
 from runner.errors import EXIT_FAILED, EXIT_USAGE, AdvrunError
 
-# name -> (module, one-line help)
+# name -> (module, one-line help), in the order of a session: check, run, audit, tune, read, ship.
+# Each command's page is docs/commands/<name>.md.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "validate": ("runner.commands.validate", "check a spec; every error at file:line:col"),
+    "validate": (
+        "runner.commands.validate",
+        "check a spec: every error at file:line:col, no compute",
+    ),
     "plan": ("runner.commands.plan", "list the runs a spec expands into, with their status"),
     "run": ("runner.commands.run", "train, attack and store every run of a spec (resumable)"),
-    "schema": ("runner.commands.schema", "print the JSON Schema of the spec"),
+    "eval": ("runner.commands.eval", "audit an existing model against the spec's attack suite"),
     "tune": ("runner.commands.tune", "run or continue the spec's Optuna study (tune: block)"),
-    "eval": (
-        "runner.commands.eval",
-        "audit an existing model (--checkpoint or a model factory) against the spec's suite",
-    ),
-    "report": ("runner.commands.report", "render one self-contained HTML report of output dirs"),
+    "report": ("runner.commands.report", "one self-contained HTML report of output directories"),
     "export-adv": (
         "runner.commands.export_adv",
-        "write a run's adversarial test set (npz) and record its hash",
+        "write a run's adversarial examples as npz + hashes",
     ),
-    "track": (
-        "runner.commands.track",
-        "log to MLflow what an output directory's runs have not logged yet",
-    ),
+    "track": ("runner.commands.track", "log to MLflow what an output dir has not logged yet"),
+    "schema": ("runner.commands.schema", "print the spec's JSON Schema (for editors)"),
 }
+DOCS = "docs/index.md"  # the documentation site's home, readable on GitHub; `make docs-serve`
+
+
+def _command_map() -> str:
+    """The top-level help: what advrun is, then one line per command."""
+    lines = [
+        "Adversarial-training experiments from one YAML spec: validate it, plan and run it (train,",
+        "attack, store), then read the report. First steps: `make demo` (specs/quickstart.yaml).",
+        "",
+        "commands (advrun COMMAND --help for its options):",
+        *(f"  {name:<12}{help_}" for name, (_, help_) in COMMANDS.items()),
+    ]
+    return "\n".join(lines)
+
+
+EPILOG = f"""\
+exit codes: 0 success, 1 a run failed (diagnosis printed and stored), 2 bad input (spec, data,
+checkpoint, usage) or environment (disk full, unwritable output), 3 the robustness gate failed.
+
+read more: {DOCS} (the documentation site; `make docs-serve` serves it locally);
+each command has its page, docs/commands/COMMAND.md"""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -45,11 +64,28 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """The parser; with ``only``, just that command's module is imported (fast start-up)."""
-    parser = _Parser(prog="advrun", description="Declarative adversarial-training experiments.")
+    parser = _Parser(
+        prog="advrun",
+        usage="%(prog)s [-h] [--debug] COMMAND ...",
+        description=_command_map(),
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--debug", action="store_true", help="show tracebacks of unexpected errors")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub = parser.add_subparsers(
+        dest="command",
+        metavar="COMMAND",
+        prog="advrun",  # sub-command usage: "advrun run ...", not the top-level usage line
+        parser_class=_Parser,
+        help=argparse.SUPPRESS,  # listed by _command_map, one line each
+    )
     for name, (module, help_) in COMMANDS.items():
-        p = sub.add_parser(name, help=help_, description=help_)
+        p = sub.add_parser(
+            name,
+            help=help_,
+            description=help_,
+            epilog=f"read more: docs/commands/{name}.md",
+        )
         p.add_argument(
             "--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS
         )

@@ -44,6 +44,15 @@ def _essential(m: BaseModel | None) -> dict[str, Any] | None:
     return None if m is None else m.model_dump(mode="json", exclude_defaults=True)
 
 
+def _model_json(model: ModelSpec) -> dict[str, Any]:
+    """A model as run.json holds it; ``weights`` (advrun eval's choice of a checkpoint's raw or
+    EMA weights, run.json version 2) only when set, so other runs' files keep their keys."""
+    out = model.model_dump()
+    if out.get("weights") is None:
+        out.pop("weights", None)
+    return out
+
+
 @dataclass(frozen=True)
 class Threat:
     """The evaluation threat model, resolved: norm, eps in pixel units, the pixel range."""
@@ -107,7 +116,7 @@ class Run:
             "seed": self.seed,
             "sweep": self.sweep,
             "data": self.data.model_dump(),
-            "model": self.model.model_dump(),
+            "model": _model_json(self.model),
             "recipe": self.recipe.model_dump(),
             "threat": self.threat.to_json(),
             "attacks": [a.model_dump() for a in self.attacks],
@@ -169,7 +178,7 @@ class Audit:
             "experiment": self.experiment,
             "eval_hash": self.eval_hash,
             "data": self.data.model_dump(),
-            "model": self.model.model_dump(),
+            "model": _model_json(self.model),
             "threat": self.threat.to_json(),
             "attacks": [a.model_dump() for a in self.attacks],
             "eval": self.eval.model_dump(),
@@ -178,6 +187,25 @@ class Audit:
             "deterministic": self.deterministic,
             "threads": self.threads,
         }
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> Audit:
+        """An audit read back from its run.json."""
+        return cls(
+            id=d["id"],
+            slug=d["slug"],
+            experiment=d.get("experiment", ""),
+            data=DataSpec.model_validate(d["data"]),
+            model=ModelSpec.model_validate(d["model"]),
+            threat=Threat.from_json(d["threat"]),
+            attacks=tuple(ATTACK_SPECS[a["kind"]].model_validate(a) for a in d["attacks"]),
+            eval=EvalSpec.model_validate(d["eval"]),
+            checkpoint=d.get("checkpoint"),
+            checkpoint_sha256=d.get("checkpoint_sha256"),
+            eval_hash=d.get("eval_hash", ""),
+            deterministic=bool(d.get("deterministic", False)),
+            threads=d.get("threads"),
+        )
 
 
 @dataclass(frozen=True)

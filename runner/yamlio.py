@@ -106,69 +106,73 @@ def _check_tree(
     anything is constructed (``active`` holds the nodes on the path from the root)."""
     budget = budget or _Budget()
     active = set() if active is None else active
-    if id(node) in active:
-        raise SpecError(
-            [
-                _error(
-                    source,
-                    node.start_mark,
-                    _dotted(path),
-                    "an alias refers to a node that contains it (a recursive structure); "
-                    "a spec is a tree: write the value out",
-                )
-            ]
-        )
-    if len(path) > MAX_DEPTH:
-        raise SpecError(
-            [_error(source, node.start_mark, _dotted(path[:3]) + "...", _deep_message())]
-        )
-    budget.left -= 1
-    if budget.left < 0:
-        raise SpecError(
-            [
-                _error(
-                    source,
-                    node.start_mark,
-                    _dotted(path),
-                    f"the spec expands to more than {MAX_NODES} YAML nodes (nested aliases?); "
-                    "write it out without nested anchors",
-                )
-            ]
-        )
+    _refuse_unbounded(node, source, path, budget, active)
     if node.tag not in _STANDARD_TAGS:
+        tag = node.tag.replace("tag:yaml.org,2002:", "!!")
         problems.append(
             _error(
                 source,
                 node.start_mark,
                 _dotted(path),
-                f"YAML tag '{node.tag.replace('tag:yaml.org,2002:', '!!')}' is not allowed: specs are plain data, no tag is ever "
+                f"YAML tag '{tag}' is not allowed: specs are plain data, no tag is ever "
                 "executed; remove the tag",
             )
         )
         return
     active.add(id(node))
     if isinstance(node, yaml.MappingNode):
-        seen: dict[Any, yaml.Node] = {}
-        for key_node, value_node in node.value:
-            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
-            if key is not None and key in seen:
-                first = seen[key].start_mark.line + 1
-                problems.append(
-                    _error(
-                        source,
-                        key_node.start_mark,
-                        _dotted((*path, key)),
-                        f"duplicate key '{key}' (first given on line {first}); keep one",
-                    )
-                )
-            elif key is not None:
-                seen[key] = key_node
-            _check_tree(key_node, source, path, problems, budget, active)
-            _check_tree(value_node, source, (*path, key), problems, budget, active)
+        _check_mapping(node, source, path, problems, budget, active)
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
             _check_tree(item, source, (*path, i), problems, budget, active)
     active.discard(id(node))
+
+
+def _refuse_unbounded(
+    node: yaml.Node, source: str, path: Path_, budget: _Budget, active: set[int]
+) -> None:
+    """A recursive alias, too deep a tree or too many nodes: a SpecError at once."""
+    if id(node) in active:
+        message = ("an alias refers to a node that contains it (a recursive structure); a spec "
+                   "is a tree: write the value out")  # fmt: skip
+        raise SpecError([_error(source, node.start_mark, _dotted(path), message)])
+    if len(path) > MAX_DEPTH:
+        raise SpecError(
+            [_error(source, node.start_mark, _dotted(path[:3]) + "...", _deep_message())]
+        )
+    budget.left -= 1
+    if budget.left < 0:
+        message = (f"the spec expands to more than {MAX_NODES} YAML nodes (nested aliases?); "
+                   "write it out without nested anchors")  # fmt: skip
+        raise SpecError([_error(source, node.start_mark, _dotted(path), message)])
+
+
+def _check_mapping(
+    node: yaml.MappingNode,
+    source: str,
+    path: Path_,
+    problems: list[Located],
+    budget: _Budget,
+    active: set[int],
+) -> None:
+    """Duplicate keys, then each key and value."""
+    seen: dict[Any, yaml.Node] = {}
+    for key_node, value_node in node.value:
+        key = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
+        if key is not None and key in seen:
+            first = seen[key].start_mark.line + 1
+            problems.append(
+                _error(
+                    source,
+                    key_node.start_mark,
+                    _dotted((*path, key)),
+                    f"duplicate key '{key}' (first given on line {first}); keep one",
+                )
+            )
+        elif key is not None:
+            seen[key] = key_node
+        _check_tree(key_node, source, path, problems, budget, active)
+        _check_tree(value_node, source, (*path, key), problems, budget, active)
 
 
 def _deep_message() -> str:

@@ -1,217 +1,98 @@
-"""Native APGD (Croce & Hein 2020): step-size schedule with checkpoints, momentum, CE/DLR losses.
-
-Follows the authors' reference implementation (``autopgd_base.py``): initial step 2*eps, momentum
-0.75, checkpoints p_0 = 0, p_1 = 0.22, p_{j+1} = p_j + max(p_j - p_{j-1} - 0.03, 0.06), and at each
-checkpoint the step is halved (and the iterate reset to the best point) where the loss rose in
-fewer than rho = 75% of the steps since the last checkpoint, or where the step was not reduced
-last time and the best loss has not improved. Every iterate is projected into the eps-ball and the
-pixel range (:func:`runner.attacks.native.project`). Targeted runs attack the top-k other classes.
-"""
+"""``apgd``: auto-PGD with CE or DLR loss, untargeted or targeted (Croce & Hein 2020)."""
 
 from __future__ import annotations
 
-import torch
-import torch.nn.functional as F
-from torch import Tensor, nn
+from typing import TYPE_CHECKING, Any, Literal
 
-from runner.attacks.native import _flat_norm, compact_every, project, random_start
-from runner.errors import AdvrunError
+from pydantic import Field
 
-_TINY = 1e-12
+from runner.attacks.base import BOTH, Attack, art_norm
+from runner.spec.attacks import AttackBase, Engine
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+    from torch import Tensor, nn
 
 
-def dlr_loss(logits: Tensor, y: Tensor) -> Tensor:
-    """Difference of logits ratio, per example (higher = closer to misclassified)."""
-    srt, ind = logits.sort(dim=1)
-    u = torch.arange(len(y), device=y.device)
-    top_is_y = (ind[:, -1] == y).to(logits.dtype)
-    return -(logits[u, y] - srt[:, -2] * top_is_y - srt[:, -1] * (1.0 - top_is_y)) / (
-        srt[:, -1] - srt[:, -3] + _TINY
+class APGDAttack(AttackBase):
+    """Auto-PGD (Croce & Hein 2020): PGD with an adaptive step size and momentum."""
+
+    kind: Literal["apgd"] = Field(description="auto-PGD")
+    engine: Engine = Field("native", description="native (default, fast) or art")
+    loss: Literal["ce", "dlr"] = Field(
+        "ce", description="ce: cross-entropy; dlr: difference of logits ratio (scale invariant)"
     )
-
-
-def dlr_targeted_loss(logits: Tensor, y: Tensor, target: Tensor) -> Tensor:
-    """Targeted DLR (needs at least 4 classes)."""
-    srt, _ = logits.sort(dim=1)
-    u = torch.arange(len(y), device=y.device)
-    return -(logits[u, y] - logits[u, target]) / (
-        srt[:, -1] - 0.5 * (srt[:, -3] + srt[:, -4]) + _TINY
+    targeted: bool = Field(
+        False, description="attack each of the n_targets most likely other classes in turn"
     )
+    n_targets: int = Field(9, ge=1, le=1000, description="targeted: how many target classes")
+    steps: int = Field(100, ge=1, le=100000, description="iterations per run")
+    restarts: int = Field(1, ge=1, le=1000, description="random restarts (per target)")
 
 
-def _loss(logits: Tensor, y: Tensor, loss: str, target: Tensor | None) -> Tensor:
-    if target is None:
-        return F.cross_entropy(logits, y, reduction="none") if loss == "ce" else dlr_loss(logits, y)
-    if loss == "ce":
-        return -F.cross_entropy(logits, target, reduction="none")
-    return dlr_targeted_loss(logits, y, target)
+class APGD(Attack):
+    """The native kernel is :mod:`runner.attacks.kernels.apgd`; ART's is AutoProjectedGradientDescent."""
 
+    config = APGDAttack
+    norms = BOTH
+    curve = True
 
-def checkpoints(steps: int) -> list[int]:
-    """Iterations at which the step size may be halved."""
-    p = [0.0, 0.22]
-    while p[-1] < 1:
-        p.append(p[-1] + max(p[-1] - p[-2] - 0.03, 0.06))
-    return sorted({int(round(q * steps)) for q in p[1:] if q <= 1})
+    def cost(self) -> float:
+        c = self.cfg
+        return float(c.steps * c.restarts * (c.n_targets if c.targeted else 1))
 
+    def native(
+        self, model: nn.Module, x: Tensor, y: Tensor, lo: float, hi: float,
+        generator: torch.Generator | None,
+    ) -> Tensor:  # fmt: skip
+        from runner.attacks.kernels.apgd import apgd
 
-def _loss_grad(model, x_adv, y, loss, target) -> tuple[Tensor, Tensor, Tensor]:
-    x_adv = x_adv.detach().requires_grad_(True)
-    logits = model(x_adv)
-    per = _loss(logits, y, loss, target)
-    (grad,) = torch.autograd.grad(per.sum(), x_adv)
-    return grad.detach(), per.detach(), logits.detach()
+        c = self.cfg
+        return apgd(
+            model, x, y, c.eps, c.norm, c.steps, c.loss, c.targeted, c.n_targets, c.restarts,
+            lo, hi, generator=generator,
+        )  # fmt: skip
 
+    def art(self, classifier):
+        """AutoProjectedGradientDescent; initial step 2*eps as in Croce & Hein 2020."""
+        from art.attacks.evasion import AutoProjectedGradientDescent
 
-def _single_run(
-    model: nn.Module,
-    x: Tensor,
-    y: Tensor,
-    eps: float,
-    norm: str,
-    steps: int,
-    loss: str,
-    target: Tensor | None,
-    lo: float,
-    hi: float,
-    rho: float,
-    generator: torch.Generator | None,
-    early_exit: bool = True,
-) -> tuple[Tensor, Tensor]:
-    """One APGD run; returns (adversarial point where fooled, else the best-loss point; fooled).
-
-    With ``early_exit`` an example leaves the batch once it is misclassified, keeping that point:
-    every other example follows exactly the trajectory it would follow without early exit (each
-    example's step size, momentum and checkpoints are its own), so the set of fooled examples is
-    the same, for fewer passes. The step loop has no host sync but that removal.
-    """
-    n = len(x)
-    shape = (-1, *([1] * (x.dim() - 1)))
-    out = x.clone()
-    fooled_out = torch.zeros(n, dtype=torch.bool, device=x.device)
-    x_adv = x + random_start(x, eps, norm, lo, hi, generator)
-    grad, loss_best, logits = _loss_grad(model, x_adv, y, loss, target)
-    s: dict[str, Tensor] = {  # per-example state, shrunk together when examples leave
-        "rows": torch.arange(n, device=x.device),
-        "x": x,
-        "y": y,
-        "x_adv": x_adv,
-        "x_old": x_adv.clone(),
-        "grad": grad,
-        "step": torch.full((n, *([1] * (x.dim() - 1))), 2.0 * eps, device=x.device, dtype=x.dtype),
-        "fooled": logits.argmax(1) != y,
-        "x_best_adv": x_adv.clone(),
-        "x_best": x_adv.clone(),
-        "grad_best": grad.clone(),
-        "loss_best": loss_best,
-        "loss_prev": loss_best.clone(),
-        "loss_best_last": loss_best.clone(),
-        # steps since the last checkpoint where the loss rose
-        "improved": torch.zeros(n, device=x.device),
-        "reduced_last": torch.zeros(n, dtype=torch.bool, device=x.device),
-    }
-    if target is not None:
-        s["target"] = target
-    checks = set(checkpoints(steps))
-    last_check = 0
-    every = compact_every(x.device)
-    for i in range(steps):
-        if early_exit and i % every == 0:
-            done = s["fooled"]
-            if bool(done.any()):  # the one host sync of the loop, every `every` steps
-                rows = s["rows"][done]
-                out[rows], fooled_out[rows] = s["x_best_adv"][done], True
-                keep = (~done).nonzero().squeeze(1)
-                s = {k: v[keep] for k, v in s.items()}
-                if len(keep) == 0:
-                    return out, fooled_out
-        xs, x_adv, grad, step = s["x"], s["x_adv"], s["grad"], s["step"]
-        with torch.no_grad():
-            a = 0.75 if i > 0 else 1.0
-            if norm == "linf":
-                z = x_adv + step * grad.sign()
-            else:
-                z = x_adv + step * grad / _flat_norm(grad)
-            z = xs + project(xs, z - xs, eps, norm, lo, hi)
-            x_new = x_adv + a * (z - x_adv) + (1 - a) * (x_adv - s["x_old"])
-            x_new = xs + project(xs, x_new - xs, eps, norm, lo, hi)
-            s["x_old"], x_adv = x_adv, x_new
-        grad, per, logits = _loss_grad(model, x_adv, s["y"], loss, s.get("target"))
-        with torch.no_grad():
-            now = logits.argmax(1) != s["y"]
-            s["x_best_adv"] = torch.where(now.view(shape), x_adv, s["x_best_adv"])
-            s["fooled"] = s["fooled"] | now
-            s["improved"] = s["improved"] + (per > s["loss_prev"]).to(x.dtype)
-            s["loss_prev"] = per
-            better = per > s["loss_best"]
-            s["x_best"] = torch.where(better.view(shape), x_adv, s["x_best"])
-            s["grad_best"] = torch.where(better.view(shape), grad, s["grad_best"])
-            s["loss_best"] = torch.where(better, per, s["loss_best"])
-            if i + 1 in checks:
-                span = i + 1 - last_check
-                oscillating = s["improved"] <= span * rho
-                stalled = ~s["reduced_last"] & (s["loss_best_last"] >= s["loss_best"])
-                halve = (oscillating | stalled).view(shape)
-                s["reduced_last"] = oscillating | stalled
-                s["loss_best_last"] = s["loss_best"].clone()
-                step = torch.where(halve, step / 2.0, step)
-                x_adv = torch.where(halve, s["x_best"], x_adv)
-                grad = torch.where(halve, s["grad_best"], grad)
-                s["improved"] = torch.zeros_like(s["improved"])
-                last_check = i + 1
-            s["x_adv"], s["grad"], s["step"] = x_adv, grad, step
-    # examples never fooled return their best-loss point (the strongest point found)
-    rows = s["rows"]
-    out[rows] = torch.where(s["fooled"].view(shape), s["x_best_adv"], s["x_best"])
-    fooled_out[rows] = s["fooled"]
-    return out.detach(), fooled_out
-
-
-def apgd(
-    model: nn.Module,
-    x: Tensor,
-    y: Tensor,
-    eps: float,
-    norm: str = "linf",
-    steps: int = 100,
-    loss: str = "ce",
-    targeted: bool = False,
-    n_targets: int = 9,
-    restarts: int = 1,
-    lo: float = 0.0,
-    hi: float = 1.0,
-    rho: float = 0.75,
-    generator: torch.Generator | None = None,
-    early_exit: bool = True,
-) -> Tensor:
-    """APGD (or APGD-T over the top ``n_targets`` classes, one after the other).
-
-    Each target and restart attacks only the examples still unbroken; with ``early_exit`` an
-    example also leaves a run as soon as it is misclassified (:func:`_single_run`)."""
-    x, y = x.detach(), y.detach()
-    best = x.clone()
-    with torch.no_grad():
-        logits = model(x)
-    classes = logits.shape[1]
-    if loss == "dlr" and classes < (4 if targeted else 3):
-        raise AdvrunError(
-            f"APGD with the {'targeted ' if targeted else ''}DLR loss needs at least "
-            f"{4 if targeted else 3} classes, this model has {classes}; use loss: ce"
+        c = self.cfg
+        return AutoProjectedGradientDescent(
+            classifier,
+            norm=art_norm(c.norm),
+            eps=c.eps,
+            eps_step=2 * c.eps,
+            max_iter=c.steps,
+            targeted=bool(c.targeted),
+            nb_random_init=c.restarts,
+            batch_size=c.batch_size,
+            loss_type="cross_entropy" if c.loss == "ce" else "difference_logits_ratio",
+            verbose=False,
         )
-    alive = logits.argmax(1) == y
-    targets = None
-    if targeted:  # the k most likely classes other than y, per example: shape (k, B)
-        k = min(n_targets, classes - 1)
-        targets = logits.scatter(1, y[:, None], float("-inf")).topk(k, dim=1).indices.t()
-    rounds = [(r, t) for t in range(len(targets) if targeted else 1) for r in range(restarts)]
-    for _, t in rounds:
-        idx = alive.nonzero().squeeze(1)
-        if len(idx) == 0:
-            break
-        tgt = targets[t, idx] if targets is not None else None
-        adv, fooled = _single_run(
-            model, x[idx], y[idx], eps, norm, steps, loss, tgt, lo, hi, rho, generator, early_exit
-        )
-        best[idx] = adv  # fooled examples keep a fooling point; the rest the strongest point
-        alive[idx[fooled]] = False
-    return best
+
+    def art_generate(self, model: nn.Module, x: Tensor, y: Tensor, classifier: Any) -> np.ndarray:
+        """Targeted: ART's attack towards each of the n_targets most likely other classes in
+        turn, each on the examples no earlier target broke."""
+        if not self.cfg.targeted:
+            return super().art_generate(model, x, y, classifier)
+        import numpy as np
+        import torch
+
+        x_np = x.detach().cpu().numpy()
+        y_np = y.detach().cpu().numpy().astype(np.int64)
+        out = x_np.copy()
+        with torch.no_grad():
+            logits = model(x).scatter(1, y[:, None], float("-inf"))
+        k = min(self.cfg.n_targets, logits.shape[1] - 1)
+        targets = logits.topk(k, dim=1).indices.cpu().numpy()
+        alive = np.ones(len(x_np), dtype=bool)
+        for t in range(k):
+            if not alive.any():
+                break
+            adv = self.art(classifier).generate(x=x_np[alive], y=targets[alive, t])
+            out[alive] = adv
+            pred = classifier.predict(adv, batch_size=self.cfg.batch_size).argmax(1)
+            alive[np.flatnonzero(alive)[pred != y_np[alive]]] = False
+        return out

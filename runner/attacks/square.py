@@ -1,75 +1,72 @@
-"""Native Linf Square attack (Andriushchenko et al. 2020): black-box, score-based, query-limited.
-
-Follows the authors' reference (as used in AutoAttack): vertical-stripe initialisation, margin
-loss, one random square window per iteration whose size follows the p schedule (p_init 0.8,
-halved at queries 10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000), only still-unbroken examples
-are queried. It uses forward passes only, which makes it the test for gradient masking: a
-black-box attack that beats the white-box ones means the gradients are lying.
-"""
+"""``square``: the black-box Square attack with a query budget (Andriushchenko et al. 2020)."""
 
 from __future__ import annotations
 
-import math
+from typing import TYPE_CHECKING, Literal
 
-import torch
-from torch import Tensor, nn
+from pydantic import Field
 
-_SCHEDULE = [(10, 1), (50, 2), (200, 4), (500, 8), (1000, 16), (2000, 32), (4000, 64),
-             (6000, 128), (8000, 256)]  # fmt: skip
+from runner.attacks.base import Attack, art_norm
+from runner.spec.attacks import AttackBase, Engine
 
-
-def p_selection(p_init: float, it: int) -> float:
-    div = 1
-    for start, d in _SCHEDULE:
-        if it > start:
-            div = d * 2
-    return p_init / div
+if TYPE_CHECKING:
+    import torch
+    from torch import Tensor, nn
 
 
-@torch.no_grad()
-def _margin(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
-    logits = model(x)
-    true = logits.gather(1, y[:, None]).squeeze(1)
-    return true - logits.scatter(1, y[:, None], float("-inf")).amax(1)
+class SquareAttack(AttackBase):
+    """Square attack (Andriushchenko et al. 2020): black box, forward passes only."""
+
+    kind: Literal["square"] = Field(description="black-box random-search attack")
+    engine: Engine = Field("native", description="native (Linf only, fast) or art (Linf, L2)")
+    queries: int = Field(5000, ge=1, le=1000000, description="query budget per example")
+    p_init: float = Field(0.8, gt=0, le=1, description="initial fraction of pixels changed")
+    restarts: int = Field(1, ge=1, le=100, description="restarts")
 
 
-@torch.no_grad()
-def square_linf(
-    model: nn.Module,
-    x: Tensor,
-    y: Tensor,
-    eps: float,
-    queries: int = 5000,
-    p_init: float = 0.8,
-    lo: float = 0.0,
-    hi: float = 1.0,
-    generator: torch.Generator | None = None,
-) -> Tensor:
-    """Adversarial examples within the Linf eps-ball (the lowest-margin point where none fools)."""
-    x = x.detach()
-    _, c, h, w = x.shape
+class Square(Attack):
+    """Native Linf (:mod:`runner.attacks.kernels.square`); ART's SquareAttack for Linf and L2."""
 
-    def rand_sign(*shape: int) -> Tensor:
-        r = torch.randint(0, 2, shape, device=x.device, generator=generator)
-        return (2 * r - 1).to(x.dtype)
+    config = SquareAttack
+    norms = {"native": ("linf",), "art": ("linf", "l2")}
 
-    x_best = (x + eps * rand_sign(len(x), c, 1, w)).clamp(lo, hi)
-    margin = _margin(model, x_best, y)
-    n_features = c * h * w
-    for it in range(queries - 1):
-        idx = (margin > 0).nonzero().squeeze(1)
-        if len(idx) == 0:
-            break
-        xc, xb = x[idx], x_best[idx]
-        p = p_selection(p_init, it)
-        s = min(max(int(round(math.sqrt(p * n_features / c))), 1), h - 1)
-        vh = int(torch.randint(0, h - s + 1, (1,), generator=generator, device=x.device))
-        vw = int(torch.randint(0, w - s + 1, (1,), generator=generator, device=x.device))
-        new = xb.clone()
-        new[:, :, vh : vh + s, vw : vw + s] += 2.0 * eps * rand_sign(1, c, 1, 1)
-        new = torch.minimum(torch.maximum(new, xc - eps), xc + eps).clamp(lo, hi)
-        m = _margin(model, new, y[idx])
-        better = m < margin[idx]
-        margin[idx] = torch.where(better, m, margin[idx])
-        x_best[idx] = torch.where(better.view(-1, 1, 1, 1), new, xb)
-    return x_best
+    def cost(self) -> float:
+        return self.cfg.queries * self.cfg.restarts / 2.0  # forward passes only
+
+    def native(
+        self, model: nn.Module, x: Tensor, y: Tensor, lo: float, hi: float,
+        generator: torch.Generator | None,
+    ) -> Tensor:  # fmt: skip
+        import torch
+
+        from runner.attacks.kernels.square import square_linf
+
+        c = self.cfg
+        out = x.clone()
+        with torch.no_grad():
+            alive = model(x).argmax(1) == y
+        for r in range(c.restarts):  # each restart attacks only what is still unbroken
+            idx = alive.nonzero().squeeze(1)
+            if len(idx) == 0:
+                break
+            adv = square_linf(model, x[idx], y[idx], c.eps, c.queries, c.p_init, lo, hi, generator)
+            out[idx] = adv
+            if r + 1 < c.restarts:
+                with torch.no_grad():
+                    alive[idx] = model(adv).argmax(1) == y[idx]
+        return out
+
+    def art(self, classifier):
+        from art.attacks.evasion import SquareAttack as ARTSquareAttack
+
+        c = self.cfg
+        return ARTSquareAttack(
+            classifier,
+            norm=art_norm(c.norm),
+            eps=c.eps,
+            max_iter=c.queries,
+            p_init=c.p_init,
+            nb_restarts=c.restarts,
+            batch_size=c.batch_size,
+            verbose=False,
+        )

@@ -1,40 +1,26 @@
-"""Registered training recipes (pure; imports no torch)."""
+"""Training recipes: one line per plug-in, naming its class as "module:attr" (pure; imports nothing).
+
+Each class (a :class:`runner.recipes.base.Recipe`) names its spec model (``config``, defined in
+the same file) and ART's trainer behind ``engine: art``; see ``docs/examples/README.md``.
+"""
 
 from __future__ import annotations
 
 from runner.registry import Registry
 
 RECIPES = Registry("recipe kind")
-# meta: art = name of ART's trainer for engine: art, or None
-RECIPES.register("standard", "runner.recipes.standard:StandardRecipe", "clean training", art=None)
+# fmt: off
+RECIPES.register("standard", "runner.recipes.standard:StandardTraining", "clean training")
+RECIPES.register("fgsm_augment", "runner.recipes.fgsm_augment:FGSMAugmentTraining", "Goodfellow et al. 2015 FGSM data augmentation")
+RECIPES.register("pgd", "runner.recipes.pgd:PGDTraining", "Madry et al. 2018 PGD adversarial training")
 RECIPES.register(
-    "fgsm_augment",
-    "runner.recipes.fgsm_augment:FGSMAugmentRecipe",
-    "Goodfellow et al. 2015 FGSM data augmentation",
-    art="AdversarialTrainer",
-)
-RECIPES.register(
-    "pgd",
-    "runner.recipes.pgd:PGDRecipe",
-    "Madry et al. 2018 PGD adversarial training",
-    art="AdversarialTrainerMadryPGD",
-)
-RECIPES.register(
-    "fgsm_rs",
-    "runner.recipes.fgsm_rs:FGSMRSRecipe",
+    "fgsm_rs", "runner.recipes.fgsm_rs:FGSMRSTraining",
     "Wong, Rice & Kolter 2020 FGSM from a random start, with a catastrophic-overfitting guard",
-    art="AdversarialTrainerFBFPyTorch",
 )
+RECIPES.register("trades", "runner.recipes.trades:TRADESTraining", "Zhang et al. 2019 TRADES")
+RECIPES.register("mart", "runner.recipes.mart:MARTTraining", "Wang et al. 2020 MART")
 RECIPES.register(
-    "trades",
-    "runner.recipes.trades:TRADESRecipe",
-    "Zhang et al. 2019 TRADES",
-    art="AdversarialTrainerTRADESPyTorch",
-)
-RECIPES.register("mart", "runner.recipes.mart:MARTRecipe", "Wang et al. 2020 MART", art=None)
-RECIPES.register(
-    "backdoor_mitigation",
-    "runner.recipes.backdoor_mitigation:BackdoorMitigationRecipe",
+    "backdoor_mitigation", "runner.recipes.backdoor_mitigation:BackdoorMitigationTraining",
     "trigger-stamped training copies with correct labels",
-    art=None,
 )
+# fmt: on

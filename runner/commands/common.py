@@ -8,8 +8,8 @@ from pathlib import Path
 
 from runner.compile import Plan, compile_spec
 from runner.errors import AdvrunError
-from runner.execute.store import Store, default_output_dir
 from runner.spec import LoadedSpec, load_spec
+from runner.store import Store, default_output_dir
 
 
 def add_spec_arguments(p: argparse.ArgumentParser) -> None:

@@ -1,20 +1,25 @@
 """``advrun eval SPEC --checkpoint PATH``: audit an existing model, no training.
 
-Each model of the spec (or ``--model NAME``) is built, its weights loaded from a plain
-``state_dict`` (``torch.load(weights_only=True)``: pickled objects are refused), or taken from a
-model factory allowed with ``--allow-import``; it is then evaluated against the spec's suite,
-curve and checklist exactly like a trained run, and stored as a run directory under ``runs/``
-(``recipe`` and ``kind`` are ``audit``) whose rows join ``results.csv`` and ``curves.csv``.
+Each model of the spec (or ``--model NAME``) is built, its weights loaded from a checkpoint in any
+common format (torch's zip or legacy serialization through ``torch.load(weights_only=True)``:
+pickled objects are refused; ``.safetensors``; wrappers, EMA weights and ``module.`` prefixes
+undone by :mod:`runner.checkpoint`), from RobustBench's ``model_dir`` layout for a zoo model, or
+taken from a model factory allowed with ``--allow-import``. It is then evaluated against the
+spec's suite, curve and checklist exactly like a trained run, and stored as a run directory under
+``runs/`` (``recipe`` and ``kind`` are ``audit``) whose rows join ``results.csv`` and
+``curves.csv``; its metrics record the file's hash, format and what was unwrapped
+(:class:`~runner.store.records.CheckpointProvenance`).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 from pathlib import Path
 from typing import Any
 
-from runner.checkpoint import load_into, load_state_dict
+from runner.checkpoint import LoadedCheckpoint, load_checkpoint, load_into
 from runner.commands.common import (
     add_baseline_argument,
     add_import_argument,
@@ -25,8 +30,11 @@ from runner.commands.common import (
 )
 from runner.compile import Audit, compile_audit
 from runner.errors import AdvrunError
-from runner.fsio import sha256_file
+from runner.models.robustbench import checkpoint_path, fetch_hint, is_zoo
 from runner.registry import did_you_mean
+from runner.spec.core import ModelSpec
+from runner.store import Passes, RunMetrics, RunStatus
+from runner.store.records import CheckpointProvenance
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -35,8 +43,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--checkpoint",
         metavar="PATH",
-        help="a saved state_dict (torch.save(model.state_dict(), PATH)); optional for a model "
-        "factory that loads its own weights",
+        help="the model's weights: a state_dict saved by torch.save (any torch version, "
+        "wrapped or not) or a .safetensors file; optional for a RobustBench model in its "
+        "model_dir layout and for a model factory that loads its own weights",
+    )
+    p.add_argument(
+        "--weights",
+        choices=("ema", "raw"),
+        help="which weights of a checkpoint that keeps EMA weights beside the raw ones "
+        "({model: ..., ema: ...}); overrides models[].weights",
     )
     p.add_argument("--model", metavar="NAME", help="audit only this model of the spec")
     p.add_argument("--device", help="override the spec's device (auto, cpu, cuda, cuda:N)")
@@ -53,46 +68,47 @@ def _load_into(model, state: dict[str, Any], path: Path, name: str) -> None:
     load_into(model, state, path, f"model '{name}'", _FIT)
 
 
+@dataclasses.dataclass
+class Weights:
+    """Where one model's weights come from, and the model built with them (by the preflight)."""
+
+    path: Path | None  # None: a model factory that loads its own weights
+    how: str | None = None  # how the file was found, when not given by --checkpoint
+    model: Any = None
+    loaded: LoadedCheckpoint | None = None
+
+
 def audit_model(
     audit: Audit,
     store,
     device_name: str,
-    allow_import: list[str],
+    weights: Weights,
     force: bool,
     log=print,
-) -> dict[str, Any]:
-    """Evaluate one model like a run; store run.json, metrics.json, examples.parquet, status."""
+) -> RunMetrics:
+    """Evaluate one model like a run; store its run, status, metrics and examples."""
     from runner.device import seed_everything, select_device, set_threads
-    from runner.eval.evaluate import evaluate_run
+    from runner.eval.evaluate import EvalContext, evaluate_run
     from runner.execute.prepare import prepare
     from runner.execute.runlog import RunLog
-    from runner.execute.store import now
-    from runner.fsio import read_json, write_json, write_with
-    from runner.models import build_for_spec
-    from runner.provenance import git_commit, versions
-    from runner.train.counter import PassCounter
+    from runner.fsio import write_with
+    from runner.passes import PassCounter
+    from runner.store import now
 
-    slug, run_id, m = audit.slug, audit.id, audit.model
-    ckpt = Path(audit.checkpoint) if audit.checkpoint else None
-    d = store.run_dir(run_id)
-    old = read_json(d / "metrics.json")
-    if old and old.get("eval_hash") == audit.eval_hash and not force:
+    slug = audit.slug
+    d = store.run_dir(audit.id)
+    old = store.read_metrics(audit)
+    if old is not None and old.eval_hash == audit.eval_hash and not force:
         log(f"{slug}: already evaluated, skipped (--force to redo)")
         return old
-    d.mkdir(parents=True, exist_ok=True)
-    write_json(d / "run.json", audit.to_json())
+    store.write_run(audit)
     device = select_device(device_name)
     seed_everything(0, audit.deterministic)
     set_threads(audit.threads, audit.deterministic)
-    data = prepare(audit.data, audit.threat.pixel_range, device)
-    model = build_for_spec(
-        m, data.input_shape, data.num_classes, audit.threat.pixel_range, allow_import
-    )
-    if ckpt is not None:
-        _load_into(model, load_state_dict(ckpt, device), ckpt, m.name)
-    model = model.to(device).eval()
-    status = {"state": "running", "started": now(), "device": str(device)}
-    write_json(d / "status.json", status)
+    data = prepare(audit.data, audit.threat.pixel_range, device)  # cached by the preflight
+    model = weights.model.to(device).eval()
+    status = RunStatus(state="running", started=now(), device=str(device))
+    store.write_status(audit, status)  # a new audit: no key of an earlier one is kept
     runlog = RunLog(d / "log.txt")
 
     def both(msg: str) -> None:
@@ -101,59 +117,134 @@ def audit_model(
 
     try:
         n = audit.eval.n or len(data.x_test)
+        for line in weights.loaded.lines(str(device)) if weights.loaded else []:
+            both(line)  # what the file held and what was unwrapped
         counter = PassCounter(model)
         t0 = time.perf_counter()
         both(f"auditing {slug} on {device} ({n} test examples)")
-        ev = evaluate_run(
-            model, data.x_test[:n], data.y_test[:n], audit.attacks, audit.threat,
-            data.num_classes, audit.eval, both,
-        )  # fmt: skip
+        ev = evaluate_run(EvalContext(
+            model, data.x_test[:n], data.y_test[:n], audit.threat, data.num_classes, audit.eval,
+            audit.attacks, both,
+        ))  # fmt: skip
         counter.close()
         write_with(d / "examples.parquet", lambda p: ev.examples.to_parquet(p, index=False))
-        metrics = {
-            "run_id": run_id, "slug": slug, "eval_hash": audit.eval_hash,
-            "model": m.name, "arch": m.arch, "recipe": "audit",
-            "kind": "audit", "seed": None, "sweep": {}, "hyperparameters": {},
-            "checkpoint": audit.checkpoint, "checkpoint_sha256": audit.checkpoint_sha256,
-            "best_epoch": None, "stopped_early": None,
-            "results": ev.results, "curves": ev.curves, "checklist": ev.checklist,
-            "data_sha256": data.sha256, "class_names": data.class_names, "device": str(device),
-            "train_seconds": 0.0, "eval_seconds": time.perf_counter() - t0,
-            "train_passes": {"forward_passes": 0, "backward_passes": 0},
-            "eval_passes": counter.as_dict(), "versions": versions(), "git_commit": git_commit(),
-        }  # fmt: skip
-        write_json(d / "metrics.json", metrics)
-        write_json(d / "status.json", {**status, "state": "done", "finished": now()})
+        metrics = _audit_metrics(audit, ev, data, device, counter.as_dict(), t0, weights)
+        store.write_metrics(audit, metrics)
+        store.write_status(audit, status.model_copy(update={"state": "done", "finished": now()}))
         both("done")
         return metrics
     except Exception as e:
-        write_json(d / "status.json", {**status, "state": "failed", "diagnosis": str(e)})
+        failed = {"state": "failed", "diagnosis": str(e)}
+        store.write_status(audit, status.model_copy(update=failed))
         raise
     finally:
         runlog.close()
 
 
-def _preflight(models, ckpt: Path | None, plan, device_name: str, allow_import: list[str]) -> None:
-    """Data, device, model and checkpoint checked before anything is written: a bad file or
-    factory leaves the output directory as it was."""
+def provenance(loaded: LoadedCheckpoint, how: str | None, device: str) -> CheckpointProvenance:
+    """The store's record of the file an audit loaded."""
+    return CheckpointProvenance(
+        path=loaded.path, sha256=loaded.sha256, size_bytes=loaded.size_bytes,
+        format=loaded.format, format_name=loaded.format_name, found=loaded.found,
+        unwrapped=list(loaded.unwrapped), weights=loaded.weights, ignored=list(loaded.ignored),
+        saved_on=list(loaded.saved_on), loaded_on=device, tensors=loaded.tensors,
+        parameters=loaded.parameters, source=how,
+    )  # fmt: skip
+
+
+def _weights_of(m: ModelSpec, ckpt: Path | None) -> Weights:
+    """Where model ``m``'s weights come from: --checkpoint, RobustBench's model_dir layout for a
+    zoo model, or (no file) a model factory; a model that would be evaluated untrained is refused."""
+    if ckpt is not None:
+        return Weights(ckpt)
+    if is_zoo(m.arch):
+        path = checkpoint_path(m.arch, m.kwargs)
+        if not path.is_file():
+            raise AdvrunError(
+                f"model '{m.name}' ({m.arch}): no --checkpoint and no local file at {path} "
+                "(RobustBench's model_dir layout <model_dir>/<dataset>/<threat_model>/<name>.pt); "
+                f"advrun never downloads: fetch it once where the network is allowed "
+                f"({fetch_hint(m.arch, m.kwargs)}), or pass --checkpoint PATH"
+            )
+        return Weights(path, "RobustBench's model_dir layout")
+    if ":" not in m.arch:
+        raise AdvrunError(
+            f"model '{m.name}' ({m.arch}) would be evaluated untrained: pass --checkpoint "
+            "PATH, or use a model factory 'package.module:function' with --allow-import"
+        )
+    return Weights(None)
+
+
+def _build_and_load(
+    m: ModelSpec, w: Weights, shape: tuple[int, ...], classes: int, pixel_range, allow_import
+) -> Weights:
+    """Model ``m`` built on the CPU in eval mode, with the weights of ``w.path`` if it has one."""
+    from runner.models import build_for_spec
+
+    model = build_for_spec(m, shape, classes, pixel_range, allow_import)
+    if w.path is None:
+        return dataclasses.replace(w, model=model.eval())
+    loaded = load_checkpoint(w.path, "cpu", m.weights)
+    state, steps = loaded.state, []
+    if is_zoo(m.arch):
+        from runner.models.robustbench import adapt_keys
+
+        state, steps = adapt_keys(model, state)
+    _load_into(model, state, w.path, m.name)
+    loaded = dataclasses.replace(
+        loaded,
+        state={},
+        unwrapped=(*loaded.unwrapped, *steps),
+        tensors=len(state),
+        parameters=sum(int(v.numel()) for v in state.values()),
+    )  # fmt: skip: the model holds the weights now
+    return dataclasses.replace(w, model=model.eval(), loaded=loaded)
+
+
+def _audit_metrics(
+    audit: Audit, ev: Any, data: Any, device: Any, passes: dict[str, int], t0: float, w: Weights
+) -> RunMetrics:
+    """The audit's metrics.json: a run's record with no training, and its file's provenance."""
+    from runner.provenance import git_commit, versions
+
+    m = audit.model
+    prov = provenance(w.loaded, w.how, str(device)) if w.loaded is not None else None
+    return RunMetrics(
+        run_id=audit.id, slug=audit.slug, eval_hash=audit.eval_hash,
+        model=m.name, arch=m.arch, recipe="audit",
+        kind="audit", seed=None, sweep={}, hyperparameters={},
+        checkpoint=audit.checkpoint, checkpoint_sha256=audit.checkpoint_sha256,
+        checkpoint_provenance=prov, best_epoch=None, stopped_early=None,
+        results=ev.results, curves=ev.curves, checklist=ev.checklist,
+        data_sha256=data.sha256, class_names=data.class_names, device=str(device),
+        train_seconds=0.0, eval_seconds=time.perf_counter() - t0,
+        train_passes=Passes(forward_passes=0, backward_passes=0),
+        eval_passes=passes, versions=versions(), git_commit=git_commit(),
+    )  # fmt: skip
+
+
+def _preflight(
+    models: list[ModelSpec], ckpt: Path | None, plan, device_name: str, allow_import: list[str]
+) -> dict[str, Weights]:
+    """Data, device, models and checkpoints checked before anything is written: a bad file or
+    factory leaves the output directory as it was. Each model is built and loaded here, once."""
     from runner.device import select_device
     from runner.execute.prepare import load_split
-    from runner.models import build_model
 
     select_device(device_name)
     ds, sp = load_split(plan.runs[0].data)  # cached for the audit
-    state = load_state_dict(ckpt, "cpu") if ckpt is not None else None
-    for m in models:
-        model = build_model(
-            m.arch, tuple(sp.x_train.shape[1:]), ds.num_classes, m.kwargs, allow_import
+    shape = tuple(sp.x_train.shape[1:])
+    sources = {m.name: _weights_of(m, ckpt) for m in models}  # every file found before loading
+    return {
+        m.name: _build_and_load(
+            m, sources[m.name], shape, ds.num_classes, plan.threat.pixel_range, allow_import
         )
-        if state is not None:
-            _load_into(model, state, ckpt, m.name)
+        for m in models
+    }
 
 
-def run(args: argparse.Namespace) -> int:
-    loaded, plan, store = load(args)
-    spec = loaded.spec
+def _models(spec, args: argparse.Namespace) -> list[ModelSpec]:
+    """The spec's models to audit (``--model``), with ``--weights`` applied."""
     models = list(spec.models)
     if args.model:
         names = [m.name for m in models]
@@ -163,42 +254,46 @@ def run(args: argparse.Namespace) -> int:
                 f" models: {', '.join(names)}"
             )
         models = [m for m in models if m.name == args.model]
+    if args.weights:
+        models = [m.model_copy(update={"weights": args.weights}) for m in models]
+    return models
+
+
+def run(args: argparse.Namespace) -> int:
+    loaded, plan, store = load(args)
+    spec = loaded.spec
+    models = _models(spec, args)
     ckpt = Path(args.checkpoint) if args.checkpoint else None
     for m in models:
-        if ckpt is None and ":" not in m.arch:
-            raise AdvrunError(
-                f"model '{m.name}' ({m.arch}) would be evaluated untrained: pass --checkpoint "
-                "PATH, or use a model factory 'package.module:function' with --allow-import"
-            )
+        _weights_of(m, ckpt)  # a model that would run untrained: refused before anything else
     from runner import track
     from runner.execute import results
-    from runner.execute.finish import write_results
     from runner.fsio import write_text
     from runner.report.baseline import load_baseline, remember_baseline
+    from runner.report.experiment import write_results
 
     tracking = track.mlflow_settings(spec, args.mlflow, args.no_mlflow)
     track.tracking_options(tracking)  # the extra is missing: say so before any compute
     if args.baseline:
         load_baseline(args.baseline)  # a missing or empty baseline fails before any compute
     device_name = args.device or spec.device
-    _preflight(models, ckpt, plan, device_name, args.allow_import)  # fail before any write
+    built = _preflight(models, ckpt, plan, device_name, args.allow_import)  # before any write
     prepare_output(store.root)  # a read-only or full output directory fails before any write
     write_text(store.root / "spec.yaml", loaded.text)
     remember_baseline(store.root, args.baseline)
-    sha = sha256_file(ckpt) if ckpt is not None and ckpt.is_file() else None
     t0 = time.perf_counter()
     for m in models:
-        audit = compile_audit(
-            spec, plan, m, str(ckpt) if ckpt else None, sha, ckpt.stem if ckpt else "factory"
-        )
+        w = built.pop(m.name)  # each model's weights are freed once it is audited
+        path, sha = (str(w.path), w.loaded.sha256) if w.loaded else (None, None)
+        audit = compile_audit(spec, plan, m, path, sha, w.path.stem if w.path else "factory")
         metrics = audit_model(
-            audit, store, device_name, args.allow_import, args.force,
+            audit, store, device_name, w, args.force,
             log=(lambda s: None) if args.quiet else print,
         )  # fmt: skip
         if not args.quiet:
-            shown = ", ".join(f"{r['attack']} {r['accuracy']:.3f}" for r in metrics["results"])
-            print(f"{metrics['slug']}: {shown}")
-    df = write_results(plan, store, report=False)
+            shown = ", ".join(f"{r.attack} {r.accuracy:.3f}" for r in metrics.results)
+            print(f"{metrics.slug}: {shown}")
+    df = write_results(plan, store)  # results, curves, report.html and the model cards
     print(results.format_table(df))
     print(f"results: {store.root / 'results.csv'} ({time.perf_counter() - t0:.1f}s)")
     from runner.report.hooks import gate_exit_code

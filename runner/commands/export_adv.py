@@ -18,11 +18,12 @@ from pathlib import Path
 
 from runner.errors import AdvrunError
 from runner.exports.attack import export_attack, reported_accuracy
-from runner.exports.files import record_export, relative, write_manifest
+from runner.exports.files import relative, write_manifest
 from runner.exports.source import last_checkpoint, load, stored_run
 from runner.exports.train import export_train
 from runner.fsio import contained
 from runner.registry import unknown_name_message
+from runner.store import METRICS_FILE, ExportEntry, RunDir
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -55,7 +56,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     if not (args.attack or args.all or args.train):
         raise AdvrunError("say what to export: --attack NAME, --all (every attack) or --train")
-    from runner.execute.store import now
+    from runner.store import now
 
     run_dir = Path(args.run_dir)
     stored = stored_run(run_dir)  # refuses audits: they have no training of their own
@@ -84,22 +85,20 @@ def run(args: argparse.Namespace) -> int:
         path = e["file"]
         e["file"] = relative(path, folder)
         attack = by_name.get(e["attack"]) if e["kind"] == "test" else None
-        record_export(
-            run_dir,
-            {
-                **{k: v for k, v in e.items() if k != "file"},
-                "file": relative(path, run_dir),
-                "created": now(),
-                "attack_config": attack.model_dump() if attack else None,
-            },
-        )
+        entry = {
+            **{k: v for k, v in e.items() if k != "file"},
+            "file": relative(path, run_dir),
+            "created": now(),
+            "attack_config": attack.model_dump() if attack else None,
+        }
+        RunDir(run_dir).record_export(ExportEntry.model_validate(entry))
         shown = f"accuracy {e['accuracy']:.4f}" if e["accuracy"] is not None else "training set"
         print(
             f"wrote {path}: {e['n']} adversarial examples ({e['attack']}, {shown}), sha256 {e['sha256']}"
         )
         reported = reported_accuracy(ld.metrics, e["attack"]) if attack else None
         if reported is not None:
-            print(f"  reported in metrics.json: {reported:.4f}")
+            print(f"  reported in {METRICS_FILE}: {reported:.4f}")
     manifest = write_manifest(folder, entries)
-    print(f"manifest: {manifest}; recorded in {run_dir / 'exports.json'}")
+    print(f"manifest: {manifest}; recorded in {RunDir(run_dir).exports_path}")
     return 0

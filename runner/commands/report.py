@@ -19,8 +19,9 @@ def run(args: argparse.Namespace) -> int:
     import contextlib
 
     from runner.execute.claim import locked
-    from runner.execute.finish import LOCK
+    from runner.report.experiment import LOCK
     from runner.report.render import write_report
+    from runner.store import MODEL_CARD_FILE
 
     out = args.output or (
         Path(args.dirs[0]) / "report.html" if len(args.dirs) == 1 else "report.html"
@@ -32,6 +33,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"report: {path}")
     for d in args.dirs:
         print(
-            f"results: {Path(d) / 'results.json'} (model cards in {Path(d) / 'runs'}/*/model_card.json)"
+            f"results: {Path(d) / 'results.json'} (model cards in "
+            f"{Path(d) / 'runs'}/*/{MODEL_CARD_FILE})"
         )
     return 0

@@ -30,7 +30,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     add_tracking_arguments(p)
     add_baseline_argument(p)
-    g = p.add_argument_group("parallel and distributed execution (README: Scaling out)")
+    g = p.add_argument_group("parallel and distributed execution (docs/scaling.md)")
     g.add_argument(
         "--jobs",
         type=int,
@@ -77,8 +77,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     loaded, plan, store = load(args)
     from runner import track
-    from runner.execute import Options, execute_plan, preflight
-    from runner.execute import finish as experiment
+    from runner.execute import Options, preflight
+    from runner.execute.launchers import LAUNCHERS, LaunchSettings
+    from runner.report import experiment
     from runner.report.baseline import load_baseline, remember_baseline
 
     tracking = track.mlflow_settings(loaded.spec, args.mlflow, args.no_mlflow)
@@ -93,32 +94,29 @@ def run(args: argparse.Namespace) -> int:
     _check_parallel(args)
     if args.baseline:
         load_baseline(args.baseline)  # a missing or empty baseline fails before any compute
-    from runner.execute import distributed
-
-    if distributed.world_size_from_env() > 1:
-        return _run_distributed(args, loaded, plan, store, runs, opts)
-    preflight(runs, opts)  # missing data, a bad device or model: fail before writing anything
-    prepare_output(store.root)  # a read-only or full output directory fails before any write
-    experiment.write_plan(loaded, plan, store)
-    remember_baseline(store.root, args.baseline)
-    if args.launcher == "ray":
-        from runner.execute.ray_launcher import execute_on_ray
-
-        outcomes = execute_on_ray(store, opts, runs, args.address, args.retries, args.cpus_per_run)
-    elif args.jobs > 1:
-        from runner.execute.jobs import execute_parallel
-
-        outcomes = execute_parallel(store, opts, runs, args.jobs, args.jobs_per_gpu)
-    else:
-        outcomes = execute_plan(store, opts, runs)
-    return _finish(args, loaded, plan, store, runs, outcomes, tracking)
+    launcher = LAUNCHERS.load(_launcher_name(args))(
+        LaunchSettings(args.jobs, args.jobs_per_gpu, args.address, args.retries, args.cpus_per_run)
+    )
+    launcher.start(opts)  # torchrun: join the process group
+    try:
+        preflight(runs, opts)  # missing data, a bad device or model: fail before writing anything
+        if launcher.main:  # under torchrun, rank 0 writes and reports
+            prepare_output(store.root)  # a read-only or full output directory fails here
+            experiment.write_plan(loaded, plan, store)
+            remember_baseline(store.root, args.baseline)
+        outcomes = launcher.launch(store, opts, runs)
+        if not launcher.main:  # the other ranks build no hooks and log nothing
+            return 0
+        return _finish(args, loaded, plan, store, runs, outcomes, tracking)
+    finally:
+        launcher.stop()
 
 
 def _finish(args, loaded, plan, store, runs, outcomes, tracking) -> int:
     """Results, report, the failures, the gate and the tracking catch-up; the exit code."""
     from runner import track
-    from runner.execute import finish as experiment
     from runner.execute import results
+    from runner.report import experiment
 
     df = experiment.write_results(plan, store, report=not args.no_report)
     print(results.format_table(df))
@@ -151,29 +149,16 @@ def _check_parallel(args: argparse.Namespace) -> None:
         )
 
 
-def _run_distributed(args, loaded, plan, store, runs, opts) -> int:
-    """Under torchrun: every rank trains each run (DDP); rank 0 writes and reports."""
-    from runner.execute import distributed, preflight
-    from runner.execute import finish as experiment
+def _launcher_name(args: argparse.Namespace) -> str:
+    """Where the runs go: torchrun's ranks when under torchrun, else Ray with ``--launcher ray``,
+    else ``--jobs`` processes on this machine, else this process."""
+    from runner import dist
 
-    if args.jobs > 1 or args.launcher != "local":
-        raise AdvrunError("under torchrun, run without --jobs and --launcher: torchrun's ranks "
-                          "are the parallelism")  # fmt: skip
-    dist = distributed.init(opts.device)
-    assert dist is not None
-    try:
-        preflight(runs, opts)
-        if dist.main:
-            from runner.report.baseline import remember_baseline
-
-            prepare_output(store.root)
-            experiment.write_plan(loaded, plan, store)
-            remember_baseline(store.root, args.baseline)
-        opts.verbose = opts.verbose and dist.main
-        outcomes = distributed.execute_distributed(store, opts, runs, dist)
-        if not dist.main:  # rank 0 reports; the other ranks build no hooks and log nothing
-            return 0
-        tracking = opts.tracking["mlflow"] if opts.tracking else None
-        return _finish(args, loaded, plan, store, runs, outcomes, tracking)
-    finally:
-        distributed.shutdown(dist)
+    if dist.world_size_from_env() > 1:
+        if args.jobs > 1 or args.launcher != "local":
+            raise AdvrunError("under torchrun, run without --jobs and --launcher: torchrun's "
+                              "ranks are the parallelism")  # fmt: skip
+        return "torchrun"
+    if args.launcher == "ray":
+        return "ray"
+    return "jobs" if args.jobs > 1 else "serial"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 from runner.commands.common import (
     add_import_argument,
@@ -72,61 +73,29 @@ def _worker_argv(args: argparse.Namespace, root: Path, storage: str, device: str
 def run(args: argparse.Namespace) -> int:
     loaded, _plan, store = load(args)
     spec = loaded.spec
-    if spec.tune is None:
-        raise AdvrunError(
-            f"{args.spec} has no tune: block; add one (see specs/tune.yaml and the README)"
-        )
-    if args.workers < 1:
-        raise AdvrunError("--workers must be at least 1")
-    if args.heartbeat < 1:
-        raise AdvrunError("--heartbeat must be at least 1 second")
-    from runner.execute import Options
+    _check_args(args, spec)
+    from runner import track
     from runner.tune import summary as summ
-    from runner.tune.build import study_name
-    from runner.tune.objective import TuneContext
-    from runner.tune.storage import Gate, storage_info
-    from runner.tune.worker import spawn, work
+    from runner.tune.storage import Gate
+    from runner.tune.worker import work
 
     t = spec.tune
     prepare_output(store.root)
     tune_dir = store.root / "tune"
     tune_dir.mkdir(parents=True, exist_ok=True)
-    info = storage_info(args.storage, tune_dir, args.heartbeat)
-    name = study_name(spec, loaded.data)
-    device = args.device or spec.device
-    from runner import track
-
-    tracking = track.mlflow_settings(spec, args.mlflow, args.no_mlflow)
-    opts = Options(
-        device=device,
-        allow_import=args.allow_import,
-        verbose=not args.quiet,
-        tracking=track.tracking_options(tracking, study=name),  # trials nest under the study
-    )
-    ctx = TuneContext(loaded, store, name, opts)
+    ctx, info, tracking = _context(args, loaded, store, tune_dir)
     if args.worker:
         work(ctx, info, tag=f"[{args.worker}] ")
         return 0
 
-    study = _open(ctx, info, Gate(info, name))
+    study = _open(ctx, info, Gate(info, ctx.study_name))
     done = _finished(study)
     print(
-        f"study {name} ({t.mode}, {', '.join(g.label for g in t.goals)}): {done}/{t.trials} "
-        f"finished trials, storage {info.shown}",
+        f"study {ctx.study_name} ({t.mode}, {', '.join(g.label for g in t.goals)}): "
+        f"{done}/{t.trials} finished trials, storage {info.shown}",
         flush=True,
     )
-    failed_workers = 0
-    if args.launcher == "ray":
-        from runner.execute.ray_launcher import tune_on_ray
-
-        failed_workers = tune_on_ray(ctx, info, args.workers, args.address)
-    elif args.address:
-        raise AdvrunError("--address joins a Ray cluster; add --launcher ray")
-    elif args.workers > 1:
-        codes = spawn(_worker_argv(args, store.root, info.url, device), args.workers, device)
-        failed_workers = sum(1 for c in codes if c != 0)
-    else:
-        work(ctx, info)
+    failed_workers = _run_workers(args, ctx, info)
     summary = summ.summarize(study, t, info.shown)
     summ.write(summary, tune_dir)
     _print(summary)
@@ -143,6 +112,56 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     return 0 if complete else EXIT_FAILED
+
+
+def _check_args(args: argparse.Namespace, spec: Any) -> None:
+    if spec.tune is None:
+        raise AdvrunError(
+            f"{args.spec} has no tune: block; add one (see specs/tune.yaml and docs/tuning.md)"
+        )
+    if args.workers < 1:
+        raise AdvrunError("--workers must be at least 1")
+    if args.heartbeat < 1:
+        raise AdvrunError("--heartbeat must be at least 1 second")
+
+
+def _context(args: argparse.Namespace, loaded: Any, store: Any, tune_dir: Path):
+    """The study's context (name, options, MLflow nesting), storage, and MLflow settings."""
+    from runner import track
+    from runner.execute import Options
+    from runner.tune.build import study_name
+    from runner.tune.objective import TuneContext
+    from runner.tune.storage import storage_info
+
+    spec = loaded.spec
+    info = storage_info(args.storage, tune_dir, args.heartbeat)
+    name = study_name(spec, loaded.data)
+    tracking = track.mlflow_settings(spec, args.mlflow, args.no_mlflow)
+    opts = Options(
+        device=args.device or spec.device,
+        allow_import=args.allow_import,
+        verbose=not args.quiet,
+        tracking=track.tracking_options(tracking, study=name),  # trials nest under the study
+    )
+    return TuneContext(loaded, store, name, opts), info, tracking
+
+
+def _run_workers(args: argparse.Namespace, ctx: Any, info: Any) -> int:
+    """Run the trials here, in worker processes or on Ray; the number of workers that failed."""
+    from runner.tune.worker import spawn, work
+
+    device = ctx.opts.device
+    if args.launcher == "ray":
+        from runner.tune.ray_workers import tune_on_ray
+
+        return tune_on_ray(ctx, info, args.workers, args.address)
+    if args.address:
+        raise AdvrunError("--address joins a Ray cluster; add --launcher ray")
+    if args.workers > 1:
+        codes = spawn(_worker_argv(args, ctx.store.root, info.url, device), args.workers, device)
+        return sum(1 for c in codes if c != 0)
+    work(ctx, info)
+    return 0
 
 
 def _open(ctx, info, gate):

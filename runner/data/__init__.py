@@ -12,11 +12,12 @@ import hashlib
 import math
 import unicodedata
 from dataclasses import dataclass
-from typing import Protocol
-
-import numpy as np
+from typing import TYPE_CHECKING, Protocol
 
 from runner.errors import AdvrunError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 __all__ = [
     "DataSpecLike",
@@ -81,6 +82,8 @@ def content_sha256(*arrays: np.ndarray | None) -> str:
 
     Dtype and shape are hashed too, so a reshaped or re-typed copy of the same bytes differs.
     """
+    import numpy as np
+
     h = hashlib.sha256()
     for a in arrays:
         if a is None:
@@ -94,6 +97,8 @@ def content_sha256(*arrays: np.ndarray | None) -> str:
 
 def uint8_to_float01(x: np.ndarray) -> np.ndarray:
     """uint8 pixels -> float32 in [0, 1] (one float32 copy, divided in place)."""
+    import numpy as np
+
     out = x.astype(np.float32)
     out /= 255.0
     return out
@@ -120,38 +125,7 @@ def make_dataset(
     if x_test is not None:
         pairs.append(("test", x_test, y_test))
     for part, x, y in pairs:
-        if x.ndim != 4 or x.dtype != np.float32:
-            raise AdvrunError(
-                f"{name}: {part} images must be float32 (N, C, H, W), got {x.dtype} {x.shape}{at}"
-            )
-        if y.ndim != 1 or y.dtype != np.int64:
-            raise AdvrunError(
-                f"{name}: {part} labels must be int64 (N,), got {y.dtype} {y.shape}{at}"
-            )
-        if len(x) != len(y):
-            raise AdvrunError(
-                f"{name}: {len(x)} {part} images but {len(y)} {part} labels{at}; "
-                "every image needs exactly one label"
-            )
-        if len(x) == 0:
-            raise AdvrunError(f"{name}: the {part} split is empty{at}")
-        if y.min() < 0:
-            raise AdvrunError(
-                f"{name}: negative {part} label {int(y.min())}{at}; labels are class indices 0..K-1"
-            )
-        # min/max propagate NaN and reach +-inf, so two reductions check finiteness too
-        lo, hi = float(x.min()), float(x.max())
-        if not (math.isfinite(lo) and math.isfinite(hi)):
-            bad = int((~np.isfinite(x)).reshape(len(x), -1).any(axis=1).sum())
-            raise AdvrunError(
-                f"{name}: {bad} {part} image(s) hold NaN or infinite pixels{at}; fix or drop them"
-            )
-        if lo < 0.0 or hi > 1.0:
-            raise AdvrunError(
-                f"{name}: {part} pixels span [{lo:g}, {hi:g}], outside [0, 1]{at}; loaders deliver "
-                "[0, 1] images, which advrun maps onto threat.pixel_range: scale the data to "
-                "[0, 1] (or save uint8 0..255)"
-            )
+        _check_split(name, part, x, y, at)
     if x_test is not None and x_test.shape[1:] != x_train.shape[1:]:
         raise AdvrunError(
             f"{name}: test images are {x_test.shape[1:]} but train images are "
@@ -178,6 +152,43 @@ def make_dataset(
         inferred_classes=inferred,
         where=where,
     )
+
+
+def _check_split(name: str, part: str, x: np.ndarray, y: np.ndarray, at: str) -> None:
+    """One split's images and labels: dtypes and shapes, one label per image, not empty,
+    class indices, finite pixels in [0, 1]."""
+    import numpy as np
+
+    if x.ndim != 4 or x.dtype != np.float32:
+        raise AdvrunError(
+            f"{name}: {part} images must be float32 (N, C, H, W), got {x.dtype} {x.shape}{at}"
+        )
+    if y.ndim != 1 or y.dtype != np.int64:
+        raise AdvrunError(f"{name}: {part} labels must be int64 (N,), got {y.dtype} {y.shape}{at}")
+    if len(x) != len(y):
+        raise AdvrunError(
+            f"{name}: {len(x)} {part} images but {len(y)} {part} labels{at}; "
+            "every image needs exactly one label"
+        )
+    if len(x) == 0:
+        raise AdvrunError(f"{name}: the {part} split is empty{at}")
+    if y.min() < 0:
+        raise AdvrunError(
+            f"{name}: negative {part} label {int(y.min())}{at}; labels are class indices 0..K-1"
+        )
+    # min/max propagate NaN and reach +-inf, so two reductions check finiteness too
+    lo, hi = float(x.min()), float(x.max())
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        bad = int((~np.isfinite(x)).reshape(len(x), -1).any(axis=1).sum())
+        raise AdvrunError(
+            f"{name}: {bad} {part} image(s) hold NaN or infinite pixels{at}; fix or drop them"
+        )
+    if lo < 0.0 or hi > 1.0:
+        raise AdvrunError(
+            f"{name}: {part} pixels span [{lo:g}, {hi:g}], outside [0, 1]{at}; loaders deliver "
+            "[0, 1] images, which advrun maps onto threat.pixel_range: scale the data to "
+            "[0, 1] (or save uint8 0..255)"
+        )
 
 
 def _check_class_names(
@@ -218,6 +229,8 @@ def _ranges(values: list[int]) -> str:
 
 
 def _labels_of(ds: Dataset) -> np.ndarray:
+    import numpy as np
+
     return ds.y_train if ds.y_test is None else np.concatenate([ds.y_train, ds.y_test])
 
 
@@ -228,6 +241,8 @@ def conform_classes(ds: Dataset, declared: int | None) -> Dataset:
     silently train a 43-class model; that is refused, naming the labels, unless the spec
     declares ``data.num_classes``.
     """
+    import numpy as np
+
     at = f" in {ds.where}" if ds.where else ""
     labels = _labels_of(ds)
     counts = np.bincount(labels, minlength=ds.num_classes)
@@ -263,6 +278,8 @@ def conform_classes(ds: Dataset, declared: int | None) -> Dataset:
 
 def check_split_classes(ds: Dataset, sp: Splits, limit: int | None = None) -> None:
     """Every class of the data set has examples in train and test (and in val, when it is used)."""
+    import numpy as np
+
     classes = set(int(c) for c in np.unique(_labels_of(ds)))
     for part, y, fix in (
         ("training", sp.y_train, "raise data.limit" if limit else "use more data"),
@@ -283,6 +300,8 @@ def _carve(
     idx: np.ndarray, y: np.ndarray, n_out: int, seed: int, what: str, name: str
 ) -> tuple[np.ndarray, np.ndarray]:
     """Split index array ``idx`` into (rest, out) with ``n_out`` items out, stratified by y."""
+    import numpy as np
+
     if n_out == 0:
         return idx, idx[:0]
     from sklearn.model_selection import train_test_split  # heavy import, only when splitting
@@ -306,6 +325,8 @@ def split(ds: Dataset, val_fraction: float, test_fraction: float, seed: int) -> 
     fractions are of the whole pool. Sizes are rounded to whole examples. The result depends only
     on the arrays and the seed (sklearn's seeded RandomState), so it is the same on every machine.
     """
+    import numpy as np
+
     for label, f in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
         if not 0.0 <= f < 1.0:
             raise AdvrunError(f"{label} must be in [0, 1), got {f}")

@@ -14,14 +14,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from runner.data import Dataset, DataSpecLike, make_dataset, uint8_to_float01
 from runner.data.memory import reserve
 from runner.data.safe_pickle import load_data_pickle
+from runner.data.source import DataSource
 from runner.errors import AdvrunError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 _PIXELS = 3 * 32 * 32
 _CIFAR10_CLASSES = (
@@ -137,6 +139,8 @@ def _locate(name: str, spec: DataSpecLike) -> tuple[_Layout, Path]:
 
 
 def _read_binary(name: str, paths: list[Path], label_key: str) -> tuple[np.ndarray, np.ndarray]:
+    import numpy as np
+
     n_labels = 1 if name == "cifar10" else 2  # CIFAR-100 records: coarse, fine, pixels
     record = n_labels + _PIXELS
     label_at = 1 if label_key == "fine_labels" else 0
@@ -168,6 +172,8 @@ def _read_binary(name: str, paths: list[Path], label_key: str) -> tuple[np.ndarr
 
 
 def _read_python(name: str, paths: list[Path], label_key: str) -> tuple[np.ndarray, np.ndarray]:
+    import numpy as np
+
     classes = _COARSE if label_key == "coarse_labels" else _CLASSES[name]
     xs, ys = [], []
     for path in paths:
@@ -254,3 +260,20 @@ def _class_names(
             (n.decode("utf-8", "replace") if isinstance(n, bytes) else str(n)) for n in raw or ()
         )
     return names if len(names) == classes else fallback
+
+
+class CIFAR10(DataSource):
+    """CIFAR-10, python or binary version under root."""
+
+    needs = "root"
+    shape = (3, 32, 32)
+    load = staticmethod(load_cifar10)
+
+
+class CIFAR100(DataSource):
+    """CIFAR-100, python or binary version under root; fine or coarse labels."""
+
+    needs = "root"
+    shape = (3, 32, 32)
+    options = ("labels",)
+    load = staticmethod(load_cifar100)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 from runner.data import Dataset, DataSpecLike, make_dataset
+from runner.data.source import DataSource
 
 
 def load(spec: DataSpecLike) -> Dataset:
     """All 1797 digits as one pool (there is no official test split); path/root are unused."""
+    import numpy as np
     from sklearn.datasets import load_digits
 
     bunch = load_digits()
@@ -17,3 +17,11 @@ def load(spec: DataSpecLike) -> Dataset:
     y = np.asarray(bunch.target, dtype=np.int64)
     names = tuple(str(t) for t in bunch.target_names)
     return make_dataset("digits", x, y, num_classes=10, class_names=names)
+
+
+class Digits(DataSource):
+    """scikit-learn's bundled 8x8 digits (embedded)."""
+
+    shape = (1, 8, 8)
+    flip = False
+    load = staticmethod(load)

@@ -12,11 +12,14 @@ import gzip
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from runner.data import Dataset, DataSpecLike, make_dataset, uint8_to_float01
+from runner.data.source import DataSource
 from runner.errors import AdvrunError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 _UBYTE = 0x08  # IDX type code of unsigned bytes, the only one these data sets use
 _IMAGES_MAGIC = 0x00000803  # ubyte, 3 dims (N, rows, cols)
@@ -90,6 +93,8 @@ def load_kmnist(spec: DataSpecLike) -> Dataset:
 
 def read_idx(path: Path, magic: int) -> np.ndarray:
     """One IDX file (gzipped or not) as a uint8 array, checked against its header."""
+    import numpy as np
+
     data = _read_bytes(path)
     kind = "image" if magic == _IMAGES_MAGIC else "label"
     if len(data) < 4:
@@ -177,6 +182,8 @@ def _locate(src: _Source, spec: DataSpecLike) -> dict[str, Path]:
 
 
 def _load(src: _Source, spec: DataSpecLike) -> Dataset:
+    import numpy as np
+
     paths = _locate(src, spec)
     arrays: dict[str, np.ndarray] = {}
     for part in ("train", "test"):
@@ -205,3 +212,29 @@ def _load(src: _Source, spec: DataSpecLike) -> Dataset:
         class_names=src.class_names,
         where=str(paths["train_images"].parent),
     )
+
+
+class MNIST(DataSource):
+    """MNIST from IDX files under root."""
+
+    needs = "root"
+    shape = (1, 28, 28)
+    flip = False
+    load = staticmethod(load_mnist)
+
+
+class FashionMNIST(DataSource):
+    """Fashion-MNIST IDX files."""
+
+    needs = "root"
+    shape = (1, 28, 28)
+    load = staticmethod(load_fashion_mnist)
+
+
+class KMNIST(DataSource):
+    """Kuzushiji-MNIST IDX files."""
+
+    needs = "root"
+    shape = (1, 28, 28)
+    flip = False
+    load = staticmethod(load_kmnist)

@@ -14,13 +14,15 @@ grayscale.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from runner.data import Dataset, DataSpecLike, make_dataset, uint8_to_float01
 from runner.data.memory import reserve
+from runner.data.source import DataSource
 from runner.errors import AdvrunError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 EXTENSIONS = (".png", ".jpg", ".jpeg")
 _GRAY_MODES = {"1", "L", "LA", "I", "I;16", "F"}
@@ -38,6 +40,8 @@ def _pillow() -> Any:
 
 
 def load(spec: DataSpecLike) -> Dataset:
+    import numpy as np
+
     if not getattr(spec, "root", None):
         raise AdvrunError(f"dataset 'image_folder' needs data.root, a folder laid out as {_LAYOUT}")
     root = Path(str(spec.root)).expanduser()
@@ -141,6 +145,8 @@ def _header(image: Any, path: Path) -> tuple[tuple[int, int], str]:
 
 
 def _decode(image: Any, paths: list[Path], channels: int, height: int, width: int) -> np.ndarray:
+    import numpy as np
+
     mode = "L" if channels == 1 else "RGB"
     out = np.empty((len(paths), height, width, channels), dtype=np.uint8)
     for i, path in enumerate(paths):
@@ -156,3 +162,19 @@ def _decode(image: Any, paths: list[Path], channels: int, height: int, width: in
                 "file is truncated or corrupt"
             ) from None
     return uint8_to_float01(out.transpose(0, 3, 1, 2))
+
+
+class ImageFolder(DataSource):
+    """PNG/JPEG images in root/<class>/ (or root/train/<class>/ and root/test/<class>/)."""
+
+    needs = "root"
+    options = ("image_size", "channels")
+    load = staticmethod(load)
+
+    @classmethod
+    def known_shape(cls, data: Any) -> tuple[int, int, int] | None:
+        """(channels, *image_size) when the spec gives both."""
+        size, channels = getattr(data, "image_size", None), getattr(data, "channels", None)
+        if size is not None and channels is not None:
+            return (channels, *size)
+        return None

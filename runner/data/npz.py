@@ -10,17 +10,21 @@ from __future__ import annotations
 
 import zipfile
 from pathlib import Path
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from runner.data import Dataset, DataSpecLike, make_dataset, uint8_to_float01
+from runner.data.source import DataSource
 from runner.errors import AdvrunError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 _CHANNELS = (1, 3, 4)
 
 
 def load(spec: DataSpecLike) -> Dataset:
     """Load ``spec.path``; never unpickles (``allow_pickle=False``)."""
+
     if not getattr(spec, "path", None):
         raise AdvrunError(
             "dataset 'npz' needs data.path: set it to a .npz file with arrays x and y"
@@ -31,34 +35,8 @@ def load(spec: DataSpecLike) -> Dataset:
             f"npz file not found: {path}; check data.path (relative paths are taken from the "
             "directory advrun runs in)"
         )
-    hint = "write it with numpy.savez(path, x=..., y=...)"
-    try:
-        loaded = np.load(path, allow_pickle=False)
-        if not isinstance(loaded, np.lib.npyio.NpzFile):  # a bare .npy array
-            raise AdvrunError(f"{path} holds a single array, not a .npz archive; {hint}")
-        with loaded as npz:
-            arrays = {k: _read(npz, k, path) for k in npz.files}
-    except AdvrunError:
-        raise
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
-        # numpy reports a non-archive file as "pickled data" because it tries that format last
-        raise AdvrunError(f"cannot read {path} as a .npz archive ({exc}); {hint}") from None
-
-    keys = set(arrays)
-    if {"x", "y"} <= keys and "x_train" not in keys:
-        parts = [("train", "x", "y")]
-    elif {"x_train", "y_train"} <= keys and "x" not in keys:
-        parts = [("train", "x_train", "y_train")]
-        if {"x_test", "y_test"} <= keys:
-            parts.append(("test", "x_test", "y_test"))
-        elif keys & {"x_test", "y_test"}:
-            raise AdvrunError(f"{path} has only one of x_test/y_test; save both or neither")
-    else:
-        raise AdvrunError(
-            f"{path} has arrays {sorted(keys)}; expected either x and y, or x_train and y_train "
-            "(optionally with x_test and y_test), not both layouts"
-        )
-
+    arrays = _arrays(path)
+    parts = _layout(set(arrays), path)
     xs: dict[str, np.ndarray] = {}
     ys: dict[str, np.ndarray] = {}
     one_hot_width: int | None = None
@@ -82,6 +60,42 @@ def load(spec: DataSpecLike) -> Dataset:
     )
 
 
+def _arrays(path: Path) -> dict[str, np.ndarray]:
+    """Every array of the archive, by key."""
+    import numpy as np
+
+    hint = "write it with numpy.savez(path, x=..., y=...)"
+    try:
+        loaded = np.load(path, allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):  # a bare .npy array
+            raise AdvrunError(f"{path} holds a single array, not a .npz archive; {hint}")
+        with loaded as npz:
+            return {k: _read(npz, k, path) for k in npz.files}
+    except AdvrunError:
+        raise
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+        # numpy reports a non-archive file as "pickled data" because it tries that format last
+        raise AdvrunError(f"cannot read {path} as a .npz archive ({exc}); {hint}") from None
+
+
+def _layout(keys: set[str], path: Path) -> list[tuple[str, str, str]]:
+    """(split, image key, label key) of each split: x and y, or x_train and y_train (with
+    x_test and y_test if both are there)."""
+    if {"x", "y"} <= keys and "x_train" not in keys:
+        return [("train", "x", "y")]
+    if {"x_train", "y_train"} <= keys and "x" not in keys:
+        parts = [("train", "x_train", "y_train")]
+        if {"x_test", "y_test"} <= keys:
+            parts.append(("test", "x_test", "y_test"))
+        elif keys & {"x_test", "y_test"}:
+            raise AdvrunError(f"{path} has only one of x_test/y_test; save both or neither")
+        return parts
+    raise AdvrunError(
+        f"{path} has arrays {sorted(keys)}; expected either x and y, or x_train and y_train "
+        "(optionally with x_test and y_test), not both layouts"
+    )
+
+
 def _read(npz: np.lib.npyio.NpzFile, key: str, path: Path) -> np.ndarray:
     try:
         return npz[key]
@@ -96,6 +110,8 @@ def _read(npz: np.lib.npyio.NpzFile, key: str, path: Path) -> np.ndarray:
 
 def _images(x: np.ndarray, key: str, path: Path) -> np.ndarray:
     """Any accepted image layout and dtype -> float32 (N, C, H, W) in [0, 1]."""
+    import numpy as np
+
     if x.ndim == 3:
         x = x[:, None, :, :]
     elif x.ndim == 4:
@@ -140,6 +156,8 @@ def _images(x: np.ndarray, key: str, path: Path) -> np.ndarray:
 
 def _labels(y: np.ndarray, key: str, path: Path) -> tuple[np.ndarray, int | None]:
     """Class indices or one-hot rows -> int64 (N,); also the one-hot width, if any."""
+    import numpy as np
+
     width = None
     if y.ndim == 2 and y.shape[1] > 1:
         width = int(y.shape[1])
@@ -159,3 +177,10 @@ def _labels(y: np.ndarray, key: str, path: Path) -> tuple[np.ndarray, int | None
     if y.size and y.min() < 0:
         raise AdvrunError(f"'{key}' in {path} has negative label {int(y.min())}; labels are 0..K-1")
     return y, width
+
+
+class Npz(DataSource):
+    """A user .npz file with arrays x and y."""
+
+    needs = "path"
+    load = staticmethod(load)

@@ -8,12 +8,15 @@ the digit 0; advrun maps 10 to 0 so that label k is digit k, as torchvision does
 from __future__ import annotations
 
 from pathlib import Path
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from runner.data import Dataset, DataSpecLike, make_dataset, uint8_to_float01
 from runner.data.memory import reserve
+from runner.data.source import DataSource
 from runner.errors import AdvrunError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 _FILES = ("train_32x32.mat", "test_32x32.mat")
 _GET = (
@@ -55,6 +58,7 @@ def _locate(spec: DataSpecLike) -> Path:
 
 
 def _read(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    import numpy as np
     from scipy.io import loadmat, whosmat  # imported only for SVHN
 
     try:
@@ -83,3 +87,12 @@ def _read(path: Path) -> tuple[np.ndarray, np.ndarray]:
         )
     labels = y.astype(np.int64) % 10  # 10 -> 0
     return uint8_to_float01(x.transpose(3, 2, 0, 1)), labels
+
+
+class SVHN(DataSource):
+    """SVHN cropped digits (train_32x32.mat, test_32x32.mat)."""
+
+    needs = "root"
+    shape = (3, 32, 32)
+    flip = False
+    load = staticmethod(load)

@@ -13,31 +13,20 @@ eps) always run independently and stay out of the worst case.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from runner import faults
-from runner.attacks.runner import generate
-from runner.device import generator
-from runner.eval.common import (
-    attack_cost,
-    fast_layout,
-    logits_of,
-    margins,
-    perturbation_norm,
-    progress,
-)
-from runner.train.counter import PassCounter
+from runner.eval.common import attack_cost, fast_layout, margins, perturbation_norm, progress
+from runner.passes import PassCounter
 
 if TYPE_CHECKING:
-    from runner.compile import Threat
-    from runner.eval.resume import EvalCheckpoint
+    from runner.eval.context import EvalContext
     from runner.spec.attacks import AttackBase
 
 
@@ -46,6 +35,10 @@ class SuiteResult:
     examples: pd.DataFrame  # long: (example, attack) rows incl. "clean" and "worst_case"
     info: dict[str, dict[str, Any]]  # per attack: scope, attacked, broken, seconds
     at_threat: list[str]  # names in the worst case, in cascade order
+
+
+def _numpy(t: Tensor) -> np.ndarray:
+    return t.detach().cpu().numpy()
 
 
 def _frame(name, y, pred, correct, margin, dist, attacked, broken_by=None) -> pd.DataFrame:
@@ -65,150 +58,221 @@ def _frame(name, y, pred, correct, margin, dist, attacked, broken_by=None) -> pd
     )
 
 
-def run_suite(
-    model: nn.Module,
-    x: Tensor,
-    y: Tensor,
-    attacks: Sequence[AttackBase],
-    threat: Threat,
-    num_classes: int,
-    batch_size: int,
-    mode: str = "cascade",
-    log: Callable[[str], None] = print,
-    seed: int = 0,
-    checkpoint: EvalCheckpoint | None = None,
-) -> SuiteResult:
-    """Run the suite; per-example outcomes and per-attack bookkeeping.
+@dataclass(frozen=True)
+class Clean:
+    """The model on the unperturbed examples: what every attack starts from."""
 
-    With ``checkpoint``, the state after each attack is saved and a rerun continues after the
+    logits: Tensor
+    pred: Tensor
+    ok: Tensor
+
+    @classmethod
+    def of(cls, ctx: EvalContext) -> Clean:
+        logits = ctx.logits(ctx.x)
+        pred = logits.argmax(1)
+        return cls(logits, pred, pred == ctx.y)
+
+    def margins(self, y: Tensor) -> Tensor:
+        return margins(self.logits, y)
+
+    def frame(self, y: Tensor) -> pd.DataFrame:
+        n = len(y)
+        return _frame("clean", _numpy(y), _numpy(self.pred), _numpy(self.ok),
+                      _numpy(self.margins(y)), np.zeros(n), np.zeros(n, dtype=bool))  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one stage did to the examples it attacked (``idx``, labels ``y``)."""
+
+    idx: Tensor
+    y: Tensor
+    pred: Tensor
+    margin: Tensor
+    dist: Tensor
+    passes: dict[str, int]  # forward and backward passes the attack spent
+
+    @property
+    def fooled(self) -> Tensor:
+        return self.pred != self.y
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One attack of the suite, as a unit: its position (which seeds it), its scope and config.
+
+    :meth:`run` attacks whichever examples it is given and returns their :class:`Outcome`, which
+    :meth:`WorstCase.absorb` folds into the worst case for any subset; so a stage can be run
+    again later (say with a larger budget, on the survivors) and its evidence merged the same way.
+    """
+
+    index: int
+    attack: AttackBase
+    scope: str  # cascade | independent | off_threat
+
+    @property
+    def in_suite(self) -> bool:
+        """Whether it is at the threat model (and so counts in the worst case)."""
+        return self.scope != "off_threat"
+
+    def run(self, ctx: EvalContext, idx: Tensor, clean: Clean, classifier, counter) -> Outcome:
+        """Attack examples ``idx``, seeded by the stage's position so a resumed suite matches."""
+        f0, b0 = counter.forward, counter.backward
+        seed = ctx.seed + self.index
+        gen = ctx.generator(self.index)
+        np.random.seed(seed)  # ART draws its random starts from the global streams:
+        torch.manual_seed(seed)  # seed them per attack so a resumed suite matches
+        x, y = ctx.x[idx], ctx.y[idx]
+        x_adv = ctx.attack(self.attack, x, y, classifier, gen)
+        passes = {"forward_passes": counter.forward - f0, "backward_passes": counter.backward - b0}
+        logits = ctx.logits(x_adv)
+        pred = logits.argmax(1) if len(idx) else clean.pred[idx]
+        m = margins(logits, y) if len(idx) else clean.margins(ctx.y)[idx]
+        dist = perturbation_norm(x, x_adv, self.attack.norm)
+        return Outcome(idx, y, pred, m, dist, passes)
+
+
+def plan_stages(ctx: EvalContext) -> list[Stage]:
+    """The suite in the order it runs: attacks at the threat model cheap to expensive (stable:
+    spec order among equals) in the settings' mode, then the others, off the threat model."""
+    threat, mode = ctx.threat, ctx.settings.suite
+    inside = sorted([a for a in ctx.attacks if threat.covers(a)], key=attack_cost)
+    outside = [a for a in ctx.attacks if not threat.covers(a)]
+    return [Stage(i, a, mode if i < len(inside) else "off_threat")
+            for i, a in enumerate(inside + outside)]  # fmt: skip
+
+
+class WorstCase:
+    """Per example, the lowest margin any attack at the threat model reached so far (with its
+    prediction and distance), whether the example survives, and the attack that broke it first."""
+
+    def __init__(self, alive, margin, pred, dist, broken_by: np.ndarray) -> None:
+        self.alive, self.margin, self.pred, self.dist = alive, margin, pred, dist
+        self.broken_by = broken_by
+
+    @classmethod
+    def start(cls, clean: Clean, y: Tensor) -> WorstCase:
+        broken_by = np.where(_numpy(clean.ok), "", "clean").astype(object)
+        dist = torch.zeros(len(y), device=y.device)
+        return cls(clean.ok.clone(), clean.margins(y), clean.pred.clone(), dist, broken_by)
+
+    @classmethod
+    def restore(cls, state: pd.DataFrame, like: WorstCase) -> WorstCase:
+        """From the state frame a checkpoint kept (dtypes as in ``like``, a fresh start)."""
+        dev = like.alive.device
+        return cls(
+            torch.as_tensor(state["correct"].to_numpy(bool), device=dev),
+            torch.as_tensor(state["margin"].to_numpy(), device=dev).to(like.margin.dtype),
+            torch.as_tensor(state["pred"].to_numpy(), device=dev),
+            torch.as_tensor(state["distance"].to_numpy(), device=dev).to(like.dist.dtype),
+            state["broken_by"].to_numpy(object).copy(),
+        )
+
+    def absorb(self, name: str, out: Outcome) -> int:
+        """Fold an attack's outcome in; the number of examples it broke first."""
+        idx = out.idx
+        newly = idx[out.fooled & self.alive[idx]]
+        self.broken_by[_numpy(newly)] = name
+        self.alive[newly] = False
+        lower = out.margin < self.margin[idx]
+        upd = idx[lower]
+        self.margin[upd], self.pred[upd], self.dist[upd] = (
+            out.margin[lower], out.pred[lower], out.dist[lower]
+        )  # fmt: skip
+        return len(newly)
+
+    def frame(self, name: str, y: Tensor, clean: Clean, broken_by: np.ndarray) -> pd.DataFrame:
+        return _frame(name, _numpy(y), _numpy(self.pred), _numpy(self.alive),
+                      _numpy(self.margin), _numpy(self.dist), _numpy(clean.ok),
+                      broken_by)  # fmt: skip
+
+
+def run_suite(ctx: EvalContext) -> SuiteResult:
+    """Run ``ctx.attacks``; per-example outcomes and per-attack bookkeeping.
+
+    With ``ctx.checkpoint``, the state after each attack is saved and a rerun continues after the
     last saved attack (each attack is seeded by its position, so the result is the same).
     Each attack's cost is recorded in examples forwarded and backwarded (``forward_passes``,
     ``backward_passes``); on a CPU the model runs channels-last meanwhile (:func:`fast_layout`).
     """
-    model.eval()
-    counter = PassCounter(model)
+    ctx.model.eval()
+    counter = PassCounter(ctx.model)
     try:
-        with fast_layout(model, x):
-            return _run_suite(model, x, y, attacks, threat, num_classes, batch_size, mode, log,
-                              seed, checkpoint, counter)  # fmt: skip
+        with fast_layout(ctx.model, ctx.x):
+            return _Suite(ctx, counter).run()
     finally:
         counter.close()
 
 
-def _run_suite(
-    model: nn.Module,
-    x: Tensor,
-    y: Tensor,
-    attacks: Sequence[AttackBase],
-    threat: Threat,
-    num_classes: int,
-    batch_size: int,
-    mode: str,
-    log: Callable[[str], None],
-    seed: int,
-    checkpoint: EvalCheckpoint | None,
-    counter: PassCounter,
-) -> SuiteResult:
-    lo, hi = threat.pixel_range
-    cpu = lambda t: t.detach().cpu().numpy()  # noqa: E731
-    y_np = cpu(y)
-    clean_logits = logits_of(model, x, batch_size)
-    clean_pred = clean_logits.argmax(1)
-    clean_ok = clean_pred == y
-    frames = [
-        _frame("clean", y_np, cpu(clean_pred), cpu(clean_ok), cpu(margins(clean_logits, y)),
-               np.zeros(len(y)), np.zeros(len(y), dtype=bool))
-    ]  # fmt: skip
-    inside = [a for a in attacks if threat.covers(a)]
-    inside = sorted(inside, key=attack_cost)  # stable: spec order among equals
-    outside = [a for a in attacks if not threat.covers(a)]
-    art_classifier = None
-    if any(a.engine == "art" for a in attacks):
-        from runner.attacks.art_attacks import make_classifier
+class _Suite:
+    """One run of the suite: the clean pass, then each stage folded into the worst case."""
 
-        art_classifier = make_classifier(model, tuple(x.shape[1:]), num_classes, (lo, hi), x.device)
-    # worst-case state per example
-    alive = clean_ok.clone()
-    w_margin = margins(clean_logits, y)
-    w_pred = clean_pred.clone()
-    w_dist = torch.zeros(len(y), device=x.device)
-    broken_by = np.where(cpu(clean_ok), "", "clean").astype(object)
-    info: dict[str, dict[str, Any]] = {}
-    done = 0
-    saved = checkpoint.load_suite() if checkpoint is not None else None
-    if saved is not None:
-        done, frames, state, info = saved
-        dev = x.device
-        alive = torch.as_tensor(state["correct"].to_numpy(bool), device=dev)
-        w_pred = torch.as_tensor(state["pred"].to_numpy(), device=dev)
-        w_margin = torch.as_tensor(state["margin"].to_numpy(), device=dev).to(w_margin.dtype)
-        w_dist = torch.as_tensor(state["distance"].to_numpy(), device=dev).to(w_dist.dtype)
-        broken_by = state["broken_by"].to_numpy(object).copy()
-        log(f"resumed the attack suite after {done} finished attack(s)")
-    for i, cfg in enumerate(progress(inside + outside, "attacks")):
-        if i < done:
-            continue
-        in_suite = i < len(inside)
-        scope = mode if in_suite else "off_threat"
-        todo = alive if scope == "cascade" else clean_ok
-        idx = todo.nonzero().squeeze(1)
+    def __init__(self, ctx: EvalContext, counter: PassCounter) -> None:
+        self.ctx, self.counter = ctx, counter
+        self.clean = Clean.of(ctx)
+        self.frames = [self.clean.frame(ctx.y)]
+        self.stages = plan_stages(ctx)
+        self.classifier = ctx.art_classifier(ctx.attacks)
+        self.worst = WorstCase.start(self.clean, ctx.y)
+        self.info: dict[str, dict[str, Any]] = {}
+        self.done = 0
+
+    def run(self) -> SuiteResult:
+        self._resume()
+        for stage in progress(self.stages, "attacks"):
+            if stage.index >= self.done:
+                self._run_stage(stage)
+        return self._result()
+
+    def _resume(self) -> None:
+        checkpoint = self.ctx.checkpoint
+        saved = checkpoint.load_suite() if checkpoint is not None else None
+        if saved is None:
+            return
+        self.done, self.frames, state, self.info = saved
+        self.worst = WorstCase.restore(state, self.worst)
+        self.ctx.log(f"resumed the attack suite after {self.done} finished attack(s)")
+
+    def _run_stage(self, stage: Stage) -> None:
+        ctx, clean, worst, name = self.ctx, self.clean, self.worst, stage.attack.name
+        todo = worst.alive if stage.scope == "cascade" else clean.ok
         t0 = time.perf_counter()
-        f0, b0 = counter.forward, counter.backward
-        gen = generator(seed + i, x.device)
-        np.random.seed(seed + i)  # ART draws its random starts from the global streams:
-        torch.manual_seed(seed + i)  # seed them per attack so a resumed suite matches
-        x_adv = generate(model, x[idx], y[idx], cfg, (lo, hi), num_classes, art_classifier, gen)
-        passes = {"forward_passes": counter.forward - f0, "backward_passes": counter.backward - b0}
-        logits = logits_of(model, x_adv, batch_size)
-        pred = logits.argmax(1) if len(idx) else clean_pred[idx]
-        m = margins(logits, y[idx]) if len(idx) else w_margin[idx]
-        dist = perturbation_norm(x[idx], x_adv, cfg.norm)
-        fooled = pred != y[idx]
-        attacked = torch.zeros(len(y), dtype=torch.bool, device=x.device)
-        attacked[idx] = True
-        broken = 0
-        if in_suite:
-            newly = idx[fooled & alive[idx]]
-            broken = len(newly)
-            broken_by[cpu(newly)] = cfg.name
-            alive[newly] = False
-            lower = m < w_margin[idx]
-            upd = idx[lower]
-            w_margin[upd], w_pred[upd], w_dist[upd] = m[lower], pred[lower], dist[lower]
-        if scope == "cascade":  # cumulative state after this attack
-            row_pred, row_ok, row_m, row_d = w_pred, alive, w_margin, w_dist
-        else:  # this attack's own outcome; clean-wrong examples stay wrong
-            row_pred, row_ok = clean_pred.clone(), torch.zeros_like(clean_ok)
-            row_m, row_d = margins(clean_logits, y), torch.zeros(len(y), device=x.device)
-            row_pred[idx], row_ok[idx], row_m[idx], row_d[idx] = pred, ~fooled, m, dist
-        frames.append(
-            _frame(cfg.name, y_np, cpu(row_pred), cpu(row_ok), cpu(row_m), cpu(row_d),
-                   cpu(attacked))
-        )  # fmt: skip
+        out = stage.run(ctx, todo.nonzero().squeeze(1), clean, self.classifier, self.counter)
+        broken = worst.absorb(name, out) if stage.in_suite else 0
+        pred, ok, m, d = self._rows(stage, out)
+        attacked = torch.zeros(len(ctx.y), dtype=torch.bool, device=ctx.y.device)
+        attacked[out.idx] = True
+        self.frames.append(_frame(name, _numpy(ctx.y), _numpy(pred), _numpy(ok), _numpy(m),
+                                  _numpy(d), _numpy(attacked)))  # fmt: skip
         seconds = time.perf_counter() - t0
-        info[cfg.name] = {
-            "scope": scope,
-            "attacked": int(len(idx)),
-            "fooled": int(fooled.sum()),
-            "broken": broken,
-            "seconds": round(seconds, 3),
-            **passes,
-        }
-        log(
-            f"{cfg.name} ({scope}): attacked {len(idx)}, fooled {int(fooled.sum())}, "
-            f"accuracy {float(row_ok.float().mean()):.4f} [{seconds:.1f}s]"
-        )
-        faults.reached(f"attack:{cfg.name}")
-        if checkpoint is not None:
-            state = _frame("state", y_np, cpu(w_pred), cpu(alive), cpu(w_margin), cpu(w_dist),
-                           cpu(clean_ok), broken_by.copy())  # fmt: skip
-            checkpoint.save_suite(i + 1, frames, state, info)
-    if inside:
-        frames.append(
-            _frame("worst_case", y_np, cpu(w_pred), cpu(alive), cpu(w_margin), cpu(w_dist),
-                   cpu(clean_ok), broken_by)
-        )  # fmt: skip
-    examples = pd.concat(frames, ignore_index=True)
-    # every row carries the example's worst-case breaker, for easy filtering
-    examples["broken_by"] = np.tile(broken_by, len(frames)) if inside else ""
-    return SuiteResult(examples, info, [a.name for a in inside])
+        attacked_n, fooled = len(out.idx), int(out.fooled.sum())
+        self.info[name] = {"scope": stage.scope, "attacked": int(attacked_n), "fooled": fooled,
+                           "broken": broken, "seconds": round(seconds, 3), **out.passes}  # fmt: skip
+        ctx.log(f"{name} ({stage.scope}): attacked {attacked_n}, fooled {fooled}, "
+                f"accuracy {float(ok.float().mean()):.4f} [{seconds:.1f}s]")  # fmt: skip
+        faults.reached(f"attack:{name}")
+        if ctx.checkpoint is not None:
+            state = worst.frame("state", ctx.y, clean, worst.broken_by.copy())
+            ctx.checkpoint.save_suite(stage.index + 1, self.frames, state, self.info)
+
+    def _rows(self, stage: Stage, out: Outcome) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """The stage's rows (pred, correct, margin, distance per example): the cumulative state
+        after it (cascade), or its own outcome."""
+        if stage.scope == "cascade":
+            w = self.worst
+            return w.pred, w.alive, w.margin, w.dist
+        y, idx = self.ctx.y, out.idx  # clean-wrong examples stay wrong
+        pred, ok = self.clean.pred.clone(), torch.zeros_like(self.clean.ok)
+        m, d = self.clean.margins(y), torch.zeros(len(y), device=y.device)
+        pred[idx], ok[idx], m[idx], d[idx] = out.pred, ~out.fooled, out.margin, out.dist
+        return pred, ok, m, d
+
+    def _result(self) -> SuiteResult:
+        frames, worst = self.frames, self.worst
+        inside = [s.attack.name for s in self.stages if s.in_suite]
+        if inside:
+            frames.append(worst.frame("worst_case", self.ctx.y, self.clean, worst.broken_by))
+        examples = pd.concat(frames, ignore_index=True)
+        # every row carries the example's worst-case breaker, for easy filtering
+        examples["broken_by"] = np.tile(worst.broken_by, len(frames)) if inside else ""
+        return SuiteResult(examples, self.info, inside)

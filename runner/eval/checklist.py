@@ -13,39 +13,126 @@ spec's suite, so every run gets the same checks:
 - gradients: loss gradients w.r.t. the input are finite and non-zero (ART's
   ``loss_gradient_check`` definition: all-zero, NaN or Inf), computed batched on the device.
 - deterministic: the same input twice gives the same logits.
+
+The checks rest on :class:`Probe` measurements (accuracy under one attack setting), gathered in
+an :class:`Evidence` that measures each probe once, when a check first asks for it, so checks
+share what they measure; a probe is a value, and a larger budget is another probe.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from runner.attacks import native
-from runner.device import generator
-from runner.eval.common import logits_of
 
 if TYPE_CHECKING:
-    from runner.compile import Threat
+    from runner.eval.context import EvalContext
 
 POINT = 0.01  # one accuracy point
 SQUARE_QUERIES = 500
+
+
+@dataclass(frozen=True)
+class Probe:
+    """One measurement: accuracy on the checklist's examples under an attack setting (``clean``:
+    none). Step sizes are absolute; ``random_start`` for PGD only."""
+
+    kind: Literal["clean", "fgsm", "pgd", "square"]
+    eps: float = 0.0
+    steps: int = 0
+    step_size: float = 0.0
+    restarts: int = 1
+    random_start: bool = True
+    queries: int = 0
+
+
+CLEAN = Probe("clean")
+
+
+def pgd_probe(eps: float, steps: int, step_size: float, **kw: Any) -> Probe:
+    return Probe("pgd", eps, steps, step_size, **kw)
+
+
+class Evidence:
+    """The probes' accuracies on the checklist's examples, each measured once, when first asked
+    for (so the order of the checks' requests is the order of the random draws)."""
+
+    def __init__(self, ctx: EvalContext) -> None:
+        self.ctx = ctx
+        self.accuracy: dict[Probe, float] = {}
+
+    def __getitem__(self, probe: Probe) -> float:
+        if probe not in self.accuracy:
+            self.accuracy[probe] = self.ctx.accuracy(
+                _MEASURE[probe.kind](self.ctx, probe), self.ctx.y
+            )
+        return self.accuracy[probe]
+
+
+def _batched(fn, x: Tensor, y: Tensor, bs: int) -> Tensor:
+    return torch.cat([fn(x[i : i + bs], y[i : i + bs]) for i in range(0, len(x), bs)])
+
+
+def _clean(ctx: EvalContext, probe: Probe) -> Tensor:
+    return ctx.x
+
+
+def _fgsm(ctx: EvalContext, p: Probe) -> Tensor:
+    (lo, hi), norm = ctx.pixel_range, ctx.threat.norm
+    return _batched(lambda a, b: native.fgsm(ctx.model, a, b, p.eps, norm, lo, hi),
+                    ctx.x, ctx.y, ctx.batch_size)  # fmt: skip
+
+
+def _pgd(ctx: EvalContext, p: Probe) -> Tensor:
+    (lo, hi), norm = ctx.pixel_range, ctx.threat.norm
+    gen = ctx.generator(0)
+    return _batched(
+        lambda xb, yb: native.pgd(ctx.model, xb, yb, p.eps, p.step_size, p.steps, norm, lo, hi,
+                                  p.random_start, p.restarts, generator=gen),
+        ctx.x, ctx.y, ctx.batch_size,
+    )  # fmt: skip
+
+
+def _square(ctx: EvalContext, p: Probe) -> Tensor:
+    """Square: advrun's kernel at Linf, ART's attack at L2."""
+    (lo, hi), norm, bs = ctx.pixel_range, ctx.threat.norm, ctx.batch_size
+    if norm == "linf":
+        from runner.attacks.kernels.square import square_linf
+
+        gen = ctx.generator(0)
+        return _batched(
+            lambda a, b: square_linf(ctx.model, a, b, p.eps, p.queries, 0.8, lo, hi, gen),
+            ctx.x, ctx.y, bs,
+        )  # fmt: skip
+    from runner.attacks.square import SquareAttack
+
+    cfg = SquareAttack(name="checklist_square", kind="square", engine="art", eps=p.eps,
+                       norm=norm, queries=p.queries, p_init=0.8, restarts=1,
+                       batch_size=bs)  # fmt: skip
+    return ctx.attack(cfg, ctx.x, ctx.y)
+
+
+_MEASURE: dict[str, Callable[[EvalContext, Probe], Tensor]] = {
+    "clean": _clean,
+    "fgsm": _fgsm,
+    "pgd": _pgd,
+    "square": _square,
+}
 
 
 def _item(check: str, status: str, detail: str, **evidence: float) -> dict[str, Any]:
     return {"check": check, "status": status, "detail": detail, "evidence": evidence}
 
 
-def _acc(model: nn.Module, x: Tensor, y: Tensor, bs: int) -> float:
-    return float((logits_of(model, x, bs).argmax(1) == y).float().mean())
-
-
-def _batched(fn, x: Tensor, y: Tensor, bs: int) -> Tensor:
-    return torch.cat([fn(x[i : i + bs], y[i : i + bs]) for i in range(0, len(x), bs)])
+def _grade(passed: bool, warned: bool) -> str:
+    return "pass" if passed else "warn" if warned else "fail"
 
 
 def gradient_stats(model: nn.Module, x: Tensor, y: Tensor, bs: int) -> dict[str, float]:
@@ -63,150 +150,111 @@ def gradient_stats(model: nn.Module, x: Tensor, y: Tensor, bs: int) -> dict[str,
     return {"zero_fraction": zero / n, "nonfinite_fraction": bad / n, "n": float(len(x))}
 
 
-def run_checklist(
-    model: nn.Module,
-    x: Tensor,
-    y: Tensor,
-    threat: Threat,
-    num_classes: int,
-    batch_size: int,
-    n: int = 256,
-    log: Callable[[str], None] = print,
-    seed: int = 0,
-) -> list[dict[str, Any]]:
-    """All checks on the first ``n`` examples; a list of {check, status, detail, evidence}."""
-    model.eval()
-    x, y = x[:n], y[:n]
-    lo, hi = threat.pixel_range
-    norm, eps = threat.norm, float(threat.eps)
-    bs = batch_size
-    out: list[dict[str, Any]] = []
+# -- the checks, in the order they run (and so draw random numbers) --------------------------
+def _step20(ctx: EvalContext) -> tuple[float, Probe, Probe, Probe, Probe]:
+    """The threat eps, FGSM and PGD-20 (step 2.5 eps / 20), and PGD-40 and PGD-20 with two
+    restarts at PGD-20's step size."""
+    eps = float(ctx.threat.eps)
+    step = 2.5 * eps / 20
+    return (eps, Probe("fgsm", eps), pgd_probe(eps, 20, step), pgd_probe(eps, 40, step),
+            pgd_probe(eps, 20, step, restarts=2))  # fmt: skip
 
-    def pgd(e: float, steps: int, restarts: int = 1, rand: bool = True, step: float | None = None):
-        gen = generator(seed, x.device)
-        size = step if step is not None else 2.5 * e / steps
-        return _batched(
-            lambda xb, yb: native.pgd(model, xb, yb, e, size, steps, norm, lo, hi, rand, restarts,
-                                      generator=gen),
-            x, y, bs,
-        )  # fmt: skip
 
-    clean = _acc(model, x, y, bs)
-    fgsm = _acc(model, _batched(lambda a, b: native.fgsm(model, a, b, eps, norm, lo, hi), x, y, bs),
-                y, bs)  # fmt: skip
-    step20 = 2.5 * eps / 20
-    pgd20 = _acc(model, pgd(eps, 20, step=step20), y, bs)
-    out.append(
-        _item(
-            "iterative_vs_single_step",
-            "pass"
-            if pgd20 <= fgsm + POINT / 2
-            else "warn"
-            if pgd20 <= fgsm + 2 * POINT
-            else "fail",
-            f"PGD-20 accuracy {pgd20:.3f} vs FGSM {fgsm:.3f}: an iterative attack should be at "
-            "least as strong as a single step",
-            pgd20=pgd20,
-            fgsm=fgsm,
-            clean=clean,
-            eps=eps,
-        )  # fmt: skip
-    )
-    big = (hi - lo) if norm == "linf" else (hi - lo) * math.sqrt(x[0].numel())
-    large = _acc(model, pgd(big, 50, rand=False), y, bs)
-    chance = 1.0 / num_classes
-    out.append(
-        _item(
-            "large_eps",
-            "pass" if large <= chance else "warn" if large <= 2 * chance else "fail",
-            f"PGD-50 at eps {big:g} (any image reachable) leaves accuracy {large:.3f}; chance is "
-            f"{chance:.3f}: an unbounded attack must succeed",
-            accuracy=large,
-            chance=chance,
-            eps=big,
-        )  # fmt: skip
-    )
-    pgd40 = _acc(model, pgd(eps, 40, step=step20), y, bs)
-    pgd20x2 = _acc(model, pgd(eps, 20, restarts=2, step=step20), y, bs)
+def iterative_vs_single_step(ctx: EvalContext, ev: Evidence) -> dict[str, Any]:
+    eps, fgsm_p, pgd20_p, _, _ = _step20(ctx)
+    clean, fgsm, pgd20 = ev[CLEAN], ev[fgsm_p], ev[pgd20_p]
+    return _item(
+        "iterative_vs_single_step",
+        _grade(pgd20 <= fgsm + POINT / 2, pgd20 <= fgsm + 2 * POINT),
+        f"PGD-20 accuracy {pgd20:.3f} vs FGSM {fgsm:.3f}: an iterative attack should be at "
+        "least as strong as a single step",
+        pgd20=pgd20, fgsm=fgsm, clean=clean, eps=eps,
+    )  # fmt: skip
+
+
+def large_eps(ctx: EvalContext, ev: Evidence) -> dict[str, Any]:
+    lo, hi = ctx.pixel_range
+    big = (hi - lo) if ctx.threat.norm == "linf" else (hi - lo) * math.sqrt(ctx.x[0].numel())
+    large = ev[pgd_probe(big, 50, 2.5 * big / 50, random_start=False)]
+    chance = 1.0 / ctx.num_classes
+    return _item(
+        "large_eps",
+        _grade(large <= chance, large <= 2 * chance),
+        f"PGD-50 at eps {big:g} (any image reachable) leaves accuracy {large:.3f}; chance is "
+        f"{chance:.3f}: an unbounded attack must succeed",
+        accuracy=large, chance=chance, eps=big,
+    )  # fmt: skip
+
+
+def more_steps(ctx: EvalContext, ev: Evidence) -> dict[str, Any]:
+    _, _, pgd20_p, pgd40_p, restarts_p = _step20(ctx)
+    pgd20, pgd40, pgd20x2 = ev[pgd20_p], ev[pgd40_p], ev[restarts_p]
     delta = max(abs(pgd40 - pgd20), abs(pgd20x2 - pgd20))
-    out.append(
-        _item(
-            "more_steps",
-            "pass" if delta < POINT else "warn" if delta < 3 * POINT else "fail",
-            f"doubling PGD steps (20 -> 40: {pgd20:.3f} -> {pgd40:.3f}) or restarts (1 -> 2: "
-            f"{pgd20x2:.3f}) moves accuracy by {delta * 100:.1f} points (should be < 1)",
-            pgd20=pgd20,
-            pgd40=pgd40,
-            pgd20_2restarts=pgd20x2,
-            change=delta,
-        )  # fmt: skip
+    return _item(
+        "more_steps",
+        _grade(delta < POINT, delta < 3 * POINT),
+        f"doubling PGD steps (20 -> 40: {pgd20:.3f} -> {pgd40:.3f}) or restarts (1 -> 2: "
+        f"{pgd20x2:.3f}) moves accuracy by {delta * 100:.1f} points (should be < 1)",
+        pgd20=pgd20, pgd40=pgd40, pgd20_2restarts=pgd20x2, change=delta,
+    )  # fmt: skip
+
+
+def black_box_vs_white_box(ctx: EvalContext, ev: Evidence) -> dict[str, Any]:
+    eps, fgsm_p, pgd20_p, pgd40_p, restarts_p = _step20(ctx)
+    white = min(ev[pgd20_p], ev[pgd40_p], ev[restarts_p], ev[fgsm_p])
+    square = ev[Probe("square", eps, queries=SQUARE_QUERIES)]
+    return _item(
+        "black_box_vs_white_box",
+        _grade(square >= white - POINT / 2, square >= white - 2 * POINT),
+        f"Square (black box, {SQUARE_QUERIES} queries) accuracy {square:.3f} vs best white-box "
+        f"{white:.3f}: a black-box attack that is stronger means the gradients mislead",
+        square=square, white_box=white,
+    )  # fmt: skip
+
+
+def gradients(ctx: EvalContext, ev: Evidence) -> dict[str, Any]:
+    g = gradient_stats(ctx.model, ctx.x, ctx.y, ctx.batch_size)
+    zero, bad = g["zero_fraction"], g["nonfinite_fraction"]
+    return _item(
+        "gradients",
+        "fail" if bad > 0 or zero > 0.05 else "warn" if zero > 0 else "pass",
+        f"{zero:.1%} of examples have an all-zero loss gradient and {bad:.1%} a non-finite one "
+        "(should both be 0)",
+        **g,
     )
-    white = min(pgd20, pgd40, pgd20x2, fgsm)
-    square = _square_accuracy(model, x, y, eps, norm, lo, hi, num_classes, bs, seed)
-    out.append(
-        _item(
-            "black_box_vs_white_box",
-            "pass"
-            if square >= white - POINT / 2
-            else "warn"
-            if square >= white - 2 * POINT
-            else "fail",
-            f"Square (black box, {SQUARE_QUERIES} queries) accuracy {square:.3f} vs best white-box "
-            f"{white:.3f}: a black-box attack that is stronger means the gradients mislead",
-            square=square,
-            white_box=white,
-        )  # fmt: skip
-    )
-    g = gradient_stats(model, x, y, bs)
-    status = (
-        "fail"
-        if g["nonfinite_fraction"] > 0 or g["zero_fraction"] > 0.05
-        else "warn"
-        if g["zero_fraction"] > 0
-        else "pass"
-    )
-    out.append(
-        _item(
-            "gradients",
-            status,
-            f"{g['zero_fraction']:.1%} of examples have an all-zero loss gradient and "
-            f"{g['nonfinite_fraction']:.1%} a non-finite one (should both be 0)",
-            **g,
-        )
-    )
-    a, b = logits_of(model, x, bs), logits_of(model, x, bs)
+
+
+def deterministic(ctx: EvalContext, ev: Evidence) -> dict[str, Any]:
+    a, b = ctx.logits(ctx.x), ctx.logits(ctx.x)
     diff = float((a - b).abs().max()) if len(a) else 0.0
     same_pred = bool((a.argmax(1) == b.argmax(1)).all()) if len(a) else True
     scale = float(a.abs().max()) if len(a) else 1.0
-    out.append(
-        _item(
-            "deterministic",
-            "pass" if diff <= 1e-6 * max(scale, 1.0) else "warn" if same_pred else "fail",
-            f"two forward passes of the same inputs differ by at most {diff:.3g} in the logits"
-            + ("" if same_pred else " and change predictions (randomised model: use EOT attacks)"),
-            max_logit_difference=diff,
-            same_predictions=float(same_pred),
-        )  # fmt: skip
-    )
+    return _item(
+        "deterministic",
+        _grade(diff <= 1e-6 * max(scale, 1.0), same_pred),
+        f"two forward passes of the same inputs differ by at most {diff:.3g} in the logits"
+        + ("" if same_pred else " and change predictions (randomised model: use EOT attacks)"),
+        max_logit_difference=diff, same_predictions=float(same_pred),
+    )  # fmt: skip
+
+
+CHECKS: tuple[Callable[[EvalContext, Evidence], dict[str, Any]], ...] = (
+    iterative_vs_single_step,
+    large_eps,
+    more_steps,
+    black_box_vs_white_box,
+    gradients,
+    deterministic,
+)
+
+
+def run_checklist(ctx: EvalContext, evidence: Evidence | None = None) -> list[dict[str, Any]]:
+    """All checks on the first ``settings.checklist_n`` examples; a list of {check, status,
+    detail, evidence}. ``evidence`` (on those examples) may hold probes measured already."""
+    ctx.model.eval()
+    ctx = ctx.first(ctx.settings.checklist_n)
+    ev = evidence if evidence is not None else Evidence(ctx)
+    out = [check(ctx, ev) for check in CHECKS]
     for item in out:
-        log(f"checklist {item['check']}: {item['status']} ({item['detail']})")
+        ctx.log(f"checklist {item['check']}: {item['status']} ({item['detail']})")
     return out
-
-
-def _square_accuracy(model, x, y, eps, norm, lo, hi, num_classes, bs, seed) -> float:
-    if norm == "linf":
-        from runner.attacks.square import square_linf
-
-        gen = generator(seed, x.device)
-        x_adv = _batched(
-            lambda a, b: square_linf(model, a, b, eps, SQUARE_QUERIES, 0.8, lo, hi, gen), x, y, bs
-        )
-    else:
-        from runner.attacks.runner import generate
-        from runner.spec.attacks import SquareAttack
-
-        cfg = SquareAttack(name="checklist_square", kind="square", engine="art", eps=eps,
-                           norm=norm, queries=SQUARE_QUERIES, p_init=0.8, restarts=1,
-                           batch_size=bs)  # fmt: skip
-        x_adv = generate(model, x, y, cfg, (lo, hi), num_classes)
-    return _acc(model, x_adv, y, bs)

@@ -11,6 +11,8 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
+from runner.catalog import ATTACKS
+
 
 @torch.no_grad()
 def logits_of(model: nn.Module, x: Tensor, bs: int) -> Tensor:
@@ -74,29 +76,12 @@ def perturbation_norm(x: Tensor, x_adv: Tensor, norm: str) -> Tensor:
 
 def attack_cost(cfg: Any) -> float:
     """Gradient passes per attacked example at most (a forward-only pass counts 1/2, about what
-    it costs beside a forward + input-gradient backward), to order a cascade cheap to expensive.
+    it costs beside a forward + input-gradient backward), to order a cascade cheap to expensive:
+    the attack plug-in's ``cost``.
 
     Early exit makes broken examples cheaper; these are the budgets an unbroken example spends.
     """
-    kind = cfg.kind
-    if kind == "fgsm":
-        return 1.0
-    if kind == "pgd":
-        return float(cfg.steps * cfg.restarts)
-    if kind == "apgd":
-        return float(cfg.steps * cfg.restarts * (cfg.n_targets if cfg.targeted else 1))
-    if kind == "deepfool":
-        return float(cfg.steps)  # stops early once fooled
-    if kind == "fab":
-        # one gradient per step, another where the step landed on an adversarial (moved back)
-        return 1.5 * cfg.steps * cfg.n_targets
-    if kind == "square":
-        return cfg.queries * cfg.restarts / 2.0  # forward passes only
-    if kind == "cw_l2":
-        return float(cfg.steps * cfg.binary_search_steps) * 2
-    if kind == "cw_linf":
-        return float(cfg.steps) * 20
-    return 1e9  # autoattack: last
+    return ATTACKS.load(cfg.kind)(cfg).cost()
 
 
 def progress(items: list, desc: str):

@@ -7,22 +7,22 @@ accuracy. Step sizes scale with eps (a PGD step of eps/4 stays eps/4). Rows are 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from torch import Tensor, nn
+import numpy as np
+from torch import Tensor
 
 from runner import expr
-from runner.attacks.runner import generate
 from runner.catalog import ATTACKS
 from runner.device import generator
-from runner.eval.common import logits_of, progress
+from runner.eval.common import progress
 from runner.stats import bootstrap_ci
 
 if TYPE_CHECKING:
     from runner.compile import Threat
+    from runner.eval.context import EvalContext
     from runner.spec.attacks import AttackBase
-    from runner.spec.core import EvalSpec
 
 
 def curve_attacks(
@@ -32,9 +32,7 @@ def curve_attacks(
     if names is not None:
         by_name = {a.name: a for a in attacks}
         return [by_name[n] for n in names]
-    return [
-        a for a in attacks if ATTACKS.get(a.kind).meta.get("pgd_type") and a.norm == threat.norm
-    ]
+    return [a for a in attacks if ATTACKS.load(a.kind).curve and a.norm == threat.norm]
 
 
 def at_eps(cfg: AttackBase, eps: float) -> AttackBase:
@@ -45,41 +43,20 @@ def at_eps(cfg: AttackBase, eps: float) -> AttackBase:
     return cfg.model_copy(update=update)
 
 
-def robustness_curves(
-    model: nn.Module,
-    x: Tensor,
-    y: Tensor,
-    attacks: Sequence[AttackBase],
-    threat: Threat,
-    num_classes: int,
-    eval_cfg: EvalSpec,
-    log: Callable[[str], None] = print,
-) -> list[dict[str, Any]]:
-    eps_values = [expr.evaluate(e, threat.eps) for e in eval_cfg.eps_curve or []]
-    chosen = curve_attacks(attacks, threat, eval_cfg.curve_attacks)
-    bs, n_boot = eval_cfg.batch_size, eval_cfg.bootstrap
-    lo, hi = threat.pixel_range
-    model.eval()
-    clean_ok = logits_of(model, x, bs).argmax(1) == y
+def robustness_curves(ctx: EvalContext) -> list[dict[str, Any]]:
+    """One row per (curve attack, eps of ``eval.eps_curve``), each point seeded by its place."""
+    settings = ctx.settings
+    eps_values = [expr.evaluate(e, ctx.threat.eps) for e in settings.eps_curve or []]
+    chosen = curve_attacks(ctx.attacks, ctx.threat, settings.curve_attacks)
+    ctx.model.eval()
+    clean_ok = ctx.logits(ctx.x).argmax(1) == ctx.y
     idx = clean_ok.nonzero().squeeze(1)
-    art_classifier = None
-    if any(a.engine == "art" for a in chosen):
-        from runner.attacks.art_attacks import make_classifier
-
-        art_classifier = make_classifier(model, tuple(x.shape[1:]), num_classes, (lo, hi), x.device)
+    classifier = ctx.art_classifier(chosen)
     rows = []
     for j, cfg in enumerate(progress(chosen, "curves")):
         for k, eps in enumerate(eps_values):
-            correct = clean_ok.clone()
-            if eps > 0 and len(idx):
-                gen = generator(1000 + 100 * j + k, x.device)
-                c = at_eps(cfg, eps)
-                x_adv = generate(
-                    model, x[idx], y[idx], c, (lo, hi), num_classes, art_classifier, gen
-                )
-                correct[idx] = logits_of(model, x_adv, bs).argmax(1) == y[idx]
-            ok = correct.cpu().numpy()
-            ci_low, ci_high = bootstrap_ci(ok, n_boot)
+            ok = _point(ctx, at_eps(cfg, eps), clean_ok, idx, classifier, 1000 + 100 * j + k)
+            ci_low, ci_high = bootstrap_ci(ok, settings.bootstrap)
             rows.append(
                 {
                     "attack": cfg.name,
@@ -90,5 +67,17 @@ def robustness_curves(
                     "ci_high": ci_high,
                 }
             )
-            log(f"curve {cfg.name} eps {eps:g}: accuracy {ok.mean():.4f}")
+            ctx.log(f"curve {cfg.name} eps {eps:g}: accuracy {ok.mean():.4f}")
     return rows
+
+
+def _point(
+    ctx: EvalContext, cfg: AttackBase, clean_ok: Tensor, idx: Tensor, classifier, seed: int
+) -> np.ndarray:
+    """Per example, correct under ``cfg`` (clean-wrong ones count as wrong); only the
+    clean-correct examples ``idx`` are attacked, with the stream of ``seed``."""
+    correct = clean_ok.clone()
+    if cfg.eps > 0 and len(idx):
+        x_adv = ctx.attack(cfg, ctx.x[idx], ctx.y[idx], classifier, generator(seed, ctx.device))
+        correct[idx] = ctx.logits(x_adv).argmax(1) == ctx.y[idx]
+    return correct.cpu().numpy()

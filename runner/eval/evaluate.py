@@ -23,20 +23,25 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 import torch
-from torch import Tensor, nn
 
 from runner import faults
 from runner.eval.cascade import run_suite
 from runner.eval.common import logits_of, margins, perturbation_norm
+from runner.eval.context import EvalContext
 from runner.stats import bootstrap_ci
 
 if TYPE_CHECKING:
     from runner.compile import Threat
-    from runner.eval.resume import EvalCheckpoint
     from runner.spec.attacks import AttackBase
-    from runner.spec.core import EvalSpec
 
-__all__ = ["Evaluation", "evaluate_run", "logits_of", "margins", "perturbation_norm"]
+__all__ = [
+    "EvalContext",
+    "Evaluation",
+    "evaluate_run",
+    "logits_of",
+    "margins",
+    "perturbation_norm",
+]
 
 
 @dataclass
@@ -47,45 +52,32 @@ class Evaluation:
     checklist: list[dict[str, Any]] = field(default_factory=list)
 
 
-def evaluate_run(
-    model: nn.Module,
-    x: Tensor,
-    y: Tensor,
-    attacks: Sequence[AttackBase],
-    threat: Threat,
-    num_classes: int,
-    eval_cfg: EvalSpec,
-    log: Callable[[str], None] = print,
-    checkpoint: EvalCheckpoint | None = None,
-) -> Evaluation:
-    """Everything ``eval_cfg`` asks for (the ``eval`` section of a run).
+def evaluate_run(ctx: EvalContext) -> Evaluation:
+    """Everything ``ctx.settings`` asks for (the ``eval`` section of a run).
 
-    With ``checkpoint``, finished attacks, the curves and the checklist are kept as they finish,
-    and a rerun after a crash continues where it stopped (each phase is seeded on its own, so the
-    numbers are those of an uninterrupted evaluation).
+    With ``ctx.checkpoint``, finished attacks, the curves and the checklist are kept as they
+    finish, and a rerun after a crash continues where it stopped (each phase is seeded on its
+    own, so the numbers are those of an uninterrupted evaluation).
     """
-    bs, n_boot = eval_cfg.batch_size, eval_cfg.bootstrap
-    suite = run_suite(
-        model, x, y, attacks, threat, num_classes, bs, eval_cfg.suite, log, checkpoint=checkpoint
-    )
-    results = summarize(suite.examples, attacks, threat, n_boot, suite.info)
+    settings = ctx.settings
+    suite = run_suite(ctx)
+    results = summarize(suite.examples, ctx.attacks, ctx.threat, settings.bootstrap, suite.info)
     ev = Evaluation(suite.examples, results)
-    if eval_cfg.eps_curve:
+    if settings.eps_curve:
         from runner.eval.curves import robustness_curves
 
-        ev.curves = _phase(checkpoint, "curves", lambda: robustness_curves(
-            model, x, y, attacks, threat, num_classes, eval_cfg, log))  # fmt: skip
-    if eval_cfg.checklist:
+        ev.curves = _phase(ctx, "curves", lambda: robustness_curves(ctx))
+    if settings.checklist:
         from runner.eval.checklist import run_checklist
 
-        ev.checklist = _phase(checkpoint, "checklist", lambda: run_checklist(
-            model, x, y, threat, num_classes, bs, eval_cfg.checklist_n, log))  # fmt: skip
+        ev.checklist = _phase(ctx, "checklist", lambda: run_checklist(ctx))
     return ev
 
 
-def _phase(checkpoint: EvalCheckpoint | None, name: str, compute: Callable[[], Any]) -> Any:
+def _phase(ctx: EvalContext, name: str, compute: Callable[[], Any]) -> Any:
     """A whole evaluation phase, kept once done; seeded so its numbers do not depend on what ran
     before it in this process."""
+    checkpoint = ctx.checkpoint
     if checkpoint is not None and (kept := checkpoint.load(name)) is not None:
         return kept
     seed = zlib.crc32(name.encode())  # ART's random starts come from the global streams

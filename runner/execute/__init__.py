@@ -1,6 +1,7 @@
-"""Execution: plan execution, data preparation, the run store, results and launchers.
+"""Execution: the per-run step, the launchers that decide where runs execute, data preparation
+and the experiment's results.
 
-``runner.execute.store`` and ``runner.execute.results`` import no torch (``advrun plan`` reads the
+``runner.execute.results`` imports no torch (``advrun plan`` reads the
 store); everything else here does, so the public names below are imported lazily.
 """
 
@@ -9,12 +10,11 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__all__ = ["Options", "Outcome", "execute_plan", "execute_run", "preflight"]
+__all__ = ["Options", "Outcome", "execute_run", "preflight"]
 
 _WHERE = {
     "Options": "runner.execute.options",
-    "Outcome": "runner.execute.plan",
-    "execute_plan": "runner.execute.plan",
+    "Outcome": "runner.execute.step",
     "execute_run": "runner.execute.run",
     "preflight": "runner.execute.run",
 }

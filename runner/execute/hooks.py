@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from runner.compile import Run
     from runner.execute.options import Options
+    from runner.store import RunMetrics
 
 
 class RunHooks:
@@ -28,7 +29,7 @@ class RunHooks:
     def epoch_done(self, run: Run, run_dir: Path, row: dict[str, Any]) -> None:
         """After each training epoch, with its row of epochs.csv."""
 
-    def run_done(self, run: Run, run_dir: Path, metrics: dict[str, Any]) -> None:
+    def run_done(self, run: Run, run_dir: Path, metrics: RunMetrics) -> None:
         """After metrics.json is written and the run is marked done."""
 
     def run_failed(self, run: Run, run_dir: Path, diagnosis: str) -> None:

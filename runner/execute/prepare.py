@@ -52,7 +52,7 @@ def _load_split(data_json: str):  # keyed by the canonical JSON: spec lists are 
     from runner.data import check_split_classes, conform_classes, split
 
     cfg = DataSpec.model_validate_json(data_json)
-    ds = DATASETS.load(cfg.dataset)(cfg)
+    ds = DATASETS.load(cfg.dataset).load(cfg)
     ds = conform_classes(ds, cfg.num_classes)  # labels that skip classes are refused
     sp = split(ds, cfg.val_fraction, cfg.test_fraction, cfg.split_seed)
     if cfg.limit:

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Any
 
 from runner.compile import Run
+from runner.store import RunMetrics
 
 
 def _clock(seconds: float) -> str:
@@ -17,10 +17,10 @@ def _clock(seconds: float) -> str:
     )
 
 
-def result_line(m: dict[str, Any]) -> str:
+def result_line(m: RunMetrics) -> str:
     """The accuracies of a finished run, as printed after it."""
-    acc = ", ".join(f"{r['attack']} {r['accuracy']:.3f}" for r in m["results"])
-    return f"{acc} ({m['train_seconds']:.1f}s train)"
+    acc = ", ".join(f"{r.attack} {r.accuracy:.3f}" for r in m.results)
+    return f"{acc} ({m.train_seconds:.1f}s train)"
 
 
 class Progress:
@@ -62,9 +62,12 @@ class Progress:
         if run.id in self.started_at:
             self.durations.append(time.monotonic() - self.started_at.pop(run.id))
 
-    def finished(self, run: Run, metrics: dict[str, Any]) -> None:
+    def finished(self, run: Run, metrics: RunMetrics | None) -> None:
+        """A run done; its accuracies printed where they are known (not on torchrun's ranks but
+        0, which print nothing)."""
         self._end(run)
-        self._line(run, result_line(metrics))
+        if metrics is not None:
+            self._line(run, result_line(metrics))
 
     def failed(self, run: Run, why: str) -> None:
         self._end(run)

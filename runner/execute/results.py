@@ -7,8 +7,8 @@ from pathlib import Path
 import pandas as pd
 
 from runner.compile import Plan
-from runner.execute.store import Store
-from runner.fsio import read_json, write_with
+from runner.fsio import write_with
+from runner.store import RunMetrics, Store
 
 COLUMNS = [
     "run_id",
@@ -28,46 +28,35 @@ COLUMNS = [
 ]
 
 
-IDENTITY = ("run_id", "model", "arch", "recipe", "kind", "seed")
-RESULT_KEYS = ("attack", "attack_kind", "norm", "eps", "accuracy", "n", "ci_low", "ci_high",
-               "scope", "broken")  # fmt: skip
+def _identity(m: RunMetrics) -> dict:
+    return {"run_id": m.run_id, "model": m.model, "arch": m.arch, "recipe": m.recipe,
+            "kind": m.kind, "seed": m.seed}  # fmt: skip
 
 
-def evaluated(plan: Plan, store: Store) -> list[dict]:
-    """metrics.json of every run evaluated under the plan's current evaluation settings: the
-    plan's runs, then models audited with ``advrun eval`` (same schema, ``kind: audit``)."""
-    found = []
-    for run in plan.runs:
-        m = read_json(store.run_dir(run) / "metrics.json")
-        if m and m.get("eval_hash") == run.eval_hash:
-            found.append(m)
-    if plan.runs and store.runs_dir.is_dir():
-        for path in sorted(store.runs_dir.glob("*/metrics.json")):
-            m = read_json(path)
-            if m and m.get("kind") == "audit" and m.get("eval_hash") == plan.runs[0].eval_hash:
-                found.append(m)
-    return found
+def _result(r) -> dict:
+    """The columns of one results row (``scope`` and ``broken`` empty where it has none)."""
+    return {"attack": r.attack, "attack_kind": r.kind, "norm": r.norm, "eps": r.eps,
+            "accuracy": r.accuracy, "n": r.n, "ci_low": r.ci_low, "ci_high": r.ci_high,
+            "scope": r.scope, "broken": r.broken}  # fmt: skip
 
 
 def collect(plan: Plan, store: Store) -> pd.DataFrame:
     """One tidy row per (run, attack) of every evaluated run and audit."""
     rows = []
-    for m in evaluated(plan, store):
-        ident = {k: m.get(k) for k in IDENTITY}
+    for m in store.evaluated(plan):
         cost = {
-            "train_seconds": m["train_seconds"],
-            "eval_seconds": m["eval_seconds"],
-            "train_forward_passes": m["train_passes"]["forward_passes"],
-            "train_backward_passes": m["train_passes"]["backward_passes"],
+            "train_seconds": m.train_seconds,
+            "eval_seconds": m.eval_seconds,
+            "train_forward_passes": m.train_passes.forward_passes,
+            "train_backward_passes": m.train_passes.backward_passes,
         }
         hp = {
             f"hp_{k}": v
-            for k, v in (m.get("hyperparameters") or {}).items()
+            for k, v in m.hyperparameters.items()
             if isinstance(v, (int, float, str, bool))
         }
-        for r in m["results"]:
-            result = {k: r.get(k) for k in RESULT_KEYS} | {"attack_kind": r["kind"]}
-            rows.append({**ident, **result, **cost, **hp})
+        for r in m.results:
+            rows.append({**_identity(m), **_result(r), **cost, **hp})
     return pd.DataFrame(rows, columns=None if rows else COLUMNS)
 
 
@@ -78,9 +67,9 @@ CURVE_COLUMNS = ["run_id", "model", "recipe", "seed", "attack", "eps", "accuracy
 def collect_curves(plan: Plan, store: Store) -> pd.DataFrame:
     """Tidy robustness curves: one row per (run, attack, eps), trained runs and audits."""
     rows = [
-        {k: m.get(k) for k in ("run_id", "model", "recipe", "seed")} | c
-        for m in evaluated(plan, store)
-        for c in m.get("curves") or []
+        {"run_id": m.run_id, "model": m.model, "recipe": m.recipe, "seed": m.seed} | c.model_dump()
+        for m in store.evaluated(plan)
+        for c in m.curves
     ]
     return pd.DataFrame(rows, columns=CURVE_COLUMNS)
 

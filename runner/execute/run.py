@@ -14,23 +14,23 @@ from runner import poisoning
 from runner.catalog import RECIPES
 from runner.compile import Run
 from runner.device import seed_everything, select_device, set_threads
+from runner.dist import Dist
 from runner.errors import RunFailed
-from runner.eval.evaluate import evaluate_run
+from runner.eval.evaluate import EvalContext, evaluate_run
 from runner.eval.resume import EvalCheckpoint
 from runner.execute.claim import Claim
-from runner.execute.distributed import Dist
 from runner.execute.hooks import Hooks, hooks_for
 from runner.execute.options import Options
 from runner.execute.prepare import load_split, prepare
 from runner.execute.runlog import RunLog
-from runner.execute.store import Store, now, read_epochs
-from runner.fsio import read_json, sha256_file, write_json, write_with
+from runner.fsio import sha256_file, write_with
 from runner.models import build_for_spec
+from runner.passes import PassCounter
 from runner.provenance import git_commit, versions
 from runner.recipes.base import TrainContext
+from runner.store import Execution, RunMetrics, Store, now, read_epochs
 from runner.train.augment import Augment
-from runner.train.counter import PassCounter
-from runner.train.loop import fit, load_weights
+from runner.train.loop import FitContext, fit, load_weights
 
 
 def preflight(runs: list[Run], opts: Options) -> None:
@@ -55,13 +55,13 @@ def execute_run(
     on_epoch: Callable[[dict[str, Any]], None] | None = None,
     claim: Claim | None = None,
     dist: Dist | None = None,
-) -> dict[str, Any]:
-    """Train (or resume) and evaluate one run; return its metrics.
+) -> RunMetrics | None:
+    """Train (or resume) and evaluate one run; return its metrics (None on ranks but 0).
 
     The caller holds the run's ``claim`` (see :mod:`runner.execute.claim`); it is checked before
     every write, so a process that lost its claim stops instead of overwriting another's work.
     Under torchrun (``dist``) every rank calls this; rank 0 holds the claim, writes the store and
-    evaluates, and the other ranks return an empty dict once it has.
+    evaluates, and the other ranks return None once it has.
     """
     d = store.run_dir(run)
     main = dist is None or dist.main
@@ -70,18 +70,18 @@ def execute_run(
     if dist is not None:
         status = dist.broadcast(status)
     if status == "done":
-        return read_json(d / "metrics.json") if main else {}
-    st0 = store_status(store, run)
+        return store.read_metrics(run) if main else None
+    st0 = store.read_status(run)
     # a fresh start after --force or a diverged run; a killed job resumes from its last epoch
-    if main and (opts.force or (status == "failed" and not st0.get("resumable"))):
+    if main and (opts.force or (status == "failed" and not st0.resumable)):
         guard()
         shutil.rmtree(d / "checkpoints", ignore_errors=True)
         shutil.rmtree(d / EVAL_STATE, ignore_errors=True)
-        (d / "metrics.json").unlink(missing_ok=True)  # no stale results beside a failed retrain
+        store.remove_metrics(run)  # no stale results beside a failed retrain
     if main:
         d.mkdir(parents=True, exist_ok=True)
         guard()
-        write_json(d / "run.json", run.to_json())
+        store.write_run(run)
     log: Any = RunLog(d / "log.txt") if main else _Silent()
     hooks = hooks_for(opts) if main else Hooks([])
     train_needed = (
@@ -113,17 +113,17 @@ def execute_run(
         recipe = RECIPES.load(run.recipe.kind)(run.recipe, ctx)
         x_train, y_train = poisoning.training_set(run, data, ctx)  # poisoned if the spec says so
         world = dist.world_size if dist is not None else 1
-        execution = {"device": str(device), "threads": threads,
-                     "deterministic": run.deterministic, "world_size": world,
-                     "batch_size": int(run.recipe.batch_size),
-                     "per_rank_batch_size": -(-int(run.recipe.batch_size) // world)}  # fmt: skip
-        if dist is not None:
-            execution["backend"] = dist.backend
+        execution = Execution(
+            device=str(device), threads=threads, deterministic=run.deterministic,
+            world_size=world, batch_size=int(run.recipe.batch_size),
+            per_rank_batch_size=-(-int(run.recipe.batch_size) // world),
+            **({"backend": dist.backend} if dist is not None else {}),
+        )  # fmt: skip
         if train_needed:
             if main:
                 guard()
-                store.set_status(run, "running", started=now(), stopped_epoch=None,
-                                 resumable=None, diagnosis=None, **execution)  # fmt: skip
+                store.set_status(run, "running", execution, started=now(), stopped_epoch=None,
+                                 resumable=None, diagnosis=None)  # fmt: skip
             log(
                 f"training {run.slug} on {device} ({len(data.x_train)} examples, {threads} "
                 f"threads; {data.memory})"
@@ -134,11 +134,11 @@ def execute_run(
                 disable=not (opts.bars and main),
             )  # fmt: skip
             try:
-                result = _deterministic_ops(run, lambda: fit(
+                result = _deterministic_ops(run, lambda: fit(FitContext(
                     model, recipe, x_train, y_train, data.x_val, data.y_val, ctx, run.seed, d, log,
                     on_epoch=epoch_done if main and (hooks or on_epoch) else None, progress=bar,
                     guard=guard, dist=dist,
-                ))  # fmt: skip
+                )))  # fmt: skip
             finally:
                 bar.close()
             if main:
@@ -153,7 +153,7 @@ def execute_run(
         if not main:  # rank 0 evaluates and writes; wait for it, then on to the next run
             counter.close()
             dist.barrier()
-            return {}
+            return None
         try:
             return _evaluate_and_store(run, store, opts, d, model, data, threat, counter, guard,
                                        log, hooks, execution)  # fmt: skip
@@ -182,14 +182,14 @@ def _evaluate_and_store(
     guard: Callable[[], None],
     log: Any,
     hooks: Hooks,
-    execution: dict[str, Any],
-) -> dict[str, Any]:
+    execution: Execution,
+) -> RunMetrics:
     """Evaluate the chosen checkpoint against the suite; write examples, metrics and status."""
     device = next(model.parameters()).device
     train_seconds, train_passes = training_cost(d)
     eval_start = counter.as_dict()
     # a run stopped early (catastrophic overfitting) restored its best epoch: evaluate that
-    stopped = store_status(store, run).get("stopped_epoch")
+    stopped = store.read_status(run).stopped_epoch
     which = "best" if stopped else run.eval.checkpoint
     ck = d / "checkpoints" / f"{which}.pt"
     if not ck.exists():
@@ -199,49 +199,49 @@ def _evaluate_and_store(
     x_test, y_test = data.x_test[:n], data.y_test[:n]
     t1 = time.perf_counter()
     kept = EvalCheckpoint(d / EVAL_STATE, f"{run.eval_hash}:{sha256_file(ck)}")
-    evaluation = _deterministic_ops(run, lambda: evaluate_run(
-        model, x_test, y_test, run.attacks, threat, data.num_classes, run.eval, log,
+    evaluation = _deterministic_ops(run, lambda: evaluate_run(EvalContext(
+        model, x_test, y_test, threat, data.num_classes, run.eval, run.attacks, log,
         checkpoint=_Guarded(kept, guard),
-    ))  # fmt: skip
+    )))  # fmt: skip
     examples, summary = evaluation.examples, evaluation.results
     eval_passes = {k: v - eval_start[k] for k, v in counter.as_dict().items()}
     counter.close()
     guard()
     write_with(d / "examples.parquet", lambda p: examples.to_parquet(p, index=False))
-    st = store_status(store, run)
+    st = store.read_status(run)
     asr = poisoning.evaluate(run, model, x_test, y_test, summary)  # adds an "asr" row
-    metrics = {
-        "run_id": run.id,
-        "slug": run.slug,
-        "eval_hash": run.eval_hash,
-        "model": run.model.name,
-        "arch": run.model.arch,
-        "recipe": run.recipe.name,
-        "kind": run.recipe.kind,
-        "seed": run.seed,
-        "sweep": run.sweep,
-        "hyperparameters": run.hyperparameters,
-        "checkpoint": ck.stem,
-        "best_epoch": st.get("best_epoch"),
-        "stopped_early": st.get("stopped_early"),
-        "stopped_epoch": st.get("stopped_epoch"),
-        "poisoning": asr,
-        "results": summary,
-        "curves": evaluation.curves,
-        "checklist": evaluation.checklist,
-        "data_sha256": data.sha256,
-        "class_names": data.class_names,
-        "device": str(device),
-        "execution": {**execution, "train": _train_execution(st)},
-        "train_seconds": train_seconds,
-        "eval_seconds": time.perf_counter() - t1,
-        "train_passes": train_passes,
-        "eval_passes": eval_passes,
-        "versions": versions(),
-        "git_commit": git_commit(),
-    }
+    metrics = RunMetrics(
+        run_id=run.id,
+        slug=run.slug,
+        eval_hash=run.eval_hash,
+        model=run.model.name,
+        arch=run.model.arch,
+        recipe=run.recipe.name,
+        kind=run.recipe.kind,
+        seed=run.seed,
+        sweep=run.sweep,
+        hyperparameters=run.hyperparameters,
+        checkpoint=ck.stem,
+        best_epoch=st.best_epoch,
+        stopped_early=st.stopped_early,
+        stopped_epoch=st.stopped_epoch,
+        poisoning=asr,
+        results=summary,
+        curves=evaluation.curves,
+        checklist=evaluation.checklist,
+        data_sha256=data.sha256,
+        class_names=data.class_names,
+        device=str(device),
+        execution=execution.model_copy(update={"train": st.execution}),
+        train_seconds=train_seconds,
+        eval_seconds=time.perf_counter() - t1,
+        train_passes=train_passes,
+        eval_passes=eval_passes,
+        versions=versions(),
+        git_commit=git_commit(),
+    )
     guard()
-    write_json(d / "metrics.json", metrics)
+    store.write_metrics(run, metrics)
     store.set_status(run, "done", finished=now())
     kept.clear()
     log("done")
@@ -270,13 +270,6 @@ class _Guarded:
         return attr
 
 
-def _train_execution(status: dict[str, Any]) -> dict[str, Any]:
-    """How training ran (it may have run in another process: another job, a torchrun)."""
-    keys = ("device", "threads", "deterministic", "world_size", "batch_size",
-            "per_rank_batch_size")  # fmt: skip
-    return {k: status[k] for k in keys if k in status}
-
-
 def _deterministic_ops(run: Run, work: Callable[[], Any]) -> Any:
     """``work()``; with ``deterministic: true``, an operation torch cannot run deterministically
     fails the run with a message instead of a traceback."""
@@ -290,10 +283,6 @@ def _deterministic_ops(run: Run, work: Callable[[], Any]) -> Any:
                 f"this device ({first[:240]}); set deterministic: false, or use another device"
             ) from None
         raise
-
-
-def store_status(store: Store, run: Run) -> dict[str, Any]:
-    return read_json(store.run_dir(run) / "status.json") or {}
 
 
 def training_cost(d: Path) -> tuple[float, dict[str, int]]:

@@ -10,12 +10,12 @@ from runner.exports.files import manifest_entry, write_export
 from runner.exports.source import Loaded
 from runner.fsio import sha256_file
 from runner.spec.attacks import AttackBase
+from runner.store import RunMetrics
 
 
-def reported_accuracy(metrics: dict[str, Any] | None, attack: str) -> float | None:
-    """The accuracy metrics.json reports for ``attack`` (None if it reports none)."""
-    rows = (metrics or {}).get("results", [])
-    return next((r["accuracy"] for r in rows if r["attack"] == attack), None)
+def reported_accuracy(metrics: RunMetrics | None, attack: str) -> float | None:
+    """The accuracy the run's metrics report for ``attack`` (None if they report none)."""
+    return metrics.accuracy(attack) if metrics is not None else None
 
 
 def check_inside(x, x_adv, eps: float, norm: str, lo: float, hi: float, what: str) -> None:

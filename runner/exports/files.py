@@ -1,4 +1,5 @@
-"""Export files: reproducible npz archives, ``exports.json`` in the run, ``manifest.json``.
+"""Export files: reproducible npz archives and ``manifest.json`` (each export is also recorded
+in the run's store, :meth:`runner.store.RunDir.record_export`).
 
 Neither the npz files nor the manifest hold a timestamp: the same exports give the same bytes, so
 a folder of exports can be versioned with DVC (``dvc add RUN_DIR/exports``) or logged as an
@@ -73,14 +74,6 @@ def manifest_entry(
         "run_id": run_id,
         "advrun_version": versions().get("advrun"),
     }
-
-
-def record_export(run_dir: Path, entry: dict[str, Any]) -> None:
-    """Add (or replace, same file) an entry in RUN_DIR/exports.json, atomically."""
-    path = run_dir / "exports.json"
-    data = read_json(path) or {}
-    items = [e for e in data.get("adversarial_exports", []) if e.get("file") != entry["file"]]
-    write_json(path, {**data, "adversarial_exports": [*items, entry]})
 
 
 def write_manifest(folder: Path, entries: list[dict[str, Any]]) -> Path:

@@ -8,9 +8,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from runner.compile import Run
+from runner.compile import Audit, Run
 from runner.errors import AdvrunError
-from runner.fsio import contained, read_json
+from runner.fsio import contained
+from runner.store import RUN_FILE, RunDir, RunMetrics
 
 
 @dataclass(frozen=True)
@@ -19,7 +20,7 @@ class Loaded:
 
     run_dir: Path
     run: Run
-    metrics: dict[str, Any] | None
+    metrics: RunMetrics | None
     device: Any
     data: Any
     allow_import: tuple[str, ...]
@@ -32,30 +33,22 @@ class Loaded:
 
 
 def stored_run(run_dir: Path) -> Run:
-    """The typed run behind a run directory's run.json; audits are refused (they have no
-    training and no checkpoint of their own)."""
-    from pydantic import ValidationError
-
-    cfg = read_json(run_dir / "run.json")
-    if not cfg:
-        raise AdvrunError(f"{run_dir}: no run.json; give a run directory such as OUT/runs/<run>")
-    if cfg.get("kind") == "audit":
+    """The typed run behind a run directory; audits are refused (they have no training and no
+    checkpoint of their own)."""
+    run = RunDir(run_dir).read_run()  # a StoreError when it is not a run this advrun can read
+    if run is None:
+        raise AdvrunError(f"{run_dir}: no {RUN_FILE}; give a run directory such as OUT/runs/<run>")
+    if isinstance(run, Audit):
         raise AdvrunError(
             f"{run_dir} is an audit of an external checkpoint (advrun eval); export-adv rebuilds "
             "trained runs from their own checkpoints"
         )
-    try:
-        return Run.from_json(cfg)
-    except (KeyError, ValidationError) as e:
-        raise AdvrunError(
-            f"{run_dir / 'run.json'} is not a run this advrun can read ({type(e).__name__}: "
-            f"{str(e).splitlines()[0][:160]}); run the spec again to rewrite it"
-        ) from None
+    return run
 
 
-def evaluated_checkpoint(run_dir: Path, metrics: dict[str, Any] | None, run: Run) -> Path:
+def evaluated_checkpoint(run_dir: Path, metrics: RunMetrics | None, run: Run) -> Path:
     """The checkpoint the run's reported numbers came from (else the last one)."""
-    which = (metrics or {}).get("checkpoint") or run.eval.checkpoint
+    which = (metrics.checkpoint if metrics else None) or run.eval.checkpoint
     for name in (str(which), "last"):
         path = contained(run_dir, "checkpoints", f"{name}.pt")
         if path.exists():
@@ -77,11 +70,11 @@ def load(run_dir: Path, run: Run, device_name: str, allow_import: list[str]) -> 
     from runner.device import select_device, set_threads
     from runner.execute.prepare import prepare
 
-    metrics = read_json(run_dir / "metrics.json")
+    metrics = RunDir(run_dir).read_metrics()
     device = select_device(device_name)
     set_threads(run.threads, run.deterministic)
     data = prepare(run.data, run.threat.pixel_range, device)
-    recorded = (metrics or {}).get("data_sha256")
+    recorded = metrics.data_sha256 if metrics else None
     if recorded and recorded != data.sha256:
         raise AdvrunError(
             f"the data changed since this run was evaluated (sha256 {data.sha256[:12]} != "
@@ -93,7 +86,7 @@ def load(run_dir: Path, run: Run, device_name: str, allow_import: list[str]) -> 
 
 def _model(ld: Loaded, checkpoint: Path):
     from runner.models import build_for_spec
-    from runner.train.loop import load_checkpoint
+    from runner.train.state import load_checkpoint
 
     run, data = ld.run, ld.data
     model = build_for_spec(

@@ -6,11 +6,11 @@ from pathlib import Path
 from typing import Any
 
 from runner.errors import AdvrunError
-from runner.execute.store import read_epochs
 from runner.exports.attack import check_inside
 from runner.exports.files import manifest_entry, write_export
 from runner.exports.source import Loaded
 from runner.fsio import sha256_file
+from runner.store import read_epochs
 
 
 def training_examples(ld: Loaded):
@@ -29,8 +29,29 @@ def training_examples(ld: Loaded):
     import torch
 
     from runner import poisoning
-    from runner.catalog import RECIPES
     from runner.device import generator, seed_everything
+
+    run, data = ld.run, ld.data
+    ctx, recipe = _recipe(ld)
+    x, y = recipe.training_data(*poisoning.training_set(run, data, ctx))
+    trained = len(read_epochs(ld.run_dir))
+    if trained == 0:
+        raise AdvrunError(f"{ld.run_dir}: no epoch in epochs.csv; train the run first")
+    epoch = trained - 1  # 0-based, as the loop counts
+    gen = generator(
+        run.seed * 100003 + epoch, ld.device if ld.device.type != "mps" else torch.device("cpu")
+    )
+    perm = torch.randperm(len(x), generator=gen, device=gen.device).to(x.device)
+    batches = perm.split(int(run.recipe.batch_size))
+    seed_everything(run.seed, run.deterministic)
+    cleans, xs, ys, idxs = _replay(ld, ctx, recipe, x, y, batches, gen, epoch)
+    eps = float(recipe.eps_at(epoch + 1))
+    return torch.cat(cleans), torch.cat(xs), torch.cat(ys), torch.cat(idxs), epoch + 1, eps
+
+
+def _recipe(ld: Loaded) -> tuple[Any, Any]:
+    """The run's training context and recipe, as the loop built them; adversarial ones only."""
+    from runner.catalog import RECIPES
     from runner.recipes.base import TrainContext
     from runner.train.augment import Augment
 
@@ -46,17 +67,17 @@ def training_examples(ld: Loaded):
             f"recipe '{run.recipe.name}' ({run.recipe.kind}) trains on clean examples: it has no "
             "training-time adversarial examples to export"
         )
-    x, y = recipe.training_data(*poisoning.training_set(run, data, ctx))
-    trained = len(read_epochs(ld.run_dir))
-    if trained == 0:
-        raise AdvrunError(f"{ld.run_dir}: no epoch in epochs.csv; train the run first")
-    epoch = trained - 1  # 0-based, as the loop counts
-    gen = generator(
-        run.seed * 100003 + epoch, ld.device if ld.device.type != "mps" else torch.device("cpu")
-    )
-    perm = torch.randperm(len(x), generator=gen, device=gen.device).to(x.device)
-    batches = perm.split(int(run.recipe.batch_size))
-    seed_everything(run.seed, run.deterministic)
+    return ctx, recipe
+
+
+def _replay(
+    ld: Loaded, ctx, recipe, x, y, batches, gen, epoch: int
+) -> tuple[list, list, list, list]:
+    """Each batch through the recipe's batch loss, its one ``perturb`` call captured: the clean
+    inputs, adversarial examples, labels and training-set indices of every batch."""
+    import torch
+
+    run = ld.run
     captured: list[tuple[Any, Any]] = []
     inner = recipe.perturb
 
@@ -87,8 +108,7 @@ def training_examples(ld: Loaded):
         ys.append(yb[:m])
         idxs.append(idx[:m])
     ld.model.eval()
-    eps = float(recipe.eps_at(epoch + 1))
-    return torch.cat(cleans), torch.cat(xs), torch.cat(ys), torch.cat(idxs), epoch + 1, eps
+    return cleans, xs, ys, idxs
 
 
 def export_train(ld: Loaded, out: Path) -> dict[str, Any]:

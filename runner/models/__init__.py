@@ -65,6 +65,10 @@ def build_model(
     kw = dict(kwargs or {})
     shape = check_io(arch, input_shape, num_classes)
     num_classes = int(num_classes)
+    if arch.startswith("robustbench:"):  # an optional extra of advrun, like torchvision
+        from runner.models.robustbench import build
+
+        return build(arch, shape, num_classes, kw)
     if ":" in arch:
         return _build_user(arch, shape, num_classes, kw, allow_import)
 
@@ -106,6 +110,29 @@ def _build_user(
     kw: dict[str, Any],
     allow_import: Sequence[str],
 ) -> nn.Module:
+    """Build a user's model by its factory, imported only where ``allow_import`` covers it."""
+    factory = _user_factory(arch, allow_import)
+    attr = arch.partition(":")[2]
+    try:
+        model = factory(input_shape=shape, num_classes=num_classes, **kw)
+    except Exception as exc:
+        # chained (from exc), so a traceback is still there for --debug
+        raise AdvrunError(
+            f"model factory '{arch}' failed: {type(exc).__name__}: {exc}; it is called as "
+            f"{attr}(input_shape={shape}, num_classes={num_classes}"
+            + "".join(f", {k}=..." for k in kw)
+            + ")"
+        ) from exc
+    if not isinstance(model, nn.Module):
+        raise AdvrunError(
+            f"model factory '{arch}' returned {type(model).__name__}, not a torch.nn.Module"
+        )
+    return model
+
+
+def _user_factory(arch: str, allow_import: Sequence[str]) -> Any:
+    """The function or nn.Module class ``arch`` ('package.module:factory') names, imported only
+    if ``allow_import`` covers its module and the module it is defined in."""
     module_name, _, attr = arch.partition(":")
     if not module_name or not attr:
         raise AdvrunError(f"model factory '{arch}' must look like 'package.module:factory'")
@@ -128,6 +155,11 @@ def _build_user(
             f"module '{module_name}' ({getattr(module, '__file__', '?')}) has no callable "
             f"'{attr}' for model factory '{arch}'"
         )
+    _check_factory(arch, factory, attr, allow_import)
+    return factory
+
+
+def _check_factory(arch: str, factory: Any, attr: str, allow_import: Sequence[str]) -> None:
     # The pattern admits code, not names: an object re-exported from another module (os:system
     # is posix.system) runs that module's code, so its own module must be allowed too.
     origin = getattr(factory, "__module__", None) or type(factory).__module__
@@ -150,21 +182,6 @@ def _build_user(
             f"model factory '{arch}' is the class {factory.__qualname__}, which is not a "
             "torch.nn.Module"
         )
-    try:
-        model = factory(input_shape=shape, num_classes=num_classes, **kw)
-    except Exception as exc:
-        # chained (from exc), so a traceback is still there for --debug
-        raise AdvrunError(
-            f"model factory '{arch}' failed: {type(exc).__name__}: {exc}; it is called as "
-            f"{attr}(input_shape={shape}, num_classes={num_classes}"
-            + "".join(f", {k}=..." for k in kw)
-            + ")"
-        ) from exc
-    if not isinstance(model, nn.Module):
-        raise AdvrunError(
-            f"model factory '{arch}' returned {type(model).__name__}, not a torch.nn.Module"
-        )
-    return model
 
 
 def _field(obj: Any, key: str, default: Any = None) -> Any:
@@ -186,10 +203,11 @@ def build_for_spec(
     With ``normalize`` the architecture is wrapped in :class:`runner.models.normalize.Normalized`,
     so it takes pixels in ``pixel_range``; its ``state_dict`` keys stay the architecture's.
     """
-    net = build_model(
-        _field(model, "arch"), input_shape, num_classes, _field(model, "kwargs") or {}, allow_import
-    )
+    arch = _field(model, "arch")
     norm = _field(model, "normalize")
+    if arch.startswith("robustbench:"):
+        _zoo_inputs(_field(model, "name"), arch, norm, pixel_range)
+    net = build_model(arch, input_shape, num_classes, _field(model, "kwargs") or {}, allow_import)
     if not norm:
         return net
     from runner.models.normalize import Normalized
@@ -206,3 +224,17 @@ def build_for_spec(
         )
     lo, hi = (float(v) for v in pixel_range)
     return Normalized(net, mean, std, (lo, hi), _field(norm, "preset"))
+
+
+def _zoo_inputs(name: str, arch: str, norm: Any, pixel_range: Sequence[float]) -> None:
+    """A RobustBench model normalises its [0, 1] input itself: nothing may be added on top."""
+    if norm:
+        raise AdvrunError(
+            f"model '{name}': '{arch}' normalises its input inside the model as RobustBench built "
+            "it; models[].normalize would apply it twice: remove it"
+        )
+    if tuple(float(v) for v in pixel_range) != (0.0, 1.0):
+        raise AdvrunError(
+            f"model '{name}': '{arch}' takes pixels in [0, 1], as RobustBench evaluates it; set "
+            "threat.pixel_range: [0, 1] (eps in those units, e.g. 8/255)"
+        )

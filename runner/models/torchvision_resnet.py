@@ -73,3 +73,7 @@ def resnet50(
 ) -> nn.Module:
     """ResNet-50 (23.52 M parameters with the CIFAR stem and 10 classes)."""
     return _build("resnet50", input_shape, num_classes, stem)
+
+
+# the pip extra these architectures need, and the module it provides (read by the tests and docs)
+resnet18.extra = resnet50.extra = ("vision", "torchvision")  # type: ignore[attr-defined]

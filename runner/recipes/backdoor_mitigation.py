@@ -8,15 +8,50 @@ trigger. The copies are made once per run, on the device the data lives on.
 
 from __future__ import annotations
 
-import torch
-from torch import Tensor
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import Field
 
 from runner.errors import AdvrunError
 from runner.recipes.base import Recipe
+from runner.spec.recipes import Problem, RecipeBase
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 
-class BackdoorMitigationRecipe(Recipe):
+class BackdoorMitigationRecipe(RecipeBase):
+    """Train on trigger-stamped copies of training images with their correct labels."""
+
+    kind: Literal["backdoor_mitigation"] = Field(
+        description="add trigger-stamped copies with correct labels (needs a poisoning: block)"
+    )
+    fraction: float = Field(
+        0.5,
+        gt=0,
+        le=1,
+        description="share of the training images that get a trigger-stamped copy with their "
+        "own label, in (0, 1]",
+    )
+
+    def check(self, where: tuple[Any, ...], spec: Any) -> Iterator[Problem]:
+        if getattr(spec, "poisoning", None) is None:
+            yield (
+                (*where, "kind"),
+                (
+                    "backdoor_mitigation stamps the trigger of the poisoning: block onto training "
+                    "copies; add a poisoning: block (trigger, target, fraction) to the spec"
+                ),
+            )
+
+
+class BackdoorMitigationTraining(Recipe):
+    config = BackdoorMitigationRecipe
+
     def training_data(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        import torch
+
         from runner.poisoning import stamp
 
         poisoning = self.ctx.poisoning

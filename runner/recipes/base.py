@@ -1,4 +1,10 @@
-"""The recipe interface: what a recipe adds to the shared training loop.
+"""The recipe plug-in contract: what a recipe adds to the shared training loop.
+
+A recipe file (``runner/recipes/<kind>.py``, registered by one line in
+:mod:`runner.catalog.recipes`) holds the kind's spec model (a subclass of one of the bases in
+:mod:`runner.spec.recipes`, with ``kind: Literal["<kind>"]`` and its own checks as methods) and
+a subclass of :class:`Recipe` naming it as ``config``. The module imports no torch at its top
+(``advrun validate`` loads it for its spec model); methods import what they need.
 
 Attacks inside training run on the device, in eval mode (dropout and batch-norm statistics
 frozen), with gradients taken w.r.t. the input only; the weights' ``requires_grad`` is switched
@@ -12,21 +18,18 @@ import contextlib
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
-
-import torch
-import torch.nn.functional as F
-from torch import Tensor, nn
-
-from runner.attacks import native
-from runner.train.counter import PassCounter
+from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
+    import torch
+    from torch import Tensor, nn
+
     from runner.compile import Threat
+    from runner.passes import PassCounter
     from runner.spec.poisoning import PoisoningSpec
     from runner.spec.recipes import RecipeBase
 
-LossFn = Callable[[Tensor, Tensor], Tensor]  # (logits, target) -> summed loss
+    LossFn = Callable[[Tensor, Tensor], Tensor]  # (logits, target) -> summed loss
 
 
 @dataclass
@@ -42,6 +45,8 @@ class TrainContext:
 
 
 def ce_sum(logits: Tensor, y: Tensor) -> Tensor:
+    import torch.nn.functional as F
+
     return F.cross_entropy(logits, y, reduction="sum")
 
 
@@ -67,9 +72,16 @@ class Recipe:
     ``batch_loss`` is called with the model in train mode and returns the mean loss of the batch;
     the loop does the optimizer step. ``art_epoch`` runs one epoch through ART's own trainer for
     the recipes that have one (``engine: art``).
+
+    Class attributes: ``config`` the spec model; ``art_trainer`` the name of ART's trainer behind
+    ``engine: art`` (None: native only); ``art_norms`` the threat norms that trainer attacks in;
+    ``adversarial`` whether it crafts perturbations during training.
     """
 
-    adversarial = False
+    config: ClassVar[type[RecipeBase]]
+    art_trainer: ClassVar[str | None] = None
+    art_norms: ClassVar[tuple[str, ...]] = ("linf", "l2")
+    adversarial: ClassVar[bool] = False
 
     def __init__(self, cfg: RecipeBase, ctx: TrainContext) -> None:
         self.cfg = cfg
@@ -95,6 +107,8 @@ class Recipe:
         return float(getattr(self.cfg, key)) * (eps / full) if full else 0.0
 
     def batch_loss(self, model: nn.Module, x: Tensor, y: Tensor, epoch_progress: float) -> Tensor:
+        import torch.nn.functional as F
+
         return F.cross_entropy(model(x), y)
 
     def perturb(
@@ -113,6 +127,10 @@ class Recipe:
         ``start``: ``uniform`` (a uniform point in the ball), ``gaussian`` (x + 0.001 N(0, 1), as
         in the TRADES and MART papers) or ``none`` (x itself).
         """
+        import torch
+
+        from runner.attacks import native
+
         x = x.detach()
         if eps <= 0 or steps <= 0:
             return x
@@ -163,4 +181,6 @@ def art_batches(n: int, batch_size: int) -> Iterator:
 
 def one_hot(y: Tensor, num_classes: int):
     """Labels as a one-hot float32 NumPy array (ART's FBF and TRADES batch steps need them)."""
+    import torch.nn.functional as F
+
     return F.one_hot(y, num_classes).float().cpu().numpy()

@@ -9,21 +9,51 @@ labels: the model trains on clean and adversarial examples together. This is ART
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, Literal
 
-import numpy as np
-import torch
-import torch.nn.functional as F
-from torch import Tensor, nn
+from pydantic import Field
 
 from runner.recipes.base import Recipe
+from runner.spec.base import FloatSweep
+from runner.spec.recipes import AdversarialRecipeBase, Problem, as_list
 
-_NORMS = {"linf": np.inf, "l2": 2}
+if TYPE_CHECKING:
+    from torch import Tensor, nn
 
 
-class FGSMAugmentRecipe(Recipe):
+class FGSMAugmentRecipe(AdversarialRecipeBase):
+    """Goodfellow et al. 2015: replace a share of each batch by FGSM examples, correct labels."""
+
+    kind: Literal["fgsm_augment"] = Field(
+        description="FGSM data augmentation (ART's AdversarialTrainer)"
+    )
+    ratio: FloatSweep = Field(
+        0.5,
+        description="share of each batch replaced by its FGSM examples, in (0, 1]; a list sweeps",
+    )
+
+    def check(self, where: tuple[Any, ...], spec: Any) -> Iterator[Problem]:
+        for r in as_list(self.ratio):
+            if not 0 < r <= 1:
+                yield (
+                    (*where, "ratio"),
+                    (
+                        f"ratio {r:g} must be in (0, 1]: the share of each batch replaced by FGSM "
+                        "examples (1 trains on FGSM examples only)"
+                    ),
+                )
+
+
+class FGSMAugmentTraining(Recipe):
+    config = FGSMAugmentRecipe
+    art_trainer = "AdversarialTrainer"
     adversarial = True
 
     def batch_loss(self, model: nn.Module, x: Tensor, y: Tensor, epoch_progress: float) -> Tensor:
+        import torch
+        import torch.nn.functional as F
+
         eps = self.eps_at(epoch_progress)
         # the batch is already a random draw, so its first n_adv examples are a random subset
         n_adv = math.ceil(self.cfg.ratio * len(x))
@@ -34,6 +64,7 @@ class FGSMAugmentRecipe(Recipe):
 
     def art_epoch(self, classifier, x: Tensor, y: Tensor, epoch: int, scheduler) -> float:
         """One epoch of ART's AdversarialTrainer with FastGradientMethod (index labels)."""
+        import numpy as np
         from art.attacks.evasion import FastGradientMethod
         from art.defences.trainer import AdversarialTrainer
 
@@ -41,7 +72,7 @@ class FGSMAugmentRecipe(Recipe):
         if trainer is None:
             attack = FastGradientMethod(
                 classifier,
-                norm=_NORMS[self.norm],
+                norm=np.inf if self.norm == "linf" else 2,
                 eps=self.cfg.eps,
                 batch_size=self.cfg.batch_size,
             )

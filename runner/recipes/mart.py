@@ -12,17 +12,39 @@ formula computed independently.
 
 from __future__ import annotations
 
-import torch
-import torch.nn.functional as F
-from torch import Tensor, nn
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import Field
 
 from runner.recipes.base import Recipe
+from runner.spec.base import FloatSweep
+from runner.spec.recipes import IterativeRecipeBase, Problem, check_beta
+
+if TYPE_CHECKING:
+    from torch import Tensor, nn
 
 _EPS = 1e-12
 
 
+class MARTRecipe(IterativeRecipeBase):
+    """Wang et al. 2020: boosted CE on x' + beta * KL(f(x) || f(x')) * (1 - p_y(x))."""
+
+    kind: Literal["mart"] = Field(description="MART, misclassification-aware (Wang et al. 2020)")
+    beta: FloatSweep = Field(
+        6.0,
+        description="weight of the misclassification-aware KL term (0 to 1000; the paper uses 6)",
+    )
+
+    def check(self, where: tuple[Any, ...], spec: Any) -> Iterator[Problem]:
+        yield from check_beta(self.beta, where)
+
+
 def mart_loss(logits: Tensor, logits_adv: Tensor, y: Tensor, beta: float) -> Tensor:
     """The MART objective, batch mean, with the numerical guards of the authors' code."""
+    import torch
+    import torch.nn.functional as F
+
     p_adv = F.softmax(logits_adv, dim=1)
     top2 = p_adv.topk(2, dim=1).indices
     wrong = torch.where(top2[:, 0] == y, top2[:, 1], top2[:, 0])  # most likely other class
@@ -33,7 +55,8 @@ def mart_loss(logits: Tensor, logits_adv: Tensor, y: Tensor, beta: float) -> Ten
     return bce + beta * (kl * (1.0000001 - p_true)).mean()
 
 
-class MARTRecipe(Recipe):
+class MARTTraining(Recipe):
+    config = MARTRecipe
     adversarial = True
 
     def batch_loss(self, model: nn.Module, x: Tensor, y: Tensor, epoch_progress: float) -> Tensor:

@@ -6,17 +6,35 @@ the model is trained on them with their correct labels.
 
 from __future__ import annotations
 
-import numpy as np
-import torch.nn.functional as F
-from torch import Tensor, nn
+from typing import TYPE_CHECKING, Literal
+
+from pydantic import Field
 
 from runner.recipes.base import Recipe
+from runner.spec.recipes import IterativeRecipeBase
+
+if TYPE_CHECKING:
+    from torch import Tensor, nn
 
 
-class PGDRecipe(Recipe):
+class PGDRecipe(IterativeRecipeBase):
+    """Madry et al. 2018: train on PGD examples."""
+
+    kind: Literal["pgd"] = Field(description="Madry et al. 2018 PGD adversarial training")
+    random_start: bool = Field(
+        True, description="start each attack from a uniform random point in the ball"
+    )
+
+
+class PGDTraining(Recipe):
+    config = PGDRecipe
+    art_trainer = "AdversarialTrainerMadryPGD"
+    art_norms = ("linf",)
     adversarial = True
 
     def batch_loss(self, model: nn.Module, x: Tensor, y: Tensor, epoch_progress: float) -> Tensor:
+        import torch.nn.functional as F
+
         eps = self.eps_at(epoch_progress)
         start = "uniform" if self.cfg.random_start else "none"
         x_adv = self.perturb(model, x, y, eps, self.scaled("step_size", eps), self.cfg.steps, start)
@@ -27,6 +45,7 @@ class PGDRecipe(Recipe):
 
         ART's trainer calls the classifier's ``fit`` once per batch, which steps ``scheduler``.
         """
+        import numpy as np
         from art.defences.trainer import AdversarialTrainerMadryPGD
 
         trainer = self.__dict__.get("_art_trainer")

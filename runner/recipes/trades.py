@@ -7,30 +7,57 @@ over the batch, gradients flowing through both the clean and the adversarial out
 
 from __future__ import annotations
 
-import torch
-import torch.nn.functional as F
-from torch import Tensor, nn
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import Field
 
 from runner.recipes.base import Recipe, art_batches, one_hot
+from runner.spec.base import FloatSweep
+from runner.spec.recipes import IterativeRecipeBase, Problem, check_beta
+
+if TYPE_CHECKING:
+    from torch import Tensor, nn
 
 _EPS = 1e-12
 
 
+class TRADESRecipe(IterativeRecipeBase):
+    """Zhang et al. 2019: CE(f(x), y) + beta * KL(f(x) || f(x')), x' maximising the KL."""
+
+    kind: Literal["trades"] = Field(description="TRADES (Zhang et al. 2019)")
+    beta: FloatSweep = Field(
+        6.0, description="weight of the KL robustness term (0 to 1000; the paper uses 1 to 6)"
+    )
+
+    def check(self, where: tuple[Any, ...], spec: Any) -> Iterator[Problem]:
+        yield from check_beta(self.beta, where)
+
+
 def kl_sum(logits_adv: Tensor, p_clean: Tensor) -> Tensor:
     """sum over the batch of KL(p_clean || softmax(logits_adv))."""
+    import torch.nn.functional as F
+
     return F.kl_div(F.log_softmax(logits_adv, dim=1), p_clean, reduction="sum")
 
 
 def trades_loss(logits: Tensor, logits_adv: Tensor, y: Tensor, beta: float) -> Tensor:
     """CE(f(x), y) + beta * mean KL(f(x) || f(x')), as in the paper's code and ART's trainer."""
+    import torch.nn.functional as F
+
     kl = kl_sum(logits_adv, F.softmax(logits, dim=1).clamp_min(_EPS)) / len(y)
     return F.cross_entropy(logits, y) + beta * kl
 
 
-class TRADESRecipe(Recipe):
+class TRADESTraining(Recipe):
+    config = TRADESRecipe
+    art_trainer = "AdversarialTrainerTRADESPyTorch"
     adversarial = True
 
     def batch_loss(self, model: nn.Module, x: Tensor, y: Tensor, epoch_progress: float) -> Tensor:
+        import torch
+        import torch.nn.functional as F
+
         eps = self.eps_at(epoch_progress)
         model.eval()
         with torch.no_grad():

@@ -16,9 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from runner.compile import Audit, Run
 from runner.errors import AdvrunError
 from runner.fsio import read_json, write_json
 from runner.spec.gate import DEFAULT_MAX_DROP, WORST_CASE
+from runner.store import METRICS_FILE, MODEL_CARD_FILE, RunDir, RunMetrics, Store
 
 GATE_FILE = "gate.json"  # a --baseline given on the command line, kept for `advrun report`
 
@@ -28,14 +30,20 @@ class Release:
     """One evaluated run of the baseline (or of the new output)."""
 
     dir: Path
-    metrics: dict[str, Any]
-    config: dict[str, Any]
+    metrics: RunMetrics
+    run: Run | Audit | None
 
     @property
     def label(self) -> str:
-        from runner.report.gate import group_label
+        return self.metrics.group
 
-        return group_label(self.metrics)
+    @classmethod
+    def read(cls, d: RunDir, metrics: RunMetrics | None = None) -> Release | None:
+        """The evaluated run in ``d`` (None without results); its run.json must be readable."""
+        metrics = metrics if metrics is not None else d.read_metrics()
+        if metrics is None or not metrics.results:
+            return None
+        return cls(d.path, metrics, d.read_run())
 
     def examples(self):
         import pandas as pd
@@ -49,13 +57,6 @@ class Release:
         return pd.read_parquet(path, columns=["example", "attack", "label", "correct"])
 
 
-def _release(d: Path) -> Release | None:
-    metrics = read_json(d / "metrics.json")
-    if not metrics or not metrics.get("results"):
-        return None
-    return Release(d, metrics, read_json(d / "run.json") or {})
-
-
 def load_baseline(path: str | Path) -> list[Release]:
     """The evaluated runs of a baseline: an output directory, a run directory or a model card."""
     p = Path(path)
@@ -64,14 +65,14 @@ def load_baseline(path: str | Path) -> list[Release]:
     if not p.exists():
         raise AdvrunError(
             f"baseline {path}: no such file or directory; give the output directory (or a "
-            "runs/<run>/model_card.json) of the last accepted release"
+            f"runs/<run>/{MODEL_CARD_FILE}) of the last accepted release"
         )
-    if (p / "metrics.json").exists():
-        found = [r for r in [_release(p)] if r]
+    if RunDir(p).has_metrics():  # a run directory
+        found = [r for r in [Release.read(RunDir(p))] if r]
     else:
-        found = [r for d in sorted((p / "runs").glob("*/")) if (r := _release(d))]
+        found = [r for d in Store(p).run_dirs() if (r := Release.read(d))]
     if not found:
-        raise AdvrunError(f"baseline {path}: no evaluated run (metrics.json) found in it")
+        raise AdvrunError(f"baseline {path}: no evaluated run ({METRICS_FILE}) found in it")
     return found
 
 
@@ -88,14 +89,13 @@ def _differences(a: Any, b: Any, where: str = "") -> list[str]:
 def refuse_unless_comparable(new: Release, base: Release) -> None:
     """Same data, threat model and attack suite, or an AdvrunError naming what differs."""
     problems = []
-    dn, db = new.metrics.get("data_sha256"), base.metrics.get("data_sha256")
+    dn, db = new.metrics.data_sha256, base.metrics.data_sha256
     if dn != db:
         problems.append(f"data hash {str(db)[:12]} (baseline) != {str(dn)[:12]} (new)")
-    tn, tb = new.config.get("threat"), base.config.get("threat")
+    tn, tb = _threat(new), _threat(base)
     if tn != tb:
         problems.append("threat model: " + "; ".join(_differences(tn or {}, tb or {})[:3]))
-    an = {a.get("name"): a for a in new.config.get("attacks") or []}
-    ab = {a.get("name"): a for a in base.config.get("attacks") or []}
+    an, ab = _attacks(new), _attacks(base)
     if set(an) != set(ab):
         only_new, only_base = sorted(set(an) - set(ab)), sorted(set(ab) - set(an))
         parts = [f"only in the new suite: {', '.join(only_new)}"] if only_new else []
@@ -114,6 +114,15 @@ def refuse_unless_comparable(new: Release, base: Release) -> None:
         )
 
 
+def _threat(r: Release) -> dict[str, Any] | None:
+    return r.run.threat.to_json() if r.run is not None else None
+
+
+def _attacks(r: Release) -> dict[str, dict[str, Any]]:
+    """The suite's attacks by name, with every setting (as run.json holds them)."""
+    return {a.name: a.model_dump() for a in r.run.attacks} if r.run is not None else {}
+
+
 def match(new: Release, baseline: list[Release]) -> Release:
     """The baseline run for a new one: the only one, else the same model x recipe (and seed)."""
     if len(baseline) == 1:
@@ -124,7 +133,7 @@ def match(new: Release, baseline: list[Release]) -> Release:
             f"the baseline has no run of {new.label}; it has: "
             + ", ".join(sorted({b.label for b in baseline}))
         )
-    return next((b for b in same if b.metrics.get("seed") == new.metrics.get("seed")), same[0])
+    return next((b for b in same if b.metrics.seed == new.metrics.seed), same[0])
 
 
 def compare(new: Release, base: Release, metric: str, n_boot: int = 1000) -> dict[str, Any]:
@@ -182,74 +191,73 @@ class BaselineCheck:
         )
 
 
-def baseline_checks(gate, new_runs: list[dict[str, Any]], root: Path) -> list[BaselineCheck]:
+def baseline_checks(gate, new_runs: list[RunMetrics], root: Path) -> list[BaselineCheck]:
     """Every max_drop metric of every new run against its baseline run."""
     baseline = load_baseline(gate.baseline)
+    store = Store(root)
     checks = []
     for m in new_runs:
-        new = Release(Path(root) / "runs" / _dirname(m), m, {})
-        new.config = read_json(new.dir / "run.json") or {}
+        d = store.at(m.run_id)
+        new = Release(d.path, m, d.read_run())
         base = match(new, baseline)
         refuse_unless_comparable(new, base)
-        names = {r.get("attack") for r in m.get("results") or []}
+        names = {r.attack for r in m.results}
         for metric, allowed in gate.max_drop.items():
             if metric not in names:  # the default worst_case of a spec without attacks
                 if metric == WORST_CASE and "max_drop" not in gate.model_fields_set:
                     continue
                 raise AdvrunError(f"{new.label} has no '{metric}' result to compare")
-            c = compare(new, base, metric)
-            drop = -c["diff"]
-            significant = c["p_value"] < gate.significance
-            if drop <= allowed + 1e-12:
-                verdict, ok = "pass", True
-                detail = "no drop" if drop <= 0 else "drop within the allowed amount"
-            elif not significant:
-                verdict, ok = "pass (within noise)", True
-                detail = (
-                    f"the drop exceeds the allowed amount but is within noise (McNemar p = "
-                    f"{c['p_value']:.3f} >= {gate.significance:g}, {c['only_a']} examples only "
-                    f"the new model gets right, {c['only_b']} only the baseline); more test "
-                    "examples would decide"
-                )
-            else:
-                verdict, ok = "fail", False
-                detail = (
-                    f"a real drop (McNemar p = {c['p_value']:.2g} < {gate.significance:g}; "
-                    f"{c['only_b']} examples only the baseline gets right, {c['only_a']} only "
-                    "the new model)"
-                )
-            name = "worst case" if metric == WORST_CASE else metric
-            checks.append(
-                BaselineCheck(
-                    rule="baseline",
-                    group=new.label,
-                    criterion=f"{name} accuracy",
-                    threshold=f"drop <= {allowed:.3f}",
-                    measured=f"{c['new']:.3f} (baseline {c['baseline']:.3f})",
-                    ok=ok,
-                    detail=detail,
-                    baseline_dir=str(Path(gate.baseline).resolve()),
-                    baseline_run=str(base.metrics.get("run_id") or base.dir.name),
-                    metric=metric,
-                    baseline=c["baseline"],
-                    new=c["new"],
-                    diff=c["diff"],
-                    ci_low=c["ci_low"],
-                    ci_high=c["ci_high"],
-                    p_value=c["p_value"],
-                    n=c["n"],
-                    max_drop=allowed,
-                    significance=gate.significance,
-                    verdict=verdict,
-                )
-            )
+            checks.append(_check(gate, new, base, metric, allowed))
     return checks
 
 
-def _dirname(m: dict[str, Any]) -> str:
-    from runner.compile import run_dirname
+def _verdict(c: dict[str, Any], allowed: float, significance: float) -> tuple[str, bool, str]:
+    """(verdict, ok, detail) of one comparison: no drop beyond ``allowed``, a larger drop within
+    noise (McNemar p >= ``significance``), or a real drop."""
+    drop = -c["diff"]
+    if drop <= allowed + 1e-12:
+        return "pass", True, "no drop" if drop <= 0 else "drop within the allowed amount"
+    if not c["p_value"] < significance:
+        return "pass (within noise)", True, (
+            f"the drop exceeds the allowed amount but is within noise (McNemar p = "
+            f"{c['p_value']:.3f} >= {significance:g}, {c['only_a']} examples only "
+            f"the new model gets right, {c['only_b']} only the baseline); more test "
+            "examples would decide"
+        )  # fmt: skip
+    return "fail", False, (
+        f"a real drop (McNemar p = {c['p_value']:.2g} < {significance:g}; "
+        f"{c['only_b']} examples only the baseline gets right, {c['only_a']} only "
+        "the new model)"
+    )  # fmt: skip
 
-    return run_dirname(str(m.get("run_id")))
+
+def _check(gate, new: Release, base: Release, metric: str, allowed: float) -> BaselineCheck:
+    """One metric of one new run against its baseline run."""
+    c = compare(new, base, metric)
+    verdict, ok, detail = _verdict(c, allowed, gate.significance)
+    name = "worst case" if metric == WORST_CASE else metric
+    return BaselineCheck(
+        rule="baseline",
+        group=new.label,
+        criterion=f"{name} accuracy",
+        threshold=f"drop <= {allowed:.3f}",
+        measured=f"{c['new']:.3f} (baseline {c['baseline']:.3f})",
+        ok=ok,
+        detail=detail,
+        baseline_dir=str(Path(gate.baseline).resolve()),
+        baseline_run=str(base.metrics.run_id or base.dir.name),
+        metric=metric,
+        baseline=c["baseline"],
+        new=c["new"],
+        diff=c["diff"],
+        ci_low=c["ci_low"],
+        ci_high=c["ci_high"],
+        p_value=c["p_value"],
+        n=c["n"],
+        max_drop=allowed,
+        significance=gate.significance,
+        verdict=verdict,
+    )
 
 
 def with_stored_baseline(spec, root: Path):

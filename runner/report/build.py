@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from runner.errors import AdvrunError
-from runner.report import narrative, sections
-from runner.report.collect import Experiment, clean_json, load_experiment
+from runner.report import audit, narrative, sections
+from runner.report.collect import Experiment, as_stored, clean_json, load_experiment
 from runner.report.suite import experiment_suite, split_attacks
 from runner.report.tables import (
     CLEAN,
@@ -55,40 +55,23 @@ def _gate(exp: Experiment) -> dict[str, Any]:
 
 
 def experiment_data(exp: Experiment, label: str) -> dict[str, Any]:
+    """Everything the report shows of one experiment, as the template's data."""
     runs = [run_row(r) for r in exp.runs]
-    first = next((r for r in exp.runs if r.config.get("threat")), None)
-    threat = first.config.get("threat") if first else None
-    attacks = list(first.config.get("attacks", [])) if first else []
+    first = next((r.run for r in exp.runs if r.run is not None), None)
+    threat = as_stored(first.threat.to_json()) if first else None
+    attacks = [as_stored(a.model_dump()) for a in first.attacks] if first else []
     columns = attack_columns(runs, [str(a.get("name")) for a in attacks])
     rows = groups(runs, columns)
-    col, _ = headline(columns)
-    ranked = sorted(
-        (g for g in rows if mean_of(g, col) is not None),
-        key=lambda g: (mean_of(g, col), mean_of(g, CLEAN) or 0),
-        reverse=True,
-    )
-    paired = (
-        sections.paired_test(runs, exp, ranked[0]["group"], ranked[1]["group"])
-        if len(ranked) > 1
-        else None
-    )
+    paired = _paired_test(exp, runs, rows, columns)
     train = sections.training(runs)
     poison = sections.poisoning(runs, rows)
     check = sections.checklist(runs)
     gate = _gate(exp)
-    best_by_column = {}
-    for c in columns:
-        scored = [g for g in rows if mean_of(g, c) is not None]
-        if len(scored) > 1:
-            best_by_column[c] = max(scored, key=lambda g: mean_of(g, c))["group"]
+    best_by_column = _best_by_column(rows, columns)
     counts: dict[str, int] = {}
     for r in runs:
         counts[r["state"]] = counts.get(r["state"], 0) + 1
-    suite = experiment_suite(runs, threat)
-    for r in runs:  # per run, with its own accuracies under the off-threat attacks
-        inside, outside = split_attacks(r["results"], threat)
-        r["worst_case_attacks"] = inside if WORST in r["results"] else []
-        r["off_threat_attacks"] = outside
+    suite, descriptions, audits = _suite(runs, threat, attacks, first, gate)
     return {
         "label": label,
         "name": exp.name,
@@ -96,10 +79,9 @@ def experiment_data(exp: Experiment, label: str) -> dict[str, Any]:
         "description": exp.description,
         "threat": threat,
         "attacks": attacks,
-        "attack_descriptions": [
-            narrative.describe_attack(a, threat.get("pixel_range") if threat else None)
-            for a in attacks
-        ],
+        "attack_descriptions": descriptions,
+        # advrun eval of published models: the audit's first screen, per model (else None)
+        "audit": audits,
         "columns": columns,
         # what the worst case is over, and what was measured beside it (another norm or eps)
         "worst_case_attacks": suite["worst_case_attacks"],
@@ -110,7 +92,17 @@ def experiment_data(exp: Experiment, label: str) -> dict[str, Any]:
         "runs": runs,
         "groups": rows,
         "summary": narrative.summary(
-            rows, columns, runs, paired, check, gate, train, poison, suite, threat
+            rows,
+            columns,
+            runs,
+            paired,
+            check,
+            gate,
+            train,
+            poison,
+            suite,
+            threat,
+            audit.summary_items(audits) if audits is not None else None,
         ),
         "paired_test": paired,
         "training": train,
@@ -120,8 +112,53 @@ def experiment_data(exp: Experiment, label: str) -> dict[str, Any]:
         "checklist": check,
         "gate": gate,
         "provenance": sections.provenance(exp, runs),
-        "threat_model": narrative.threat_model(threat, attacks, runs, poison),
+        "threat_model": narrative.threat_model(threat, attacks, runs, poison, audits is not None),
     }
+
+
+def _suite(
+    runs: list[dict[str, Any]],
+    threat: dict[str, Any] | None,
+    attacks: list[dict[str, Any]],
+    first: Any,
+    gate: dict[str, Any],
+) -> tuple[dict[str, Any], list[str], list[dict[str, Any]] | None]:
+    """The suite (worst-case and off-threat attacks, each run's own split), each attack in
+    words, and the audited models' first screens when the experiment is an audit."""
+    suite = experiment_suite(runs, threat)
+    for r in runs:  # per run, with its own accuracies under the off-threat attacks
+        inside, outside = split_attacks(r["results"], threat)
+        r["worst_case_attacks"] = inside if WORST in r["results"] else []
+        r["off_threat_attacks"] = outside
+    pixel_range = threat.get("pixel_range") if threat else None
+    descriptions = [narrative.describe_attack(a, pixel_range) for a in attacks]
+    mode = first.eval.suite if first else None
+    return suite, descriptions, audit.audited(runs, threat, suite, descriptions, mode, gate)
+
+
+def _paired_test(
+    exp: Experiment, runs: list[dict[str, Any]], rows: list[dict[str, Any]], columns: list[str]
+) -> dict[str, Any] | None:
+    """The paired test between the two groups ranked highest on the headline column."""
+    col, _ = headline(columns)
+    ranked = sorted(
+        (g for g in rows if mean_of(g, col) is not None),
+        key=lambda g: (mean_of(g, col), mean_of(g, CLEAN) or 0),
+        reverse=True,
+    )
+    if len(ranked) < 2:
+        return None
+    return sections.paired_test(runs, exp, ranked[0]["group"], ranked[1]["group"])
+
+
+def _best_by_column(rows: list[dict[str, Any]], columns: list[str]) -> dict[str, str]:
+    """Per column measured in more than one group, the group with the highest mean."""
+    best = {}
+    for c in columns:
+        scored = [g for g in rows if mean_of(g, c) is not None]
+        if len(scored) > 1:
+            best[c] = max(scored, key=lambda g: mean_of(g, c))["group"]
+    return best
 
 
 def _labels(exps: list[Experiment]) -> list[str]:
@@ -157,6 +194,8 @@ def build(dirs: list[str | Path]) -> dict[str, Any]:
             "generated": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             "generator": {"advrun": versions().get("advrun"), "python": versions().get("python")},
             "experiments": data,
+            # every experiment an audit: training, tuning and poisoning sections cannot apply
+            "audit_only": all(d["audit"] for d in data),
             "releases": releases(data),  # the time series of releases of one model
             "comparison": {
                 "columns": columns,

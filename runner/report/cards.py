@@ -1,4 +1,5 @@
-"""Model cards: one JSON per run, in the spirit of RobustBench's model entries."""
+"""Model cards: one per run (:class:`runner.store.ModelCard`), in the spirit of RobustBench's
+model entries, built from the report's data."""
 
 from __future__ import annotations
 
@@ -7,8 +8,9 @@ from typing import Any
 from runner.report.narrative import fmt_eps
 from runner.report.suite import split_attacks
 from runner.report.tables import CLEAN, WORST
+from runner.store import ModelCard
+from runner.store.card import CARD_SCHEMA
 
-SCHEMA = "advrun.model_card/1"
 THREAT_MODELS = {"linf": "Linf", "l2": "L2"}  # RobustBench's names
 
 
@@ -17,23 +19,37 @@ def _acc(run: dict[str, Any], attack: str) -> float | None:
     return r["accuracy"] if r else None
 
 
-def model_card(exp: dict[str, Any], run: dict[str, Any]) -> dict[str, Any]:
+RECIPE_KEYS = ("kind", "seed", "hyperparameters", "checkpoint", "best_epoch", "stopped_early")
+COST_KEYS = ("train_seconds", "eval_seconds", "train_forward_passes", "train_backward_passes")
+PROVENANCE_KEYS = ("device", "versions", "git_commit", "started", "finished")
+
+
+def _pick(run: dict[str, Any], keys: tuple[str, ...], **renamed: str) -> dict[str, Any]:
+    """Some of the run's fields (``renamed``: card key = run key, first)."""
+    return {**{k: run[v] for k, v in renamed.items()}, **{k: run[k] for k in keys}}
+
+
+def _robust(run: dict[str, Any], inside: list[str]) -> tuple[str | None, float | None]:
+    """The robust accuracy and what it is under: the worst case over ``inside`` (the attacks at
+    the threat model), or without a worst-case row the strongest single attack."""
+    if WORST in run["results"]:
+        return f"{WORST} ({', '.join(inside)})", _acc(run, WORST)
+    if inside:
+        worst = min(inside, key=lambda a: _acc(run, a) if _acc(run, a) is not None else 2)
+        return worst, _acc(run, worst)
+    return None, None
+
+
+def model_card(exp: dict[str, Any], run: dict[str, Any]) -> ModelCard:
     """Dataset, architecture, threat model, eps, clean and robust accuracy (and by what attacks:
     exactly those of the worst case; attacks outside the threat model are listed apart, with
     their norm and eps), recipe, checklist and provenance of one evaluated run."""
     threat = exp["threat"] or {}
     inside, off_threat = split_attacks(run["results"], threat)
-    if WORST in run["results"]:
-        robust_attack = f"{WORST} ({', '.join(inside)})"
-        robust = _acc(run, WORST)
-    elif inside:  # results written without a worst-case row: the strongest single attack
-        worst = min(inside, key=lambda a: _acc(run, a) if _acc(run, a) is not None else 2)
-        robust_attack, robust = worst, _acc(run, worst)
-    else:
-        robust_attack, robust = None, None
+    robust_attack, robust = _robust(run, inside)
     checklist = run["checklist"]
-    return {
-        "schema": SCHEMA,
+    card = {
+        "schema": CARD_SCHEMA,
         "name": run["id"],
         "experiment": exp["name"],
         "dataset": (run.get("data") or {}).get("dataset"),
@@ -55,31 +71,14 @@ def model_card(exp: dict[str, Any], run: dict[str, Any]) -> dict[str, Any]:
         "off_threat_attacks": off_threat,
         "n_test": (run["results"].get(CLEAN) or {}).get("n"),
         "results": run["results"],
-        "recipe": {
-            "name": run["recipe"],
-            "kind": run["kind"],
-            "seed": run["seed"],
-            "hyperparameters": run["hyperparameters"],
-            "checkpoint": run["checkpoint"],
-            "best_epoch": run["best_epoch"],
-            "stopped_early": run["stopped_early"],
-        },
+        "recipe": _pick(run, RECIPE_KEYS, name="recipe"),
+        "checkpoint": run.get("checkpoint_provenance"),  # an audit's model file
         "checklist": checklist,
         "unreliable": None
         if not checklist
         else any(c.get("status") == "fail" for c in checklist),  # RobustBench's flag
         "poisoning": run["poisoning"],
-        "cost": {
-            "train_seconds": run["train_seconds"],
-            "eval_seconds": run["eval_seconds"],
-            "train_forward_passes": run["train_forward_passes"],
-            "train_backward_passes": run["train_backward_passes"],
-        },
-        "provenance": {
-            "device": run["device"],
-            "versions": run["versions"],
-            "git_commit": run["git_commit"],
-            "started": run["started"],
-            "finished": run["finished"],
-        },
+        "cost": _pick(run, COST_KEYS),
+        "provenance": _pick(run, PROVENANCE_KEYS),
     }
+    return ModelCard.model_validate(card)

@@ -8,38 +8,15 @@ accelerator, from a copied output directory. Missing pieces stay ``None`` and re
 from __future__ import annotations
 
 import csv
+import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from runner.errors import AdvrunError
 from runner.fsio import read_json
-
-
-@dataclass
-class RunData:
-    """Everything stored for one run; any file may be missing."""
-
-    id: str
-    dir: Path | None
-    config: dict[str, Any] = field(default_factory=dict)  # run.json
-    metrics: dict[str, Any] | None = None
-    status: dict[str, Any] = field(default_factory=dict)
-    epochs: list[dict[str, Any]] = field(default_factory=list)
-    exports: list[dict[str, Any]] = field(default_factory=list)
-
-    @property
-    def state(self) -> str:
-        if self.metrics is not None and self.status.get("state") == "done":
-            return "done"
-        return self.status.get("state") or ("not run" if self.dir is None else "unknown")
-
-    def get(self, key: str, default: Any = None) -> Any:
-        """A value from metrics.json, else run.json."""
-        if self.metrics and key in self.metrics:
-            return self.metrics[key]
-        return self.config.get(key, default)
+from runner.store import Store, StoredRun
 
 
 @dataclass
@@ -49,7 +26,7 @@ class Experiment:
     description: str
     spec_text: str | None
     plan: dict[str, Any] | None
-    runs: list[RunData]
+    runs: list[StoredRun]  # the plan's runs (``found`` False: not run yet), then audits
     curves_csv: list[dict[str, Any]] | None
     tune: dict[str, Any] | None
     omitted: list[str]  # run directories left out (other evaluation settings)
@@ -63,29 +40,19 @@ def _num(text: str) -> Any:
     return int(v) if v.is_integer() and "." not in text and "e" not in text.lower() else v
 
 
+def numbers(rows: list[dict[str, str]]) -> list[dict[str, Any]]:
+    """CSV rows (strings) with their numbers as numbers."""
+    return [{k: _num(v) for k, v in row.items()} for row in rows]
+
+
 def read_csv_rows(path: Path) -> list[dict[str, Any]] | None:
     if not path.exists():
         return None
     try:
         with open(path, newline="", encoding="utf-8") as fh:
-            return [{k: _num(v) for k, v in row.items()} for row in csv.DictReader(fh)]
+            return numbers(list(csv.DictReader(fh)))
     except (OSError, csv.Error, UnicodeDecodeError) as e:
         raise AdvrunError(f"{path}: unreadable ({e}); delete it to recompute") from None
-
-
-def read_run(run_id: str, d: Path | None) -> RunData:
-    if d is None or not d.is_dir():
-        return RunData(id=run_id, dir=None)
-    exports = read_json(d / "exports.json") or {}
-    return RunData(
-        id=run_id,
-        dir=d,
-        config=read_json(d / "run.json") or {},
-        metrics=read_json(d / "metrics.json"),
-        status=read_json(d / "status.json") or {},
-        epochs=read_csv_rows(d / "epochs.csv") or [],
-        exports=list(exports.get("adversarial_exports", [])),
-    )
 
 
 def _spec_name(text: str | None) -> tuple[str | None, str]:
@@ -108,8 +75,6 @@ def _spec_name(text: str | None) -> tuple[str | None, str]:
 
 def load_experiment(root: str | Path) -> Experiment:
     """Read ``root`` (an ``advrun run`` output directory)."""
-    from runner.compile import run_dirname
-
     root = Path(root)
     if not root.is_dir():
         raise AdvrunError(f"{root}: no such output directory; give the -o of an advrun run")
@@ -122,30 +87,25 @@ def load_experiment(root: str | Path) -> Experiment:
             f"{root}: not an advrun output directory (no plan.json, no runs/); "
             "run `advrun run SPEC -o DIR` first"
         )
-    runs: list[RunData] = []
-    seen: set[str] = set()
-    for run_id in (plan or {}).get("runs", []):
-        d = runs_dir / run_dirname(run_id)
-        runs.append(read_run(run_id, d if d.is_dir() else None))
-        seen.add(d.name)
+    store = Store(root)
+    runs = [store.read(run_id) for run_id in (plan or {}).get("runs", [])]
+    seen = {r.dir.name for r in runs}
     # Directories outside the plan are `advrun eval` audits (shown when evaluated with the same
     # settings as the plan's runs: comparable numbers) or runs of older spec versions (left out).
-    hashes = {r.metrics.get("eval_hash") for r in runs if r.metrics}
+    hashes = {r.metrics.eval_hash for r in runs if r.metrics}
     omitted = []
-    if runs_dir.is_dir():
-        for d in sorted(p for p in runs_dir.iterdir() if p.is_dir() and p.name not in seen):
-            r = read_run(d.name, d)
-            r.id = str(r.get("run_id") or r.config.get("id") or d.name)
-            audit = r.metrics is not None and r.metrics.get("kind") == "audit"
-            if r.metrics is not None and (
-                plan is None or (audit and r.metrics.get("eval_hash") in hashes)
-            ):
-                runs.append(r)
-            else:
-                omitted.append(d.name)
+    for d in store.run_dirs():
+        if d.path.name in seen:
+            continue
+        r = d.read()
+        m = r.metrics
+        if m is not None and (plan is None or (m.is_audit and m.eval_hash in hashes)):
+            runs.append(r)
+        else:
+            omitted.append(d.path.name)
     name, description = _spec_name(spec_text)
     if name is None:
-        name = next((str(r.config["experiment"]) for r in runs if "experiment" in r.config), None)
+        name = next((r.run.experiment for r in runs if r.run is not None), None)
     return Experiment(
         root=root,
         name=name or root.name,
@@ -157,6 +117,12 @@ def load_experiment(root: str | Path) -> Experiment:
         tune=read_json(root / "tune" / "summary.json"),
         omitted=omitted,
     )
+
+
+def as_stored(obj: Any) -> Any:
+    """A section of a run (``run.threat.to_json()``, a spec model's dump) as run.json holds it:
+    plain JSON values, keys in sorted order (descriptions list settings in that order)."""
+    return json.loads(json.dumps(obj, sort_keys=True, default=str))
 
 
 def clean_json(obj: Any) -> Any:

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runner.fsio import read_json
 from runner.spec.gate import WORST_CASE, GateRule
+from runner.store import RunMetrics, Store, group_label
 
 
 @dataclass
@@ -43,30 +43,26 @@ class GateCheck:
         return text + (f" ({self.detail})" if self.detail else "")
 
 
-def group_label(metrics: dict[str, Any]) -> str:
-    """model@recipe[sweep values]: the unit a gate rule (and the report's table) judges."""
-    if not metrics.get("model"):
-        return str(metrics.get("run_id", "?"))
-    sweep = metrics.get("sweep") or {}
-    suffix = (
-        "["
-        + ",".join(
-            f"{k.split('.')[-1]}={v:g}" if isinstance(v, float) else f"{k.split('.')[-1]}={v}"
-            for k, v in sweep.items()
-        )
-        + "]"
-        if sweep
-        else ""
-    )
-    return f"{metrics.get('model')}@{metrics.get('recipe')}{suffix}"
+@dataclass(frozen=True)
+class Missing:
+    """A run to judge that has no current results: who it is and why."""
+
+    run_id: str
+    why: str
+    model: str | None = None
+    recipe: str | None = None
+    sweep: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def group(self) -> str:
+        return group_label(self.model, self.recipe, self.sweep, self.run_id)
 
 
 def _selected_metrics(
     spec, root: Path, run_ids: Iterable[str] | None
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+) -> tuple[list[RunMetrics], list[Missing]]:
     """Metrics of the runs to judge, and stand-ins (model, recipe, why) for runs without them."""
     from runner.compile import compile_spec
-    from runner.execute.store import Store
 
     store = Store(root)
     plan = compile_spec(spec)
@@ -75,68 +71,47 @@ def _selected_metrics(
         ids = list(run_ids)
     else:  # the plan's runs that exist, plus `advrun eval` audits under the same settings
         ids = [r.id for r in plan.runs if store.run_dir(r).exists()]
-        ids += _audits(store, plan.runs[0].eval_hash if plan.runs else None)
-    found: list[dict[str, Any]] = []
-    missing: list[dict[str, Any]] = []
+        ids += [m.run_id for m in store.audits(plan.runs[0].eval_hash if plan.runs else None)]
+    found: list[RunMetrics] = []
+    missing: list[Missing] = []
     for rid in ids:
-        m = read_json(store.run_dir(rid) / "metrics.json")
+        m = store.read_metrics(rid)
         run = by_id.get(rid)
         names = {"model": run.model.name, "recipe": run.recipe.name} if run else {}
         stand_in = {"run_id": rid, "sweep": run.sweep if run else {}, **names}
         if m is None:
-            st = (read_json(store.run_dir(rid) / "status.json") or {}).get("state", "not run")
-            missing.append({**stand_in, "why": f"run {rid} has no results (it is {st})"})
-        elif run is not None and m.get("eval_hash") != run.eval_hash:
+            st = store.read_status(rid).state or "not run"
+            missing.append(Missing(**stand_in, why=f"run {rid} has no results (it is {st})"))
+        elif run is not None and m.eval_hash != run.eval_hash:
             why = f"run {rid} was evaluated with other settings; run it again"
-            missing.append({**stand_in, "why": why})
+            missing.append(Missing(**stand_in, why=why))
         else:
             found.append(m)
     return found, missing
 
 
-def _audits(store, eval_hash: str | None) -> list[str]:
-    """Run ids of models audited with ``advrun eval`` under the given evaluation settings."""
-    if not store.runs_dir.is_dir():
-        return []
-    ids = []
-    for path in sorted(store.runs_dir.glob("*/metrics.json")):
-        m = read_json(path)
-        if m and m.get("kind") == "audit" and m.get("eval_hash") == eval_hash:
-            ids.append(str(m.get("run_id", path.parent.name)))
-    return ids
-
-
-def _f(v: Any) -> float | None:
-    try:
-        return float(v)
-    except (TypeError, ValueError):
-        return None
-
-
-def _who(m: dict[str, Any]) -> str:
+def _who(m: RunMetrics) -> str:
     """'seed N' for a trained run, the run id for an audit (no seed)."""
-    return f"seed {m['seed']}" if m.get("seed") is not None else str(m.get("run_id"))
+    return f"seed {m.seed}" if m.seed is not None else str(m.run_id)
 
 
-def _applies(rule: GateRule, m: dict[str, Any]) -> bool:
-    return (rule.models is None or m.get("model") in rule.models) and (
-        rule.recipes is None or m.get("recipe") in rule.recipes
+def _applies(rule: GateRule, m: RunMetrics | Missing) -> bool:
+    return (rule.models is None or m.model in rule.models) and (
+        rule.recipes is None or m.recipe in rule.recipes
     )
 
 
-def _value(m: dict[str, Any], attack: str, statistic: str) -> float | None:
-    for r in m.get("results", []):
-        if r.get("attack") == attack:
-            v = r.get(statistic)
-            return None if v is None else float(v)
-    return None
+def _value(m: RunMetrics, attack: str, statistic: str) -> float | None:
+    """The row's ``accuracy`` or ``ci_low`` (the statistic a rule names)."""
+    r = m.row(attack)
+    return None if r is None else float(getattr(r, statistic))
 
 
 def _compare(
     i: int,
     label: str,
     crit: str,
-    runs: list[dict],
+    runs: list[RunMetrics],
     values: list[float | None],
     bound: float,
     at_least: bool,
@@ -144,7 +119,7 @@ def _compare(
 ) -> list[GateCheck]:
     """Checks of one criterion: the mean over seeds, or every seed, against its bound."""
     need = f"{bound:.3f}" if at_least else f"<= {bound:.3f}"
-    missing = [str(m.get("run_id")) for m, v in zip(runs, values, strict=True) if v is None]
+    missing = [str(m.run_id) for m, v in zip(runs, values, strict=True) if v is None]
     if missing:
         return [
             GateCheck(
@@ -163,7 +138,9 @@ def _compare(
     ]
 
 
-def _threshold_checks(i: int, rule: GateRule, label: str, runs: list[dict]) -> list[GateCheck]:
+def _threshold_checks(
+    i: int, rule: GateRule, label: str, runs: list[RunMetrics]
+) -> list[GateCheck]:
     out = []
     wanted = dict(rule.min_accuracy)
     if rule.min_clean_accuracy is not None:
@@ -174,7 +151,7 @@ def _threshold_checks(i: int, rule: GateRule, label: str, runs: list[dict]) -> l
         values = [_value(m, attack, rule.statistic) for m in runs]
         out += _compare(i, label, f"{name} {what}", runs, values, minimum, True, rule.over_seeds)
     if rule.max_attack_success_rate is not None:
-        asr = [_f((m.get("poisoning") or {}).get("asr")) for m in runs]
+        asr = [m.poisoning.asr if m.poisoning else None for m in runs]
         crit = "backdoor attack success rate"
         limit = rule.max_attack_success_rate
         out += _compare(i, label, crit, runs, asr, limit, False, rule.over_seeds)
@@ -182,7 +159,7 @@ def _threshold_checks(i: int, rule: GateRule, label: str, runs: list[dict]) -> l
         bad_status = {"fail"} if rule.checklist == "no_fail" else {"fail", "warn"}
         need = "no failed check" if rule.checklist == "no_fail" else "every check passes"
         for m in runs:
-            items = m.get("checklist")
+            items = m.checklist
             seed = _who(m)
             if not items:
                 out.append(
@@ -197,8 +174,8 @@ def _threshold_checks(i: int, rule: GateRule, label: str, runs: list[dict]) -> l
                     )
                 )
                 continue
-            bad = [c for c in items if c.get("status") in bad_status]
-            names = ", ".join(f"{c.get('check')} ({c.get('status')})" for c in bad)
+            bad = [c for c in items if c.status in bad_status]
+            names = ", ".join(f"{c.check} ({c.status})" for c in bad)
             out.append(
                 GateCheck(
                     i,
@@ -226,17 +203,15 @@ def evaluate_gate(spec, output_dir: str | Path, run_ids: Iterable[str] | None = 
     metrics, missing = _selected_metrics(spec, Path(output_dir), run_ids)
     checks: list[GateCheck] = []
     for i, rule in enumerate(gate.rules, 1):
-        for m in missing:  # no results cannot pass a rule that covers the run
-            if not m.get("model") or _applies(rule, m):
-                checks.append(
-                    GateCheck(i, group_label(m), "results", "", "missing", False, m["why"])
-                )
-        groups: dict[str, list[dict]] = {}
+        for s in missing:  # no results cannot pass a rule that covers the run
+            if not s.model or _applies(rule, s):
+                checks.append(GateCheck(i, s.group, "results", "", "missing", False, s.why))
+        groups: dict[str, list[RunMetrics]] = {}
         for m in metrics:
             if _applies(rule, m):
-                groups.setdefault(group_label(m), []).append(m)
+                groups.setdefault(m.group, []).append(m)
         for label, runs in groups.items():
-            runs.sort(key=lambda m: json.dumps(m.get("seed")))
+            runs.sort(key=lambda m: json.dumps(m.seed))
             checks += _threshold_checks(i, rule, label, runs)
     if gate.baseline is not None:
         checks += baseline_checks(gate, metrics, Path(output_dir))

@@ -70,6 +70,7 @@ def threat_model(
     attacks: list[dict[str, Any]],
     runs: list[dict[str, Any]],
     poisoned: dict | None,
+    audit: bool = False,
 ) -> dict[str, Any]:
     """The threat-model statement, the ATLAS mapping and the limitations of what was tested."""
     if not threat:
@@ -85,45 +86,58 @@ def threat_model(
         "as robust only if it is classified correctly clean and under every attack of the suite "
         "at this budget."
     )
+    return {
+        "statement": statement,
+        "atlas": _atlas(runs, attacks, poisoned, audit),
+        "limitations": _limitations(runs, attacks, poisoned, norm, eps, audit),
+    }
+
+
+def _atlas(
+    runs: list[dict[str, Any]], attacks: list[dict[str, Any]], poisoned: dict | None, audit: bool
+) -> list[dict[str, Any]]:
+    """The MITRE ATLAS mitigation and techniques in play, and whether each was evaluated."""
     kinds = sorted({str(r["kind"]) for r in runs if r["kind"]})
-    hardened = [k for k in kinds if k != "standard"]
-    n = sorted({v["n"] for r in runs for v in r["results"].values() if v.get("n")})
+    hardened = [k for k in kinds if k not in ("standard", "audit")]
+    evidence = ("recipes: " + ", ".join(hardened)) if hardened else "no hardened recipe"
+    if audit:
+        evidence = "an audit of a published model: whatever hardening it had is what is measured"
     atlas = [
         {
             "id": ATLAS_MITIGATION[0],
             "name": ATLAS_MITIGATION[1],
             "type": "mitigation",
             "role": "adversarial training (training on perturbed examples)",
-            "evaluated": bool(hardened),
-            "evidence": ("recipes: " + ", ".join(hardened)) if hardened else "no hardened recipe",
+            "evaluated": bool(hardened) or audit,
+            "evidence": evidence,
         }
     ]
-    for tid, name, role in ATLAS_EVASION:
-        atlas.append(
-            {
-                "id": tid,
-                "name": name,
-                "type": "technique",
-                "role": role,
-                "evaluated": bool(attacks),
-                "evidence": ", ".join(str(a.get("name")) for a in attacks) or "no attack run",
-            }
-        )
-    for tid, name, role in ATLAS_POISONING:
-        atlas.append(
-            {
-                "id": tid,
-                "name": name,
-                "type": "technique",
-                "role": role,
-                "evaluated": poisoned is not None,
-                "evidence": (
-                    ", ".join(f"{k} {v}" for k, v in poisoned["setup"].items() if v is not None)
-                    if poisoned
-                    else "no poisoning block in the spec"
-                ),
-            }
-        )
+    attacked = ", ".join(str(a.get("name")) for a in attacks) or "no attack run"
+    atlas += [_technique(t, bool(attacks), attacked) for t in ATLAS_EVASION]
+    setup = (
+        ", ".join(f"{k} {v}" for k, v in poisoned["setup"].items() if v is not None)
+        if poisoned
+        else "no poisoning block in the spec"
+    )
+    atlas += [_technique(t, poisoned is not None, setup) for t in ATLAS_POISONING]
+    return atlas
+
+
+def _technique(technique: tuple[str, str, str], evaluated: bool, evidence: str) -> dict[str, Any]:
+    tid, name, role = technique
+    return {"id": tid, "name": name, "type": "technique", "role": role, "evaluated": evaluated,
+            "evidence": evidence}  # fmt: skip
+
+
+def _limitations(
+    runs: list[dict[str, Any]],
+    attacks: list[dict[str, Any]],
+    poisoned: dict | None,
+    norm: str,
+    eps: str,
+    audit: bool = False,
+) -> list[str]:
+    n = sorted({v["n"] for r in runs for v in r["results"].values() if v.get("n")})
     limits = [
         "Robust accuracy under a fixed attack suite is an upper bound on true robustness: a "
         "stronger or adaptive attack may lower it. Only the attacks listed were run.",
@@ -140,12 +154,18 @@ def threat_model(
         )
     if not any(a.get("kind") in ("square", "autoattack") for a in attacks):
         limits.append("No black-box or AutoAttack evaluation was part of the suite.")
+    if audit:
+        limits.append(
+            "An audit measures the file as published: how it was trained, on what data "
+            "(poisoning, backdoors) and how other training seeds would fare is not known to it."
+        )
+        return limits
     if poisoned is None:
         limits.append("Training-data poisoning was not evaluated.")
     seeds = sorted({r["seed"] for r in runs if r["results"]}, key=str)
     if len(seeds) < 2:
         limits.append("One training seed: the spread between seeds is unknown.")
-    return {"statement": statement, "atlas": atlas, "limitations": limits}
+    return limits
 
 
 def summary(
@@ -159,159 +179,188 @@ def summary(
     poisoning: dict | None,
     suite: dict[str, Any] | None = None,
     threat: dict[str, Any] | None = None,
+    audit_items: list[dict[str, str]] | None = None,
 ) -> dict[str, Any]:
     """The best defense, its clean-accuracy trade-off, what the worst case was over and what was
-    measured beside it, checklist and gate outcome, in words."""
-    items: list[dict[str, str]] = []
+    measured beside it, checklist and gate outcome, in words. ``audit_items``: the experiment
+    audits published models (:func:`runner.report.audit.summary_items`): each one's file and
+    accuracies instead of a best defense."""
     col, col_name = headline(columns)
     suite = suite or {"worst_case_attacks": [], "off_threat_attacks": []}
     t = threat or {}
-    pr = t.get("pixel_range")
-    long_name = col_name
-    if col == WORST and suite["worst_case_attacks"]:
-        names = suite["worst_case_attacks"]
-        at = f"at {NORMS.get(t.get('norm'), t.get('norm'))} eps {fmt_eps(t.get('eps'), pr)}"
-        n = len(names)
-        col_name = f"worst case over {n} attack{'s' if n != 1 else ''} {at}"
-        long_name = f"worst case over {', '.join(names)} {at}"
-    measured = [g for g in groups if mean_of(g, col) is not None]
-    best = None
-    if not any(r["results"] for r in runs):
-        items.append({"level": "warn", "text": "No run has results yet: nothing to compare."})
-    elif col is None:
-        items.append(
-            {
-                "level": "warn",
-                "text": "No attack was run (the spec's attacks list is empty): robustness was "
-                "not measured; only clean accuracy is shown.",
-            }
-        )
-    elif measured:
-        measured.sort(key=lambda g: (mean_of(g, col), mean_of(g, CLEAN) or 0), reverse=True)
-        best = measured[0]
-        cell = best["cells"][col]
-        spread = f" ± {100 * cell['std']:.1f}" if cell["std"] is not None else ""
-        items.append(
-            {
-                "level": "good",
-                "text": f"Best defense: {best['group']} (recipe kind {best['kind']}), robust "
-                f"accuracy {pct(cell['mean'])}{spread} ({long_name}, {cell['seeds']} seed"
-                f"{'s' if cell['seeds'] != 1 else ''}), clean accuracy "
-                f"{pct(mean_of(best, CLEAN))}.",
-            }
-        )
-        others = [g for g in measured[1:] if g["model"] == best["model"]] or measured[1:]
-        base = next((g for g in others if g["kind"] == "standard"), None) or (
-            max(others, key=lambda g: mean_of(g, CLEAN) or 0) if others else None
-        )
-        if base is not None:
-            dr = 100 * (mean_of(best, col) - mean_of(base, col))
-            dc = 100 * ((mean_of(best, CLEAN) or 0) - (mean_of(base, CLEAN) or 0))
-            trade = "costs" if dc < 0 else "keeps"
-            items.append(
-                {
-                    "level": "info",
-                    "text": f"Trade-off against {base['group']}: robust accuracy {dr:+.1f} "
-                    f"points; clean accuracy {dc:+.1f} points ({trade} clean accuracy).",
-                }
-            )
-    if suite["off_threat_attacks"]:
-        parts = []
-        for a in suite["off_threat_attacks"]:
-            acc = mean_of(best, a["name"]) if best else None
-            parts.append(
-                f"{a['name']} ({NORMS.get(a['norm'], a['norm'])} eps {fmt_eps(a['eps'], pr)})"
-                + (f" {pct(acc)}" if acc is not None else "")
-            )
-        items.append(
-            {
-                "level": "info",
-                "text": "Outside the threat model, reported beside the worst case and not in it"
-                + (f" (accuracy of {best['group']})" if best else "")
-                + ": "
-                + "; ".join(parts)
-                + ".",
-            }
-        )
-    if paired and "p_value" in paired:
-        sig = paired["p_value"] < 0.05
-        items.append(
-            {
-                "level": "info",
-                "text": f"Paired test (exact McNemar, seed {paired['seed']}, the same "
-                f"{paired['n']} test examples, worst-case correctness): {paired['a']} vs "
-                f"{paired['b']}, p = {paired['p_value']:.3g}; "
-                + ("the difference is significant at 5%." if sig else "not significant at 5%."),
-            }
-        )
-    if checklist is None:
-        items.append(
-            {
-                "level": "warn",
-                "text": "The evaluation checklist was not run, so gradient masking was not "
-                "ruled out.",
-            }
-        )
+    col_name, long_name = _headline_names(col, col_name, suite, t)
+    if audit_items is not None:
+        best = groups[0] if len(groups) == 1 else None  # off-threat accuracies of the one model
+        items = list(audit_items)
     else:
-        bad = [
-            (
-                "bad" if c.get("status") == "fail" else "warn",
-                f"{r['id']}: {name} {c.get('status')}"
-                + (f" — {c.get('detail')}" if c.get("detail") else ""),
-            )
-            for r in checklist["runs"]
-            for name, c in r["checks"].items()
-            if c.get("status") in ("fail", "warn")
-        ]
-        fails = [b for level, b in bad if level == "bad"]
-        warns = [b.split(" — ")[0] for level, b in bad if level == "warn"]
-        if not bad:
-            items.append({"level": "good", "text": "Every evaluation-checklist check passed."})
-        for b in fails[:8]:
-            items.append({"level": "bad", "text": f"Checklist failure: {b}."})
-        if len(fails) > 8:
-            items.append(
-                {"level": "bad", "text": f"… and {len(fails) - 8} more checklist failures."}
-            )
-        if warns:
-            more = "; …" if len(warns) > 8 else ""
-            text = f"Checklist warnings ({len(warns)}): " + "; ".join(warns[:8]) + more + "."
-            items.append({"level": "warn", "text": text})
-    for g in training:
-        for r in g["runs"]:
-            c = r["collapse"]
-            if c:
-                items.append(
-                    {
-                        "level": "bad",
-                        "text": f"{r['id']}: validation robust accuracy collapsed from "
-                        f"{pct(c['from'])} (epoch {c['from_epoch']}) to {pct(c['to'])} at epoch "
-                        f"{c['epoch']}: catastrophic overfitting.",
-                    }
-                )
+        items, best = _best_defense(groups, runs, col, long_name)
+    items += _off_threat(suite["off_threat_attacks"], best, t.get("pixel_range"))
+    items += _paired(paired)
+    items += _checklist(checklist)
+    items += _collapses(training)
     if poisoning:
         parts = [f"{r['group']} {pct(r['asr'])}" for r in poisoning["rows"]]
         items.append({"level": "info", "text": "Backdoor attack success rate: " + "; ".join(parts)})
-    if gate and gate.get("configured"):
-        if gate.get("error"):
-            items.append({"level": "warn", "text": f"Gate not evaluated: {gate['error']}"})
-        elif gate["ok"]:
-            items.append({"level": "good", "text": f"Gate passed ({len(gate['checks'])} checks)."})
-        else:
-            failed = [c["message"] for c in gate["checks"] if not c["ok"]]
-            items.append(
-                {
-                    "level": "bad",
-                    "text": f"Gate FAILED: {len(failed)} of {len(gate['checks'])} checks "
-                    "failed (details under Robustness gate).",
-                }
-            )
-            items += [
-                {"level": "bad", "text": f"Gate: {m.removeprefix('FAIL ')}"} for m in failed[:5]
-            ]
+    items += _gate(gate)
     return {
         "items": items,
-        "best": best["group"] if best else None,
+        "best": best["group"] if best and audit_items is None else None,
         "headline": col,
         "headline_name": col_name,
     }
+
+
+Items = list[dict[str, str]]
+
+
+def _headline_names(
+    col: str | None, col_name: str, suite: dict[str, Any], t: dict[str, Any]
+) -> tuple[str, str]:
+    """The headline column's short and long names (the long one lists the attacks)."""
+    long_name = col_name
+    if col == WORST and suite["worst_case_attacks"]:
+        names = suite["worst_case_attacks"]
+        at = f"at {NORMS.get(t.get('norm'), t.get('norm'))} eps {fmt_eps(t.get('eps'), t.get('pixel_range'))}"
+        n = len(names)
+        col_name = f"worst case over {n} attack{'s' if n != 1 else ''} {at}"
+        long_name = f"worst case over {', '.join(names)} {at}"
+    return col_name, long_name
+
+
+def _best_defense(
+    groups: list[dict[str, Any]], runs: list[dict[str, Any]], col: str | None, long_name: str
+) -> tuple[Items, dict[str, Any] | None]:
+    """The most robust group and its trade-off against a baseline (or why there is none)."""
+    measured = [g for g in groups if mean_of(g, col) is not None]
+    if not any(r["results"] for r in runs):
+        return [{"level": "warn", "text": "No run has results yet: nothing to compare."}], None
+    if col is None:
+        text = ("No attack was run (the spec's attacks list is empty): robustness was not "
+                "measured; only clean accuracy is shown.")  # fmt: skip
+        return [{"level": "warn", "text": text}], None
+    if not measured:
+        return [], None
+    measured.sort(key=lambda g: (mean_of(g, col), mean_of(g, CLEAN) or 0), reverse=True)
+    best = measured[0]
+    cell = best["cells"][col]
+    spread = f" ± {100 * cell['std']:.1f}" if cell["std"] is not None else ""
+    items = [
+        {
+            "level": "good",
+            "text": f"Best defense: {best['group']} (recipe kind {best['kind']}), robust "
+            f"accuracy {pct(cell['mean'])}{spread} ({long_name}, {cell['seeds']} seed"
+            f"{'s' if cell['seeds'] != 1 else ''}), clean accuracy "
+            f"{pct(mean_of(best, CLEAN))}.",
+        }
+    ]
+    others = [g for g in measured[1:] if g["model"] == best["model"]] or measured[1:]
+    base = next((g for g in others if g["kind"] == "standard"), None) or (
+        max(others, key=lambda g: mean_of(g, CLEAN) or 0) if others else None
+    )
+    if base is not None:
+        dr = 100 * (mean_of(best, col) - mean_of(base, col))
+        dc = 100 * ((mean_of(best, CLEAN) or 0) - (mean_of(base, CLEAN) or 0))
+        trade = "costs" if dc < 0 else "keeps"
+        items.append(
+            {
+                "level": "info",
+                "text": f"Trade-off against {base['group']}: robust accuracy {dr:+.1f} "
+                f"points; clean accuracy {dc:+.1f} points ({trade} clean accuracy).",
+            }
+        )
+    return items, best
+
+
+def _off_threat(
+    attacks: list[dict[str, Any]], best: dict[str, Any] | None, pr: list[float] | None
+) -> Items:
+    if not attacks:
+        return []
+    parts = []
+    for a in attacks:
+        acc = mean_of(best, a["name"]) if best else None
+        parts.append(
+            f"{a['name']} ({NORMS.get(a['norm'], a['norm'])} eps {fmt_eps(a['eps'], pr)})"
+            + (f" {pct(acc)}" if acc is not None else "")
+        )
+    text = (
+        "Outside the threat model, reported beside the worst case and not in it"
+        + (f" (accuracy of {best['group']})" if best else "")
+        + ": "
+        + "; ".join(parts)
+        + "."
+    )
+    return [{"level": "info", "text": text}]
+
+
+def _paired(paired: dict | None) -> Items:
+    if not (paired and "p_value" in paired):
+        return []
+    sig = paired["p_value"] < 0.05
+    text = (
+        f"Paired test (exact McNemar, seed {paired['seed']}, the same "
+        f"{paired['n']} test examples, worst-case correctness): {paired['a']} vs "
+        f"{paired['b']}, p = {paired['p_value']:.3g}; "
+        + ("the difference is significant at 5%." if sig else "not significant at 5%.")
+    )
+    return [{"level": "info", "text": text}]
+
+
+def _checklist(checklist: dict | None) -> Items:
+    """The checklist's failures (the first 8) and warnings, or that it passed or was not run."""
+    if checklist is None:
+        text = "The evaluation checklist was not run, so gradient masking was not ruled out."
+        return [{"level": "warn", "text": text}]
+    bad = [
+        (
+            "bad" if c.get("status") == "fail" else "warn",
+            f"{r['id']}: {name} {c.get('status')}"
+            + (f" — {c.get('detail')}" if c.get("detail") else ""),
+        )
+        for r in checklist["runs"]
+        for name, c in r["checks"].items()
+        if c.get("status") in ("fail", "warn")
+    ]
+    fails = [b for level, b in bad if level == "bad"]
+    warns = [b.split(" — ")[0] for level, b in bad if level == "warn"]
+    items: Items = []
+    if not bad:
+        items.append({"level": "good", "text": "Every evaluation-checklist check passed."})
+    items += [{"level": "bad", "text": f"Checklist failure: {b}."} for b in fails[:8]]
+    if len(fails) > 8:
+        items.append({"level": "bad", "text": f"… and {len(fails) - 8} more checklist failures."})
+    if warns:
+        more = "; …" if len(warns) > 8 else ""
+        text = f"Checklist warnings ({len(warns)}): " + "; ".join(warns[:8]) + more + "."
+        items.append({"level": "warn", "text": text})
+    return items
+
+
+def _collapses(training: list[dict[str, Any]]) -> Items:
+    """Runs whose validation robust accuracy collapsed (catastrophic overfitting)."""
+    return [
+        {
+            "level": "bad",
+            "text": f"{r['id']}: validation robust accuracy collapsed from "
+            f"{pct(c['from'])} (epoch {c['from_epoch']}) to {pct(c['to'])} at epoch "
+            f"{c['epoch']}: catastrophic overfitting.",
+        }
+        for g in training
+        for r in g["runs"]
+        if (c := r["collapse"])
+    ]
+
+
+def _gate(gate: dict | None) -> Items:
+    if not (gate and gate.get("configured")):
+        return []
+    if gate.get("error"):
+        return [{"level": "warn", "text": f"Gate not evaluated: {gate['error']}"}]
+    if gate["ok"]:
+        return [{"level": "good", "text": f"Gate passed ({len(gate['checks'])} checks)."}]
+    failed = [c["message"] for c in gate["checks"] if not c["ok"]]
+    text = (f"Gate FAILED: {len(failed)} of {len(gate['checks'])} checks failed (details under "
+            "Robustness gate).")  # fmt: skip
+    return [{"level": "bad", "text": text}] + [
+        {"level": "bad", "text": f"Gate: {m.removeprefix('FAIL ')}"} for m in failed[:5]
+    ]

@@ -16,6 +16,7 @@ import jinja2
 
 from runner.errors import AdvrunError
 from runner.fsio import contained, write_json, write_text
+from runner.store import RunDir
 
 TEMPLATE = "report.html.j2"
 
@@ -104,7 +105,7 @@ def render_html(report: dict[str, Any]) -> str:
 
 
 def write_companions(report: dict[str, Any]) -> list[Path]:
-    """results.json and one model_card.json per evaluated run, in each experiment's directory."""
+    """results.json in each experiment's directory and a model card in each evaluated run's."""
     from runner.report.cards import model_card
 
     written = []
@@ -117,12 +118,12 @@ def write_companions(report: dict[str, Any]) -> list[Path]:
         for run in exp["runs"]:
             if not run["dir"]:
                 continue
-            path = contained(root / "runs", run["dir"], "model_card.json")
+            d = RunDir(contained(root / "runs", run["dir"]))
             if run["results"]:
-                write_json(path, model_card(exp, run))
-                written.append(path)
+                d.write_model_card(model_card(exp, run))
+                written.append(d.model_card_path)
             else:  # a card must describe current results: none for a failed or pending run
-                path.unlink(missing_ok=True)
+                d.remove_model_card()
     return written
 
 

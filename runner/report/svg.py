@@ -226,16 +226,7 @@ def line_plot(
     items = []
     for i, s in enumerate(series):
         c = s.color or color(i)
-        if s.lo is not None and s.hi is not None:
-            pts = [
-                (x, lo, hi)
-                for x, lo, hi in zip(s.x, s.lo, s.hi, strict=False)
-                if _ok(x) and _ok(lo) and _ok(hi)
-            ]
-            if len(pts) > 1:
-                upper = " ".join(f"{f.px(x):.1f},{f.py(hi):.1f}" for x, _, hi in pts)
-                lower = " ".join(f"{f.px(x):.1f},{f.py(lo):.1f}" for x, lo, _ in reversed(pts))
-                out.append(f'<polygon points="{upper} {lower}" fill="{c}" fill-opacity="0.12"/>')
+        out += _band(f, s, c)
         segments: list[list[tuple[float, float]]] = [[]]
         for x, y in zip(s.x, s.y, strict=False):
             if _ok(x) and _ok(y):
@@ -243,36 +234,65 @@ def line_plot(
             elif segments[-1]:
                 segments.append([])
         if not s.points_only:
-            da = ' stroke-dasharray="6 4"' if s.dash else ""
-            for seg in segments:
-                if len(seg) > 1:
-                    pts = " ".join(f"{x:.1f},{y:.1f}" for x, y in seg)
-                    out.append(
-                        f'<polyline points="{pts}" fill="none" stroke="{c}" stroke-width="2"'
-                        f'{da} stroke-linejoin="round"/>'
-                    )
-        marks = [(x, y) for seg in segments for x, y in seg]
-        flags = list(s.highlight or [])
-        tip = escape(s.label)
-        if s.points_only or len(marks) <= 40:
-            k = 0
-            for x, y in zip(s.x, s.y, strict=False):
-                if not (_ok(x) and _ok(y)):
-                    k += 1
-                    continue
-                big = k < len(flags) and flags[k]
-                r = 4.5 if big else (3 if s.points_only else 2.5)
-                fill = c if (big or not s.points_only or not flags) else "white"
-                out.append(
-                    f'<circle cx="{f.px(x):.1f}" cy="{f.py(y):.1f}" r="{r}" fill="{fill}" '
-                    f'stroke="{c}" stroke-width="1.4"><title>{tip}: {x:g}, {y:.4g}</title></circle>'
-                )
-                k += 1
+            out += _polylines(segments, c, s.dash)
+        if s.points_only or sum(len(seg) for seg in segments) <= 40:
+            out += _markers(f, s, c)
         items.append((s.label, c, s.dash, "point" if s.points_only else "line"))
     if legend and series:
         out += _legend(f, items)
     out.append("</svg>")
     return Markup("".join(out))
+
+
+def _band(f: _Frame, s: Series, c: str) -> list[str]:
+    """The series' interval (``lo`` to ``hi``) as a translucent polygon, where it has one."""
+    if s.lo is None or s.hi is None:
+        return []
+    pts = [
+        (x, lo, hi)
+        for x, lo, hi in zip(s.x, s.lo, s.hi, strict=False)
+        if _ok(x) and _ok(lo) and _ok(hi)
+    ]
+    if len(pts) <= 1:
+        return []
+    upper = " ".join(f"{f.px(x):.1f},{f.py(hi):.1f}" for x, _, hi in pts)
+    lower = " ".join(f"{f.px(x):.1f},{f.py(lo):.1f}" for x, lo, _ in reversed(pts))
+    return [f'<polygon points="{upper} {lower}" fill="{c}" fill-opacity="0.12"/>']
+
+
+def _polylines(segments: list[list[tuple[float, float]]], c: str, dash: bool) -> list[str]:
+    """One line per run of finite points (a gap where a value is missing)."""
+    da = ' stroke-dasharray="6 4"' if dash else ""
+    out = []
+    for seg in segments:
+        if len(seg) > 1:
+            pts = " ".join(f"{x:.1f},{y:.1f}" for x, y in seg)
+            out.append(
+                f'<polyline points="{pts}" fill="none" stroke="{c}" stroke-width="2"'
+                f'{da} stroke-linejoin="round"/>'
+            )
+    return out
+
+
+def _markers(f: _Frame, s: Series, c: str) -> list[str]:
+    """A circle with a tooltip per finite point; ``s.highlight`` ones drawn larger."""
+    out = []
+    flags = list(s.highlight or [])
+    tip = escape(s.label)
+    k = 0
+    for x, y in zip(s.x, s.y, strict=False):
+        if not (_ok(x) and _ok(y)):
+            k += 1
+            continue
+        big = k < len(flags) and flags[k]
+        r = 4.5 if big else (3 if s.points_only else 2.5)
+        fill = c if (big or not s.points_only or not flags) else "white"
+        out.append(
+            f'<circle cx="{f.px(x):.1f}" cy="{f.py(y):.1f}" r="{r}" fill="{fill}" '
+            f'stroke="{c}" stroke-width="1.4"><title>{tip}: {x:g}, {y:.4g}</title></circle>'
+        )
+        k += 1
+    return out
 
 
 def bar_plot(

@@ -7,9 +7,11 @@ from typing import Any
 
 import pandas as pd
 
+from runner.compile import Audit
 from runner.execute.results import seed_summary
-from runner.report.collect import RunData
-from runner.report.gate import group_label
+from runner.report.collect import as_stored, numbers
+from runner.store import ResultRow, StoredRun, group_label
+from runner.store.files import dump
 
 CLEAN, WORST = "clean", "worst_case"
 
@@ -22,80 +24,108 @@ def _f(v: Any) -> float | None:
     return f if math.isfinite(f) else None
 
 
-def _is_asr(row: dict[str, Any]) -> bool:
-    return row.get("attack") == "asr" and row.get("kind") == "backdoor"
+def _result(x: ResultRow) -> dict[str, Any]:
+    return {
+        "accuracy": _f(x.accuracy),
+        "ci_low": _f(x.ci_low),
+        "ci_high": _f(x.ci_high),
+        "n": x.n,
+        "kind": x.kind,
+        "norm": x.norm,
+        "eps": _f(x.eps),
+        "scope": x.scope,
+        "broken": x.broken,
+        "attacked": x.attacked,
+    }
 
 
-def run_row(r: RunData) -> dict[str, Any]:
+def _identity(r: StoredRun) -> dict[str, Any]:
+    """Who the run is: from its metrics, else its run.json, else its id."""
+    m, run = r.metrics, r.run
+    if m is not None:
+        return {"slug": m.slug, "model": m.model, "arch": m.arch, "recipe": m.recipe,
+                "kind": m.kind, "seed": m.seed, "sweep": m.sweep}  # fmt: skip
+    if run is None:
+        return {"slug": r.id, "model": None, "arch": None, "recipe": None, "kind": None,
+                "seed": None, "sweep": {}}  # fmt: skip
+    audit = isinstance(run, Audit)
+    return {
+        "slug": run.slug,
+        "model": run.model.name,
+        "arch": run.model.arch,
+        "recipe": None if audit else run.recipe.name,
+        "kind": None if audit else run.recipe.kind,
+        "seed": None if audit else run.seed,
+        "sweep": {},
+    }
+
+
+def _training(r: StoredRun) -> dict[str, Any]:
+    """Its training record: from its metrics, else its status (a run not evaluated yet)."""
+    src = r.metrics if r.metrics is not None else r.status
+    return {"best_epoch": src.best_epoch, "stopped_early": src.stopped_early,
+            "device": src.device}  # fmt: skip
+
+
+def _dump(records: list | None) -> list[dict[str, Any]] | None:
+    """Store records as plain data, as their file holds them."""
+    return None if records is None else [as_stored(dump(x)) for x in records]
+
+
+def run_row(r: StoredRun) -> dict[str, Any]:
     """One run as plain data: identity, per-attack results, cost, training record, extras."""
-    m = r.metrics or {}
-    cfg = r.config
-    model = cfg.get("model") or {}
-    recipe = cfg.get("recipe") or {}
-    names = {
-        "model": m.get("model", model.get("name")),
-        "recipe": m.get("recipe", recipe.get("name")),
-        "sweep": m.get("sweep", {}),
-        "run_id": r.id,
-    }
-    group = group_label(names)
-    if names["model"] is None:  # never started: model@recipe[sweep] from the id's slug
+    m, run = r.metrics, r.run
+    ident = _identity(r)
+    group = group_label(ident["model"], ident["recipe"], ident["sweep"], r.id)
+    if ident["model"] is None:  # never started: model@recipe[sweep] from the id's slug
         group = r.id.rsplit("-", 1)[0].rsplit("@", 1)[0]
-    results = {
-        str(x["attack"]): {
-            "accuracy": _f(x.get("accuracy")),
-            "ci_low": _f(x.get("ci_low")),
-            "ci_high": _f(x.get("ci_high")),
-            "n": x.get("n"),
-            "kind": x.get("kind"),
-            "norm": x.get("norm"),
-            "eps": _f(x.get("eps")),
-            "scope": x.get("scope"),
-            "broken": x.get("broken"),
-            "attacked": x.get("attacked"),
-        }
-        for x in m.get("results", [])
-        if not _is_asr(x)  # the backdoor's success rate is shown under poisoning, not accuracy
+    results = {  # the backdoor's success rate is shown under poisoning, not as an accuracy
+        x.attack: _result(x) for x in (m.results if m else []) if not x.is_asr
     }
-    tp, ep = m.get("train_passes") or {}, m.get("eval_passes") or {}
+    tp, ep = (m.train_passes, m.eval_passes) if m else (None, None)
+    normalize = as_stored(run.model.model_dump())["normalize"] if run is not None else None
     return {
         "id": r.id,
-        "dir": r.dir.name if r.dir else None,
-        "slug": m.get("slug", cfg.get("slug", r.id)),
+        "dir": r.dir.name if r.found else None,
+        "slug": ident["slug"],
         "group": group,
-        "model": names["model"],
-        "arch": m.get("arch", model.get("arch")),
-        "recipe": names["recipe"],
-        "kind": m.get("kind", recipe.get("kind")),
-        "seed": m.get("seed", cfg.get("seed")),
-        "sweep": names["sweep"],
-        "hyperparameters": m.get("hyperparameters", {}),
-        "data": cfg.get("data"),
+        "model": ident["model"],
+        "arch": ident["arch"],
+        "recipe": ident["recipe"],
+        "kind": ident["kind"],
+        "seed": ident["seed"],
+        "sweep": ident["sweep"],
+        "hyperparameters": m.hyperparameters if m else {},
+        "data": as_stored(run.data.model_dump()) if run is not None else None,
         "state": r.state,
-        "diagnosis": r.status.get("diagnosis"),
+        "diagnosis": r.status.diagnosis,
         "results": results,
-        "train_seconds": _f(m.get("train_seconds")),
-        "eval_seconds": _f(m.get("eval_seconds")),
-        "train_forward_passes": tp.get("forward_passes"),
-        "train_backward_passes": tp.get("backward_passes"),
-        "eval_forward_passes": ep.get("forward_passes"),
-        "eval_backward_passes": ep.get("backward_passes"),
-        "best_epoch": m.get("best_epoch", r.status.get("best_epoch")),
-        "stopped_early": m.get("stopped_early", r.status.get("stopped_early")),
-        "checkpoint": m.get("checkpoint"),
-        "device": m.get("device", r.status.get("device")),
-        "started": r.status.get("started"),
-        "finished": r.status.get("finished"),
-        "data_sha256": m.get("data_sha256"),
-        "class_names": m.get("class_names"),
-        "normalize": model.get("normalize"),  # inside the model's forward (models[].normalize)
-        "versions": m.get("versions"),
-        "git_commit": m.get("git_commit"),
-        "checklist": m.get("checklist"),
-        "poisoning": m.get("poisoning"),
-        "curves": m.get("curves"),
-        "epochs": r.epochs,
-        "exports": r.exports,
+        "train_seconds": _f(m.train_seconds) if m else None,
+        "eval_seconds": _f(m.eval_seconds) if m else None,
+        "train_forward_passes": tp.forward_passes if tp else None,
+        "train_backward_passes": tp.backward_passes if tp else None,
+        "eval_forward_passes": ep.forward_passes if ep else None,
+        "eval_backward_passes": ep.backward_passes if ep else None,
+        **_training(r),
+        "checkpoint": m.checkpoint if m else None,
+        "checkpoint_sha256": m.checkpoint_sha256 if m else None,
+        "checkpoint_provenance": (  # the file an audit loaded (advrun eval)
+            as_stored(dump(m.checkpoint_provenance)) if m and m.checkpoint_provenance else None
+        ),
+        "audit": r.is_audit,
+        "kwargs": as_stored(run.model.kwargs) if run is not None else None,
+        "started": r.status.started,
+        "finished": r.status.finished,
+        "data_sha256": m.data_sha256 if m else None,
+        "class_names": m.class_names if m else None,
+        "normalize": normalize,  # inside the model's forward (models[].normalize)
+        "versions": m.versions if m else None,
+        "git_commit": m.git_commit if m else None,
+        "checklist": _dump(m.checklist) if m else None,
+        "poisoning": as_stored(dump(m.poisoning)) if m and m.poisoning else None,
+        "curves": _dump(m.curves) if m else None,
+        "epochs": numbers(r.epochs),
+        "exports": _dump(r.exports),
     }
 
 

@@ -10,67 +10,21 @@ from typing import Any
 
 from runner import expr
 from runner.catalog import DATASETS
-from runner.spec.attacks import PGDAttack, check_attacks
+from runner.registry import did_you_mean
+from runner.spec.attacks import check_attacks
+from runner.spec.budget import check_eps
 from runner.spec.core import Spec
-from runner.spec.gate import check as check_gate
+from runner.spec.gate_check import check as check_gate
 from runner.spec.poisoning import check as check_poisoning
-from runner.spec.recipes import SWEEPABLE, check_recipe
+from runner.spec.recipes import SWEEPABLE
 from runner.spec.transforms import check as check_transforms
-from runner.spec.tune import check as check_tune
+from runner.spec.tune_check import check_tune
 
 Problem = tuple[tuple[Any, ...], str]
 
 
 def _as_list(v: Any) -> list[Any]:
     return v if isinstance(v, list) else [v]
-
-
-def check_eps(eps: float, lo: float, hi: float, where: tuple[Any, ...]) -> Iterator[Problem]:
-    """An eps must be positive and fit the pixel range; catch 0-255 units on a [0, 1] range."""
-    width = hi - lo
-    if eps <= 0:
-        yield where, f"eps {eps:g} must be positive"
-    elif width <= 1 and 1 < eps <= 255:
-        yield (
-            where,
-            (
-                f"eps {eps:g} looks like it is in 0-255 units, but pixel_range is [{lo:g}, {hi:g}]; "
-                f"write it as {eps:g}/255"
-            ),
-        )
-    elif eps > width:
-        yield (
-            where,
-            (
-                f"eps {eps:g} is larger than the pixel range [{lo:g}, {hi:g}]: every image would be "
-                "reachable from every other; use a budget well inside the range"
-            ),
-        )
-
-
-def check_steps(
-    eps: float, step: float, steps: int, where: tuple[Any, ...], iterative: bool = True
-) -> Iterator[Problem]:
-    """Step sizes that overshoot the ball, or that can never reach its boundary."""
-    if step <= 0:
-        yield (*where, "step_size"), f"step_size {step:g} must be positive"
-        return
-    if step > eps:
-        yield (
-            (*where, "step_size"),
-            (
-                f"step_size {step:g} is larger than eps {eps:g}: each step overshoots the ball and is "
-                "projected back, so the attack jumps between corners; use at most eps (eps/4 is usual)"
-            ),
-        )
-    elif iterative and steps * step < eps * (1 - 1e-9):
-        yield (
-            (*where, "steps"),
-            (
-                f"steps x step_size = {steps} x {step:g} = {steps * step:g} < eps {eps:g}: PGD cannot "
-                "reach the boundary of the ball; raise steps or step_size (e.g. step_size 2.5*eps/steps)"
-            ),
-        )
 
 
 def _unique(items: list[Any], section: str) -> Iterator[Problem]:
@@ -104,6 +58,51 @@ def count_runs(spec: Spec) -> int:
     return len(spec.models) * per_model * len(spec.seeds)
 
 
+ROBUSTBENCH = "robustbench:"
+# RobustBench's BenchmarkDataset and ThreatModel values (robustbench/model_zoo/enums.py)
+RB_DATASETS = ("cifar10", "cifar100", "imagenet")
+RB_THREATS = ("Linf", "L2", "corruptions", "corruptions_3d")
+RB_KWARGS = {"dataset": RB_DATASETS, "threat_model": RB_THREATS, "model_dir": None}
+
+
+def _robustbench(
+    model: Any, where: tuple[Any, ...], pixel_range: tuple[float, float]
+) -> Iterator[Problem]:
+    """A zoo model: its kwargs are RobustBench's names; it normalises [0, 1] input itself."""
+    if not model.arch.startswith(ROBUSTBENCH):
+        return
+    if not model.arch[len(ROBUSTBENCH) :]:
+        yield (
+            (*where, "arch"),
+            "name the zoo model: robustbench:<model name>, e.g. robustbench:Standard",
+        )
+    if tuple(pixel_range) != (0.0, 1.0):
+        yield (
+            ("threat", "pixel_range"),
+            f"'{model.arch}' takes pixels in [0, 1], as RobustBench evaluates it; set "
+            "threat.pixel_range: [0, 1] (eps in those units, e.g. 8/255)",
+        )
+    if model.normalize is not None:
+        yield (
+            (*where, "normalize"),
+            f"'{model.arch}' normalises its input inside the model as RobustBench built it; "
+            "normalize here would apply it twice: remove models[].normalize",
+        )
+    for key, value in model.kwargs.items():
+        if key not in RB_KWARGS:
+            yield (
+                (*where, "kwargs", key),
+                f"a RobustBench model takes kwargs {', '.join(RB_KWARGS)}, not '{key}'"
+                + did_you_mean(key, list(RB_KWARGS)),
+            )
+        elif RB_KWARGS[key] is not None and value not in RB_KWARGS[key]:
+            yield (
+                (*where, "kwargs", key),
+                f"RobustBench's {key} is one of {', '.join(RB_KWARGS[key])}, not {value!r}"
+                + did_you_mean(str(value), list(RB_KWARGS[key])),
+            )
+
+
 def check_spec(spec: Spec) -> list[Problem]:
     """All cross-field problems of a structurally valid spec."""
     problems: list[Problem] = []
@@ -120,11 +119,15 @@ def check_spec(spec: Spec) -> list[Problem]:
     threat_eps = expr.evaluate(spec.threat.eps)
     problems += check_eps(threat_eps, lo, hi, ("threat", "eps"))
 
-    need = DATASETS.get(spec.data.dataset).meta.get("needs")
+    source = DATASETS.load(spec.data.dataset)
+    need = source.needs
     if need and not getattr(spec.data, need):
         problems.append((("data", need), f"data set '{spec.data.dataset}' needs data.{need}"))
+    problems += source.check(spec.data)
 
     problems += _unique(spec.models, "models")
+    for i, model in enumerate(spec.models):
+        problems += _robustbench(model, ("models", i), spec.threat.pixel_range)
     problems += _unique(spec.recipes, "recipes")
     problems += _unique(spec.attacks, "attacks")
     for i, attack in enumerate(spec.attacks):
@@ -137,16 +140,12 @@ def check_spec(spec: Spec) -> list[Problem]:
             )
 
     for i, recipe in enumerate(spec.recipes):
-        problems += check_recipe(recipe, ("recipes", i), spec, threat_eps)
+        problems += recipe.problems(("recipes", i), spec, threat_eps)
 
     for i, attack in enumerate(spec.attacks):
-        where = ("attacks", i)
-        eps = threat_eps if attack.eps is None else expr.evaluate(attack.eps, threat_eps)
         if attack.eps is not None:
-            problems += check_eps(eps, lo, hi, (*where, "eps"))
-        if isinstance(attack, PGDAttack):
-            step = expr.evaluate(attack.step_size, eps)
-            problems += check_steps(eps, step, attack.steps, where, iterative=attack.steps > 1)
+            eps = expr.evaluate(attack.eps, threat_eps)
+            problems += check_eps(eps, lo, hi, ("attacks", i, "eps"))
     problems += check_attacks(spec)
     problems += check_tune(spec)
     problems += check_gate(spec)

@@ -1,14 +1,21 @@
-"""The top-level spec: what a user writes in one YAML file."""
+"""The top-level spec: what a user writes in one YAML file.
+
+Its ``recipes`` and ``attacks`` are discriminated unions (on ``kind``) over the spec models of
+the plug-ins in the registries (:mod:`runner.catalog`), rebuilt when a plug-in is registered at
+run time, so such a plug-in validates like a built-in one.
+"""
 
 from __future__ import annotations
 
 import os
 import re
-from typing import Annotated, Literal, Union
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal, Union
 
 from pydantic import Field, field_validator
 
-from runner.catalog import DATASETS, MODELS
+from runner.catalog import ATTACKS, DATASETS, MODELS, RECIPES
+from runner.errors import AdvrunError
 from runner.registry import unknown_name_message
 from runner.spec.attacks import ATTACK_SPECS
 from runner.spec.base import (
@@ -28,8 +35,23 @@ from runner.spec.tracking import TrackingSpec
 from runner.spec.transforms import AugmentList, NormalizeField
 from runner.spec.tune import TuneSpec
 
-RecipeSpec = Annotated[Union[tuple(RECIPE_SPECS.values())], Field(discriminator="kind")]  # noqa: UP007
-AttackSpec = Annotated[Union[tuple(ATTACK_SPECS.values())], Field(discriminator="kind")]  # noqa: UP007
+
+def _union(configs: Mapping[str, type]) -> Any:
+    """One of the registered spec models, picked by ``kind`` (in registration order)."""
+    models = []
+    for name, model in configs.items():
+        field = getattr(model, "model_fields", {}).get("kind")
+        if field is None or field.annotation != Literal[name]:
+            raise AdvrunError(
+                f"plug-in '{name}': its spec model {getattr(model, '__qualname__', model)} must "
+                f'declare kind: Literal["{name}"], the name it is registered under'
+            )
+        models.append(model)
+    return Annotated[Union[tuple(models)], Field(discriminator="kind")]  # noqa: UP007
+
+
+RecipeSpec = _union(RECIPE_SPECS)
+AttackSpec = _union(ATTACK_SPECS)
 
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
@@ -157,7 +179,9 @@ class ModelSpec(StrictModel):
         ...,
         description="a registered architecture ("
         + ", ".join(MODELS.names())
-        + ") or a user factory 'package.module:function' (needs --allow-import)",
+        + "), RobustBench's model zoo 'robustbench:<model name>' (kwargs dataset, threat_model, "
+        "model_dir; needs the robustbench package) or a user factory 'package.module:function' "
+        "(needs --allow-import)",
     )
     kwargs: dict[str, int | float | str | bool | list[int]] = Field(
         default_factory=dict,
@@ -168,6 +192,12 @@ class ModelSpec(StrictModel):
         description="normalise inside the model: {mean: [...], std: [...]} in [0, 1] pixel units "
         "or a preset (cifar10, cifar100, svhn, imagenet, inception, mnist); the model still "
         "takes pixels in pixel_range, so eps and attacks stay in pixel units",
+    )
+    weights: Literal["raw", "ema"] | None = Field(
+        None,
+        description="advrun eval: which weights of a checkpoint that keeps EMA weights beside the "
+        "raw ones (e.g. {model: ..., ema: ...}); required for such a file (advrun eval --weights "
+        "overrides it)",
     )
 
     @field_validator("arch")
@@ -339,3 +369,15 @@ class Spec(StrictModel):
         if not _DEVICE.match(v):
             raise ValueError(f"device '{v}' is not one of auto, cpu, mps, cuda, cuda:N")
         return v
+
+
+def _follow_registries() -> None:
+    """Rebuild Spec's recipe and attack unions over the plug-ins registered now."""
+    fields = Spec.model_fields
+    fields["recipes"].annotation = list[_union(RECIPE_SPECS)]
+    fields["attacks"].annotation = list[_union(ATTACK_SPECS)]
+    Spec.model_rebuild(force=True)
+
+
+RECIPES.subscribe(_follow_registries)
+ATTACKS.subscribe(_follow_registries)

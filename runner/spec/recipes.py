@@ -1,7 +1,11 @@
-"""Training recipes: one spec model per ``kind``; shared options live on :class:`RecipeBase`.
+"""Training recipes: the shared options and rules; each kind's spec model is a plug-in.
 
-Cross-field rules (eps against the pixel range, step sizes, engine support) are in
-:func:`check_recipe`, which :mod:`runner.spec.checks` calls for every recipe.
+A kind's spec model subclasses :class:`RecipeBase` (or :class:`AdversarialRecipeBase`,
+:class:`IterativeRecipeBase`) beside its implementation in ``runner/recipes/<kind>.py`` and
+carries its own cross-field checks (:meth:`RecipeBase.check`,
+:meth:`AdversarialRecipeBase.check_at_eps`). :meth:`RecipeBase.problems` runs the shared rules
+(optimizer, epochs, schedule, engine support, eps against the pixel range, step sizes) and then
+the kind's own; :mod:`runner.spec.checks` calls it for every recipe.
 """
 
 from __future__ import annotations
@@ -18,14 +22,30 @@ from runner.spec.base import (
     MAX_BATCH,
     MAX_EPOCHS,
     MAX_EXAMPLES,
-    Expr,
     ExprSweep,
     FloatSweep,
     IntSweep,
     StrictModel,
 )
+from runner.spec.budget import check_eps, check_steps
 
 MAX_TRAIN_STEPS = 1000  # attack steps per training batch
+
+Problem = tuple[tuple[Any, ...], str]
+
+
+def as_list(v: Any) -> list[Any]:
+    """The values of a sweepable field: its list, or the one value."""
+    return v if isinstance(v, list) else [v]
+
+
+def check_beta(beta: Any, where: tuple[Any, ...]) -> Iterator[Problem]:
+    """The weight of a robustness term (TRADES, MART), for every swept value."""
+    for b in as_list(beta):
+        if b < 0:
+            yield (*where, "beta"), f"beta {b:g} must be >= 0 (0 drops the robustness term)"
+        elif b > 1000:
+            yield (*where, "beta"), f"beta {b:g} is above 1000, the limit (usual: 1 to 6)"
 
 
 class OptimizerSpec(StrictModel):
@@ -131,6 +151,17 @@ class RecipeBase(StrictModel):
         "note elsewhere); the first epoch is slower while it compiles",
     )
 
+    def problems(self, where: tuple[Any, ...], spec: Any, threat_eps: float) -> Iterator[Problem]:
+        """Every cross-field problem of this recipe (``spec`` is the whole validated spec): the
+        shared rules, then this kind's own (:meth:`check`)."""
+        yield from _check_engine(self, where, spec)
+        yield from _check_training(self, where)
+        yield from self.check(where, spec)
+
+    def check(self, where: tuple[Any, ...], spec: Any) -> Iterator[Problem]:
+        """This kind's own cross-field problems; override in the recipe's file."""
+        return iter(())
+
 
 class AdversarialRecipeBase(RecipeBase):
     """Options of recipes that craft perturbations during training."""
@@ -146,6 +177,24 @@ class AdversarialRecipeBase(RecipeBase):
         description="ramp eps linearly from 0 over this many epochs (0: full eps from the start)",
     )
 
+    def problems(self, where: tuple[Any, ...], spec: Any, threat_eps: float) -> Iterator[Problem]:
+        """The shared rules, this kind's own, then per eps value: the budget and
+        :meth:`check_at_eps`."""
+        yield from super().problems(where, spec, threat_eps)
+        lo, hi = spec.threat.pixel_range
+        for e in [threat_eps] if self.eps is None else as_list(self.eps):
+            try:
+                eps = expr.evaluate(e, threat_eps)
+            except ValueError as err:
+                yield (*where, "eps"), str(err)
+                continue
+            yield from check_eps(eps, lo, hi, (*where, "eps"))
+            yield from self.check_at_eps(eps, where, spec)
+
+    def check_at_eps(self, eps: float, where: tuple[Any, ...], spec: Any) -> Iterator[Problem]:
+        """This kind's own problems at one (swept) training eps, in pixel units; override."""
+        return iter(())
+
 
 class IterativeRecipeBase(AdversarialRecipeBase):
     """Recipes whose inner maximisation takes several projected gradient steps."""
@@ -157,99 +206,24 @@ class IterativeRecipeBase(AdversarialRecipeBase):
         7, description=f"attack steps per batch (1 to {MAX_TRAIN_STEPS}); a list sweeps"
     )
 
-
-class StandardRecipe(RecipeBase):
-    """Clean training."""
-
-    kind: Literal["standard"] = Field(description="clean training")
-
-
-class FGSMAugmentRecipe(AdversarialRecipeBase):
-    """Goodfellow et al. 2015: replace a share of each batch by FGSM examples, correct labels."""
-
-    kind: Literal["fgsm_augment"] = Field(
-        description="FGSM data augmentation (ART's AdversarialTrainer)"
-    )
-    ratio: FloatSweep = Field(
-        0.5,
-        description="share of each batch replaced by its FGSM examples, in (0, 1]; a list sweeps",
-    )
+    def check_at_eps(self, eps: float, where: tuple[Any, ...], spec: Any) -> Iterator[Problem]:
+        """Step sizes against this eps, for every swept step_size and steps."""
+        for step_expr in as_list(self.step_size):
+            step = expr.evaluate(step_expr, eps)
+            for steps in as_list(self.steps):
+                if not 1 <= steps <= MAX_TRAIN_STEPS:
+                    yield (
+                        (*where, "steps"),
+                        f"steps {steps} must be in 1..{MAX_TRAIN_STEPS} (attack steps per "
+                        "training batch; 7 to 10 is usual)",
+                    )
+                    continue
+                yield from check_steps(eps, step, steps, where, iterative=steps > 1)
 
 
-class PGDRecipe(IterativeRecipeBase):
-    """Madry et al. 2018: train on PGD examples."""
-
-    kind: Literal["pgd"] = Field(description="Madry et al. 2018 PGD adversarial training")
-    random_start: bool = Field(
-        True, description="start each attack from a uniform random point in the ball"
-    )
-
-
-class FGSMRSRecipe(AdversarialRecipeBase):
-    """Wong, Rice & Kolter 2020 ("fast is better than free"): FGSM from a random start."""
-
-    kind: Literal["fgsm_rs"] = Field(description="FGSM from a uniform random start (fast AT)")
-    alpha: Expr = Field(
-        "1.25*eps",
-        description="FGSM step from the random start; 'eps' is this recipe's eps (the paper's "
-        "1.25*eps is larger than eps on purpose)",
-    )
-    schedule: ScheduleSpec = Field(
-        default_factory=lambda: ScheduleSpec(name="cyclic"),
-        description="learning-rate schedule (default cyclic, as in the paper)",
-    )
-    overfit_drop: float | None = Field(
-        0.2,
-        gt=0,
-        le=1,
-        description="catastrophic-overfitting guard: stop and restore the best epoch when "
-        "validation PGD accuracy falls this far below its best (null: off)",
-    )
-
-
-class TRADESRecipe(IterativeRecipeBase):
-    """Zhang et al. 2019: CE(f(x), y) + beta * KL(f(x) || f(x')), x' maximising the KL."""
-
-    kind: Literal["trades"] = Field(description="TRADES (Zhang et al. 2019)")
-    beta: FloatSweep = Field(
-        6.0, description="weight of the KL robustness term (0 to 1000; the paper uses 1 to 6)"
-    )
-
-
-class MARTRecipe(IterativeRecipeBase):
-    """Wang et al. 2020: boosted CE on x' + beta * KL(f(x) || f(x')) * (1 - p_y(x))."""
-
-    kind: Literal["mart"] = Field(description="MART, misclassification-aware (Wang et al. 2020)")
-    beta: FloatSweep = Field(
-        6.0,
-        description="weight of the misclassification-aware KL term (0 to 1000; the paper uses 6)",
-    )
-
-
-class BackdoorMitigationRecipe(RecipeBase):
-    """Train on trigger-stamped copies of training images with their correct labels."""
-
-    kind: Literal["backdoor_mitigation"] = Field(
-        description="add trigger-stamped copies with correct labels (needs a poisoning: block)"
-    )
-    fraction: float = Field(
-        0.5,
-        gt=0,
-        le=1,
-        description="share of the training images that get a trigger-stamped copy with their "
-        "own label, in (0, 1]",
-    )
-
-
-RECIPE_SPECS: dict[str, type[RecipeBase]] = {
-    "standard": StandardRecipe,
-    "fgsm_augment": FGSMAugmentRecipe,
-    "pgd": PGDRecipe,
-    "fgsm_rs": FGSMRSRecipe,
-    "trades": TRADESRecipe,
-    "mart": MARTRecipe,
-    "backdoor_mitigation": BackdoorMitigationRecipe,
-}
+RECIPE_SPECS = RECIPES.configs()
+"""Spec models of the registered recipe kinds by kind, loaded on access (each kind's model lives
+beside its implementation, in ``runner/recipes/<kind>.py``, named by the catalog)."""
 
 # Recipe fields (dotted) whose value may be a list to sweep over.
 SWEEPABLE = (
@@ -263,32 +237,19 @@ SWEEPABLE = (
     "optimizer.weight_decay",
 )
 
-Problem = tuple[tuple[Any, ...], str]
 
-
-def _as_list(v: Any) -> list[Any]:
-    return v if isinstance(v, list) else [v]
-
-
-def check_recipe(
-    recipe: RecipeBase, where: tuple[Any, ...], spec: Any, threat_eps: float
-) -> Iterator[Problem]:
-    """Every cross-field problem of one recipe (``spec`` is the whole validated spec)."""
-    # imported here: checks.py imports this module (through core.py) at its top
-    from runner.spec.checks import check_eps, check_steps
-
-    lo, hi = spec.threat.pixel_range
-    yield from _check_engine(recipe, where, spec)
-    for lr in _as_list(recipe.optimizer.lr):
+def _check_training(recipe: RecipeBase, where: tuple[Any, ...]) -> Iterator[Problem]:
+    """Optimizer, epochs and schedule values that cannot train."""
+    for lr in as_list(recipe.optimizer.lr):
         if lr <= 0:
             yield (*where, "optimizer", "lr"), f"optimizer.lr {lr:g} must be positive"
-    for wd in _as_list(recipe.optimizer.weight_decay):
+    for wd in as_list(recipe.optimizer.weight_decay):
         if wd < 0:
             yield (
                 (*where, "optimizer", "weight_decay"),
                 f"optimizer.weight_decay {wd:g} must be >= 0 (usual: 0 to 5e-4)",
             )
-    for e in _as_list(recipe.epochs):
+    for e in as_list(recipe.epochs):
         if e < 1:
             yield (*where, "epochs"), f"epochs {e} must be at least 1"
         elif e > MAX_EPOCHS:
@@ -309,80 +270,9 @@ def check_recipe(
                 (*where, "schedule", "milestone_epochs"),
                 f"milestone_epochs {sched.milestone_epochs} must be positive epoch counts",
             )
-    if isinstance(recipe, FGSMAugmentRecipe):
-        for r in _as_list(recipe.ratio):
-            if not 0 < r <= 1:
-                yield (
-                    (*where, "ratio"),
-                    (
-                        f"ratio {r:g} must be in (0, 1]: the share of each batch replaced by FGSM "
-                        "examples (1 trains on FGSM examples only)"
-                    ),
-                )
-    if isinstance(recipe, (TRADESRecipe, MARTRecipe)):
-        for b in _as_list(recipe.beta):
-            if b < 0:
-                yield (*where, "beta"), f"beta {b:g} must be >= 0 (0 drops the robustness term)"
-            elif b > 1000:
-                yield (*where, "beta"), f"beta {b:g} is above 1000, the limit (usual: 1 to 6)"
-    if isinstance(recipe, BackdoorMitigationRecipe) and getattr(spec, "poisoning", None) is None:
-        yield (
-            (*where, "kind"),
-            (
-                "backdoor_mitigation stamps the trigger of the poisoning: block onto training copies; "
-                "add a poisoning: block (trigger, target, fraction) to the spec"
-            ),
-        )
-    guarded = isinstance(recipe, FGSMRSRecipe) and recipe.overfit_drop is not None
-    if guarded and (recipe.monitor.n == 0 or spec.data.val_fraction == 0):
-        yield (
-            (*where, "overfit_drop"),
-            (
-                "the catastrophic-overfitting guard watches validation PGD accuracy, but "
-                "validation is off (monitor.n or data.val_fraction is 0); turn it on or set "
-                "overfit_drop: null"
-            ),
-        )
-    if not isinstance(recipe, AdversarialRecipeBase):
-        return
-    for e in [threat_eps] if recipe.eps is None else _as_list(recipe.eps):
-        try:
-            eps = expr.evaluate(e, threat_eps)
-        except ValueError as err:
-            yield (*where, "eps"), str(err)
-            continue
-        yield from check_eps(eps, lo, hi, (*where, "eps"))
-        if isinstance(recipe, IterativeRecipeBase):
-            for step_expr in _as_list(recipe.step_size):
-                step = expr.evaluate(step_expr, eps)
-                for steps in _as_list(recipe.steps):
-                    if not 1 <= steps <= MAX_TRAIN_STEPS:
-                        yield (
-                            (*where, "steps"),
-                            f"steps {steps} must be in 1..{MAX_TRAIN_STEPS} (attack steps per "
-                            "training batch; 7 to 10 is usual)",
-                        )
-                        continue
-                    yield from check_steps(eps, step, steps, where, iterative=steps > 1)
-        if isinstance(recipe, FGSMRSRecipe):
-            # no step <= eps rule here: the paper's step is 1.25*eps, clipped back into the ball
-            alpha = expr.evaluate(recipe.alpha, eps)
-            if not 0 < alpha <= 2 * eps:
-                yield (
-                    (*where, "alpha"),
-                    (
-                        f"alpha {alpha:g} must be in (0, 2*eps] = (0, {2 * eps:g}]: beyond 2*eps every "
-                        "step lands on a corner of the ball whatever the start (the paper uses 1.25*eps)"
-                    ),
-                )
-            elif recipe.engine == "art" and abs(alpha - 1.25 * eps) > 1e-9 * max(1.0, eps):
-                yield (
-                    (*where, "alpha"),
-                    (
-                        f"alpha {alpha:g}: ART's AdversarialTrainerFBFPyTorch hard-codes a step of "
-                        f"1.25*eps = {1.25 * eps:g}; use alpha: 1.25*eps or engine: native"
-                    ),
-                )
+
+
+_NORM_NAMES = {"linf": "L-inf", "l2": "L2"}
 
 
 def _check_engine(recipe: RecipeBase, where: tuple[Any, ...], spec: Any) -> Iterator[Problem]:
@@ -396,8 +286,9 @@ def _check_engine(recipe: RecipeBase, where: tuple[Any, ...], spec: Any) -> Iter
             "single-process; use engine: native, or run without torchrun",
         )
         return
-    if not RECIPES.get(recipe.kind).meta.get("art"):
-        with_art = [n for n in RECIPES.names() if RECIPES.get(n).meta.get("art")]
+    plugin = RECIPES.load(recipe.kind)
+    if not plugin.art_trainer:
+        with_art = [n for n in RECIPES.names() if RECIPES.load(n).art_trainer]
         yield (
             (*where, "engine"),
             (
@@ -419,12 +310,12 @@ def _check_engine(recipe: RecipeBase, where: tuple[Any, ...], spec: Any) -> Iter
             (*where, "eps_warmup_epochs"),
             ("ART's trainers have no eps warm-up; set eps_warmup_epochs: 0 or use engine: native"),
         )
-    if spec.threat.norm != "linf" and recipe.kind in ("pgd", "fgsm_rs"):
-        trainer = RECIPES.get(recipe.kind).meta["art"]
+    if spec.threat.norm not in plugin.art_norms:
+        only = " or ".join(_NORM_NAMES[n] for n in plugin.art_norms)
         yield (
             (*where, "engine"),
             (
-                f"ART's {trainer} attacks in L-inf only, but the threat norm is {spec.threat.norm}; "
-                "use engine: native"
+                f"ART's {plugin.art_trainer} attacks in {only} only, but the threat norm is "
+                f"{spec.threat.norm}; use engine: native"
             ),
         )

@@ -185,32 +185,32 @@ NormalizeField = Annotated[
 ]
 
 
+# data-spec fields that only some data sets read (each data set lists its own in ``options``)
+_DATASET_OPTIONS = ("labels", "image_size", "channels")
+
+
 def known_shape(data: Any) -> tuple[int, int, int] | None:
     """(C, H, W) of the data set's images where the spec alone fixes it, else None."""
-    shape = DATASETS.get(data.dataset).meta.get("shape")
-    if shape is not None:
-        return tuple(shape)
-    size, channels = getattr(data, "image_size", None), getattr(data, "channels", None)
-    if data.dataset == "image_folder" and size is not None and channels is not None:
-        return (channels, *size)
-    return None
+    return DATASETS.load(data.dataset).known_shape(data)
 
 
 def check(spec: Any) -> Iterator[Problem]:
     """Augmentations and normalisations that cannot fit the data, or the engine."""
     data = spec.data
-    entry = DATASETS.get(data.dataset)
-    for key, owner in (
-        ("labels", "cifar100"),
-        ("image_size", "image_folder"),
-        ("channels", "image_folder"),
-    ):
-        if getattr(data, key, None) is not None and data.dataset != owner:
-            yield (("data", key), f"data.{key} applies to dataset '{owner}', not '{data.dataset}'")
+    source = DATASETS.load(data.dataset)
+    for key in _DATASET_OPTIONS:
+        if getattr(data, key, None) is not None and key not in source.options:
+            owners = [n for n in DATASETS.names() if key in DATASETS.load(n).options]
+            yield (
+                ("data", key),
+                f"data.{key} applies to dataset "
+                + " or ".join(f"'{o}'" for o in owners)
+                + f", not '{data.dataset}'",
+            )
     shape = known_shape(data)
     for i, step in enumerate(data.augment):
         where = ("data", "augment", i)
-        if step.horizontal_flip is not None and entry.meta.get("flip") is False:
+        if step.horizontal_flip is not None and not source.flip:
             yield (
                 where,
                 f"data set '{data.dataset}' is marked flip: false: a mirrored image shows a "
@@ -227,7 +227,7 @@ def check(spec: Any) -> Iterator[Problem]:
                 )
     if data.augment:
         for i, recipe in enumerate(spec.recipes):
-            if recipe.engine == "art" and RECIPES.get(recipe.kind).meta.get("art"):
+            if recipe.engine == "art" and RECIPES.load(recipe.kind).art_trainer:
                 yield (
                     ("recipes", i, "engine"),
                     "data.augment applies to the native training loop; ART's trainers draw "

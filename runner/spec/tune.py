@@ -6,7 +6,6 @@ Pure: no optuna here. :func:`check` yields the cross-field problems so they prin
 from __future__ import annotations
 
 import builtins
-from collections.abc import Iterator
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -234,10 +233,3 @@ def set_dotted(d: dict[str, Any], dotted: str, value: Any) -> None:
             d[part] = {}
         d = d[part]
     d[last] = value
-
-
-def check(spec: Any) -> Iterator[tuple[tuple[Any, ...], str]]:
-    """Cross-field problems of ``spec.tune`` (see :mod:`runner.spec.tune_check`)."""
-    from runner.spec.tune_check import check_tune
-
-    yield from check_tune(spec)

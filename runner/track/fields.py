@@ -1,5 +1,5 @@
-"""What of the run store becomes which MLflow param, tag and metric (pure: no mlflow, no I/O
-beyond the run store's own JSON).
+"""What of the run store becomes which MLflow param, tag and metric (pure: no mlflow; reads only
+the typed records of :mod:`runner.store` and the output directory's plan.json).
 
 Metric rows are ``(key, value, step)``; keys and values are made valid by :mod:`.names`.
 """
@@ -9,7 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from runner.compile import Audit, Run
 from runner.fsio import read_json
+from runner.store import RunMetrics, RunStatus
 from runner.track import names
 
 # epochs.csv column -> metric logged with step=epoch; "epoch" itself marks which epochs are logged
@@ -25,56 +27,54 @@ EPOCH_METRICS = {
 Row = tuple[str, float, int]
 
 
-def checklist_verdict(metrics: dict[str, Any] | None) -> str:
-    items = (metrics or {}).get("checklist") or []
-    statuses = {str(c.get("status")) for c in items}
-    if not items:
-        return "not run"
-    return "fail" if "fail" in statuses else "warn" if "warn" in statuses else "pass"
+def checklist_verdict(metrics: RunMetrics | None) -> str:
+    return metrics.checklist_verdict if metrics is not None else "not run"
 
 
-def run_params(cfg: dict[str, Any], metrics: dict[str, Any] | None, out: Path) -> dict:
+def run_params(run: Run | Audit, metrics: RunMetrics | None, out: Path) -> dict:
     """The resolved run (model, recipe, threat, data, seed), data and spec hashes."""
-    p: dict[str, Any] = {"run_id": cfg.get("id")}
-    if cfg.get("seed") is not None:
-        p["seed"] = cfg.get("seed")
-    p.update(names.flatten("model", cfg.get("model") or {}))
-    if cfg.get("recipe"):
-        p.update(names.flatten("recipe", cfg["recipe"]))
-    if cfg.get("kind") == "audit":
-        p["checkpoint"] = cfg.get("checkpoint")
-        p["checkpoint_sha256"] = cfg.get("checkpoint_sha256")
-    p.update(names.flatten("threat", cfg.get("threat") or {}))
-    p.update(names.flatten("data", cfg.get("data") or {}))
-    if cfg.get("poisoning"):
-        p.update(names.flatten("poisoning", cfg["poisoning"]))
-    if metrics and metrics.get("data_sha256"):
-        p["data_sha256"] = metrics["data_sha256"]
+    p: dict[str, Any] = {"run_id": run.id}
+    if isinstance(run, Run):
+        p["seed"] = run.seed
+    p.update(names.flatten("model", run.model.model_dump()))
+    if isinstance(run, Run):
+        p.update(names.flatten("recipe", run.recipe.model_dump()))
+    else:
+        p["checkpoint"] = run.checkpoint
+        p["checkpoint_sha256"] = run.checkpoint_sha256
+    p.update(names.flatten("threat", run.threat.to_json()))
+    p.update(names.flatten("data", run.data.model_dump()))
+    if isinstance(run, Run) and run.poisoning is not None:
+        p.update(names.flatten("poisoning", run.poisoning.model_dump()))
+    if metrics is not None and metrics.data_sha256:
+        p["data_sha256"] = metrics.data_sha256
     plan = read_json(out / "plan.json") or {}
     if plan.get("spec_sha256"):
         p["spec_sha256"] = plan["spec_sha256"]
     return {names.key(k): v for k, v in p.items()}
 
 
-def run_tags(cfg, metrics, status, out: Path) -> dict[str, Any]:
+def run_tags(
+    run: Run | Audit, metrics: RunMetrics | None, status: RunStatus, out: Path
+) -> dict[str, Any]:
     from runner.provenance import versions
 
-    m = metrics or {}
+    m = metrics
     t = {
-        "advrun.version": (m.get("versions") or {}).get("advrun") or versions().get("advrun"),
-        "advrun.experiment": cfg.get("experiment"),
-        "advrun.state": status.get("state"),
-        "advrun.device": m.get("device") or status.get("device"),
+        "advrun.version": (m.versions.get("advrun") if m else None) or versions().get("advrun"),
+        "advrun.experiment": run.experiment,
+        "advrun.state": status.state,
+        "advrun.device": (m.device if m else None) or status.device,
         "advrun.checklist": checklist_verdict(metrics),
-        "advrun.attacks": [a.get("name") for a in cfg.get("attacks") or []],
+        "advrun.attacks": [a.name for a in run.attacks],
         "advrun.output": str(out.resolve()),
     }
-    if m.get("git_commit"):
-        t["advrun.git_commit"] = t["mlflow.source.git.commit"] = m["git_commit"]
-    if status.get("diagnosis"):
-        t["advrun.diagnosis"] = status["diagnosis"]
-    if status.get("stopped_early"):
-        t["advrun.stopped_early"] = status["stopped_early"]
+    if m is not None and m.git_commit:
+        t["advrun.git_commit"] = t["mlflow.source.git.commit"] = m.git_commit
+    if status.diagnosis:
+        t["advrun.diagnosis"] = status.diagnosis
+    if status.stopped_early:
+        t["advrun.stopped_early"] = status.stopped_early
     return {k: v for k, v in t.items() if v is not None}
 
 
@@ -92,26 +92,26 @@ def epoch_rows(epochs: list[dict[str, str]], logged: set[int]) -> list[Row]:
     return rows
 
 
-def final_metrics(metrics: dict[str, Any]) -> list[Row]:
+def final_metrics(metrics: RunMetrics) -> list[Row]:
     """Clean, every attack and the worst case with their intervals; cost; best epoch."""
     taken = set(EPOCH_METRICS.values())
     rows: list[Row] = []
-    for r in metrics.get("results") or []:
-        k = names.key(str(r.get("attack")))
+    for r in metrics.results:
+        k = names.key(r.attack)
         if k in taken or k.startswith("cost."):
-            k = names.key(f"attack.{r.get('attack')}")
-        for suffix, col in (("", "accuracy"), (".ci_low", "ci_low"), (".ci_high", "ci_high")):
-            v = names.number(r.get(col))
+            k = names.key(f"attack.{r.attack}")
+        for suffix, v0 in (("", r.accuracy), (".ci_low", r.ci_low), (".ci_high", r.ci_high)):
+            v = names.number(v0)
             if v is not None:
                 rows.append((names.key(k + suffix), v, 0))
-    cost = {
-        "cost.train_seconds": metrics.get("train_seconds"),
-        "cost.eval_seconds": metrics.get("eval_seconds"),
+    cost: dict[str, Any] = {
+        "cost.train_seconds": metrics.train_seconds,
+        "cost.eval_seconds": metrics.eval_seconds,
     }
-    for phase in ("train", "eval"):
-        for k, v in (metrics.get(f"{phase}_passes") or {}).items():
+    for phase, passes in (("train", metrics.train_passes), ("eval", metrics.eval_passes)):
+        for k, v in passes.model_dump().items():
             cost[f"cost.{phase}_{k}"] = v
-    cost["best_epoch"] = metrics.get("best_epoch")
+    cost["best_epoch"] = metrics.best_epoch
     rows += [(k, v, 0) for k, v0 in cost.items() if (v := names.number(v0)) is not None]
     return rows
 

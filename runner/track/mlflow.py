@@ -11,7 +11,7 @@ file be lost, found again by the ``advrun.key`` tag; no tracking state lives onl
 A tracking server that is down or slow never costs a run: requests have a bounded timeout and
 retries (MLflow's ``MLFLOW_HTTP_REQUEST_TIMEOUT`` / ``MLFLOW_HTTP_REQUEST_MAX_RETRIES`` /
 ``MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR``), the first failure is printed once, later calls in the same
-process do not contact the server again, and status.json records ``tracking.mlflow.state:
+process do not contact the server again, and the run's status records ``tracking.mlflow.state:
 pending`` with the error until a later sync succeeds.
 
 Which file field becomes which param, tag or metric is in :mod:`runner.track.fields`; this module
@@ -31,17 +31,30 @@ import re
 import sys
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from runner.compile import Audit, Run
 from runner.execute.hooks import RunHooks
-from runner.execute.store import read_epochs
 from runner.fsio import read_json, sha256_file, write_json
-from runner.track import DEFAULT_RETRIES, DEFAULT_TIMEOUT, fields, names, redact
+from runner.store import (
+    EPOCHS_FILE,
+    METRICS_FILE,
+    MODEL_CARD_FILE,
+    RunDir,
+    RunMetrics,
+    RunStatus,
+    Store,
+    StoreError,
+    TrackingState,
+)
+from runner.track import fields, names
+from runner.track.settings import DEFAULT_RETRIES, DEFAULT_TIMEOUT, redact
 
 STATE_FILE = "mlflow.json"  # in a run directory, and in the output directory (parent, studies)
 LOCK_FILE = ".mlflow.lock"
-RUN_ARTIFACTS = ("metrics.json", "epochs.csv", "model_card.json", "exports/manifest.json")
+RUN_ARTIFACTS = (METRICS_FILE, EPOCHS_FILE, MODEL_CARD_FILE, "exports/manifest.json")
 EXPERIMENT_ARTIFACTS = ("report.html", "results.csv", "results.json", "spec.yaml", "plan.json")
 TERMINAL = {"done": "FINISHED", "failed": "FAILED", "pruned": "KILLED"}
 BATCH = {"metrics": 1000, "params": 100, "tags": 100}  # MLflow's log_batch limits
@@ -141,24 +154,24 @@ class Tracker:
             _DOWN[self.uri] = describe(e)
             print(
                 f"mlflow: logging to {self.shown} failed at {where}: {self.down}. The runs go "
-                "on; what was not logged is recorded as pending in each run's status.json and "
+                "on; what was not logged is recorded as pending in each run's status and "
                 "`advrun track OUT` (or the same command again) logs it later",
                 file=sys.stderr,
             )
 
     def record(self, run_dir: Path, state: str, error: str | None = None) -> None:
-        """``tracking.mlflow`` in the run's status.json (written only when it changes)."""
-        path = run_dir / "status.json"
-        st = read_json(path) or {}
+        """``tracking.mlflow`` in the run's status (written only when it changes)."""
+        d = RunDir(run_dir)
+        tracking = dict((d.read_status() or RunStatus()).tracking)
         entry = {"state": state, "uri": self.shown, "experiment": self.settings["experiment"]}
         if error:
             entry["error"] = error
-        tracking = dict(st.get("tracking") or {})
-        old = {k: v for k, v in (tracking.get("mlflow") or {}).items() if k != "updated"}
-        if old == entry:
+        old = tracking.get("mlflow")
+        if old is not None and old.model_dump(exclude_unset=True, exclude={"updated"}) == entry:
             return
-        tracking["mlflow"] = {**entry, "updated": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-        write_json(path, {**st, "tracking": tracking})
+        updated = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        tracking["mlflow"] = TrackingState(**entry, updated=updated)
+        d.update_status(tracking=tracking)
 
     def guarded(self, run_dir: Path | None, what: str, fn: Callable[[], Any]) -> Any:
         """Run ``fn`` unless the server already failed; a failure is reported and recorded."""
@@ -167,7 +180,7 @@ class Tracker:
                 return fn()
             except Exception as e:  # any tracking problem: the run must go on
                 self.report(e, what)
-        if run_dir is not None and (run_dir / "run.json").exists():
+        if run_dir is not None and RunDir(run_dir).has_run():
             self.record(run_dir, "pending", self.down)
         return None
 
@@ -349,66 +362,61 @@ class Tracker:
         ``trial``: the Optuna trial row of summary.json that ran this run.
         """
         run_dir = Path(run_dir)
-        cfg = read_json(run_dir / "run.json")
-        if not cfg:
+        d = RunDir(run_dir)
+        cfg = _readable_run(d)
+        if cfg is None:
             return "skipped"
-        metrics = read_json(run_dir / "metrics.json")
-        status = read_json(run_dir / "status.json") or {}
-        state = str(status.get("state") or "unknown")
-        out = run_dir.parent.parent
-        epochs = read_epochs(run_dir)
-        files = RUN_ARTIFACTS
-        if self.settings.get("log_exports"):
-            npz = sorted(str(p.relative_to(run_dir)) for p in run_dir.glob("exports/*.npz"))
-            files = (*files, *npz)
-        digests = {rel: sha256_file(run_dir / rel) for rel in files if (run_dir / rel).is_file()}
-        local = _key(
-            json.dumps(
-                {
-                    "state": state,
-                    "eval": (metrics or {}).get("eval_hash"),
-                    "epochs": len(epochs),
-                    "files": None if live else digests,
-                    "trial": trial,
-                    "live": live,
-                },
-                sort_keys=True,
-                default=str,
-            )
-        )
+        local = _Local(run_dir, cfg, d.read_metrics(), d.read_status() or RunStatus(),
+                       d.read_epochs(), self._run_files(run_dir))  # fmt: skip
+        key = local.key(live, trial)
         rid = self._run_id(
             run_dir / STATE_FILE,
-            _key(str(out.resolve()), str(cfg.get("id"))),
-            str(cfg.get("slug") or cfg.get("id")),
-            {"advrun.kind": str(cfg.get("kind") or "run"), "advrun.run_id": str(cfg.get("id"))},
+            _key(str(local.out.resolve()), cfg.id),
+            cfg.slug or cfg.id,
+            {"advrun.kind": "audit" if isinstance(cfg, Audit) else "run", "advrun.run_id": cfg.id},
             parent_id,
         )
         run = self.client.get_run(rid)
-        have_tags = dict(run.data.tags)
-        if have_tags.get("advrun.synced") == local:
+        if dict(run.data.tags).get("advrun.synced") == key:
             if not live:
                 self.record(run_dir, "synced")
             return "unchanged"
         if live and run.info.status != "RUNNING":  # a resumed run continues its MLflow run
             self.client.update_run(rid, status="RUNNING")
-        tags = fields.run_tags(cfg, metrics, status, out)
-        params = fields.run_params(cfg, metrics, out)
-        tags.update(self._params_once(rid, dict(run.data.params), params))
-        self._log_epochs(rid, epochs)
-        if metrics and have_tags.get("advrun.eval_hash") != str(metrics.get("eval_hash")):
-            self._log(rid, metrics=fields.final_metrics(metrics))
-            tags["advrun.eval_hash"] = str(metrics.get("eval_hash"))
-        if trial:
-            tags.update(self._trial(rid, dict(run.data.params), trial))
-        if not live:
-            tags.update(self._artifacts(rid, have_tags, run_dir, files))
-        tags["advrun.synced"] = local
-        self._log(rid, tags={k: v for k, v in tags.items() if have_tags.get(k) != str(v)})
-        if not live and state in TERMINAL:
-            self._terminate(rid, TERMINAL[state], run.info.status)
+        self._log_changes(rid, run, local, key, live, trial)
+        if not live and local.state in TERMINAL:
+            self._terminate(rid, TERMINAL[local.state], run.info.status)
         if not live:
             self.record(run_dir, "synced")
         return "logged"
+
+    def _run_files(self, run_dir: Path) -> tuple[str, ...]:
+        """The run's files logged as artifacts (exports too if ``log_exports``)."""
+        files = RUN_ARTIFACTS
+        if self.settings.get("log_exports"):
+            npz = sorted(str(p.relative_to(run_dir)) for p in run_dir.glob("exports/*.npz"))
+            files = (*files, *npz)
+        return files
+
+    def _log_changes(
+        self, rid: str, run: Any, local: _Local, key: str, live: bool, trial: dict[str, Any] | None
+    ) -> None:
+        """Tags, params, epoch and final metrics, trial values and artifacts MLflow lacks."""
+        have_tags = dict(run.data.tags)
+        metrics = local.metrics
+        tags = fields.run_tags(local.cfg, metrics, local.status, local.out)
+        params = fields.run_params(local.cfg, metrics, local.out)
+        tags.update(self._params_once(rid, dict(run.data.params), params))
+        self._log_epochs(rid, local.epochs)
+        if metrics and have_tags.get("advrun.eval_hash") != metrics.eval_hash:
+            self._log(rid, metrics=fields.final_metrics(metrics))
+            tags["advrun.eval_hash"] = metrics.eval_hash
+        if trial:
+            tags.update(self._trial(rid, dict(run.data.params), trial))
+        if not live:
+            tags.update(self._artifacts(rid, have_tags, local.dir, local.files))
+        tags["advrun.synced"] = key
+        self._log(rid, tags={k: v for k, v in tags.items() if have_tags.get(k) != str(v)})
 
     def _log_epochs(self, rid: str, epochs: list[dict[str, str]]) -> None:
         if epochs:
@@ -457,22 +465,19 @@ class Tracker:
                     trials[str(row["run_id"])] = {**row, "objectives": labels}
             study = str(summary.get("study_name"))
             sid = self.guarded(None, "study", lambda: self.study_id(out, study))
-        runs_dir = out / "runs"
-        dirs = sorted(d for d in runs_dir.iterdir() if (d / "run.json").exists()) if (
-            runs_dir.is_dir()
-        ) else []  # fmt: skip
         keys = []
-        for d in dirs:
-            rid = str((read_json(d / "run.json") or {}).get("id"))
-            trial = trials.get(rid) if sid else None
+        for rd in (rd for rd in Store(out).run_dirs() if rd.has_run()):
+            d = rd.path
+            run = _readable_run(rd)
+            trial = trials.get(run.id) if sid and run is not None else None
             up = sid if trial else parent
             res = self.guarded(
                 d, d.name, lambda d=d, up=up, trial=trial: self.sync_run(d, up, trial=trial)
             )
             counts[res or "pending"] = counts.get(res or "pending", 0) + 1
-            status = read_json(d / "status.json") or {}
-            metrics = read_json(d / "metrics.json") or {}
-            keys.append((d.name, status.get("state"), metrics.get("eval_hash")))
+            metrics = rd.read_metrics()
+            state = (rd.read_status() or RunStatus()).state
+            keys.append((d.name, state, metrics.eval_hash if metrics else None))
         if sid is not None and summary:
             self.guarded(None, "study", lambda: self._sync_study(out, sid, summary))
         if parent is not None:
@@ -516,6 +521,49 @@ class Tracker:
         self._terminate(rid, "FINISHED", run.info.status)
 
 
+@dataclass(frozen=True)
+class _Local:
+    """What a run directory holds now, as far as MLflow is concerned."""
+
+    dir: Path
+    cfg: Run | Audit
+    metrics: RunMetrics | None
+    status: RunStatus
+    epochs: list[dict[str, str]]
+    files: tuple[str, ...]  # logged as artifacts
+
+    @property
+    def state(self) -> str:
+        return str(self.status.state or "unknown")
+
+    @property
+    def out(self) -> Path:
+        return self.dir.parent.parent
+
+    def key(self, live: bool, trial: dict[str, Any] | None) -> str:
+        """A digest of everything synced: MLflow's copy is up to date if its tag holds it."""
+        digests = {
+            rel: sha256_file(self.dir / rel) for rel in self.files if (self.dir / rel).is_file()
+        }
+        state = {
+            "state": self.state,
+            "eval": self.metrics.eval_hash if self.metrics else None,
+            "epochs": len(self.epochs),
+            "files": None if live else digests,
+            "trial": trial,
+            "live": live,
+        }
+        return _key(json.dumps(state, sort_keys=True, default=str))
+
+
+def _readable_run(d: RunDir) -> Run | Audit | None:
+    """The run of a directory; None when it has none this advrun can read (not synced)."""
+    try:
+        return d.read_run()
+    except StoreError:
+        return None
+
+
 class MlflowHooks(RunHooks):
     """Live logging while runs train; rebuilt from plain settings in any process."""
 
@@ -544,7 +592,7 @@ class MlflowHooks(RunHooks):
     def epoch_done(self, run, run_dir: Path, row: dict[str, Any]) -> None:
         self._sync(Path(run_dir), True, f"{run.slug} epoch {row.get('epoch')}")
 
-    def run_done(self, run, run_dir: Path, metrics: dict[str, Any]) -> None:
+    def run_done(self, run, run_dir: Path, metrics) -> None:
         self._sync(Path(run_dir), False, f"{run.slug} done")
 
     def run_failed(self, run, run_dir: Path, diagnosis: str) -> None:

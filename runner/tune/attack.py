@@ -13,8 +13,9 @@ import torch
 from torch import Tensor, nn
 
 from runner.attacks import native
+from runner.attacks.pgd import PGDAttack
 from runner.errors import AdvrunError
-from runner.spec.attacks import AttackBase, PGDAttack
+from runner.spec.attacks import AttackBase
 from runner.tune.build import Infeasible, attack_config, target_run
 from runner.tune.objective import TuneContext, run_lock
 from runner.tune.storage import Gate, worker_tag
@@ -96,7 +97,7 @@ class AttackObjective:
         from runner.execute import execute_run
         from runner.execute.prepare import prepare
         from runner.models import build_for_spec
-        from runner.train.loop import load_checkpoint
+        from runner.train.state import load_checkpoint
 
         self.ctx, self.gate = ctx, gate
         self.spec = ctx.loaded.spec

@@ -20,9 +20,9 @@ from optuna.trial import TrialState
 from runner.errors import AdvrunError, RunFailed
 from runner.execute import Options, execute_run
 from runner.execute.claim import Claim, wait_for
-from runner.execute.store import Store
 from runner.spec import LoadedSpec
 from runner.spec.tune import ObjectiveSpec
+from runner.store import RunMetrics, Store
 from runner.tune.build import Infeasible, trial_run
 from runner.tune.storage import Gate, worker_tag
 from runner.tune.study import suggest
@@ -54,13 +54,13 @@ def run_lock(ctx: TuneContext, run_id: str) -> Iterator[Claim]:
         claim.release()
 
 
-def metric_value(metrics: dict[str, Any], goal: ObjectiveSpec) -> float:
+def metric_value(metrics: RunMetrics, goal: ObjectiveSpec) -> float:
     """clean_accuracy, or robust_accuracy under the named attack (default: the suite's worst case)."""
-    rows = {r["attack"]: r["accuracy"] for r in metrics["results"]}
+    rows = {r.attack: r.accuracy for r in metrics.results}
     key = "clean" if goal.metric == "clean_accuracy" else (goal.attack or "worst_case")
     if key not in rows:
         raise AdvrunError(
-            f"run {metrics.get('run_id')} has no '{key}' result (it has {', '.join(rows)}); "
+            f"run {metrics.run_id} has no '{key}' result (it has {', '.join(rows)}); "
             "name an attack of the suite in the objective"
         )
     return float(rows[key])
@@ -134,5 +134,5 @@ class TrainObjective:
                 trial.set_user_attr("failure", str(e))
                 raise
         values = [metric_value(metrics, g) for g in self.tune.goals]
-        trial.set_user_attr("train_seconds", metrics.get("train_seconds"))
+        trial.set_user_attr("train_seconds", metrics.train_seconds)
         return values[0] if len(values) == 1 else values

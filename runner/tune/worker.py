@@ -60,12 +60,7 @@ def work(ctx: TuneContext, info: StorageInfo, tag: str = "") -> None:
     storage = info.open()
     study = open_study(t, ctx.study_name, storage, target_epochs(ctx))
     gate = Gate(info, ctx.study_name)
-    if t.mode == "train":
-        objective: Any = TrainObjective(ctx, gate)
-    else:
-        from runner.tune.attack import AttackObjective
-
-        objective = AttackObjective(ctx, gate)
+    objective = _objective(ctx, gate)
     labels = [g.label for g in t.goals]
 
     def guarded(trial: optuna.Trial) -> Any:
@@ -86,23 +81,9 @@ def work(ctx: TuneContext, info: StorageInfo, tag: str = "") -> None:
     while True:
         gate.acquire()
         try:
-            if info.kind == "journal":
-                reap_dead_workers(study, storage)
-            else:
-                optuna.storages.fail_stale_trials(study)
-            trials = study.get_trials(deepcopy=False)
+            trials = _trials(study, storage, info)
+            _refuse_failing(trials, fail_cap, ctx.study_name)
             states = [tr.state for tr in trials]
-            own = [
-                str(tr.user_attrs.get("infeasible") or tr.user_attrs.get("failure", "failed"))
-                for tr in trials
-                if tr.state == TrialState.FAIL or "infeasible" in tr.user_attrs
-            ]
-            own = [f for f in own if not f.startswith(("its worker", "interrupted"))]
-            if len(own) > fail_cap:
-                raise AdvrunError(
-                    f"{len(own)} trials of study '{ctx.study_name}' failed or were infeasible "
-                    f"(last: {own[-1]}); narrow tune.space so that its combinations are valid"
-                )
             live = sum(1 for tr in trials if counts(tr))
             if TrialState.WAITING not in states and live >= t.trials:
                 if TrialState.RUNNING in states:  # another worker's: wait, it may die
@@ -121,6 +102,40 @@ def work(ctx: TuneContext, info: StorageInfo, tag: str = "") -> None:
                 raise
         finally:
             gate.release()
+
+
+def _objective(ctx: TuneContext, gate: Gate) -> Any:
+    """What a trial runs: training a run (mode train) or attacking a model (mode attack)."""
+    if ctx.loaded.spec.tune.mode == "train":
+        return TrainObjective(ctx, gate)
+    from runner.tune.attack import AttackObjective
+
+    return AttackObjective(ctx, gate)
+
+
+def _trials(study: optuna.Study, storage: Any, info: StorageInfo) -> list[FrozenTrial]:
+    """The study's trials, after failing those of workers that died."""
+    if info.kind == "journal":
+        reap_dead_workers(study, storage)
+    else:
+        optuna.storages.fail_stale_trials(study)
+    return study.get_trials(deepcopy=False)
+
+
+def _refuse_failing(trials: list[FrozenTrial], cap: int, study_name: str) -> None:
+    """Stop when more than ``cap`` trials failed or were infeasible on their own (not by a dead
+    worker or an interrupt): the search space is mostly invalid."""
+    own = [
+        str(tr.user_attrs.get("infeasible") or tr.user_attrs.get("failure", "failed"))
+        for tr in trials
+        if tr.state == TrialState.FAIL or "infeasible" in tr.user_attrs
+    ]
+    own = [f for f in own if not f.startswith(("its worker", "interrupted"))]
+    if len(own) > cap:
+        raise AdvrunError(
+            f"{len(own)} trials of study '{study_name}' failed or were infeasible "
+            f"(last: {own[-1]}); narrow tune.space so that its combinations are valid"
+        )
 
 
 def _requeue(study: optuna.Study, storage: Any, number: int | None) -> None:

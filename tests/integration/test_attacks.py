@@ -10,7 +10,7 @@ from digits_model import CPU, trained
 from resolved import attack
 from scipy.optimize import linprog, minimize
 
-from runner.attacks.fab import hyperplane_box_projection
+from runner.attacks.kernels.fab import hyperplane_box_projection
 from runner.attacks.runner import generate
 from runner.catalog import ATTACKS
 from runner.models import build_model
@@ -83,7 +83,7 @@ CHEAP = {
 
 
 def _engines(kind: str) -> list[tuple[str, str]]:
-    norms = ATTACKS.get(kind).meta["norms"]
+    norms = ATTACKS.load(kind).norms
     return [(kind, engine) for engine in norms]
 
 
@@ -99,7 +99,7 @@ ENGINES = [
 def test_every_attack_stays_in_its_threat_model(kind, engine):
     model, data = trained()
     x, y = data.x_test[:24], data.y_test[:24]
-    norm = ATTACKS.get(kind).meta["norms"][engine][0]
+    norm = ATTACKS.load(kind).norms[engine][0]
     eps = 0.1 if norm == "linf" else 1.0
     cfg = {"kind": kind, "engine": engine, "norm": norm, "eps": eps, **CHEAP[kind]}
     if kind == "autoattack":
@@ -117,11 +117,12 @@ def test_every_attack_stays_in_its_threat_model(kind, engine):
 
 
 def test_cw_linf_factory_passes_the_spec_parameters():
-    from runner.attacks.art_attacks import cw_linf, make_classifier
+    from runner.attacks.art_attacks import make_classifier
+    from runner.attacks.cw_linf import CWLinf
 
     model, data = trained()
     clf = make_classifier(model, (1, 8, 8), 10, (0.0, 1.0), CPU)
-    a = cw_linf(clf, attack("cw_linf", eps=0.1, batch_size=64, **CHEAP["cw_linf"]))
+    a = CWLinf(attack("cw_linf", eps=0.1, batch_size=64, **CHEAP["cw_linf"])).art(clf)
     assert (a.max_iter, a.initial_const, a.largest_const, a.decrease_factor) == (5, 1.0, 1.5, 0.3)
 
 

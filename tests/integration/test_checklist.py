@@ -5,10 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 from digits_model import trained
-from resolved import LINF_01
+from resolved import LINF_01, evaluation
 from torch import nn
 
 from runner.eval.checklist import run_checklist
+from runner.eval.context import EvalContext
 
 THREAT = LINF_01
 
@@ -48,7 +49,10 @@ class Noisy(nn.Module):
 
 def checks(model: nn.Module, n: int = 96) -> dict[str, dict]:
     _, data = trained()
-    items = run_checklist(model, data.x_test, data.y_test, THREAT, 10, 512, n, log=lambda s: None)
+    settings = evaluation(batch_size=512, checklist_n=n)
+    items = run_checklist(
+        EvalContext(model, data.x_test, data.y_test, THREAT, 10, settings, log=lambda s: None)
+    )
     for item in items:
         assert item["status"] in ("pass", "warn", "fail")
         assert isinstance(item["detail"], str) and item["detail"]

@@ -64,7 +64,7 @@ def test_augmented_run_resumes_bitwise(tmp_path: Path, cifar_root: Path) -> None
     """Killed after epoch 2 of 3 and resumed, an augmented run ends with the same weights as
     one trained straight through: the crops and flips replay from the epoch's generator."""
     from runner.execute import Options, execute_run
-    from runner.execute.store import Store
+    from runner.store import Store
 
     run = _run(_spec(tmp_path, cifar_root))
     opts = Options(device="cpu", verbose=False)

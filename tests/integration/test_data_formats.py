@@ -27,7 +27,7 @@ from runner.errors import AdvrunError
 
 def load(name: str, root: Path, **kw):
     spec = SimpleNamespace(dataset=name, path=None, root=str(root), **kw)
-    return DATASETS.load(name)(spec)
+    return DATASETS.load(name).load(spec)
 
 
 def as_float(x: np.ndarray) -> np.ndarray:

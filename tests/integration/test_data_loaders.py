@@ -31,7 +31,7 @@ def spec(name: str, path: Path | None = None, root: Path | None = None) -> Simpl
 
 
 def load(name: str, **kw: Path) -> Dataset:
-    return DATASETS.load(name)(spec(name, **kw))
+    return DATASETS.load(name).load(spec(name, **kw))
 
 
 # ---------------------------------------------------------------- writers of the real formats
@@ -145,7 +145,7 @@ def test_every_registered_dataset_has_a_builder_here() -> None:
 @pytest.mark.parametrize("name", DATASETS.names())
 def test_registered_dataset_meets_the_contract(name: str, tmp_path: Path) -> None:
     s = BUILDERS[name](tmp_path)
-    ds = DATASETS.load(name)(s)
+    ds = DATASETS.load(name).load(s)
     assert isinstance(ds, Dataset) and ds.name == name
     parts = [(ds.x_train, ds.y_train)]
     if ds.x_test is not None:
@@ -156,7 +156,7 @@ def test_registered_dataset_meets_the_contract(name: str, tmp_path: Path) -> Non
         assert y.dtype == np.int64 and y.shape == (len(x),)
         assert y.min() >= 0 and y.max() < ds.num_classes
     assert re.fullmatch(r"[0-9a-f]{64}", ds.sha256)
-    assert DATASETS.load(name)(s).sha256 == ds.sha256  # the hash is reproducible
+    assert DATASETS.load(name).load(s).sha256 == ds.sha256  # the hash is reproducible
 
 
 # ------------------------------------------------------------------------------------ digits
@@ -204,7 +204,7 @@ def test_idx_full_range_pixels(tmp_path: Path) -> None:
 @pytest.mark.parametrize("name", IDX_NAMES)
 def test_idx_missing_root_and_files(name: str, tmp_path: Path) -> None:
     with pytest.raises(AdvrunError, match="needs data.root"):
-        DATASETS.load(name)(spec(name))
+        DATASETS.load(name).load(spec(name))
     missing = tmp_path / "nowhere"
     with pytest.raises(AdvrunError, match=re.escape(str(missing))):
         load(name, root=missing)
@@ -414,7 +414,7 @@ def test_npz_bad_contents(arrays: dict, message: str, tmp_path: Path) -> None:
 
 def test_npz_bad_files(tmp_path: Path) -> None:
     with pytest.raises(AdvrunError, match="needs data.path"):
-        DATASETS.load("npz")(spec("npz"))
+        DATASETS.load("npz").load(spec("npz"))
     missing = tmp_path / "missing.npz"
     with pytest.raises(AdvrunError, match=re.escape(str(missing))):
         load("npz", path=missing)

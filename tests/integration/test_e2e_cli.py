@@ -145,8 +145,8 @@ def test_resume_after_interruption_is_bitwise_equal(tmp_path):
     """A run killed after epoch 2 resumes from its state and ends with the same weights."""
     from runner.compile import compile_spec
     from runner.execute import Options, execute_run
-    from runner.execute.store import Store
     from runner.spec import load_spec
+    from runner.store import Store
 
     spec = tmp_path / "spec.yaml"
     spec.write_text(textwrap.dedent(SPEC).replace("epochs: 6, eps", "epochs: 3, eps"))

@@ -9,9 +9,9 @@ import torch
 from digits_model import trained
 
 from runner.attacks import native
-from runner.attacks.apgd import apgd
-from runner.attacks.fab import fab_t, fab_targeted
-from runner.train.counter import PassCounter
+from runner.attacks.kernels.apgd import apgd
+from runner.attacks.kernels.fab import fab_t, fab_targeted
+from runner.passes import PassCounter
 
 EPS = 0.1
 

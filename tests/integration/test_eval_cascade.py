@@ -10,7 +10,7 @@ from digits_model import trained
 from resolved import LINF_01, evaluation
 from resolved import attack as resolved_attack
 
-from runner.eval.evaluate import evaluate_run
+from runner.eval.evaluate import EvalContext, evaluate_run
 
 THREAT = LINF_01
 N = 150
@@ -36,7 +36,7 @@ def evaluated(mode: str, curve: bool = False):
     cfg = evaluation(batch_size=64, bootstrap=200, suite=mode, checklist=False,
                      eps_curve=[0.0, "eps/4", 0.05, "eps"] if curve else None)  # fmt: skip
     return evaluate_run(
-        model, data.x_test[:N], data.y_test[:N], SUITE, THREAT, 10, cfg, log=lambda s: None
+        EvalContext(model, data.x_test[:N], data.y_test[:N], THREAT, 10, cfg, SUITE, lambda s: None)
     )
 
 

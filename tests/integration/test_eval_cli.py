@@ -103,7 +103,8 @@ def test_bad_checkpoints_are_clear_errors(audited, tmp_path, capsys):
     pickled = tmp_path / "pickled.pt"
     torch.save({"weights": build_model("small_cnn", (1, 8, 8), 10, {"width": 0.25})}, pickled)
     err = _fails(["eval", str(spec), "--checkpoint", str(pickled), *out], capsys)
-    assert "pickled Python objects" in err
+    assert "a full pickled nn.Module (runner.models.small_cnn.SmallCNN), not a state_dict" in err
+    assert "nothing in it was run" in err and "weights_only=False" in err  # how to convert it
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"not a checkpoint")
     err = _fails(["eval", str(spec), "--checkpoint", str(junk), *out], capsys)

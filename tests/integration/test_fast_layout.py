@@ -55,14 +55,16 @@ def test_a_model_that_cannot_run_channels_last_keeps_its_layout():
 
 
 def test_the_suite_leaves_the_model_as_it_found_it():
-    from resolved import LINF_01, attack
+    from resolved import LINF_01, attack, evaluation
 
     from runner.eval.cascade import run_suite
+    from runner.eval.context import EvalContext
 
     model, data = trained()
     x, y = data.x_test[:32], data.y_test[:32]
-    res = run_suite(model, x, y, [attack("fgsm", eps=0.1, norm="linf", engine="native")],
-                    LINF_01, 10, 512, "cascade", lambda _: None)  # fmt: skip
+    fgsm = attack("fgsm", eps=0.1, norm="linf", engine="native")
+    res = run_suite(EvalContext(model, x, y, LINF_01, 10, evaluation(batch_size=512, suite="cascade"),
+                                [fgsm], lambda _: None))  # fmt: skip
     assert (
         all(_layouts(model))
         and res.info["fgsm"]["backward_passes"] == res.info["fgsm"]["attacked"] > 0

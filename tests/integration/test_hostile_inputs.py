@@ -252,6 +252,61 @@ def _ckpt_zip_not_torch(sb: Sandbox) -> list[str]:
     return [*EVAL, "ck.pt"]
 
 
+def _ckpt_legacy_pickle(sb: Sandbox) -> list[str]:
+    """torch's pre-1.6 format, read since issue 18: its pickles are refused all the same."""
+    payload = {"fc.weight": Payload(str(sb.marker))}
+    torch.save(payload, sb.root / "ck.pt", _use_new_zipfile_serialization=False)
+    return [*EVAL, "ck.pt"]
+
+
+def _ckpt_legacy_module(sb: Sandbox) -> list[str]:
+    model = build_model("mlp", (1, 8, 8), 10, {"hidden": [8]})
+    torch.save(model, sb.root / "ck.pt", _use_new_zipfile_serialization=False)
+    return [*EVAL, "ck.pt"]
+
+
+def _ckpt_legacy_cut(sb: Sandbox) -> list[str]:
+    torch.save(mlp_state(), sb.root / "ck.pt", _use_new_zipfile_serialization=False)
+    data = (sb.root / "ck.pt").read_bytes()
+    (sb.root / "ck.pt").write_bytes(data[: len(data) - 64])
+    return [*EVAL, "ck.pt"]
+
+
+def _ckpt_torchscript(sb: Sandbox) -> list[str]:
+    torch.jit.script(build_model("mlp", (1, 8, 8), 10, {"hidden": [8]})).save(sb.root / "ck.pt")
+    return [*EVAL, "ck.pt"]
+
+
+def _ckpt_written(data: bytes, name: str = "ck.pt") -> Setup:
+    def setup(sb: Sandbox) -> list[str]:
+        (sb.root / name).write_bytes(data)
+        return [*EVAL, name]
+
+    return setup
+
+
+def _ckpt_npz(sb: Sandbox) -> list[str]:
+    np.savez(sb.root / "ck.npz", **{k: v.numpy() for k, v in mlp_state().items()})
+    return [*EVAL, "ck.npz"]
+
+
+def _ckpt_safetensors_cut(sb: Sandbox) -> list[str]:
+    from safetensors.torch import save_file
+
+    save_file(mlp_state(), sb.root / "ck.safetensors")
+    data = (sb.root / "ck.safetensors").read_bytes()
+    (sb.root / "ck.safetensors").write_bytes(data[: len(data) - 40])
+    return [*EVAL, "ck.safetensors"]
+
+
+def _ckpt_raw_and_ema(sb: Sandbox) -> list[str]:
+    return [*EVAL, sb.checkpoint({"model": mlp_state(), "ema": mlp_state(), "epoch": 3})]
+
+
+def _ckpt_no_ema(sb: Sandbox) -> list[str]:
+    return [*EVAL, sb.checkpoint({"state_dict": mlp_state()}), "--weights", "ema"]
+
+
 def _factory(arch: str, *flags: str) -> Setup:
     def setup(sb: Sandbox) -> list[str]:
         (sb.root / "userzoo.py").write_text(
@@ -367,10 +422,30 @@ ROWS = [
         "test split (60 examples) has no examples of class(es) 3"),
     # checkpoints (advrun eval --checkpoint; a run's own are tested below)
     row("ckpt-malicious-pickle", _ckpt_pickle, "refused to load", "nothing in it was run"),
-    row("ckpt-malicious-raw-pickle", _ckpt_raw_pickle, "not a PyTorch checkpoint"),
-    row("ckpt-truncated", _ckpt_truncated, "not a PyTorch checkpoint", "truncated"),
+    row("ckpt-malicious-raw-pickle", _ckpt_raw_pickle, "not a PyTorch checkpoint",
+        "a plain Python pickle", "nothing in it was run"),
+    row("ckpt-malicious-legacy-pickle", _ckpt_legacy_pickle, "refused to load",
+        "nothing in it was run"),
+    row("ckpt-legacy-full-module", _ckpt_legacy_module,
+        "a full pickled nn.Module (runner.models.mlp.MLP), not a state_dict",
+        "nothing in it was run", "torch.save(m.state_dict(), 'state_dict.pt')"),
+    row("ckpt-legacy-cut", _ckpt_legacy_cut, "a damaged torch legacy (pre-1.6) checkpoint",
+        "download or copy it again"),
+    row("ckpt-torchscript", _ckpt_torchscript, "a TorchScript archive",
+        "torch.jit.load('ck.pt').state_dict()"),
+    row("ckpt-npz", _ckpt_npz, "a numpy .npz archive", "torch.from_numpy"),
+    row("ckpt-hdf5", _ckpt_written(b"\x89HDF\r\n\x1a\n" + bytes(200), "ck.h5"),
+        "a Keras/HDF5 file", "tf2onnx"),
+    row("ckpt-onnx", _ckpt_written(b"\x08\x07\x12\x07pytorch\x1a\x032.0" + bytes(40), "ck.onnx"),
+        "an ONNX model", "onnx2torch.convert"),
+    row("ckpt-safetensors-cut", _ckpt_safetensors_cut, "a damaged safetensors file"),
+    row("ckpt-raw-and-ema", _ckpt_raw_and_ema, "raw weights under 'model' and EMA weights under "
+        "'ema'", "--weights ema|raw"),
+    row("ckpt-no-ema", _ckpt_no_ema, "no EMA weights in it"),
+    row("ckpt-truncated", _ckpt_truncated, "a truncated zip archive", "not a PyTorch checkpoint"),
     row("ckpt-text", _ckpt_text, "not a PyTorch checkpoint"),
-    row("ckpt-zip-not-torch", _ckpt_zip_not_torch, "not a PyTorch checkpoint, or a damaged one"),
+    row("ckpt-zip-not-torch", _ckpt_zip_not_torch,
+        "a zip archive that is not a torch checkpoint (it holds hello.txt)"),
     row("ckpt-not-a-state-dict", lambda sb: [*EVAL, sb.checkpoint({"lr": 0.1, "epoch": 3})],
         "expected a state_dict"),
     row("ckpt-wrong-architecture",
@@ -441,25 +516,35 @@ def test_the_payloads_are_live(tmp_path):
     torch.save({"fc.weight": Payload(str(marker))}, tmp_path / "ck.pt")
     torch.load(tmp_path / "ck.pt", weights_only=False)
     assert marker.exists()
+    marker.unlink()  # the legacy (pre-1.6) format, which advrun eval reads since issue 18
+    payload = {"fc.weight": Payload(str(marker))}
+    torch.save(payload, tmp_path / "legacy.pt", _use_new_zipfile_serialization=False)
+    torch.load(tmp_path / "legacy.pt", weights_only=False)
+    assert marker.exists()
+
+
+EVAL_CPU = ["eval", "spec.yaml", "--checkpoint", "ck.pt", "-q", "--device", "cpu"]
 
 
 @pytest.mark.parametrize(
-    ("argv", "texts"),
+    ("argv", "texts", "legacy"),
     [
-        (["validate", "spec.yaml"], ("not allowed",)),
-        (["eval", "spec.yaml", "--checkpoint", "ck.pt", "-q", "--device", "cpu"], ("refused",)),
-        (["run", "spec.yaml", "-q", "--device", "cpu"], ("NaN or infinite",)),
+        (["validate", "spec.yaml"], ("not allowed",), False),
+        (EVAL_CPU, ("refused",), False),
+        (EVAL_CPU, ("refused", "nothing in it was run"), True),  # torch's pre-1.6 format
+        (["run", "spec.yaml", "-q", "--device", "cpu"], ("NaN or infinite",), False),
     ],
-    ids=["yaml-tag", "malicious-checkpoint", "nan-pixels"],
+    ids=["yaml-tag", "malicious-checkpoint", "malicious-legacy-checkpoint", "nan-pixels"],
 )
-def test_no_traceback_in_a_real_process(sandbox, argv, texts):
+def test_no_traceback_in_a_real_process(sandbox, argv, texts, legacy):
     """A few representative rows in a subprocess: stderr is the message and nothing else."""
     if argv[0] == "validate":
         sandbox.replace(
             "seeds: [0]", f"seeds: !!python/object/apply:os.system ['touch {sandbox.marker}']"
         )
     elif argv[0] == "eval":
-        sandbox.checkpoint({"fc.weight": Payload(str(sandbox.marker))})
+        payload = {"fc.weight": Payload(str(sandbox.marker))}
+        torch.save(payload, sandbox.root / "ck.pt", _use_new_zipfile_serialization=not legacy)
     else:
         sandbox.npz_spec(x=_with(images(), (5, 0, 0), np.nan), y=labels())
     before = sandbox.snapshot()

@@ -303,8 +303,8 @@ def test_a_resumed_run_continues_its_mlflow_run(tmp_path):
     from runner import track
     from runner.compile import compile_spec
     from runner.execute import Options, execute_run
-    from runner.execute.store import Store
     from runner.spec import load_spec
+    from runner.store import Store
 
     spec = tmp_path / "spec.yaml"
     spec.write_text(SPEC.replace("epochs: 2", "epochs: 3"))

@@ -28,7 +28,7 @@ def arch_params(names):
         pytest.param(
             a,
             marks=pytest.mark.skipif(not HAS_TORCHVISION, reason=NO_TORCHVISION)
-            if MODELS.get(a).meta.get("extra")
+            if getattr(MODELS.load(a), "extra", None)
             else (),
         )
         for a in names

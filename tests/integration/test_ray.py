@@ -127,7 +127,7 @@ def test_a_study_file_is_refused_on_several_nodes(monkeypatch, tmp_path):
     """A second node cannot join a loopback-only Ray (Ray refuses it), so the cluster's node
     list is faked here; everything else is the real code path up to the refusal."""
     from runner.errors import AdvrunError
-    from runner.execute import ray_launcher
+    from runner.tune import ray_workers
     from runner.tune.storage import storage_info
 
     class TwoNodes:
@@ -140,21 +140,21 @@ def test_a_study_file_is_refused_on_several_nodes(monkeypatch, tmp_path):
             self.shut = True
 
     fake = TwoNodes()
-    monkeypatch.setattr(ray_launcher, "connect", lambda address: fake)
+    monkeypatch.setattr(ray_workers, "connect", lambda address: fake)
     journal = storage_info(None, tmp_path, 30)
     with pytest.raises(AdvrunError, match="file locks do not hold across machines") as e:
-        ray_launcher.tune_on_ray(None, journal, 2, "10.0.0.1:6379")
+        ray_workers.tune_on_ray(None, journal, 2, "10.0.0.1:6379")
     assert "postgresql://" in str(e.value) and "2 nodes" in str(e.value) and fake.shut
     sqlite = storage_info(f"sqlite:///{tmp_path / 's.db'}", tmp_path, 30)
     with pytest.raises(AdvrunError, match="file locks"):
-        ray_launcher.tune_on_ray(None, sqlite, 2, "10.0.0.1:6379")
+        ray_workers.tune_on_ray(None, sqlite, 2, "10.0.0.1:6379")
 
 
 def test_without_ray_the_option_says_what_to_install(tmp_path, monkeypatch):
     import builtins
 
     from runner.errors import AdvrunError
-    from runner.execute import ray_launcher
+    from runner.execute.launchers import ray as ray_launcher
 
     real = builtins.__import__
 

@@ -22,7 +22,7 @@ from runner.catalog import RECIPES
 from runner.cli import main
 from runner.compile import Threat
 from runner.recipes.base import Recipe, TrainContext
-from runner.recipes.fgsm_rs import FGSMRSRecipe
+from runner.recipes.fgsm_rs import FGSMRSTraining
 from runner.recipes.mart import mart_loss
 from runner.recipes.trades import trades_loss
 from runner.spec.recipes import RECIPE_SPECS
@@ -46,7 +46,7 @@ def recipe_line(kind: str, engine: str) -> str:
 
 
 ENGINES = [(k, "native") for k in RECIPES.names()] + [
-    (k, "art") for k in RECIPES.names() if RECIPES.get(k).meta.get("art")
+    (k, "art") for k in RECIPES.names() if RECIPES.load(k).art_trainer
 ]
 
 SPEC = """\
@@ -203,7 +203,7 @@ def test_early_stop_restores_and_evaluates_the_best_epoch(tmp_path, monkeypatch)
         calls.append(len(history))
         return "collapsed (test)" if len(history) == 3 else None
 
-    monkeypatch.setattr(FGSMRSRecipe, "should_stop", collapse_at_3)
+    monkeypatch.setattr(FGSMRSTraining, "should_stop", collapse_at_3)
     rc, d = run_single(
         tmp_path,
         f"{{name: r, kind: fgsm_rs, epochs: 6, {COMMON.replace('epochs: 2, ', '')}}}",
@@ -234,15 +234,15 @@ def history(robust: list[float]) -> list[dict]:
     ],
 )
 def test_catastrophic_overfitting_guard(robust, stops):
-    recipe = FGSMRSRecipe(_spec("fgsm_rs", eps=0.1, alpha=0.125, overfit_drop=0.2), _ctx())
+    recipe = FGSMRSTraining(_spec("fgsm_rs", eps=0.1, alpha=0.125, overfit_drop=0.2), _ctx())
     reason = recipe.should_stop(history(robust))
     assert bool(reason) == stops
     if stops:
         assert "catastrophic overfitting" in reason and "epoch 3" in reason
     assert (
-        FGSMRSRecipe(_spec("fgsm_rs", eps=0.1, alpha=0.125, overfit_drop=None), _ctx()).should_stop(
-            history(robust)
-        )
+        FGSMRSTraining(
+            _spec("fgsm_rs", eps=0.1, alpha=0.125, overfit_drop=None), _ctx()
+        ).should_stop(history(robust))
         is None
     )
 
@@ -337,7 +337,7 @@ def test_trades_inner_step_raises_the_kl():
 
 
 def test_fgsm_augment_replaces_the_ratio_of_each_batch():
-    from runner.recipes.fgsm_augment import FGSMAugmentRecipe
+    from runner.recipes.fgsm_augment import FGSMAugmentTraining
 
     seen = []
     model = _model()
@@ -345,7 +345,7 @@ def test_fgsm_augment_replaces_the_ratio_of_each_batch():
     model.forward = lambda t: (seen.append(t.detach().clone()), real(t))[1]
     x, y = torch.rand(10, 1, 8, 8), torch.randint(0, 10, (10,))
     cfg = _spec("fgsm_augment", eps=0.1, ratio=0.3)
-    FGSMAugmentRecipe(cfg, _ctx()).batch_loss(model, x, y, 0.0)
+    FGSMAugmentTraining(cfg, _ctx()).batch_loss(model, x, y, 0.0)
     trained = seen[-1]  # the last forward is the training batch
     changed = (trained - x).flatten(1).abs().amax(1) > 1e-6
     assert changed.tolist() == [True] * 3 + [False] * 7  # ceil(0.3 * 10) FGSM examples

@@ -22,7 +22,7 @@ pytestmark = pytest.mark.slow
 
 HP = "epochs: 10, optimizer: {lr: 0.003}"
 ITER = "steps: 5, step_size: eps/4"
-WITH_ART = [k for k in RECIPES.names() if RECIPES.get(k).meta.get("art")]
+WITH_ART = [k for k in RECIPES.names() if RECIPES.load(k).art_trainer]
 ADVERSARIAL = ["fgsm_augment", "pgd", "fgsm_rs", "trades", "mart"]
 
 

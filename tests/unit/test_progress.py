@@ -9,6 +9,7 @@ from spec_base import BASE
 from runner.compile import compile_spec
 from runner.execute.progress import Progress
 from runner.spec import load_spec
+from runner.store import RunMetrics
 
 
 def test_summary_counts_runs_and_estimates_time_left(write_spec, monkeypatch):
@@ -20,7 +21,11 @@ def test_summary_counts_runs_and_estimates_time_left(write_spec, monkeypatch):
     out = io.StringIO()
     p = Progress(runs, verbose=True, stream=out)
     p.started(runs[0], "new -> running")
-    m = {"results": [{"attack": "clean", "accuracy": 0.9}], "train_seconds": 1.0}
+    clean = {"attack": "clean", "kind": "clean", "norm": "linf", "eps": 0.0, "accuracy": 0.9,
+             "n": 10, "ci_low": 0.8, "ci_high": 1.0}  # fmt: skip
+    m = RunMetrics(run_id=runs[0].id, slug=runs[0].slug, eval_hash="e", model="cnn",
+                   arch="mlp", recipe="std", kind="standard", results=[clean],
+                   train_seconds=1.0)  # fmt: skip
     p.finished(runs[0], m)
     p.started(runs[1], "new -> running")
     text = p.summary_text()

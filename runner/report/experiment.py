@@ -12,10 +12,12 @@ from collections.abc import Iterable
 
 from runner import faults
 from runner.compile import Plan
+from runner.execute import results
 from runner.execute.claim import locked
-from runner.execute.store import Store
 from runner.fsio import write_json, write_text
+from runner.report.hooks import gate_exit_code, write_default_report
 from runner.spec import LoadedSpec
+from runner.store import Store
 
 LOCK = ".lock"  # OUT/.lock/claim.json while a process rewrites the shared files
 
@@ -37,15 +39,11 @@ def write_plan(loaded: LoadedSpec, plan: Plan, store: Store) -> None:
 
 def write_results(plan: Plan, store: Store, report: bool = True):
     """Results, curves and (unless ``report`` is False) the report; returns the results table."""
-    from runner.execute import results
-
     with locked(store.root / LOCK):
         df = results.collect(plan, store)
         results.write(df, store.root, between=lambda: faults.reached("results"))
         results.write_curves(plan, store)
         if report:
-            from runner.report.hooks import write_default_report
-
             path = write_default_report(store.root, midway=lambda: faults.reached("report"))
             if path is not None:
                 print(f"report: {path}")
@@ -53,6 +51,4 @@ def write_results(plan: Plan, store: Store, report: bool = True):
 
 
 def gate(spec, store: Store, run_ids: Iterable[str] | None) -> int:
-    from runner.report.hooks import gate_exit_code
-
     return gate_exit_code(spec, store.root, run_ids)

@@ -1,0 +1,280 @@
+"""Typed records of the files of a run directory (``run.json`` is a :class:`~runner.compile.Run`
+or :class:`~runner.compile.Audit`).
+
+Each record mirrors its file key for key: a record read from a file and written back gives the same
+keys (fields never set stay out of the file, see :func:`runner.store.files.dump`).
+
+New results are typed, never free dicts. A new kind of accuracy row (certified accuracy, poisoning
+detection) is a new :data:`Scope` with the fields it needs added to :class:`ResultRow` (e.g. a
+certified radius); a new block of a run's results (attack-budget escalations, checkpoint
+provenance: file SHA-256, format, what was unwrapped) is a new record and an optional field of
+:class:`RunMetrics`. An addition that older readers would reject (records forbid unknown keys)
+bumps the file's version in :mod:`runner.store.files`, with its migration and a test.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+RunState = Literal["running", "trained", "done", "failed", "pruned"]
+# clean accuracy, an attack of the suite (cumulative in a cascade, or on its own), an attack outside
+# the threat model, the suite's worst case; the backdoor's ASR row has none (``ResultRow.is_asr``)
+Scope = Literal["clean", "cascade", "independent", "off_threat", "worst_case"]
+CheckStatus = Literal["pass", "warn", "fail"]
+
+
+class Record(BaseModel):
+    """A record of the run store: immutable, and no key it does not know."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Passes(Record):
+    """Forward and backward passes through the model (a cost in model evaluations)."""
+
+    forward_passes: int = 0
+    backward_passes: int = 0
+
+
+class ResultRow(Record):
+    """One accuracy of a run with its 95% bootstrap interval (a row of results.csv).
+
+    ``scope`` says what it measures (see :mod:`runner.eval.evaluate`); the bookkeeping of an
+    attack (``engine`` .. ``backward_passes``) is present on attack rows only.
+    """
+
+    attack: str
+    kind: str
+    norm: str
+    eps: float
+    accuracy: float
+    n: int
+    ci_low: float
+    ci_high: float
+    scope: Scope | None = None
+    engine: str | None = None
+    attacked: int | None = None  # examples the attack was run on
+    fooled: int | None = None
+    broken: int | None = None  # examples it broke first (cascade)
+    seconds: float | None = None
+    forward_passes: int | None = None
+    backward_passes: int | None = None
+
+    @property
+    def is_asr(self) -> bool:
+        """The backdoor's attack success rate (in ``accuracy``), not an accuracy."""
+        return self.attack == "asr" and self.kind == "backdoor"
+
+
+class CurvePoint(Record):
+    """Accuracy of one attack re-run at one eps of ``eval.eps_curve``."""
+
+    attack: str
+    eps: float
+    accuracy: float
+    n: int
+    ci_low: float
+    ci_high: float
+
+
+class ChecklistItem(Record):
+    """One check of the evaluation checklist, with the numbers it judged."""
+
+    check: str
+    status: CheckStatus
+    detail: str
+    evidence: dict[str, float] = Field(default_factory=dict)
+
+
+class PoisoningResult(Record):
+    """The backdoor's attack success rate on triggered test images outside the target class."""
+
+    asr: float
+    n: int
+    ci_low: float
+    ci_high: float
+    target: int
+    trigger: str
+    fraction: float
+
+
+class Execution(Record):
+    """How a run executed (``train``: how its training ran, maybe in another process)."""
+
+    device: str | None = None
+    threads: int | None = None
+    deterministic: bool | None = None
+    world_size: int | None = None
+    batch_size: int | None = None
+    per_rank_batch_size: int | None = None
+    backend: str | None = None  # torchrun's process group
+    train: Execution | None = None
+
+
+# how training ran, kept in status.json (flat) and copied into metrics.json's execution.train
+TRAIN_EXECUTION = ("device", "threads", "deterministic", "world_size", "batch_size",
+                   "per_rank_batch_size")  # fmt: skip
+
+
+class TrackingState(Record):
+    """What a tracking integration (``tracking.mlflow``) logged of the run."""
+
+    state: str  # synced | pending
+    uri: str
+    experiment: str
+    error: str | None = None
+    updated: str | None = None
+
+
+class RunStatus(Record):
+    """status.json: the run's state, times, diagnosis, training record and how it executed."""
+
+    state: RunState | None = None
+    updated: str | None = None
+    started: str | None = None
+    finished: str | None = None
+    diagnosis: str | None = None
+    resumable: bool | None = None  # a failure that a rerun resumes (a killed job)
+    best_epoch: int | None = None
+    stopped_early: str | None = None  # why training stopped early
+    stopped_epoch: int | None = None
+    pruned_at_epoch: int | None = None  # tuning: the trial was pruned here
+    trial: int | None = None
+    # how training executed (flat, as written since the first release)
+    device: str | None = None
+    threads: int | None = None
+    deterministic: bool | None = None
+    world_size: int | None = None
+    batch_size: int | None = None
+    per_rank_batch_size: int | None = None
+    backend: str | None = None
+    tracking: dict[str, TrackingState] = Field(default_factory=dict)
+
+    @property
+    def execution(self) -> Execution:
+        """How training ran: the execution fields this status holds."""
+        return Execution(
+            **{k: getattr(self, k) for k in TRAIN_EXECUTION if k in self.model_fields_set}
+        )
+
+
+class CheckpointProvenance(Record):
+    """The file an audit (``advrun eval --checkpoint``) loaded: its hash and format, what it
+    held, and each step from that to the audited state_dict (see :mod:`runner.checkpoint`)."""
+
+    path: str
+    sha256: str
+    size_bytes: int
+    format: str  # torch-zip | torch-legacy | safetensors
+    format_name: str  # the format in words
+    found: str  # the file's top-level object, e.g. "a dict with keys 'model', 'ema', 'epoch'"
+    unwrapped: list[str] = Field(default_factory=list)  # e.g. "took EMA weights under 'ema'"
+    weights: Literal["raw", "ema"] | None = None  # which weights, when the file kept both kinds
+    ignored: list[str] = Field(default_factory=list)  # keys beside the weights (optimizer, ...)
+    saved_on: list[str] = Field(default_factory=list)  # storage locations written in the file
+    loaded_on: str | None = None  # the device they were mapped to
+    tensors: int | None = None
+    parameters: int | None = None  # values in the state_dict (numel)
+    source: str | None = None  # e.g. "robustbench model_dir layout", when not --checkpoint
+
+
+class RunMetrics(Record):
+    """metrics.json: identity, results, curves, checklist, poisoning, cost and provenance of one
+    evaluated run (or ``advrun eval`` audit: ``kind`` and ``recipe`` are ``audit``)."""
+
+    run_id: str
+    slug: str
+    eval_hash: str
+    model: str
+    arch: str
+    recipe: str
+    kind: str
+    seed: int | None = None
+    sweep: dict[str, Any] = Field(default_factory=dict)  # the swept spec values, as in the spec
+    hyperparameters: dict[str, Any] = Field(default_factory=dict)  # the recipe's settings
+    checkpoint: str | None = None  # best | last; an audit: the file audited
+    checkpoint_sha256: str | None = None
+    checkpoint_provenance: CheckpointProvenance | None = None  # an audit's file (metrics v2)
+    best_epoch: int | None = None
+    stopped_early: str | None = None
+    stopped_epoch: int | None = None
+    poisoning: PoisoningResult | None = None
+    results: list[ResultRow] = Field(default_factory=list)
+    curves: list[CurvePoint] = Field(default_factory=list)
+    checklist: list[ChecklistItem] = Field(default_factory=list)
+    data_sha256: str | None = None
+    class_names: list[str] | None = None
+    device: str | None = None
+    execution: Execution | None = None
+    train_seconds: float = 0.0
+    eval_seconds: float = 0.0
+    train_passes: Passes = Field(default_factory=Passes)
+    eval_passes: Passes = Field(default_factory=Passes)
+    versions: dict[str, str | None] = Field(default_factory=dict)
+    git_commit: str | None = None
+
+    @property
+    def is_audit(self) -> bool:
+        return self.kind == "audit"
+
+    @property
+    def group(self) -> str:
+        """model@recipe[sweep values]: the unit the gate and the report's table judge."""
+        return group_label(self.model, self.recipe, self.sweep, self.run_id)
+
+    def row(self, attack: str) -> ResultRow | None:
+        """The results row of ``attack`` (``clean``, ``worst_case``, an attack's name)."""
+        return next((r for r in self.results if r.attack == attack), None)
+
+    def accuracy(self, attack: str) -> float | None:
+        r = self.row(attack)
+        return None if r is None else r.accuracy
+
+    @property
+    def checklist_verdict(self) -> str:
+        """not run | fail | warn | pass: the worst status of the checklist."""
+        statuses = {c.status for c in self.checklist}
+        if not self.checklist:
+            return "not run"
+        return "fail" if "fail" in statuses else "warn" if "warn" in statuses else "pass"
+
+
+def group_label(model: str | None, recipe: str | None, sweep: dict[str, Any], run_id: str) -> str:
+    """model@recipe[sweep values]; the run id when the model is unknown."""
+    if not model:
+        return str(run_id)
+    parts = [
+        f"{k.split('.')[-1]}={v:g}" if isinstance(v, float) else f"{k.split('.')[-1]}={v}"
+        for k, v in (sweep or {}).items()
+    ]
+    return f"{model}@{recipe}" + (f"[{','.join(parts)}]" if parts else "")
+
+
+class ExportEntry(Record):
+    """One adversarial export of the run (exports.json), as its manifest line plus where the
+    file lies relative to the run directory, when and with what attack settings."""
+
+    file: str
+    sha256: str
+    kind: str  # test | train
+    attack: str  # the attack's name; train:<recipe kind> for training-time examples
+    eps: float
+    norm: str
+    n: int
+    split: str
+    accuracy: float | None = None
+    checkpoint: str
+    checkpoint_sha256: str
+    data_sha256: str
+    run_id: str
+    advrun_version: str | None = None
+    created: str | None = None
+    attack_config: dict[str, Any] | None = None  # the attack's spec, as run
+
+
+class Exports(Record):
+    """exports.json: the adversarial exports of the run, one per file."""
+
+    adversarial_exports: list[ExportEntry] = Field(default_factory=list)

@@ -1,0 +1,158 @@
+"""The run store's typed records: real files of the previous release (no ``schema_version``,
+``store_v0/``: a trained run of the quickstart with an export, and an ``advrun eval`` audit) are
+read and migrated; writing them back keeps every key and number; a newer file is refused."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from runner.compile import Audit, Run
+from runner.store import ExportEntry, RunDir, RunMetrics, RunStatus, Store, StoreError
+from runner.store.files import EXPORTS, METRICS, MODEL_CARD, RUN, STATUS, VERSION_KEY
+
+V0 = Path(__file__).parent / "store_v0"
+FILES = ("run.json", "status.json", "metrics.json", "model_card.json", "exports.json")
+KINDS = {k.name: k for k in (RUN, STATUS, METRICS, MODEL_CARD, EXPORTS)}
+
+
+@pytest.fixture
+def v0(tmp_path: Path) -> Path:
+    """A copy of the previous release's files: a store with a run and an audit."""
+    runs = tmp_path / "out" / "runs"
+    shutil.copytree(V0 / "run", runs / "cnn@madry@s0-f285bfa9ca")
+    shutil.copytree(V0 / "audit", runs / "cnn@audit[best]-1ca7c32596")
+    return tmp_path / "out"
+
+
+def _json(path: Path) -> dict:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def test_previous_release_files_are_read_as_typed_records(v0):
+    stored = Store(v0).read("cnn@madry@s0-f285bfa9ca")
+    assert stored.found and stored.problem is None and stored.state == "done"
+    assert isinstance(stored.run, Run) and stored.run.recipe.kind == "pgd"
+    m = stored.metrics
+    assert isinstance(m, RunMetrics) and m.kind == "pgd" and m.seed == 0
+    assert [r.attack for r in m.results] == ["clean", "fgsm", "pgd20", "worst_case"]
+    assert [r.scope for r in m.results] == ["clean", "cascade", "cascade", "worst_case"]
+    fgsm = m.row("fgsm")
+    assert fgsm.engine == "art" and fgsm.attacked == 349 and fgsm.broken == 49
+    assert m.accuracy("worst_case") == pytest.approx(0.8022284122562674)
+    assert m.train_passes.forward_passes == 183360 and m.execution.train.world_size == 1
+    assert [c.check for c in m.checklist][:2] == ["iterative_vs_single_step", "large_eps"]
+    assert m.checklist_verdict == "pass" and len(m.curves) == 5
+    assert m.group == "cnn@madry"
+    assert stored.status.best_epoch == 15 and stored.status.execution.threads == 1
+    assert [e.attack for e in stored.exports] == ["fgsm"]
+    card = RunDir(stored.dir).read_model_card()
+    assert card.card_schema == "advrun.model_card/1" and card.robust_acc == m.accuracy("worst_case")
+
+
+def test_an_audit_of_the_previous_release_is_read(v0):
+    (stored,) = [d.read() for d in Store(v0).run_dirs() if "audit" in d.path.name]
+    assert isinstance(stored.run, Audit) and stored.is_audit
+    assert stored.run.checkpoint_sha256 == stored.metrics.checkpoint_sha256
+    assert stored.id == stored.run.id == stored.metrics.run_id
+    assert [m.run_id for m in Store(v0).audits(stored.metrics.eval_hash)] == [stored.id]
+
+
+@pytest.mark.parametrize("which", ["run", "audit"])
+def test_writing_back_keeps_every_key_and_number(v0, which):
+    (d,) = [d for d in Store(v0).run_dirs() if ("audit" in d.path.name) == (which == "audit")]
+    before = {f: _json(d.path / f) for f in FILES if (d.path / f).exists()}
+    stored = d.read()
+    d.write_run(stored.run)
+    d.write_status(d.read_status())
+    d.write_metrics(stored.metrics)
+    if "model_card.json" in before:
+        d.write_model_card(d.read_model_card())
+    for e in stored.exports:
+        d.record_export(e)
+    for name, old in before.items():
+        new = _json(d.path / name)
+        assert new.pop(VERSION_KEY) == KINDS[name].version, name
+        assert new == old, name
+
+
+def test_a_status_update_keeps_the_other_keys_and_validates(v0):
+    d = RunDir(v0 / "runs" / "cnn@madry@s0-f285bfa9ca")
+    st = d.set_status("failed", diagnosis="NaN loss", resumable=True)
+    assert st.state == "failed" and st.best_epoch == 15 and st.resumable is True
+    data = _json(d.path / "status.json")
+    assert data["diagnosis"] == "NaN loss" and data["world_size"] == 1 and data[VERSION_KEY] == 1
+    with pytest.raises(StoreError, match=r"status\.json.*nonsense"):
+        d.set_status("done", nonsense=1)
+    assert _json(d.path / "status.json") == data  # nothing written
+
+
+def test_a_newer_file_is_refused_naming_it_and_what_to_do(v0):
+    d = RunDir(v0 / "runs" / "cnn@madry@s0-f285bfa9ca")
+
+    def newer(kind) -> None:
+        path = d.path / kind.name
+        path.write_text(json.dumps({**_json(path), VERSION_KEY: kind.version + 1}))
+
+    newer(RUN)  # run.json: read() still reads the other files and says why the run is missing
+    stored = d.read()
+    assert stored.run is None and stored.metrics is not None
+    assert f"run.json: schema_version {RUN.version + 1} is newer than this advrun reads" in (
+        stored.problem
+    )
+    for kind in (METRICS, STATUS):
+        newer(kind)
+    with pytest.raises(StoreError) as e:
+        d.read_metrics()
+    msg = str(e.value)
+    assert str(d.path / "metrics.json") in msg and "newer than this advrun reads" in msg
+    assert "upgrade advrun" in msg
+    with pytest.raises(StoreError, match=f"status.json: schema_version {STATUS.version + 1} is"):
+        d.read_status()
+
+
+def test_a_file_that_is_not_a_record_gets_a_one_line_error(v0):
+    path = v0 / "runs" / "cnn@madry@s0-f285bfa9ca" / "metrics.json"
+    data = _json(path)
+    data["results"][0]["accuracy"] = "high"
+    path.write_text(json.dumps(data))
+    with pytest.raises(StoreError, match=r"results\.0\.accuracy.*delete it to re-evaluate"):
+        RunDir(path.parent).read_metrics()
+
+
+def test_records_are_frozen_and_strict():
+    st = RunStatus(state="done")
+    with pytest.raises(ValueError):
+        st.state = "failed"  # type: ignore[misc]
+    with pytest.raises(ValueError):
+        RunStatus(state="exploded")
+    with pytest.raises(ValueError):
+        ExportEntry.model_validate({"file": "x"})
+
+
+def test_an_audits_checkpoint_provenance_is_stored_and_older_files_migrate(v0):
+    """metrics.json version 2 may carry the audited file's record; a version 1 file (no record)
+    still reads, and the record survives a write and a read."""
+    from runner.store.records import CheckpointProvenance
+
+    (d,) = [d for d in Store(v0).run_dirs() if "audit" in d.path.name]
+    path = d.path / "metrics.json"
+    path.write_text(json.dumps({**_json(path), VERSION_KEY: 1}))  # as the release before wrote it
+    m = d.read_metrics()
+    assert m.checkpoint_provenance is None and m.is_audit
+    prov = CheckpointProvenance(
+        path="w.pth", sha256=m.checkpoint_sha256, size_bytes=1234, format="torch-legacy",
+        format_name="torch legacy serialization", found="a dict with keys 'model', 'ema'",
+        unwrapped=["took EMA weights under 'ema'"], weights="ema", ignored=["model"],
+        saved_on=["cuda:0"], loaded_on="cpu", tensors=10, parameters=1000,
+    )  # fmt: skip
+    d.write_metrics(m.model_copy(update={"checkpoint_provenance": prov}))
+    data = _json(path)
+    assert data[VERSION_KEY] == METRICS.version == 2
+    assert data["checkpoint_provenance"]["saved_on"] == ["cuda:0"]
+    assert d.read_metrics().checkpoint_provenance == prov
+    with pytest.raises(ValueError):  # a typo in the record is refused, not kept as a free dict
+        CheckpointProvenance.model_validate({**prov.model_dump(), "fromat": "x"})
