@@ -22,17 +22,21 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-import runner.eval.cascade as cascade  # noqa: E402
+import runner.eval.context as eval_context  # noqa: E402
 from bench.masked_models import Case  # noqa: E402
 from runner.attacks import native  # noqa: E402
+from runner.attacks.apgd import APGDAttack  # noqa: E402
+from runner.attacks.fab import FABAttack  # noqa: E402
+from runner.attacks.square import SquareAttack  # noqa: E402
 from runner.compile import compile_spec  # noqa: E402
 from runner.eval.cascade import run_suite  # noqa: E402
 from runner.eval.checklist import run_checklist  # noqa: E402
+from runner.eval.context import EvalContext  # noqa: E402
 from runner.execute.prepare import prepare  # noqa: E402
 from runner.models import build_model  # noqa: E402
+from runner.passes import PassCounter  # noqa: E402
 from runner.spec import load_spec  # noqa: E402
-from runner.spec.attacks import APGDAttack, FABAttack, SquareAttack  # noqa: E402
-from runner.train.counter import PassCounter  # noqa: E402
+from runner.spec.core import EvalSpec  # noqa: E402
 
 BATCH = 512
 TODAY = ("pgd", "standard", "cifar")  # the three models of the bench before issue 17
@@ -48,6 +52,13 @@ class AdvrunResult:
     x_adv: torch.Tensor | None = None  # the input that broke each example (x where none did)
 
 
+def context(model, x, y, attacks, threat, mode: str = "cascade", n: int | None = None,
+            **settings: Any) -> EvalContext:  # fmt: skip
+    """advrun's evaluation of (x, y) as ``advrun eval`` builds it (quiet, seed 0)."""
+    cfg = EvalSpec(batch_size=BATCH, suite=mode, checklist_n=max(8, n or len(x)), **settings)
+    return EvalContext(model, x, y, threat, 10, cfg, tuple(attacks), log=lambda _: None)
+
+
 def suite(spec: str, eps: float):
     """(at-threat attacks of ``spec`` at Linf ``eps``, the threat)."""
     plan = compile_spec(load_spec(spec, [f"threat.eps={eps!r}"]).spec)
@@ -59,24 +70,24 @@ def run_advrun(model, x, y, attacks, threat, mode: str = "cascade",
     """advrun's worst case (``run_suite``), timed, with its passes counted.
 
     ``keep_adv`` (cascade mode) also keeps the input that broke each example, as the references
-    return theirs, by recording what the cascade's ``generate`` returned (bench only).
+    return theirs, by recording what the evaluation's ``generate`` returned (bench only).
     """
     counter = PassCounter(model)
     outputs: list[torch.Tensor] = []
-    generate = cascade.generate
+    generate = eval_context.generate
 
     def recorded(*a, **k):
         outputs.append(generate(*a, **k).detach())
         return outputs[-1]
 
     if keep_adv:
-        cascade.generate = recorded
+        eval_context.generate = recorded
     try:
         t0 = time.perf_counter()
-        res = run_suite(model, x, y, attacks, threat, 10, BATCH, mode, lambda _: None)
+        res = run_suite(context(model, x, y, attacks, threat, mode))
         secs = time.perf_counter() - t0
     finally:
-        cascade.generate = generate
+        eval_context.generate = generate
         counter.close()
     w = res.examples[res.examples.attack == "worst_case"].sort_values("example")
     out = AdvrunResult(secs, w["correct"].to_numpy(bool), w["broken_by"].to_numpy(object),
@@ -101,7 +112,7 @@ def _breakers(x, broken_by, order: list[str], outputs: list[torch.Tensor]) -> to
 
 def independent(model, x, y, attacks, threat) -> dict[str, np.ndarray]:
     """Each attack's own per-example correctness (``suite: independent``)."""
-    res = run_suite(model, x, y, attacks, threat, 10, BATCH, "independent", lambda _: None)
+    res = run_suite(context(model, x, y, attacks, threat, "independent"))
     t = res.examples.pivot(index="example", columns="attack", values="correct")
     return {a.name: t[a.name].to_numpy(bool) for a in attacks}
 
@@ -110,7 +121,7 @@ def checklist(model, x, y, threat) -> tuple[float, list[dict[str, Any]]]:
     """advrun's evaluation checklist on all of x (seconds, items)."""
     torch.manual_seed(0)
     t0 = time.perf_counter()
-    items = run_checklist(model, x, y, threat, 10, BATCH, n=len(x), log=lambda _: None)
+    items = run_checklist(context(model, x, y, [], threat))
     return time.perf_counter() - t0, items
 
 
