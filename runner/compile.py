@@ -44,6 +44,15 @@ def _essential(m: BaseModel | None) -> dict[str, Any] | None:
     return None if m is None else m.model_dump(mode="json", exclude_defaults=True)
 
 
+def _audit_eval(evaluation: EvalSpec) -> EvalSpec:
+    """An audit's eval settings: escalation on unless the spec says (``enabled`` unset is the
+    default: on for ``advrun eval``, off for trained runs)."""
+    esc = evaluation.escalation
+    if esc.enabled is not None:
+        return evaluation
+    return evaluation.model_copy(update={"escalation": esc.model_copy(update={"enabled": True})})
+
+
 def _eval_json(evaluation: EvalSpec) -> dict[str, Any]:
     """The eval section as run.json holds it; ``escalation`` (run.json version 3) only when it
     differs from the defaults, so other runs' files keep their keys."""
@@ -361,7 +370,7 @@ def compile_audit(
         model=model,
         threat=plan.threat,
         attacks=plan.attacks,
-        eval=spec.eval,
+        eval=_audit_eval(spec.eval),
         checkpoint=checkpoint,
         checkpoint_sha256=sha,
         eval_hash=plan.eval_hash,

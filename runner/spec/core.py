@@ -211,12 +211,12 @@ class ModelSpec(StrictModel):
 class EscalationSpec(StrictModel):
     """Larger budgets where the evidence asks for them (docs/evaluation.md, "Escalation")."""
 
-    enabled: bool = Field(
-        True,
+    enabled: bool | None = Field(
+        None,
         description="on a masking signal (Square broke what the white-box stages missed; a "
         "checklist check warned or failed) re-run the responsible stage on the survivors with a "
         "larger budget until a rung breaks nothing new or the caps are reached; no signal, no "
-        "escalation",
+        "escalation. Default: on for advrun eval (an audit of a model), off for trained runs",
     )
     max_queries: int = Field(
         10000, ge=1000, le=1000000,
