@@ -28,6 +28,7 @@ from runner.spec.base import (
     Seed,
     StrictModel,
 )
+from runner.spec.certify import CertifySpec
 from runner.spec.gate import GateSpec
 from runner.spec.poisoning import PoisoningSpec
 from runner.spec.recipes import RECIPE_SPECS
@@ -369,6 +370,11 @@ class Spec(StrictModel):
         default_factory=list, description="the attack suite run on every trained model"
     )
     eval: EvalSpec = Field(default_factory=EvalSpec, description="evaluation settings")
+    certify: CertifySpec | None = Field(
+        None,
+        description="randomized-smoothing certification (Cohen et al. 2019) of every evaluated "
+        "model: certified L2 radii, certified accuracy against radius, the smoothed clean accuracy",
+    )
     output: OutputSpec = Field(default_factory=OutputSpec, description="output settings")
     gate: GateSpec | None = Field(
         None,
