@@ -10,7 +10,8 @@ SITE ?= site
 # Material for MkDocs prints a banner about its successor on every build: not ours to act on
 export NO_MKDOCS_2_WARNING := 1
 
-.PHONY: install install-core demo test test-all lint docs docs-serve format bench bench-install clean chromium
+.PHONY: install install-core demo test test-all lint docs docs-serve format bench bench-install clean chromium \
+	gpu-wheels gpu-check
 
 # Two install stamps: the demo needs only the core (`pip install -e .`); tests, lint and docs add
 # the extras (dev, postgres, ray, mlflow, docs), which take a few minutes more on a fresh machine.
@@ -69,6 +70,20 @@ bench-install: install
 # (bench/attacks.py; about 2 hours on 2 shared cores; `--models`/`--n` for less)
 bench: bench-install
 	$(BIN)/python bench/attacks.py
+
+# The wheels a bare GPU machine lacks (ART, Optuna, pydantic, the bench's references...), for
+# CPython 3.12 on manylinux x86-64, pinned at this venv's versions, into .whl/ (git-ignored):
+# bench/gpu_wheels.py. They travel with the checkout to a GPU machine that reaches no registry.
+gpu-wheels: install
+	$(BIN)/python bench/gpu_wheels.py
+
+# Every GPU claim measured in one run of at most 8 minutes (bench/gpu_check.sh; docs/performance.md).
+# On the GPU machine: `make gpu-check` (its own python3 and torch, the wheels of .whl/). Here, the
+# same parts at toy size: make gpu-check PYTHON=.venv/bin/python GPU_CHECK_DEVICE=cpu
+GPU_CHECK_DEVICE ?= cuda
+GPU_CHECK_OUT ?= reports/gpu-check
+gpu-check:
+	PYTHON=$(PYTHON) bash bench/gpu_check.sh --device $(GPU_CHECK_DEVICE) $(GPU_CHECK_OUT)
 
 # Headless Chromium for the report test (tests/integration/test_report_chromium.py), from
 # Debian's package when missing (needs root, as in CI); without it that test is skipped.

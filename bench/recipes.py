@@ -1,6 +1,7 @@
 """One training epoch of each recipe, three ways, in one process: native, ART, bare torch.
 
     .venv/bin/python bench/recipes.py [--arch small_cnn] [--repeats 3] [--kinds pgd,trades]
+        [--device cuda] [--out FILE]
 
 - native: advrun's loop (``runner.train.loop.fit``, one epoch, monitoring off);
 - art: the same through ART's own trainer (``engine: art``), for the kinds that have one;
@@ -17,6 +18,7 @@ Timings are wall clock; compare ratios measured in the same run, never absolute 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import sys
 import tempfile
@@ -190,12 +192,27 @@ def row(kind: str, best: dict[str, tuple[float, dict[str, int]]]) -> str:
     )
 
 
+def figures(kind: str, best: dict[str, tuple[float, dict[str, int]]]) -> dict:
+    """One recipe's timings and ratios as numbers (``--out``); None where ART has no trainer."""
+    sec = {name: best[name][0] if name in best else None for name in ("native", "bare", "art")}
+    passes = {name: best[name][1] for name in best}
+    return {
+        "native_s": sec["native"],
+        "bare_s": sec["bare"],
+        "art_s": sec["art"],
+        "native_over_bare": sec["native"] / sec["bare"],
+        "art_over_native": sec["art"] / sec["native"] if sec["art"] is not None else None,
+        "passes": passes,
+    }
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--arch", default="small_cnn", help="mlp, small_cnn (default), ...")
     ap.add_argument("--device", default="cpu", help="cpu (default), cuda, auto")
     ap.add_argument("--repeats", type=int, default=5, help="timed epochs per engine (min kept)")
     ap.add_argument("--kinds", default=",".join(KINDS), help="comma-separated recipe kinds")
+    ap.add_argument("--out", default=None, help="also write the figures as JSON here")
     ap.add_argument(
         "--threads",
         type=int,
@@ -212,10 +229,10 @@ def main() -> int:
     run0 = p.runs[0]
     data = prepare(run0.data, run0.threat.pixel_range, device)
 
-    class _Ctx:  # poisoning.training_set only needs this
-        pixel_range = run0.threat.pixel_range
-
-    x, y = poisoning.training_set(run0, data, _Ctx())
+    # every recipe trains on the spec's poisoned set (backdoor_mitigation needs its triggers)
+    x, y, _ = poisoning.poison_training_set(
+        data.x_train, data.y_train, run0.poisoning, run0.threat.pixel_range, data.num_classes
+    )
     print(
         f"digits: {len(x)} training images, arch {args.arch}, device {device}, "
         f"torch {torch.__version__}, {torch.get_num_threads()} threads; best of {args.repeats}"
@@ -227,6 +244,9 @@ def main() -> int:
     )
     print(header)
     runs = {r.recipe.name: r for r in p.runs}
+    out = {"arch": args.arch, "device": str(device), "torch": torch.__version__,
+           "threads": torch.get_num_threads(), "repeats": args.repeats, "n_train": len(x),
+           "recipes": {}}  # fmt: skip
     for kind in kinds:
         native, art = runs[kind], runs.get(f"{kind}-art")
         best: dict[str, tuple[float, dict[str, int]]] = {}
@@ -244,6 +264,9 @@ def main() -> int:
                 if name not in best or s < best[name][0]:
                     best[name] = (s, passes)
         print(row(kind, best), flush=True)
+        out["recipes"][kind] = figures(kind, best)
+        if args.out:  # after every recipe: a run cut short keeps what it measured
+            Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
     return 0
 
 

@@ -27,6 +27,16 @@ def world_size_from_env() -> int:
         raise AdvrunError("WORLD_SIZE must be a whole number (torchrun sets it)") from None
 
 
+def under_torchrun() -> bool:
+    """Whether this process is a rank whose runs train with DDP: torchrun with WORLD_SIZE > 1, or
+    one process with ``ADVRUN_DDP=1`` (DDP on a single rank: a smoke of the DDP path, nccl
+    included, on a machine with one GPU, where two ranks cannot share it)."""
+    world = world_size_from_env()
+    return world > 1 or (
+        world == 1 and "WORLD_SIZE" in os.environ and os.environ.get("ADVRUN_DDP") == "1"
+    )
+
+
 def timeout() -> dt.timedelta:
     """How long ranks wait for each other (rank 0 evaluates while the others wait)."""
     return dt.timedelta(seconds=float(os.environ.get("ADVRUN_DIST_TIMEOUT_S", str(24 * 3600))))
@@ -75,9 +85,9 @@ class Dist:
 
 def init(device_name: str) -> Dist | None:
     """Join the process group torchrun describes in the environment; None when not under it."""
-    world = world_size_from_env()
-    if world <= 1:
+    if not under_torchrun():
         return None
+    world = world_size_from_env()
     for key in ("RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         if key not in os.environ:
             raise AdvrunError(

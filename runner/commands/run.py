@@ -157,7 +157,7 @@ def _launcher_name(args: argparse.Namespace) -> str:
     else ``--jobs`` processes on this machine, else this process."""
     from runner import dist
 
-    if dist.world_size_from_env() > 1:
+    if dist.under_torchrun():
         if args.jobs > 1 or args.launcher != "local":
             raise AdvrunError("under torchrun, run without --jobs and --launcher: torchrun's "
                               "ranks are the parallelism")  # fmt: skip

@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +72,42 @@ def _check_feature_layers(runs: list[Run], opts: Options) -> None:
         feature_module(model, p.feature_layer)
 
 
+@dataclass
+class RunScope:
+    """One run's execution: where it is stored, who writes (rank 0), the claim's guard, its log
+    and hooks. Built once by :func:`execute_run` and handed to each phase."""
+
+    run: Run
+    store: Store
+    opts: Options
+    d: Path
+    guard: Callable[[], None]
+    log: Any
+    hooks: Hooks
+    dist: Dist | None = None
+    on_epoch: Callable[[dict[str, Any]], None] | None = None
+
+    @property
+    def main(self) -> bool:
+        """Whether this process writes the store (always, unless a torchrun rank but 0)."""
+        return self.dist is None or self.dist.main
+
+
+@dataclass
+class Built:
+    """What a run trains and evaluates: its data, model, pass counter, recipe and training set."""
+
+    device: Any
+    threads: int
+    data: Any
+    model: Any
+    counter: PassCounter
+    ctx: TrainContext
+    recipe: Any
+    poisoned: TrainingSet | None
+    execution: Execution
+
+
 def execute_run(
     run: Run,
     store: Store,
@@ -94,99 +131,18 @@ def execute_run(
         status = dist.broadcast(status)
     if status == "done":
         return store.read_metrics(run) if main else None
-    st0 = store.read_status(run)
-    # a fresh start after --force or a diverged run; a killed job resumes from its last epoch
-    if main and (opts.force or (status == "failed" and not st0.resumable)):
-        guard()
-        shutil.rmtree(d / "checkpoints", ignore_errors=True)
-        shutil.rmtree(d / EVAL_STATE, ignore_errors=True)
-        shutil.rmtree(store.at(run).poisoning_dir, ignore_errors=True)  # defense, crafted poisons
-        store.remove_metrics(run)  # no stale results beside a failed retrain
     if main:
-        d.mkdir(parents=True, exist_ok=True)
-        guard()
-        store.write_run(run)
+        _start_fresh_if_needed(run, store, opts, status, guard)
     log: Any = RunLog(d / "log.txt") if main else _Silent()
     hooks = hooks_for(opts) if main else Hooks([])
+    s = RunScope(run, store, opts, d, guard, log, hooks, dist, on_epoch)
     train_needed = (
         status in ("new", "partial", "failed") or not (d / "checkpoints" / "last.pt").exists()
     )
     if dist is not None:  # every rank must agree, and read nothing rank 0 is about to delete
         train_needed = dist.broadcast(train_needed)
-
-    def epoch_done(row: dict[str, Any]) -> None:
-        hooks.call("epoch_done", run, d, row)
-        if on_epoch is not None:
-            on_epoch(row)
-
     try:
-        device = dist.device(opts.device) if dist is not None else select_device(opts.device)
-        seed_everything(run.seed, run.deterministic)
-        threads = set_threads(run.threads, run.deterministic)
-        threat = run.threat
-        pr = threat.pixel_range
-        data = prepare(run.data, pr, device)
-        model = build_for_spec(
-            run.model, data.input_shape, data.num_classes, pr, opts.allow_import
-        ).to(device)
-        counter = PassCounter(model)
-        ctx = TrainContext(
-            device, pr, threat, data.num_classes, data.input_shape, counter, run.poisoning
-        )
-        ctx.augment = Augment(run.data.augment, pr, data.input_shape) or None
-        recipe = RECIPES.load(run.recipe.kind)(run.recipe, ctx)
-        poisoned = _poisoned_training_set(run, store, opts, data, ctx, log, guard, dist)
-        x_train, y_train = (
-            (data.x_train, data.y_train) if poisoned is None else (poisoned.x, poisoned.y)
-        )
-        world = dist.world_size if dist is not None else 1
-        execution = Execution(
-            device=str(device), threads=threads, deterministic=run.deterministic,
-            world_size=world, batch_size=int(run.recipe.batch_size),
-            per_rank_batch_size=-(-int(run.recipe.batch_size) // world),
-            **({"backend": dist.backend} if dist is not None else {}),
-        )  # fmt: skip
-        if train_needed:
-            if main:
-                guard()
-                store.set_status(run, "running", execution, started=now(), stopped_epoch=None,
-                                 resumable=None, diagnosis=None)  # fmt: skip
-            log(
-                f"training {run.slug} on {device} ({len(data.x_train)} examples, {threads} "
-                f"threads; {data.memory})"
-            )
-            hooks.call("run_started", run, d)
-            bar = tqdm(
-                total=int(run.recipe.epochs), desc=run.slug, leave=False,
-                disable=not (opts.bars and main),
-            )  # fmt: skip
-            try:
-                result = _deterministic_ops(run, lambda: fit(FitContext(
-                    model, recipe, x_train, y_train, data.x_val, data.y_val, ctx, run.seed, d, log,
-                    on_epoch=epoch_done if main and (hooks or on_epoch) else None, progress=bar,
-                    guard=guard, dist=dist,
-                )))  # fmt: skip
-            finally:
-                bar.close()
-            if main:
-                guard()
-                store.set_status(
-                    run,
-                    "trained",
-                    best_epoch=result.best_epoch,
-                    stopped_early=result.stopped_early,
-                    stopped_epoch=result.stopped_epoch,
-                )
-        if not main:  # rank 0 evaluates and writes; wait for it, then on to the next run
-            counter.close()
-            dist.barrier()
-            return None
-        try:
-            return _evaluate_and_store(run, store, opts, d, model, data, threat, counter, guard,
-                                       log, hooks, execution, poisoned)  # fmt: skip
-        finally:
-            if dist is not None:
-                dist.barrier()
+        return _train_and_evaluate(s, train_needed)
     except RunFailed as e:
         if main and (claim is None or not claim.lost):
             store.set_status(run, "failed", diagnosis=str(e), finished=now())
@@ -197,54 +153,178 @@ def execute_run(
         log.close()
 
 
-def _evaluate_and_store(
-    run: Run,
-    store: Store,
-    opts: Options,
-    d: Path,
-    model: Any,
-    data: Any,
-    threat: Any,
-    counter: PassCounter,
-    guard: Callable[[], None],
-    log: Any,
-    hooks: Hooks,
-    execution: Execution,
-    poisoned: TrainingSet | None = None,
-) -> RunMetrics:
-    """Evaluate the chosen checkpoint against the suite; write examples, metrics and status."""
+def _start_fresh_if_needed(
+    run: Run, store: Store, opts: Options, status: str, guard: Callable[[], None]
+) -> None:
+    """Rank 0: clear what a fresh start must not reuse, then (re)write run.json.
+
+    A fresh start follows --force or a diverged run; a killed job resumes from its last epoch.
+    """
+    d = store.run_dir(run)
+    if opts.force or (status == "failed" and not store.read_status(run).resumable):
+        guard()
+        shutil.rmtree(d / "checkpoints", ignore_errors=True)
+        shutil.rmtree(d / EVAL_STATE, ignore_errors=True)
+        shutil.rmtree(store.at(run).poisoning_dir, ignore_errors=True)  # defense, crafted poisons
+        store.remove_metrics(run)  # no stale results beside a failed retrain
+    d.mkdir(parents=True, exist_ok=True)
+    guard()
+    store.write_run(run)
+
+
+def _train_and_evaluate(s: RunScope, train_needed: bool) -> RunMetrics | None:
+    """Build the run, train it when needed, then (rank 0) evaluate and store it."""
+    b = _build(s)
+    if train_needed:
+        _train(s, b)
+    if not s.main:  # rank 0 evaluates and writes; wait for it, then on to the next run
+        b.counter.close()
+        assert s.dist is not None
+        s.dist.barrier()
+        return None
+    try:
+        return _evaluate_and_store(s, b)
+    finally:
+        if s.dist is not None:
+            s.dist.barrier()
+
+
+def _build(s: RunScope) -> Built:
+    """Seed, pick the device and threads, load the data, build the model and the recipe, and
+    prepare the (poisoned, filtered) training set."""
+    run, dist = s.run, s.dist
+    device = dist.device(s.opts.device) if dist is not None else select_device(s.opts.device)
+    seed_everything(run.seed, run.deterministic)
+    threads = set_threads(run.threads, run.deterministic)
+    pr = run.threat.pixel_range
+    data = prepare(run.data, pr, device)
+    model = build_for_spec(
+        run.model, data.input_shape, data.num_classes, pr, s.opts.allow_import
+    ).to(device)
+    counter = PassCounter(model)
+    ctx = TrainContext(
+        device, pr, run.threat, data.num_classes, data.input_shape, counter, run.poisoning
+    )
+    ctx.augment = Augment(run.data.augment, pr, data.input_shape) or None
+    recipe = RECIPES.load(run.recipe.kind)(run.recipe, ctx)
+    poisoned = _poisoned_training_set(run, s.store, s.opts, data, ctx, s.log, s.guard, dist)
+    world = dist.world_size if dist is not None else 1
+    execution = Execution(
+        device=str(device), threads=threads, deterministic=run.deterministic,
+        world_size=world, batch_size=int(run.recipe.batch_size),
+        per_rank_batch_size=-(-int(run.recipe.batch_size) // world),
+        **({"backend": dist.backend} if dist is not None else {}),
+    )  # fmt: skip
+    return Built(device, threads, data, model, counter, ctx, recipe, poisoned, execution)
+
+
+def _train(s: RunScope, b: Built) -> None:
+    """Train (or resume) the run, recording its status before and after."""
+    run, d, data = s.run, s.d, b.data
+    x_train, y_train = (
+        (data.x_train, data.y_train) if b.poisoned is None else (b.poisoned.x, b.poisoned.y)
+    )
+    if s.main:
+        s.guard()
+        s.store.set_status(run, "running", b.execution, started=now(), stopped_epoch=None,
+                           resumable=None, diagnosis=None)  # fmt: skip
+    s.log(
+        f"training {run.slug} on {b.device} ({len(data.x_train)} examples, {b.threads} "
+        f"threads; {data.memory})"
+    )
+    s.hooks.call("run_started", run, d)
+
+    def epoch_done(row: dict[str, Any]) -> None:
+        s.hooks.call("epoch_done", run, d, row)
+        if s.on_epoch is not None:
+            s.on_epoch(row)
+
+    bar = tqdm(
+        total=int(run.recipe.epochs), desc=run.slug, leave=False,
+        disable=not (s.opts.bars and s.main),
+    )  # fmt: skip
+    try:
+        result = _deterministic_ops(run, lambda: fit(FitContext(
+            b.model, b.recipe, x_train, y_train, data.x_val, data.y_val, b.ctx, run.seed, d,
+            s.log, on_epoch=epoch_done if s.main and (s.hooks or s.on_epoch) else None,
+            progress=bar, guard=s.guard, dist=s.dist,
+        )))  # fmt: skip
+    finally:
+        bar.close()
+    if s.main:
+        s.guard()
+        s.store.set_status(
+            run,
+            "trained",
+            best_epoch=result.best_epoch,
+            stopped_early=result.stopped_early,
+            stopped_epoch=result.stopped_epoch,
+        )
+
+
+def _evaluate_and_store(s: RunScope, b: Built) -> RunMetrics:
+    """Evaluate the chosen checkpoint against the suite (and certify it); write examples,
+    metrics and status."""
+    run, d, data, model = s.run, s.d, b.data, b.model
     device = next(model.parameters()).device
-    train_seconds, train_passes = training_cost(d)
-    eval_start = counter.as_dict()
-    # a run stopped early (catastrophic overfitting) restored its best epoch: evaluate that
-    stopped = store.read_status(run).stopped_epoch
-    which = "best" if stopped else run.eval.checkpoint
-    ck = d / "checkpoints" / f"{which}.pt"
-    if not ck.exists():
-        ck = d / "checkpoints" / "last.pt"
+    eval_start = b.counter.as_dict()
+    ck = _evaluated_checkpoint(s)
     load_weights(model, ck, device)
     n = run.eval.n or len(data.x_test)
     x_test, y_test = data.x_test[:n], data.y_test[:n]
     t1 = time.perf_counter()
     kept = EvalCheckpoint(d / EVAL_STATE, f"{run.eval_hash}:{sha256_file(ck)}")
     evaluation = _deterministic_ops(run, lambda: evaluate_run(EvalContext(
-        model, x_test, y_test, threat, data.num_classes, run.eval, run.attacks, log,
-        checkpoint=_Guarded(kept, guard),
+        model, x_test, y_test, run.threat, data.num_classes, run.eval, run.attacks, s.log,
+        checkpoint=_Guarded(kept, s.guard),
     )))  # fmt: skip
     certified = _deterministic_ops(run, lambda: certify_phase(
-        run.certify, model, data, threat, getattr(run.recipe, "sigma", None), log,
-        _Guarded(kept, guard),
+        run.certify, model, data, run.threat, getattr(run.recipe, "sigma", None), s.log,
+        _Guarded(kept, s.guard),
     ))  # fmt: skip
     examples, summary = certified.joined(evaluation.examples, evaluation.results)
-    eval_passes = {k: v - eval_start[k] for k, v in counter.as_dict().items()}
-    counter.close()
-    guard()
+    eval_passes = {k: v - eval_start[k] for k, v in b.counter.as_dict().items()}
+    b.counter.close()
+    s.guard()
     write_with(d / "examples.parquet", lambda p: examples.to_parquet(p, index=False))
-    st = store.read_status(run)
-    asr = _poisoning_result(run, model, x_test, y_test, poisoned)
+    asr = _poisoning_result(run, model, x_test, y_test, b.poisoned)
     if asr is not None:  # the asr, source-class accuracy and filter rows (scope: poisoning)
         summary = [*summary, *(r.model_dump(exclude_none=True) for r in result_rows(asr))]
-    metrics = RunMetrics(
+    spent = (time.perf_counter() - t1, eval_passes)
+    metrics = _run_metrics(s, b, ck, evaluation, certified.summaries, summary, asr, spent)
+    s.guard()
+    s.store.write_metrics(run, metrics)
+    s.store.set_status(run, "done", finished=now())
+    kept.clear()
+    s.log("done")
+    s.hooks.call("run_done", run, d, metrics)
+    return metrics
+
+
+def _evaluated_checkpoint(s: RunScope) -> Path:
+    """The checkpoint the spec evaluates (``eval.checkpoint``); a run stopped early
+    (catastrophic overfitting) restored its best epoch, so that one is evaluated."""
+    stopped = s.store.read_status(s.run).stopped_epoch
+    which = "best" if stopped else s.run.eval.checkpoint
+    ck = s.d / "checkpoints" / f"{which}.pt"
+    return ck if ck.exists() else s.d / "checkpoints" / "last.pt"
+
+
+def _run_metrics(
+    s: RunScope,
+    b: Built,
+    ck: Path,
+    evaluation: Any,
+    certified: list[Any],
+    summary: list[Any],
+    asr: PoisoningResult | None,
+    spent: tuple[float, dict[str, int]],
+) -> RunMetrics:
+    """The run's metrics.json record; ``spent``: the evaluation's seconds and passes."""
+    run = s.run
+    st = s.store.read_status(run)
+    train_seconds, train_passes = training_cost(s.d)
+    return RunMetrics(
         run_id=run.id,
         slug=run.slug,
         eval_hash=run.eval_hash,
@@ -265,25 +345,18 @@ def _evaluate_and_store(
         checklist=evaluation.checklist,
         # only when it ran: a run without a signal keeps the keys it always had
         **({"escalation": evaluation.escalation} if evaluation.escalation else {}),
-        certified=certified.summaries,
-        data_sha256=data.sha256,
-        class_names=data.class_names,
-        device=str(device),
-        execution=execution.model_copy(update={"train": st.execution}),
+        certified=certified,
+        data_sha256=b.data.sha256,
+        class_names=b.data.class_names,
+        device=str(next(b.model.parameters()).device),
+        execution=b.execution.model_copy(update={"train": st.execution}),
         train_seconds=train_seconds,
-        eval_seconds=time.perf_counter() - t1,
+        eval_seconds=spent[0],
         train_passes=train_passes,
-        eval_passes=eval_passes,
+        eval_passes=spent[1],
         versions=versions(),
         git_commit=git_commit(),
     )
-    guard()
-    store.write_metrics(run, metrics)
-    store.set_status(run, "done", finished=now())
-    kept.clear()
-    log("done")
-    hooks.call("run_done", run, d, metrics)
-    return metrics
 
 
 def _poisoned_training_set(

@@ -69,31 +69,45 @@ class NativeEngine:
         batches = self._batches(gen)
         losses, lrs = [], []
         augment = ctx.augment  # data.augment: training batches only, before the attack
-        for b, idx in enumerate(batches):
+        for b, (idx, weight) in enumerate(batches):
             xb, yb = _batch(self.x, self.y, idx, ctx.device)
             xb = augment(xb, gen) if augment else xb
-            losses.append(self.train_batch(xb, yb, epoch + b / len(batches), lrs))
+            losses.append(self.train_batch(xb, yb, epoch + b / len(batches), lrs, weight))
         per_batch = torch.stack(losses).float()
         bad = (~torch.isfinite(per_batch)).nonzero()
         first = int(bad[0]) if len(bad) else -1
         return per_batch.mean().item(), first, lrs[first] if first >= 0 else 0.0
 
-    def _batches(self, gen: torch.Generator) -> list[Tensor]:
+    def _batches(self, gen: torch.Generator) -> list[tuple[Tensor, float]]:
+        """This rank's batches (indices) and each one's loss weight (1 in one process)."""
         perm = torch.randperm(len(self.x), generator=gen, device=gen.device).to(self.x.device)
         batches = perm.split(self.batch_size)
         dist = self.job.dist
-        if dist is not None:  # a last batch smaller than the ranks would leave a rank with nothing
-            batches = [dist.shard(b) for b in batches if len(b) >= dist.world_size]
-        return list(batches)
+        if dist is None:
+            return [(b, 1.0) for b in batches]
+        # a last batch smaller than the ranks would leave a rank with nothing. DDP averages the
+        # ranks' gradients of their shard means; weighting each shard's mean by
+        # world * shard / batch makes that average the gradient of the global batch's mean, as
+        # in a single process, also when the shards differ in size (an odd batch on 2 ranks)
+        return [
+            (dist.shard(b), dist.world_size * len(dist.shard(b)) / len(b))
+            for b in batches
+            if len(b) >= dist.world_size
+        ]
 
-    def train_batch(self, x: Tensor, y: Tensor, progress: float, lrs: list[float]) -> Tensor:
+    def train_batch(
+        self, x: Tensor, y: Tensor, progress: float, lrs: list[float], weight: float = 1.0
+    ) -> Tensor:
         """One optimizer step on one batch; appends the lr it used to ``lrs``, returns the loss
-        (on the device). ``progress`` is the epoch progress the recipe's warm-up reads."""
+        (on the device). ``progress`` is the epoch progress the recipe's warm-up reads;
+        ``weight`` scales the loss (a DDP shard's share of its global batch)."""
         model, opt, hooks = self.trained, self.state.optimizer, self.state.hooks
         for h in hooks:
             h.before_loss(self.state.model, x, y)
         with self.autocast:
             loss = self.job.recipe.batch_loss(model, x, y, progress)
+        if weight != 1.0:  # the ranks' mean of these is the global batch's mean loss
+            loss = loss * weight
         opt.zero_grad(set_to_none=True)
         loss.backward()
         for h in hooks:

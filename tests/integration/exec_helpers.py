@@ -37,11 +37,28 @@ eval: {n: 100, bootstrap: 50, checklist: false}
 TIMING = ("train_seconds", "eval_seconds")  # wall times: the only numbers allowed to differ
 
 
+def threads_for_tests() -> int:
+    """torch threads for the tests and their CLI subprocesses: ADVRUN_TEST_THREADS, else the
+    caller's OMP_NUM_THREADS, else 1 (the tiny digits models gain nothing from more, and on busy
+    shared cores two threads wait on each other). Passing the caller's count on lets
+    `OMP_NUM_THREADS=2 make test` exercise other reduction orders, as another CPU would; a test
+    that needs bitwise equality gets it from `deterministic: true` (one thread in the run itself,
+    whatever this says) or compares two processes with the same count."""
+    raw = os.environ.get("ADVRUN_TEST_THREADS") or os.environ.get("OMP_NUM_THREADS") or "1"
+    try:
+        return max(1, int(raw))
+    except ValueError:
+        return 1
+
+
 def env(**extra: str) -> dict[str, str]:
-    """The environment of a CLI subprocess: one thread, fast heartbeats, this checkout."""
+    """The environment of a CLI subprocess: the tests' thread count, fast heartbeats, this
+    checkout."""
     e = dict(os.environ)
     e.pop("ADVRUN_FAULT", None)
-    e.update(OMP_NUM_THREADS="1", ADVRUN_HEARTBEAT_S="0.2", PYTHONPATH=str(ROOT))
+    e.update(
+        OMP_NUM_THREADS=str(threads_for_tests()), ADVRUN_HEARTBEAT_S="0.2", PYTHONPATH=str(ROOT)
+    )
     e.update(extra)
     return e
 

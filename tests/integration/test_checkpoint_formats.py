@@ -201,7 +201,10 @@ def test_the_spec_chooses_ema_weights_and_the_flag_overrides_it(trained):
         assert got["metrics"]["checkpoint_provenance"]["weights"] == "ema"
         raw = _audit(root, "both.pt", "--weights", "raw")  # the flag wins over the spec
         assert raw["metrics"]["checkpoint_provenance"]["weights"] == "raw"
-        assert _accuracies(raw)["clean"] < 0.5 < _accuracies(ref)["clean"]  # the zeroed weights
+        # the zeroed weights give equal logits, so every prediction is class 0: measured 0.1,
+        # exactly the share of class 0, no chance involved; the trained model measured 0.933 on
+        # 60 examples, SE 0.032: 13 SE above 0.5
+        assert _accuracies(raw)["clean"] < 0.5 < _accuracies(ref)["clean"]
         run = json.loads((raw["dir"] / "run.json").read_text())
         assert run["model"]["weights"] == "raw" and raw["dir"] != got["dir"]  # its own audit id
     finally:

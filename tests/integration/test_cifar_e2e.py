@@ -150,7 +150,9 @@ def test_eval_of_a_third_party_model_that_expects_normalised_input(
     model.eval()
     with torch.no_grad():
         expected = (model((data.x_test - mean) / std).argmax(1) == data.y_test).float().mean()
-    assert expected > 0.9
+    # the model learned the synthetic classes: measured 1.0 on the 40 test images; the SE at the
+    # bound, sqrt(0.7 * 0.3 / 40) = 0.072, puts it 4.1 SE above 0.7 (it was 0.9: 2.1 SE)
+    assert expected > 0.7
 
     def audit(spec: Path, out: Path) -> dict:
         assert main(["eval", str(spec), "--checkpoint", str(ckpt), "-o", str(out), "-q"]) == 0
@@ -162,7 +164,9 @@ def test_eval_of_a_third_party_model_that_expects_normalised_input(
     assert named["pgd"]["accuracy"] <= named["clean"]["accuracy"]
     bare = _spec(tmp_path, cifar_root, (", normalize: cifar10", ""), name="bare.yaml")
     unnamed = audit(bare, tmp_path / "unnamed")
-    assert unnamed["clean"]["accuracy"] < named["clean"]["accuracy"] - 0.2  # why naming it matters
+    # why naming it matters: measured 0.30 vs 1.00 on 40 images, a gap of 0.70 against the 0.2
+    # asked; SE of the difference sqrt(0.3 * 0.7 / 40 + 0) = 0.072: 6.9 SE
+    assert unnamed["clean"]["accuracy"] < named["clean"]["accuracy"] - 0.2
     assert main(["report", str(tmp_path / "named")]) == 0
     (card,) = [
         json.loads(p.read_text()) for p in (tmp_path / "named").glob("runs/*/model_card.json")

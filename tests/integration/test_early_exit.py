@@ -99,6 +99,8 @@ def test_pgd_early_exit_with_per_example_eps():
     out = native.pgd(model, x, y, eps, eps / 4, 10, generator=gen, early_exit=True)
     dist = (out - x).flatten(1).abs().amax(1)
     assert (dist <= eps.flatten() + 1e-6).all() and out.min() >= 0 and out.max() <= 1
+    # a larger eps breaks more: measured 38 of the 40 largest-eps examples vs 5 of the 40
+    # smallest; SE of that difference sqrt(0.95 * 0.05 / 40 + 0.125 * 0.875 / 40) = 0.063: 13 SE
     assert fooled(model, out, y)[-40:].float().mean() > fooled(model, out, y)[:40].float().mean()
 
 

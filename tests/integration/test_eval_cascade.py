@@ -7,6 +7,7 @@ import functools
 import numpy as np
 import pytest
 from digits_model import trained
+from noise import assert_same_accuracy
 from resolved import LINF_01, evaluation
 from resolved import attack as resolved_attack
 
@@ -89,12 +90,14 @@ def test_independent_mode_gives_each_attacks_own_accuracy():
     for a in inside:
         assert rows[a]["scope"] == "independent"
         assert rows[a]["accuracy"] >= rows["worst_case"]["accuracy"]
-    assert rows["pgd10"]["accuracy"] <= rows["fgsm"]["accuracy"] + 0.02
-    # the cascade reaches the same worst case up to attack randomness
-    cascade = {r["attack"]: r for r in evaluated("cascade").results}
-    assert cascade["worst_case"]["accuracy"] == pytest.approx(
-        rows["worst_case"]["accuracy"], abs=0.03
-    )
+    # two attacks on one model and the same 150 examples (noise.assert_same_accuracy): PGD-10
+    # at least about as strong as FGSM (measured: 0.813 vs 0.827, 2 discordant examples, both
+    # PGD's), 3 examples or else a gap McNemar does not call real
+    assert_same_accuracy(t["pgd10"], t["fgsm"], 0.02, at_most=True, what="pgd10 vs fgsm")
+    # the cascade reaches the same worst case up to attack randomness (random starts, Square);
+    # measured: equal, 0 discordant examples; 4 examples, or else within chance
+    cascade = table(evaluated("cascade"))
+    assert_same_accuracy(cascade["worst_case"], t["worst_case"], 0.03, what="cascade vs each")
 
 
 def test_curves_are_tidy_and_start_at_clean_accuracy():
@@ -105,6 +108,8 @@ def test_curves_are_tidy_and_start_at_clean_accuracy():
     clean = next(r["accuracy"] for r in ev.results if r["attack"] == "clean")
     assert pts[0][1] == clean
     accs = [a for _, a in pts]
+    # measured 0.967, 0.913, 0.813, 0.467: neighbours 8 to 52 of 150 examples apart, and PGD
+    # with a random start did not move an outcome over 5 seeds on this model (test_attacks)
     assert accs == sorted(accs, reverse=True) and accs[-1] < clean - 0.2
     for c in ev.curves:
         assert set(c) == {"attack", "eps", "accuracy", "n", "ci_low", "ci_high"} and c["n"] == N

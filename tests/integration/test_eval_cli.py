@@ -66,7 +66,10 @@ def test_eval_stores_a_run_like_training_does(audited):
     assert m["kind"] == "audit" and m["checkpoint_sha256"] and m["train_seconds"] == 0.0
     rows = {r["attack"]: r for r in m["results"]}
     assert set(rows) == {"clean", "fgsm", "pgd5", "worst_case"}
-    assert rows["clean"]["accuracy"] > 0.8 and rows["clean"]["n"] == 60
+    # the model learned: measured 0.933 on 60 examples, SE 0.032: 5.7 SE above 0.75 (3.2 SE
+    # even at the bound's own SE, 0.056); it was 0.8, 4.1 SE (chance is 0.1)
+    assert rows["clean"]["accuracy"] > 0.75 and rows["clean"]["n"] == 60
+    # the cascade attacks only what survived the cheaper attacks: this order is exact
     assert rows["worst_case"]["accuracy"] <= rows["fgsm"]["accuracy"] <= rows["clean"]["accuracy"]
     assert {c["check"] for c in m["checklist"]} >= {"gradients", "deterministic", "large_eps"}
     assert [c["eps"] for c in m["curves"]] == [0.0, 0.05, 0.1]

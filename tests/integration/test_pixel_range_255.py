@@ -94,11 +94,18 @@ def test_accuracy_matches_the_0_1_audit_of_the_same_function(audits):
     (m255, ex255), (m01, ex01) = audits["255"], audits["01"]
     acc255 = {r["attack"]: r["accuracy"] for r in m255["results"]}
     acc01 = {r["attack"]: r["accuracy"] for r in m01["results"]}
-    assert acc255["clean"] > 0.9 and acc255["clean"] == acc01["clean"]
+    # the model learned (chance 0.1) and the attacks bite. Measured: clean 0.937, PGD-10 0.113
+    # on 300 examples. SE of the clean accuracy at the bound, sqrt(0.8 * 0.2 / 300) = 0.023:
+    # 5.9 SE (the bound was 0.9, 2.6 SE of a retrained model's accuracy); the attack's gap 0.82
+    # against 0.1, SE of the difference 0.023: 31 SE
+    assert acc255["clean"] > 0.8 and acc255["clean"] == acc01["clean"]
     assert acc255["pgd10"] < acc255["clean"] - 0.1  # the attacks do bite at this budget
     for attack in ("fgsm", "pgd10", "worst_case"):
         a = ex255[ex255["attack"] == attack].set_index("example")["correct"]
         b = ex01[ex01["attack"] == attack].set_index("example")["correct"]
         assert len(a) == len(b) == N
-        assert (a != b).sum() <= N // 100, attack  # one computation in two units (docstring)
+        # one computation in two units (docstring), both sides deterministic: no chance, only
+        # float rounding. Measured 0 discordant examples of 300 for every attack (paired SE 0);
+        # the 3 allowed are float flips at the boundary, not a statistical margin
+        assert (a != b).sum() <= N // 100, attack
         assert abs(acc255[attack] - acc01[attack]) <= 0.01 + 1e-12

@@ -110,9 +110,12 @@ def test_backdoor_mitigation_cuts_the_attack_success_rate(tmp_path):
     df = pd.read_csv(out / "results.csv")
     asr = df[df.attack == "asr"].set_index("recipe")
     clean = df[df.attack == "clean"].set_index("recipe")["accuracy"]
-    assert clean.min() > 0.85, clean.to_dict()  # both still learn digits
-    # the attack works on standard training, and the mitigation cuts it clearly (measured
-    # here: 0.99 vs 0.30): the mitigated run's upper CI bound is below standard's lower one
+    # both still learn digits: measured 0.928 on 359, SE 0.014: 5.7 SE above 0.85
+    assert clean.min() > 0.85, clean.to_dict()
+    # the attack works on standard training, and the mitigation cuts it clearly. Measured on 323
+    # triggered images: 0.991 (CI 0.978-1.0) vs 0.297 (CI 0.251-0.350). 0.991 against 0.8: SE
+    # at the bound 0.022, 8.6 SE; the CIs are 0.33 further apart than the 0.3 asked, with an SE
+    # of the difference of the two rates of 0.026 (the mitigated one's): 12 SE
     assert asr.loc["standard", "accuracy"] > 0.8, asr.to_dict()
     assert asr.loc["mitigated", "ci_high"] < asr.loc["standard", "ci_low"] - 0.3, asr.to_dict()
     for d in (out / "runs").iterdir():

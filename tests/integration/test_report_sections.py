@@ -136,6 +136,8 @@ def test_real_backdoor_experiment(tmp_path):
     e = json.loads((out / "results.json").read_text())["experiments"][0]
     rows = {r["group"]: r for r in e["poisoning"]["rows"]}
     assert rows["mlp@mitigated"]["mitigation"] and not rows["mlp@standard"]["mitigation"]
+    # measured on 109 triggered images: 0.982 vs 0.110, SE of the difference 0.033: 27 SE; the
+    # gate's 0.5 is 13 SE above 0.110 (SE 0.030)
     assert rows["mlp@mitigated"]["asr"] < rows["mlp@standard"]["asr"]
     assert "asr" not in e["columns"]  # the success rate is not an accuracy column
     assert e["gate"]["ok"] and e["gate"]["checks"][0]["criterion"] == "backdoor attack success rate"

@@ -97,6 +97,11 @@ tune:
     assert len(bad["intermediate"]) == bad["pruned_at_epoch"]
     last = bad["intermediate"][str(bad["pruned_at_epoch"])]
     assert bad["values"] in (None, [last])  # Optuna keeps a pruned trial's last report
+    # Validation robust accuracy on 64 examples. Measured: lr 3e-3 gives 0.08, 0.25, 0.45 by
+    # epoch and lr 1e-7 (an untrained model) 0.016; epoch 1 alone is within chance (1.6 SE at
+    # ~0.05), so the pruning epoch may vary, but by epoch 3 the gap is 28 of 64 examples (SE of
+    # that difference 0.064: 6.8 SE). Strictly lower at the pruning epoch is what the median
+    # pruner's rule means, not a second noisy comparison.
     assert last < good["intermediate"][str(bad["pruned_at_epoch"])]
     st = json.loads((out / "runs" / bad["run_id"] / "status.json").read_text())
     assert st["state"] == "pruned" and st["pruned_at_epoch"] == bad["pruned_at_epoch"]

@@ -17,6 +17,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from exec_helpers import threads_for_tests
 from tune_specs import LR_SPACE, trainings, write
 
 URL = os.environ.get("ADVRUN_TEST_POSTGRES")
@@ -31,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def _tune(spec: Path, out: Path, *extra: str) -> subprocess.Popen:
     assert URL, "CI must provide PostgreSQL: .ci/run sets ADVRUN_TEST_POSTGRES"
     cmd = [sys.executable, "-m", "runner", "tune", str(spec), "-o", str(out), "--storage", URL]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads_for_tests())}
     return subprocess.Popen(
         [*cmd, *extra], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         text=True,

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from exec_helpers import threads_for_tests
 from tune_specs import LR_SPACE, finished, summary, trainings, write
 
 from runner.cli import main
@@ -54,7 +55,7 @@ def test_a_killed_study_resumes_without_losing_or_repeating_trials(tmp_path):
     out = tmp_path / "out"
     proc = subprocess.Popen(
         [sys.executable, "-m", "runner", "tune", str(spec), "-o", str(out)],
-        cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"},
+        cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": str(threads_for_tests())},
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     killed = _wait_for_an_epoch(out, proc)

@@ -44,6 +44,25 @@ def test_run_picks_the_launcher_by_name(monkeypatch, world, launcher, jobs, chos
     assert _launcher_name(argparse.Namespace(launcher=launcher, jobs=jobs)) == chosen
 
 
+@pytest.mark.parametrize(
+    ("env", "chosen"),
+    [
+        ({"WORLD_SIZE": "1", "ADVRUN_DDP": "1"}, "torchrun"),  # torchrun --nproc_per_node=1
+        ({"WORLD_SIZE": "1", "ADVRUN_DDP": "0"}, "serial"),
+        ({"ADVRUN_DDP": "1"}, "serial"),  # not under torchrun at all: the switch does nothing
+    ],
+)
+def test_advrun_ddp_trains_one_rank_with_ddp_under_torchrun(monkeypatch, env, chosen):
+    """One GPU cannot hold two nccl ranks: ADVRUN_DDP=1 runs the DDP path on a single one."""
+    from runner.commands.run import _launcher_name
+
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    monkeypatch.delenv("ADVRUN_DDP", raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    assert _launcher_name(argparse.Namespace(launcher="local", jobs=1)) == chosen
+
+
 def test_under_torchrun_jobs_are_refused(monkeypatch):
     from runner.commands.run import _launcher_name
 

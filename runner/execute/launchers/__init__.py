@@ -3,7 +3,7 @@
 Every launcher runs the same per-run step (:mod:`runner.execute.step`: claim, skip if done,
 execute, settle); it only decides where: ``serial`` in this process, ``jobs`` in spawned processes
 on this machine (``--jobs N``), ``ray`` as Ray tasks (``--launcher ray``), ``torchrun`` on every
-rank of a torchrun (chosen when ``WORLD_SIZE`` > 1).
+rank of a torchrun (chosen when ``WORLD_SIZE`` > 1, or ``ADVRUN_DDP=1`` on one rank).
 """
 
 from __future__ import annotations

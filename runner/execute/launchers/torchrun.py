@@ -36,7 +36,7 @@ class TorchrunLauncher(Launcher):
     def start(self, opts: Options) -> None:
         """Join the process group torchrun describes in the environment."""
         d = distributed.init(opts.device)
-        assert d is not None, "the torchrun launcher is chosen only when WORLD_SIZE > 1"
+        assert d is not None, "the torchrun launcher is chosen only under torchrun"
         self.dist, self.main = d, d.main
 
     def stop(self) -> None:
