@@ -75,14 +75,6 @@ class Rung:
     budget: str  # in words, e.g. "5000 queries"
 
 
-def uses_eot(attack: Any) -> bool:
-    """Whether an attack averages gradients over random draws (EoT): ``eot_iter`` > 1, or the
-    original AutoAttack's rand composition."""
-    return (getattr(attack, "eot_iter", 1) or 1) > 1 or getattr(attack, "composition", None) == (
-        "rand"
-    )
-
-
 def find_signals(
     suite: SuiteResult, attacks: Sequence[AttackBase], checklist: Sequence[dict[str, Any]]
 ) -> list[Signal]:
