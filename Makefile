@@ -62,10 +62,12 @@ format: install
 
 # The `bench` extra without its dependencies: torchattacks asks for torchvision, whose PyPI
 # builds do not work beside the pinned torch; its AutoAttack needs only torch, numpy and scipy.
+# pyautoattack (Croce & Hein's original AutoAttack) declares none; --no-deps keeps it that way.
 bench-install: install
-	$(BIN)/python -m pip install -q --no-deps "torchattacks==3.5.1"
+	$(BIN)/python -m pip install -q --no-deps "torchattacks==3.5.1" "pyautoattack==0.2.0"
 
-# advrun's audit suite against torchattacks' AutoAttack on three models (bench/attacks.py)
+# advrun's audit suite against the original AutoAttack and torchattacks' on the model zoo
+# (bench/attacks.py; about 2 hours on 2 shared cores; `--models`/`--n` for less)
 bench: bench-install
 	$(BIN)/python bench/attacks.py
 

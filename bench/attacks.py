@@ -1,35 +1,37 @@
-"""Speed and strength of advrun's worst-case suite against torchattacks' AutoAttack (and ART's).
+"""advrun's worst-case suite against the original AutoAttack and torchattacks', per example.
 
-    .venv/bin/python bench/attacks.py [--models pgd,standard,cifar] [--threads 1]
-        [--spec specs/audit.yaml] [--art-n 0] [--apgd] [--out FILE] [--model-cache DIR]
+    .venv/bin/python bench/attacks.py [--models pgd,standard,cifar,plain_pgd,...]
+        [--refs torchattacks,original] [--n N] [--threads 1] [--spec specs/audit.yaml]
+        [--no-signals] [--art-n 0] [--apgd] [--same-layout] [--out FILE]
+        [--report-dir reports] [--model-cache reports/model-cache]
 
-Needs torchattacks, the ``bench`` extra, installed without its dependencies: its metadata asks
-for torchvision, which does not install beside this project's torch; the AutoAttack path
-(APGD, APGD-T, FAB, Square) imports only torch, numpy and scipy (``make bench-install``).
+Needs the ``bench`` extra (``make bench-install``): ``pyautoattack`` (Croce & Hein's original
+AutoAttack) and ``torchattacks``, both installed without dependencies (bench/references.py).
 
-For each model, on the same test examples, in one process with ``--threads`` torch threads:
+For each model, on the same test examples and eps, in one process with ``--threads`` threads
+(every method seeded the same way):
 
 1. advrun's worst case: the at-threat attacks of ``--spec`` as a cascade (``run_suite``), timed
-   twice (before and after the baseline, so a change of machine load shows; the mean is used);
-2. ``torchattacks.AutoAttack(model, norm='Linf', eps=..., version='standard', n_classes=10,
-   seed=0)``: APGD-CE, APGD-T (9 targets), FAB-T (9 targets), 10 steps each, Square with 5000
-   queries, each attacking what the previous left;
-3. robust accuracy of both, the per-example comparison (broken only by advrun / only by
-   AutoAttack), the speed-up, and forward/backward passes per example (``PassCounter``).
+   twice (first and last, so a change of machine load shows; the mean is used), with the attack
+   that broke each example first (``broken_by``) and the passes it spent;
+2. torchattacks' ``AutoAttack(version='standard')`` (APGD-CE, APGD-T, FAB-T with 10 steps,
+   Square 5000);
+3. the original ``AutoAttack(version='standard')`` (APGD-CE 100, APGD-T 9x100, FAB-T 9x100,
+   Square 5000) with the stage that broke each example and its own warnings; on randomized
+   models also ``version='rand'`` (APGD-CE and APGD-DLR with 20 EoT iterations);
+4. unless ``--no-signals``: what advrun's checklist said (all examples), each attack of the suite
+   on its own (``suite: independent``), and larger budgets run on advrun's survivors
+   (``escalations``: Square 1000/5000, APGD-CE 5 restarts, APGD-DLR, APGD-T 9x100, FAB-T), the
+   evidence for the escalation rule of bench/ESCALATION.md.
 
-Models (trained here in seconds, or loaded from ``--model-cache``):
-
-- ``pgd``: small CNN, Madry PGD training (7 steps of eps/4), digits, Linf eps 0.1;
-- ``standard``: the same CNN with standard training (weak robustness), digits, Linf eps 0.1;
-- ``cifar``: a small CNN (width 0.25) on 32x32x3 synthetic images (10 random low-frequency
-  class patterns under random contrast and pixel noise), standard training for 4 epochs,
-  Linf eps 8/255.
-
-On a CPU advrun runs the model with channels-last weights (faster convolutions and pools,
-the same logits); ``--same-layout`` gives torchattacks that layout too, so that the speed-up
-measures the attacks alone. ``--art-n N`` adds ART's default ``AutoAttack(...).generate`` on the first N examples of the
-PGD model (about 2 s per example here); ``--apgd`` compares native APGD with ART's.
-Timings are wall clock; compare the ratios, measured in the same process on the same inputs.
+Printed: one table (robust accuracy of each, examples broken only by advrun / only by each
+reference, seconds); written: ``reports/bench_attacks.json`` and ``.md`` (``--report-dir``) and
+``--out``. Models: the three of the bench before issue 17 (``pgd``, ``standard``: advrun's small
+CNN on digits at eps 0.1; ``cifar``: synthetic 32x32x3 at 8/255) and the zoo of
+bench/masked_models.py (third-party-style and masked models built by plain PyTorch loops).
+On a CPU advrun runs the model channels-last; ``--same-layout`` gives torchattacks that layout
+too. ``--art-n N`` adds ART's AutoAttack on the first N examples of ``pgd``; ``--apgd``
+compares native APGD with ART's. Timings are wall clock: compare ratios from the same run.
 """
 
 from __future__ import annotations
@@ -37,275 +39,256 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from runner.attacks import native  # noqa: E402
-from runner.compile import compile_spec  # noqa: E402
-from runner.eval.cascade import run_suite  # noqa: E402
-from runner.eval.context import EvalContext  # noqa: E402
-from runner.execute.prepare import prepare  # noqa: E402
-from runner.models import build_model  # noqa: E402
-from runner.passes import PassCounter  # noqa: E402
-from runner.spec import load_spec  # noqa: E402
-from runner.spec.core import EvalSpec  # noqa: E402
+from bench import advrun_api as adv  # noqa: E402
+from bench import bench_report as report  # noqa: E402
+from bench import masked_models as zoo  # noqa: E402
+from bench import references as refs  # noqa: E402
 
-MODELS = ("pgd", "standard", "cifar")
+MODELS = adv.TODAY + zoo.ZOO
+REFS = ("torchattacks", "original")
 
 
-def train(model, x, y, eps: float, epochs: int, adversarial: bool, seed: int = 0):
-    """Adam 1e-3, batches of 128; Madry PGD (7 steps of eps/4) when ``adversarial``."""
-    torch.manual_seed(seed)  # batches and PGD's random starts
-    opt = torch.optim.Adam(model.parameters(), 1e-3)
-    for _ in range(epochs):
-        perm = torch.randperm(len(x))
-        for i in range(0, len(x), 128):
-            b = perm[i : i + 128]
-            model.eval()
-            xb = native.pgd(model, x[b], y[b], eps, eps / 4, 7) if adversarial else x[b]
-            model.train()
-            loss = F.cross_entropy(model(xb), y[b])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-    return model.eval()
+def build(which: str, args) -> zoo.Case:
+    if which in adv.TODAY:
+        return adv.build_today(which, args.spec, args.cache)
+    return zoo.build(which, args.cache)
 
 
-def synthetic_cifar(n_train: int = 2000, n_test: int = 300, seed: int = 0):
-    """32x32x3 images in [0, 1]: each of 10 classes a random 4x4x3 pattern upsampled, shown
-    at a random contrast (0.15-0.35) around grey, plus Gaussian pixel noise (sd 0.2)."""
-    g = torch.Generator().manual_seed(seed)
-    base = torch.rand(10, 3, 4, 4, generator=g)
-    patterns = F.interpolate(base, size=(32, 32), mode="bilinear", align_corners=False)
-
-    def draw(n: int):
-        y = torch.randint(0, 10, (n,), generator=g)
-        c = 0.15 + 0.2 * torch.rand(n, 1, 1, 1, generator=g)
-        x = 0.5 + c * (patterns[y] - 0.5) + 0.2 * torch.randn(n, 3, 32, 32, generator=g)
-        return x.clamp(0, 1), y
-
-    return draw(n_train), draw(n_test)
-
-
-def build(which: str, spec: str, cache: Path | None):
-    """(model, x_test, y_test, eps, resolved at-threat attacks, threat) for one bench model."""
-    eps_override = ["threat.eps=8/255"] if which == "cifar" else []
-    plan = compile_spec(load_spec(spec, eps_override).spec)
-    threat = plan.threat
-    if which == "cifar":
-        (xt, yt), (x, y) = synthetic_cifar()
-        shape, kwargs = (3, 32, 32), {"width": 0.25}
-    else:
-        data = prepare(plan.runs[0].data, threat.pixel_range, torch.device("cpu"))
-        xt, yt, x, y = data.x_train, data.y_train, data.x_test, data.y_test
-        shape, kwargs = data.input_shape, {}
-    torch.manual_seed(0)  # the same weights whatever ran before in this process
-    model = build_model("small_cnn", shape, 10, kwargs)
-    path = cache / f"{which}.pt" if cache else None
-    if path and path.exists():
-        model.load_state_dict(torch.load(path, weights_only=True))
-        model.eval()
-    else:
-        epochs = 4 if which == "cifar" else 15
-        model = train(model, xt, yt, threat.eps, epochs, adversarial=which == "pgd")
-        if path:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            torch.save(model.state_dict(), path)
-    attacks = [a for a in plan.attacks if threat.covers(a)]  # the worst-case suite only
-    return model, x, y, attacks, threat
-
-
-def advrun_suite(model, x, y, attacks, threat):
-    """Seconds, per-example worst-case correctness, per-attack info, passes."""
-    counter = PassCounter(model)
-    t0 = time.perf_counter()
-    settings = EvalSpec(batch_size=512, suite="cascade")
-    res = run_suite(EvalContext(model, x, y, threat, 10, settings, attacks, lambda _: None))
-    secs = time.perf_counter() - t0
-    counter.close()
-    w = res.examples[res.examples.attack == "worst_case"].sort_values("example")
-    return secs, w["correct"].to_numpy(bool), res.info, counter.as_dict()
-
-
-def torchattacks_autoattack(model, x, y, threat, channels_last: bool = False):
-    try:
-        import torchattacks
-    except ImportError:
-        sys.exit(
-            "bench/attacks.py needs torchattacks: `make bench-install` (pip install --no-deps "
-            "torchattacks==3.5.1; its torchvision requirement is not used by AutoAttack)"
-        )
-    lo, hi = threat.pixel_range
-    aa = torchattacks.AutoAttack(model, norm="Linf", eps=threat.eps, version="standard",
-                                 n_classes=10, seed=0)  # fmt: skip
-    if channels_last:  # the layout advrun's suite uses on a CPU (runner.eval.common.fast_layout)
-        model.to(memory_format=torch.channels_last)
-    counter = PassCounter(model)
-    t0 = time.perf_counter()
-    x_adv = aa(x, y)
-    secs = time.perf_counter() - t0
-    counter.close()
-    model.to(memory_format=torch.contiguous_format)
-    x_adv = x_adv.detach()
-    inside = float((x_adv - x).abs().amax()) <= threat.eps + 1e-5
-    if not (inside and float(x_adv.min()) >= lo - 1e-6 and float(x_adv.max()) <= hi + 1e-6):
-        sys.exit("torchattacks' AutoAttack left the threat model; its accuracy is not comparable")
+def clean_draws(model, x, y, k: int = 20) -> dict[str, float]:
+    """Clean accuracy over k forward passes: the noise floor of a randomized model's verdicts."""
+    torch.manual_seed(0)
     with torch.no_grad():
-        ok = (model(x_adv).argmax(1) == y).numpy()
-    return secs, ok, counter.as_dict()
+        ok = torch.stack([model(x).argmax(1) == y for _ in range(k)]).float()
+    return {"draws": k, "mean": float(ok.mean()), "sd": float(ok.mean(1).std()),
+            "ever_wrong": float((ok.min(0).values == 0).float().mean())}  # fmt: skip
 
 
-def per_example(passes: dict[str, int], n: int) -> str:
-    return f"{passes['forward_passes'] / n:.0f} fwd + {passes['backward_passes'] / n:.0f} bwd"
-
-
-def bench_model(which: str, args) -> dict:
-    model, x, y, attacks, threat = build(which, args.spec, args.cache)
-    for p in model.parameters():  # both engines get a model whose weights need no gradient
-        p.requires_grad_(False)
-    n = len(x)
+def rejudged(model, x_adv, y, k: int = 20) -> dict[str, float]:
+    """A randomized model's verdict on final inputs over k draws: the expected accuracy and the
+    accuracy by majority vote (each method's own verdict is one draw per stage)."""
+    torch.manual_seed(1)
     with torch.no_grad():
-        clean = float((model(x).argmax(1) == y).float().mean())
-    print(f"\n== {which}: {n} test examples, clean accuracy {clean:.4f}, Linf eps {threat.eps:.4g}")
-    t1, ours, info, passes = advrun_suite(model, x, y, attacks, threat)
-    t_aa, aa_ok, aa_passes = torchattacks_autoattack(model, x, y, threat, args.same_layout)
-    t2, ours2, _, _ = advrun_suite(model, x, y, attacks, threat)
-    t_ours = (t1 + t2) / 2
-    only_ours = int((~ours & aa_ok).sum())
-    only_aa = int((ours & ~aa_ok).sum())
-    for name, i in info.items():
-        print(f"  {name:10s} attacked {i['attacked']:4d} broke {i['broken']:4d} "
-              f"{i['seconds']:7.2f}s  {per_example(i, max(i['attacked'], 1))} per example")  # fmt: skip
-    r = {
-        "n": n,
-        "eps": threat.eps,
-        "clean_accuracy": clean,
-        "advrun": {
-            "attacks": [a.name for a in attacks],
-            "seconds": [t1, t2],
-            "robust_accuracy": float(ours.mean()),
-            "same_outcome_both_runs": bool((ours == ours2).all()),
-            "passes": passes,
-            "per_attack": info,
-        },
-        "torchattacks": {
-            "channels_last": args.same_layout,
-            "seconds": t_aa,
-            "robust_accuracy": float(aa_ok.mean()),
-            "passes": aa_passes,
-        },  # fmt: skip
-        "broken_only_by_advrun": only_ours,
-        "broken_only_by_torchattacks": only_aa,
-        "speedup": t_aa / t_ours,
-        "accuracy_gap_points": 100 * (ours.mean() - aa_ok.mean()),
+        frac = torch.stack([model(x_adv).argmax(1) == y for _ in range(k)]).float().mean(0)
+    return {
+        "draws": k,
+        "expected": float(frac.mean()),
+        "majority": float((frac > 0.5).float().mean()),
     }
-    print(
-        f"  advrun suite: {t1:.1f}s / {t2:.1f}s, robust accuracy {ours.mean():.4f} "
-        f"({per_example(passes, n)} per example)\n"
-        f"  torchattacks AutoAttack: {t_aa:.1f}s, robust accuracy {aa_ok.mean():.4f} "
-        f"({per_example(aa_passes, n)} per example)\n"
-        f"  broken only by advrun: {only_ours}, only by AutoAttack: {only_aa}; "
-        f"speed-up {r['speedup']:.1f}x; accuracy advrun - AutoAttack "
-        f"{r['accuracy_gap_points']:+.2f} points"
-    )
-    if which == "pgd" and args.art_n > 0:
-        r["art_autoattack"] = art_autoattack(model, x, y, attacks, threat, args.art_n)
-    if which == "pgd" and args.apgd:
-        r["apgd"] = apgd_vs_art(model, x, y, threat)
-    return r
 
 
-def art_autoattack(model, x, y, attacks, threat, m: int) -> dict:
-    """ART's default AutoAttack on the first m examples, against advrun's suite on the same."""
-    from art.attacks.evasion import AutoAttack
-
-    from runner.attacks.art_attacks import make_classifier
-
-    clf = make_classifier(model, tuple(x.shape[1:]), 10, threat.pixel_range, torch.device("cpu"))
-    aa = AutoAttack(clf, norm=np.inf, eps=threat.eps)
-    for sub in aa.attacks:
-        sub.verbose = False
-    t0 = time.perf_counter()
-    x_art = aa.generate(x=x[:m].numpy(), y=y[:m].numpy())
-    t_art = time.perf_counter() - t0
-    with torch.no_grad():
-        art_ok = (model(torch.as_tensor(x_art)).argmax(1) == y[:m]).numpy()
-    t_ours, ours, _, _ = advrun_suite(model, x[:m], y[:m], attacks, threat)
-    print(f"  ART AutoAttack on {m}: {t_art:.1f}s, robust accuracy {art_ok.mean():.4f}; advrun "
-          f"{t_ours:.1f}s, {ours.mean():.4f}; speed-up {t_art / t_ours:.1f}x")  # fmt: skip
-    return {"n": m, "seconds": t_art, "robust_accuracy": float(art_ok.mean()),
-            "advrun_seconds": t_ours, "advrun_robust_accuracy": float(ours.mean())}  # fmt: skip
+def compare(ours: np.ndarray, ref: np.ndarray) -> dict[str, int]:
+    return {"only_advrun": int((~ours & ref).sum()), "only_ref": int((ours & ~ref).sum())}
 
 
-def apgd_vs_art(model, x, y, threat) -> dict:
-    from runner.attacks.apgd import APGDAttack
-    from runner.attacks.art_attacks import make_classifier
-    from runner.attacks.runner import generate
+def stage_counts(labels: np.ndarray, mask: np.ndarray) -> dict[str, int]:
+    names, counts = np.unique(labels[mask].astype(str), return_counts=True)
+    return {str(k): int(v) for k, v in zip(names, counts, strict=True)}
 
-    clf = make_classifier(model, tuple(x.shape[1:]), 10, threat.pixel_range, torch.device("cpu"))
+
+def run_references(case: zoo.Case, args) -> dict[str, tuple[refs.RefResult, dict]]:
+    """Each reference's result and the passes it spent (in examples)."""
+    x, y, eps, pr, model = case.x, case.y, case.eps, case.pixel_range, case.model
+    todo = []
+    if "torchattacks" in args.refs:
+        todo.append(("torchattacks", lambda: refs.torchattacks_autoattack(
+            model, x, y, eps, pr, channels_last=args.same_layout)[0]))  # fmt: skip
+    if "original" in args.refs:
+        todo.append(
+            ("original", lambda: refs.original_autoattack(model, x, y, eps, "standard", pr))
+        )
+        if case.randomized:
+            todo.append(("original_rand",
+                         lambda: refs.original_autoattack(model, x, y, eps, "rand", pr)))  # fmt: skip
     out = {}
-    for loss in ("ce", "dlr"):
-        cfg = APGDAttack(kind="apgd", name=f"apgd_{loss}", eps=threat.eps, norm=threat.norm,
-                         loss=loss, steps=100, batch_size=512)  # fmt: skip
-        res = {}
-        for engine in ("native", "art"):
-            t0 = time.perf_counter()
-            xa = generate(model, x, y, cfg.model_copy(update={"engine": engine}),
-                          threat.pixel_range, 10, clf, torch.Generator().manual_seed(0))  # fmt: skip
-            with torch.no_grad():
-                acc = float((model(xa).argmax(1) == y).float().mean())
-            res[engine] = {"accuracy": acc, "seconds": time.perf_counter() - t0}
-        out[loss] = res
-        print(f"  APGD-{loss}: native {res['native']} vs ART {res['art']}")
+    for name, run in todo:
+        counter = adv.PassCounter(model)
+        try:
+            res = run()
+        finally:
+            counter.close()
+        out[name] = (res, counter.as_dict())
     return out
 
 
-def main() -> None:
+def signals(case: zoo.Case, attacks, threat, first: adv.AdvrunResult) -> dict:
+    """The checklist, each attack alone, and larger budgets on advrun's survivors."""
+    model, x, y = case.model, case.x, case.y
+    secs, items = adv.checklist(model, x, y, threat)
+    torch.manual_seed(0)
+    alone = adv.independent(model, x, y, attacks, threat)
+    white = [a.name for a in attacks if a.kind != "square"]
+    white_ok = np.logical_and.reduce([alone[n] for n in white])
+    black_only = {n: int((white_ok & ~alone[n]).sum()) for n in alone if n not in white}
+    surv = np.flatnonzero(first.correct)
+    esc: dict[str, dict] = {}
+    broken_any = np.zeros(len(y), dtype=bool)
+    for name, cfg in adv.escalations(threat).items():
+        on = surv
+        if len(on) == 0:  # nothing left to escalate on (run_suite needs at least one example)
+            break
+        if name == "square_10000":  # the next rung of the Square ladder, where 5000 still broke
+            if not esc["square_5000"]["broken"]:
+                continue
+            on = np.setdiff1d(surv, esc["square_5000"]["examples"])
+        torch.manual_seed(0)
+        r = adv.run_advrun(model, x[on], y[on], [cfg], threat)
+        broke = on[~r.correct]
+        broken_any[broke] = True
+        esc[name] = {"attacked": len(on), "broken": len(broke), "seconds": r.seconds,
+                     "passes": r.passes, "examples": broke.tolist()}  # fmt: skip
+    return {
+        "checklist": {i["check"]: {"status": i["status"], **i["evidence"]} for i in items},
+        "checklist_seconds": secs,
+        "independent_accuracy": {n: float(v.mean()) for n, v in alone.items()},
+        "broken_by_black_box_only": black_only,
+        "escalations": esc,
+        "escalated_correct": first.correct & ~broken_any,
+    }
+
+
+def bench_model(which: str, args) -> dict:
+    case = build(which, args)
+    if args.n:
+        case.x, case.y = case.x[: args.n], case.y[: args.n]
+    attacks, threat = adv.suite(args.spec, case.eps)
+    model, x, y, n = case.model, case.x, case.y, len(case.y)
+    torch.manual_seed(0)
+    clean = zoo.accuracy(model, x, y)
+    print(f"\n== {which}: {n} test examples, clean {clean:.4f}, Linf eps {case.eps:.4g}; "
+          f"masking: {case.masking}", flush=True)  # fmt: skip
+    torch.manual_seed(0)
+    ours = adv.run_advrun(model, x, y, attacks, threat, keep_adv=case.randomized, escalated=True)
+    ref = run_references(case, args)
+    torch.manual_seed(0)
+    ours2 = adv.run_advrun(model, x, y, attacks, threat)  # the fast suite alone, timed again
+    r: dict = {
+        "n": n, "eps": case.eps, "masking": case.masking, "randomized": case.randomized,
+        "clean_accuracy": clean,
+        "advrun": {
+            "attacks": [a.name for a in attacks],
+            # [suite + checklist + escalation, the fast suite alone (a second run)]
+            "seconds": [ours.seconds, ours2.seconds],
+            "phase_seconds": ours.phase_seconds,
+            "robust_accuracy": float(ours.correct.mean()),
+            "fast_robust_accuracy": float(ours.fast_correct.mean()),
+            "robust_accuracy_rerun": float(ours2.correct.mean()),
+            "passes": ours.passes,
+            "per_attack": ours.info,
+            "escalation": ours.escalation,
+        },
+    }  # fmt: skip
+    if case.randomized:
+        r["clean_draws"] = clean_draws(model, x, y)
+        r["advrun"]["rejudged"] = rejudged(model, ours.x_adv, y)
+    every = ours.correct.copy()
+    for name, (res, passes) in ref.items():
+        every &= res.correct
+        c = compare(ours.correct, res.correct)
+        r[name] = {
+            "seconds": res.seconds, "robust_accuracy": float(res.correct.mean()), "passes": passes,
+            "stage_seconds": res.stage_seconds,
+            **c, "stage_broken": res.stage_broken, "warnings": res.warnings,
+            "only_ref_by_stage": stage_counts(res.stage, ours.correct & ~res.correct),
+            "only_advrun_by_stage": stage_counts(ours.broken_by, ~ours.correct & res.correct),
+            # the fast suite (before escalation) against this reference
+            "only_ref_fast": int((ours.fast_correct & ~res.correct).sum()),
+        }  # fmt: skip
+        if case.randomized:
+            r[name]["rejudged"] = rejudged(model, res.x_adv, y)
+    r["all_methods_robust_accuracy"] = float(every.mean())
+    if not args.no_signals:
+        s = signals(case, attacks, threat, ours)
+        esc_ok = s.pop("escalated_correct")
+        r["signals"] = s
+        r["escalated_robust_accuracy"] = float(esc_ok.mean())
+        for name, (res, _) in ref.items():
+            r[name]["only_ref_after_escalation"] = int((esc_ok & ~res.correct).sum())
+    for line in report.model_lines(which, r):
+        print("  " + line)
+    if which == "pgd" and args.art_n > 0:
+        r["art_autoattack"] = adv.art_autoattack(model, x, y, attacks, threat, args.art_n)
+    if which == "pgd" and args.apgd:
+        r["apgd"] = adv.apgd_vs_art(model, x, y, threat)
+    return r
+
+
+def parse(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument(
         "--models", default=",".join(MODELS), help="comma-separated: " + ", ".join(MODELS)
     )
+    ap.add_argument("--refs", default=",".join(REFS), help="comma-separated: " + ", ".join(REFS))
+    ap.add_argument("--n", type=int, default=0, help="the first N test examples (0: all)")
     ap.add_argument("--spec", default=str(ROOT / "specs" / "audit.yaml"))
     ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads (0: default)")
+    ap.add_argument("--no-signals", action="store_true",
+                    help="skip the checklist, the independent suite and the escalation probes")  # fmt: skip
     ap.add_argument("--art-n", type=int, default=0, help="ART's AutoAttack on this many examples")
     ap.add_argument("--apgd", action="store_true", help="native APGD against ART's")
-    ap.add_argument(
-        "--same-layout",
-        action="store_true",
-        help="give torchattacks the model in channels-last layout too, as advrun runs it on a "
-        "CPU: the speed-up then compares the attacks alone",
-    )
-    ap.add_argument("--out", default=None, help="write the figures as JSON here")
-    ap.add_argument("--model-cache", default=None, help="save/load the trained models here")
-    args = ap.parse_args()
+    ap.add_argument("--same-layout", action="store_true",
+                    help="give torchattacks the model in channels-last layout too, as advrun runs "
+                    "it on a CPU: the speed-up then compares the attacks alone")  # fmt: skip
+    ap.add_argument("--resume", action="store_true",
+                    help="keep the models already in --report-dir's bench_attacks.json")  # fmt: skip
+    ap.add_argument("--out", default=None, help="also write the figures as JSON here")
+    ap.add_argument("--report-dir", default=str(ROOT / "reports"),
+                    help="write bench_attacks.json and bench_attacks.md here ('' : do not)")  # fmt: skip
+    ap.add_argument("--model-cache", default=str(ROOT / "reports" / "model-cache"),
+                    help="save/load the trained models here ('': train every time)")  # fmt: skip
+    args = ap.parse_args(argv)
     args.cache = Path(args.model_cache) if args.model_cache else None
-    models = [m.strip() for m in args.models.split(",") if m.strip()]
-    unknown = sorted(set(models) - set(MODELS))
-    if unknown:
-        ap.error(f"unknown model {unknown[0]!r}; choose from {', '.join(MODELS)}")
+    args.models = [m.strip() for m in args.models.split(",") if m.strip()]
+    args.refs = [m.strip() for m in args.refs.split(",") if m.strip()]
+    for given, allowed, what in ((args.models, MODELS, "model"), (args.refs, REFS, "reference")):
+        unknown = sorted(set(given) - set(allowed))
+        if unknown:
+            ap.error(f"unknown {what} {unknown[0]!r}; choose from {', '.join(allowed)}")
+    return args
+
+
+def save(out: dict, args) -> list[Path]:
+    """Write the figures so far (after every model: a long run killed keeps what it finished)."""
+    text = json.dumps(out, indent=2, default=float) + "\n"
+    paths = [Path(args.out)] if args.out else []
+    if args.report_dir:
+        d = Path(args.report_dir)
+        d.mkdir(parents=True, exist_ok=True)
+        paths += [d / "bench_attacks.json", d / "bench_attacks.md"]
+    for p in paths:
+        tmp = p.with_name(p.name + ".tmp")
+        tmp.write_text(report.document(out) if p.suffix == ".md" else text)
+        tmp.replace(p)
+    return paths
+
+
+def main(argv=None) -> None:
+    args = parse(argv)
     # one intra-op thread: with these small CNNs every op is tiny, and on a shared machine OpenMP
-    # barriers make 2 threads many times slower; both engines get the same setting
+    # barriers make 2 threads many times slower; every engine gets the same setting
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     out = {"torch_threads": torch.get_num_threads(), "spec": args.spec, "models": {}}
-    for which in models:
+    kept = Path(args.report_dir) / "bench_attacks.json" if args.report_dir else None
+    if args.resume and kept is not None and kept.exists():
+        out["models"] = json.loads(kept.read_text())["models"]
+        print(f"resumed: {', '.join(out['models'])} kept from {kept}")
+    paths: list[Path] = []
+    for which in args.models:
+        if which in out["models"]:
+            continue
         out["models"][which] = bench_model(which, args)
-    print("\nmodel     advrun s  torchattacks s  speed-up  robust acc advrun / AutoAttack  "
-          "only advrun / only AA")  # fmt: skip
-    for which, r in out["models"].items():
-        print(f"{which:9s} {np.mean(r['advrun']['seconds']):8.1f} {r['torchattacks']['seconds']:15.1f}"
-              f" {r['speedup']:8.1f}x  {r['advrun']['robust_accuracy']:.4f} / "
-              f"{r['torchattacks']['robust_accuracy']:.4f}  {r['broken_only_by_advrun']:>12d} / "
-              f"{r['broken_only_by_torchattacks']}")  # fmt: skip
-    if args.out:
-        Path(args.out).write_text(json.dumps(out, indent=2, default=float) + "\n")
+        paths = save(out, args)
+    print("\n" + "\n".join(report.table_lines(out["models"])))
+    if paths:
+        print("\nwrote " + ", ".join(map(str, paths)))
 
 
 if __name__ == "__main__":

@@ -343,6 +343,8 @@ def _run_metrics(
         results=summary,
         curves=evaluation.curves,
         checklist=evaluation.checklist,
+        # only when it ran: a run without a signal keeps the keys it always had
+        **({"escalation": evaluation.escalation} if evaluation.escalation else {}),
         certified=certified,
         data_sha256=b.data.sha256,
         class_names=b.data.class_names,

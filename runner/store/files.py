@@ -85,8 +85,14 @@ def _no_weights_choice(data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
-RUN = FileKind(RUN_FILE, 2, "a resolved run", "run the spec again to rewrite it",
-               {0: _unversioned, 1: _no_weights_choice})  # fmt: skip
+def _no_escalation_settings(data: dict[str, Any]) -> dict[str, Any]:
+    """Version 2 -> 3 (run.json): the eval section holds ``escalation`` (its settings); a
+    version 2 file has none (read as the defaults)."""
+    return data
+
+
+RUN = FileKind(RUN_FILE, 3, "a resolved run", "run the spec again to rewrite it",
+               {0: _unversioned, 1: _no_weights_choice, 2: _no_escalation_settings})  # fmt: skip
 STATUS = FileKind(STATUS_FILE, 1, "a run status", "delete it and run the spec again",
                   {0: _unversioned})  # fmt: skip
 
@@ -104,12 +110,19 @@ def _no_poisoning_defense(data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
-METRICS = FileKind(METRICS_FILE, 4, "run metrics", "delete it to re-evaluate the run",
+def _no_escalation(data: dict[str, Any]) -> dict[str, Any]:
+    """Version 4 -> 5 (metrics, model card): version 5 may record the suite's escalation
+    (``escalation``; the card's ``escalation``, ``escalation_text`` and ``unreliable_reasons``);
+    a version 4 file ran none."""
+    return data
+
+
+METRICS = FileKind(METRICS_FILE, 5, "run metrics", "delete it to re-evaluate the run",
                    {0: _unversioned, 1: _no_checkpoint_provenance, 2: _before_certification,
-                    3: _no_poisoning_defense})  # fmt: skip
-MODEL_CARD = FileKind(MODEL_CARD_FILE, 4, "a model card", "run advrun report to rewrite it",
+                    3: _no_poisoning_defense, 4: _no_escalation})  # fmt: skip
+MODEL_CARD = FileKind(MODEL_CARD_FILE, 5, "a model card", "run advrun report to rewrite it",
                       {0: _unversioned, 1: _no_checkpoint_provenance, 2: _before_certification,
-                       3: _no_poisoning_defense})  # fmt: skip
+                       3: _no_poisoning_defense, 4: _no_escalation})  # fmt: skip
 POISON_FILTER_FILE = "poisoning/filter.json"
 POISON_FILTER = FileKind(POISON_FILTER_FILE, 1, "a poisoning filter",
                          "delete it to run the defense again")  # fmt: skip
