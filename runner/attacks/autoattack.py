@@ -100,8 +100,20 @@ class AutoAttack(Attack):
         self, model: nn.Module, x: Tensor, y: Tensor, lo: float, hi: float,
         generator: torch.Generator | None,
     ) -> Tensor:  # fmt: skip
-        """The composition as a cascade: each part attacks only what is still correct (judged,
-        as in the original, by one forward pass of its output)."""
+        """The composition as a cascade (:meth:`cascade`); its adversarial examples."""
+        return self.cascade(model, x, y, lo, hi, generator)[0]
+
+    def cascade(
+        self, model: nn.Module, x: Tensor, y: Tensor, lo: float, hi: float,
+        generator: torch.Generator | None,
+    ) -> tuple[Tensor, Tensor]:  # fmt: skip
+        """Each part attacks only what is still correct; returns the adversarial examples and
+        which examples every verdict found correct.
+
+        As in the original, one forward pass judges the clean inputs and one each part's output.
+        On a randomized model those verdicts are random: the original reports an example broken
+        if any of them misclassified it, while the suite's accuracy judges the returned point by
+        one more pass (see docs/evaluation.md, Randomized models)."""
         import torch
 
         from runner.attacks import native
@@ -119,7 +131,7 @@ class AutoAttack(Attack):
             x_adv[idx] = adv
             with torch.no_grad():
                 alive[idx] = model(adv).argmax(1) == y[idx]
-        return x_adv
+        return x_adv, alive
 
     def art(self, classifier):
         """ART's own AutoAttack composition: APGD-CE and APGD-DLR (100 steps, 5 restarts),
