@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sys
 import time
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,19 +23,25 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-import runner.eval.cascade as cascade  # noqa: E402
+import runner.eval.context as eval_context  # noqa: E402
 from bench.masked_models import Case  # noqa: E402
 from runner.attacks import native  # noqa: E402
+from runner.attacks.apgd import APGDAttack  # noqa: E402
+from runner.attacks.fab import FABAttack  # noqa: E402
+from runner.attacks.square import SquareAttack  # noqa: E402
 from runner.compile import compile_spec  # noqa: E402
 from runner.eval.cascade import run_suite  # noqa: E402
 from runner.eval.checklist import run_checklist  # noqa: E402
+from runner.eval.context import EvalContext  # noqa: E402
+from runner.eval.escalation import escalate  # noqa: E402
 from runner.execute.prepare import prepare  # noqa: E402
 from runner.models import build_model  # noqa: E402
+from runner.passes import PassCounter  # noqa: E402
 from runner.spec import load_spec  # noqa: E402
-from runner.spec.attacks import APGDAttack, FABAttack, SquareAttack  # noqa: E402
-from runner.train.counter import PassCounter  # noqa: E402
+from runner.spec.core import EvalSpec  # noqa: E402
 
 BATCH = 512
+CHECKLIST_N = 256  # the checklist's default sample (eval.checklist_n), as advrun eval runs it
 TODAY = ("pgd", "standard", "cifar")  # the three models of the bench before issue 17
 
 
@@ -46,6 +53,18 @@ class AdvrunResult:
     info: dict[str, dict[str, Any]]  # per attack: attacked, broken, seconds, passes
     passes: dict[str, int]
     x_adv: torch.Tensor | None = None  # the input that broke each example (x where none did)
+    # escalate=True: the fast suite's worst case, each phase's seconds, the escalation record
+    fast_correct: np.ndarray | None = None
+    phase_seconds: dict[str, float] | None = None
+    escalation: dict[str, Any] | None = None
+
+
+def context(model, x, y, attacks, threat, mode: str = "cascade", n: int | None = None,
+            **settings: Any) -> EvalContext:  # fmt: skip
+    """advrun's evaluation of (x, y) as ``advrun eval`` builds it (quiet, seed 0; the checklist
+    on the first ``n`` examples, default all; escalation with the spec defaults)."""
+    cfg = EvalSpec(batch_size=BATCH, suite=mode, checklist_n=max(8, n or len(x)), **settings)
+    return EvalContext(model, x, y, threat, 10, cfg, tuple(attacks), log=lambda _: None)
 
 
 def suite(spec: str, eps: float):
@@ -54,33 +73,63 @@ def suite(spec: str, eps: float):
     return [a for a in plan.attacks if plan.threat.covers(a)], plan.threat
 
 
+def _worst(res) -> tuple[np.ndarray, np.ndarray]:
+    w = res.examples[res.examples.attack == "worst_case"].sort_values("example")
+    return w["correct"].to_numpy(bool), w["broken_by"].to_numpy(object)
+
+
+def _escalated(ctx: EvalContext) -> tuple[Any, Any, dict[str, float], Any]:
+    """What ``advrun eval`` runs for the worst case: the suite, the checklist (seeded as
+    :func:`runner.eval.evaluate._phase` seeds it) and the escalation it asks for."""
+    t = [time.perf_counter()]
+    res = run_suite(ctx)
+    t.append(time.perf_counter())
+    seed = zlib.crc32(b"checklist")
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    items = run_checklist(ctx)
+    t.append(time.perf_counter())
+    esc = escalate(ctx, res, items)
+    t.append(time.perf_counter())
+    secs = {k: t[i + 1] - t[i] for i, k in enumerate(("suite", "checklist", "escalation"))}
+    return res, (esc.suite if esc else res), secs, esc
+
+
 def run_advrun(model, x, y, attacks, threat, mode: str = "cascade",
-               keep_adv: bool = False) -> AdvrunResult:  # fmt: skip
-    """advrun's worst case (``run_suite``), timed, with its passes counted.
+               keep_adv: bool = False, escalated: bool = False) -> AdvrunResult:  # fmt: skip
+    """advrun's worst case (``run_suite``), timed, with its passes counted; ``escalated``: as
+    ``advrun eval`` runs it, with the checklist and the escalation its evidence asks for.
 
     ``keep_adv`` (cascade mode) also keeps the input that broke each example, as the references
-    return theirs, by recording what the cascade's ``generate`` returned (bench only).
+    return theirs, by recording what the evaluation's ``generate`` returned (bench only).
     """
     counter = PassCounter(model)
     outputs: list[torch.Tensor] = []
-    generate = cascade.generate
+    generate = eval_context.generate
 
     def recorded(*a, **k):
         outputs.append(generate(*a, **k).detach())
         return outputs[-1]
 
     if keep_adv:
-        cascade.generate = recorded
+        eval_context.generate = recorded
+    ctx = context(model, x, y, attacks, threat, mode, n=CHECKLIST_N)
+    esc = None
     try:
         t0 = time.perf_counter()
-        res = run_suite(model, x, y, attacks, threat, 10, BATCH, mode, lambda _: None)
+        if escalated:
+            fast, res, phases, esc = _escalated(ctx)
+        else:
+            fast = res = run_suite(ctx)
+            phases = None
         secs = time.perf_counter() - t0
     finally:
-        cascade.generate = generate
+        eval_context.generate = generate
         counter.close()
-    w = res.examples[res.examples.attack == "worst_case"].sort_values("example")
-    out = AdvrunResult(secs, w["correct"].to_numpy(bool), w["broken_by"].to_numpy(object),
-                       res.info, counter.as_dict())  # fmt: skip
+    correct, broken_by = _worst(res)
+    out = AdvrunResult(secs, correct, broken_by, res.info, counter.as_dict(),
+                       fast_correct=_worst(fast)[0], phase_seconds=phases,
+                       escalation=esc.record.model_dump() if esc else None)  # fmt: skip
     if keep_adv:
         out.x_adv = _breakers(x, out.broken_by, list(res.info), outputs)
     return out
@@ -101,7 +150,7 @@ def _breakers(x, broken_by, order: list[str], outputs: list[torch.Tensor]) -> to
 
 def independent(model, x, y, attacks, threat) -> dict[str, np.ndarray]:
     """Each attack's own per-example correctness (``suite: independent``)."""
-    res = run_suite(model, x, y, attacks, threat, 10, BATCH, "independent", lambda _: None)
+    res = run_suite(context(model, x, y, attacks, threat, "independent"))
     t = res.examples.pivot(index="example", columns="attack", values="correct")
     return {a.name: t[a.name].to_numpy(bool) for a in attacks}
 
@@ -110,7 +159,7 @@ def checklist(model, x, y, threat) -> tuple[float, list[dict[str, Any]]]:
     """advrun's evaluation checklist on all of x (seconds, items)."""
     torch.manual_seed(0)
     t0 = time.perf_counter()
-    items = run_checklist(model, x, y, threat, 10, BATCH, n=len(x), log=lambda _: None)
+    items = run_checklist(context(model, x, y, [], threat))
     return time.perf_counter() - t0, items
 
 

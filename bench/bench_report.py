@@ -13,8 +13,9 @@ from typing import Any
 
 REF_LABELS = {"torchattacks": "torchattacks AA", "original": "original AA",
               "original_rand": "original AA rand"}  # fmt: skip
-COLUMNS = ("model", "n", "clean", "advrun", "TA AA", "orig AA", "orig rand", "all", "only adv/TA",
-           "only adv/orig", "only adv/rand", "adv s", "TA s", "orig s", "rand s", "escalated")  # fmt: skip
+COLUMNS = ("model", "n", "clean", "advrun fast", "advrun", "TA AA", "orig AA", "orig rand", "all",
+           "only adv/TA", "only adv/orig", "only adv/rand", "fast s", "adv s", "TA s", "orig s",
+           "rand s", "advrun escalated", "escalated (bench probes)")  # fmt: skip
 
 
 def _acc(r: dict, key: str) -> str:
@@ -29,15 +30,31 @@ def _secs(r: dict, key: str) -> str:
     return f"{r[key]['seconds']:.1f}" if key in r else "-"
 
 
+def escalated_words(a: dict) -> str:
+    """What advrun's own escalation ran (rung: broke), or why nothing ran."""
+    if "phase_seconds" not in a:
+        return "-"  # a run before advrun escalated (bench probes only)
+    e = a.get("escalation")
+    if not e:
+        return "none (no signal)"
+    rungs = " ".join(f"{g['attack']}:{g['broken']}" for g in e["rungs"])
+    return f"{rungs} ({'settled' if e['settled'] else 'NOT settled'})"
+
+
 def row(which: str, r: dict) -> list[str]:
     a = r["advrun"]
     esc = r.get("escalated_robust_accuracy")
-    return [which, str(r["n"]), f"{r['clean_accuracy']:.4f}", f"{a['robust_accuracy']:.4f}",
+    new = "phase_seconds" in a  # advrun's suite includes the checklist and its escalation
+    fast = a.get("fast_robust_accuracy", a["robust_accuracy"])
+    full = f"{a['seconds'][0]:.1f}" if new else "-"
+    fast_s = a["seconds"][1] if new else sum(a["seconds"]) / 2
+    return [which, str(r["n"]), f"{r['clean_accuracy']:.4f}", f"{fast:.4f}",
+            f"{a['robust_accuracy']:.4f}" if new else "-",
             _acc(r, "torchattacks"), _acc(r, "original"), _acc(r, "original_rand"),
             f"{r['all_methods_robust_accuracy']:.4f}", _only(r, "torchattacks"),
-            _only(r, "original"), _only(r, "original_rand"), f"{sum(a['seconds']) / 2:.1f}",
+            _only(r, "original"), _only(r, "original_rand"), f"{fast_s:.1f}", full,
             _secs(r, "torchattacks"), _secs(r, "original"), _secs(r, "original_rand"),
-            "-" if esc is None else f"{esc:.4f}"]  # fmt: skip
+            escalated_words(a), "-" if esc is None else f"{esc:.4f}"]  # fmt: skip
 
 
 def table_lines(models: dict[str, dict]) -> list[str]:
@@ -64,8 +81,19 @@ def model_lines(which: str, r: dict) -> list[str]:
     """What happened on one model, in a few lines."""
     a = r["advrun"]
     cascade = ", ".join(f"{k} {v['broken']}" for k, v in a["per_attack"].items())
-    out = [f"advrun {a['robust_accuracy']:.4f} in {a['seconds'][0]:.1f}s / {a['seconds'][1]:.1f}s"
-           f" (rerun {a['robust_accuracy_rerun']:.4f}); cascade broke: {cascade}"]  # fmt: skip
+    if "phase_seconds" in a:
+        ph = ", ".join(f"{k} {v:.1f}s" for k, v in a["phase_seconds"].items())
+        out = [f"advrun {a['robust_accuracy']:.4f} (fast suite {a['fast_robust_accuracy']:.4f}) "
+               f"in {a['seconds'][0]:.1f}s ({ph}); the fast suite alone again "
+               f"{a['seconds'][1]:.1f}s ({a['robust_accuracy_rerun']:.4f}); stages broke: "
+               f"{cascade}", f"advrun's escalation: {escalated_words(a)}"]  # fmt: skip
+        e = a.get("escalation")
+        if e:
+            out.append(f"  signals: {'; '.join(e['signals'])}")
+    else:
+        out = [f"advrun {a['robust_accuracy']:.4f} in {a['seconds'][0]:.1f}s / "
+               f"{a['seconds'][1]:.1f}s (rerun {a['robust_accuracy_rerun']:.4f}); cascade broke: "
+               f"{cascade}"]  # fmt: skip
     if "clean_draws" in r:
         d = r["clean_draws"]
         out.append(f"randomized: clean accuracy over {d['draws']} draws {d['mean']:.4f} "
@@ -142,9 +170,12 @@ def document(out: dict[str, Any]) -> str:
     rows = [row(k, r) for k, r in out["models"].items()]
     md = ["# bench/attacks.py", "",
           f"torch threads {out['torch_threads']}; suite: the at-threat attacks of `{out['spec']}`. "
-          "Robust accuracy of each method; 'only adv/X': examples broken only by advrun / only "
-          "by X; seconds wall clock; 'escalated': advrun's worst case after every escalation "
-          "probe on its survivors.", "",
+          "Robust accuracy of each method; 'advrun fast': the suite without escalation; "
+          "'advrun': with the checklist and the escalation its evidence asked for (runs before "
+          "advrun escalated: '-'); 'only adv/X': examples broken only by advrun (escalated "
+          "where it ran) / only by X; 'fast s': the fast suite alone; 'adv s': suite + checklist "
+          "+ escalation; seconds wall clock; 'escalated (bench probes)': advrun's worst case "
+          "after every bench-side escalation probe on its survivors.", "",
           "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]  # fmt: skip
     md += ["| " + " | ".join(x) + " |" for x in rows]
     md += ["", "## Signals", "", "What advrun's suite and checklist showed beside what the "

@@ -44,6 +44,15 @@ def _essential(m: BaseModel | None) -> dict[str, Any] | None:
     return None if m is None else m.model_dump(mode="json", exclude_defaults=True)
 
 
+def _eval_json(evaluation: EvalSpec) -> dict[str, Any]:
+    """The eval section as run.json holds it; ``escalation`` (run.json version 3) only when it
+    differs from the defaults, so other runs' files keep their keys."""
+    out = evaluation.model_dump()
+    if "escalation" not in evaluation.model_dump(exclude_defaults=True):
+        out.pop("escalation", None)
+    return out
+
+
 def _model_json(model: ModelSpec) -> dict[str, Any]:
     """A model as run.json holds it; ``weights`` (advrun eval's choice of a checkpoint's raw or
     EMA weights, run.json version 2) only when set, so other runs' files keep their keys."""
@@ -120,7 +129,7 @@ class Run:
             "recipe": self.recipe.model_dump(),
             "threat": self.threat.to_json(),
             "attacks": [a.model_dump() for a in self.attacks],
-            "eval": self.eval.model_dump(),
+            "eval": _eval_json(self.eval),
             "deterministic": self.deterministic,
             "threads": self.threads,
         }
@@ -181,7 +190,7 @@ class Audit:
             "model": _model_json(self.model),
             "threat": self.threat.to_json(),
             "attacks": [a.model_dump() for a in self.attacks],
-            "eval": self.eval.model_dump(),
+            "eval": _eval_json(self.eval),
             "checkpoint": self.checkpoint,
             "checkpoint_sha256": self.checkpoint_sha256,
             "deterministic": self.deterministic,

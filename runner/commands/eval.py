@@ -216,6 +216,7 @@ def _audit_metrics(
         checkpoint=audit.checkpoint, checkpoint_sha256=audit.checkpoint_sha256,
         checkpoint_provenance=prov, best_epoch=None, stopped_early=None,
         results=ev.results, curves=ev.curves, checklist=ev.checklist,
+        **({"escalation": ev.escalation} if ev.escalation else {}),
         data_sha256=data.sha256, class_names=data.class_names, device=str(device),
         train_seconds=0.0, eval_seconds=time.perf_counter() - t0,
         train_passes=Passes(forward_passes=0, backward_passes=0),

@@ -157,6 +157,17 @@ class WorstCase:
         return cls(clean.ok.clone(), clean.margins(y), clean.pred.clone(), dist, broken_by)
 
     @classmethod
+    def from_frame(cls, state: pd.DataFrame, device: torch.device) -> WorstCase:
+        """From a worst-case frame (one row per example, in example order; copied)."""
+        return cls(
+            torch.tensor(state["correct"].to_numpy(bool), device=device),
+            torch.tensor(state["margin"].to_numpy(), device=device),
+            torch.tensor(state["pred"].to_numpy(), device=device),
+            torch.tensor(state["distance"].to_numpy(), device=device),
+            state["broken_by"].to_numpy(object).copy(),
+        )
+
+    @classmethod
     def restore(cls, state: pd.DataFrame, like: WorstCase) -> WorstCase:
         """From the state frame a checkpoint kept (dtypes as in ``like``, a fresh start)."""
         dev = like.alive.device

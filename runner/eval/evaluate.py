@@ -9,6 +9,9 @@ What each ``results`` row means (``scope`` says which):
   every clean-correct example).
 - ``worst_case``: robust accuracy under the suite, an example counting only if no attack at the
   threat model fooled it.
+- an escalation rung (``square_5000``, ``apgd_ce_5r``...; scope ``cascade``, after the suite's
+  stages): a larger budget run on the survivors because the evidence asked for it
+  (:mod:`runner.eval.escalation`); the worst case includes it.
 
 Every accuracy carries n and a 95% percentile-bootstrap interval (examples resampled).
 """
@@ -33,6 +36,7 @@ from runner.stats import bootstrap_ci
 if TYPE_CHECKING:
     from runner.compile import Threat
     from runner.spec.attacks import AttackBase
+    from runner.store.records import EscalationRecord
 
 __all__ = [
     "EvalContext",
@@ -50,6 +54,7 @@ class Evaluation:
     results: list[dict[str, Any]]
     curves: list[dict[str, Any]] = field(default_factory=list)
     checklist: list[dict[str, Any]] = field(default_factory=list)
+    escalation: EscalationRecord | None = None  # None: no signal (or escalation off)
 
 
 def evaluate_run(ctx: EvalContext) -> Evaluation:
@@ -61,8 +66,7 @@ def evaluate_run(ctx: EvalContext) -> Evaluation:
     """
     settings = ctx.settings
     suite = run_suite(ctx)
-    results = summarize(suite.examples, ctx.attacks, ctx.threat, settings.bootstrap, suite.info)
-    ev = Evaluation(suite.examples, results)
+    ev = Evaluation(suite.examples, [])
     if settings.eps_curve:
         from runner.eval.curves import robustness_curves
 
@@ -71,6 +75,16 @@ def evaluate_run(ctx: EvalContext) -> Evaluation:
         from runner.eval.checklist import run_checklist
 
         ev.checklist = _phase(ctx, "checklist", lambda: run_checklist(ctx))
+    attacks = list(ctx.attacks)
+    if settings.escalation.enabled:
+        from runner.eval.escalation import escalate
+
+        escalated = escalate(ctx, suite, ev.checklist)  # rungs seeded apart: reruns match
+        if escalated is not None:
+            suite, ev.escalation = escalated.suite, escalated.record
+            attacks += escalated.attacks
+            ev.examples = suite.examples
+    ev.results = summarize(suite.examples, attacks, ctx.threat, settings.bootstrap, suite.info)
     return ev
 
 

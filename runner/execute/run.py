@@ -229,6 +229,8 @@ def _evaluate_and_store(
         results=summary,
         curves=evaluation.curves,
         checklist=evaluation.checklist,
+        # only when it ran: a run without a signal keeps the keys it always had
+        **({"escalation": evaluation.escalation} if evaluation.escalation else {}),
         data_sha256=data.sha256,
         class_names=data.class_names,
         device=str(device),

@@ -55,7 +55,9 @@ def audited(
     for r in runs:
         if not r["results"]:
             continue
-        robust_name = f"worst case over {', '.join(worst)} at {at}" if worst else None
+        mine = r.get("worst_case_attacks") or worst  # with the rungs its escalation added
+        robust_name = f"worst case over {', '.join(mine)} at {at}" if mine else None
+        esc = r.get("escalation") or {}
         checks = r["checklist"] or []
         counts = {s: sum(c.get("status") == s for c in checks) for s in ("pass", "warn", "fail")}
         out.append({
@@ -73,6 +75,10 @@ def audited(
             "data_sha256": r.get("data_sha256"),
             "suite_mode": mode,
             "suite": descriptions,
+            # the suite as it ran: the rungs its escalation added, and why, in words
+            "escalated": [f"{g['attack']}: {g['kind']}, {g['budget']} (escalated; broke "
+                          f"{g['broken']})" for g in esc.get("rungs", [])],
+            "escalation": r.get("escalation_text"),
             "checklist": {"run": bool(checks), **counts,
                           "failing": [f"{c.get('check')}: {c.get('detail')}" for c in checks
                                       if c.get("status") in ("fail", "warn")]},

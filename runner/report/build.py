@@ -9,7 +9,7 @@ from typing import Any
 from runner.errors import AdvrunError
 from runner.report import audit, narrative, sections
 from runner.report.collect import Experiment, as_stored, clean_json, load_experiment
-from runner.report.suite import experiment_suite, split_attacks
+from runner.report.suite import cascade_order, experiment_suite, split_attacks
 from runner.report.tables import (
     CLEAN,
     WORST,
@@ -60,7 +60,9 @@ def experiment_data(exp: Experiment, label: str) -> dict[str, Any]:
     first = next((r.run for r in exp.runs if r.run is not None), None)
     threat = as_stored(first.threat.to_json()) if first else None
     attacks = [as_stored(a.model_dump()) for a in first.attacks] if first else []
-    columns = attack_columns(runs, [str(a.get("name")) for a in attacks])
+    order = cascade_order(list(first.attacks), first.threat) if first else []
+    off = tuple(a.name for a in first.attacks if not first.threat.covers(a)) if first else ()
+    columns = attack_columns(runs, order, off)
     rows = groups(runs, columns)
     paired = _paired_test(exp, runs, rows, columns)
     train = sections.training(runs)
@@ -110,6 +112,7 @@ def experiment_data(exp: Experiment, label: str) -> dict[str, Any]:
         "tuning": sections.tuning(exp.tune),
         "poisoning": poison,
         "checklist": check,
+        "escalations": sections.escalations(runs),
         "gate": gate,
         "provenance": sections.provenance(exp, runs),
         "threat_model": narrative.threat_model(threat, attacks, runs, poison, audits is not None),

@@ -40,6 +40,35 @@ def _robust(run: dict[str, Any], inside: list[str]) -> tuple[str | None, float |
     return None, None
 
 
+def uses_eot(attack: Any) -> bool:
+    """Whether an attack (a spec model or its dump) averages its gradient over random draws:
+    ``eot_iter`` > 1, or the original AutoAttack's rand composition (APGD with 20 EoT draws)."""
+    get = attack.get if isinstance(attack, dict) else lambda k, d=None: getattr(attack, k, d)
+    return (get("eot_iter", 1) or 1) > 1 or get("composition") == "rand"
+
+
+def unreliable(
+    checklist: list[dict[str, Any]] | None,
+    escalation: dict[str, Any] | None,
+    attacks: list[Any],
+) -> tuple[bool | None, list[str]]:
+    """(RobustBench's ``unreliable`` flag, why) from the evidence: a checklist check failed and
+    escalation did not settle it (none ran, or its last rung still broke examples / no larger
+    budget was left), or the model is random (``deterministic`` failed) and no attack used EoT.
+    None when the checklist did not run (no evidence either way)."""
+    if not checklist:
+        return None, []
+    reasons = []
+    failed = [c["check"] for c in checklist if c.get("status") == "fail"]
+    settled = bool(escalation and escalation.get("settled"))
+    if failed and not settled:
+        why = "escalation did not settle it" if escalation else "no escalation ran"
+        reasons.append(f"checklist {', '.join(failed)} failed and {why}")
+    if "deterministic" in failed and not any(uses_eot(a) for a in attacks):
+        reasons.append("the model is random (deterministic failed) and no attack used EoT")
+    return bool(reasons), reasons
+
+
 def model_card(exp: dict[str, Any], run: dict[str, Any]) -> ModelCard:
     """Dataset, architecture, threat model, eps, clean and robust accuracy (and by what attacks:
     exactly those of the worst case; attacks outside the threat model are listed apart, with
@@ -48,6 +77,8 @@ def model_card(exp: dict[str, Any], run: dict[str, Any]) -> ModelCard:
     inside, off_threat = split_attacks(run["results"], threat)
     robust_attack, robust = _robust(run, inside)
     checklist = run["checklist"]
+    escalation = run.get("escalation")
+    flag, reasons = unreliable(checklist, escalation, exp.get("attacks") or [])
     card = {
         "schema": CARD_SCHEMA,
         "name": run["id"],
@@ -74,9 +105,10 @@ def model_card(exp: dict[str, Any], run: dict[str, Any]) -> ModelCard:
         "recipe": _pick(run, RECIPE_KEYS, name="recipe"),
         "checkpoint": run.get("checkpoint_provenance"),  # an audit's model file
         "checklist": checklist,
-        "unreliable": None
-        if not checklist
-        else any(c.get("status") == "fail" for c in checklist),  # RobustBench's flag
+        "escalation": escalation,
+        "escalation_text": run.get("escalation_text"),
+        "unreliable": flag,
+        "unreliable_reasons": reasons,
         "poisoning": run["poisoning"],
         "cost": _pick(run, COST_KEYS),
         "provenance": _pick(run, PROVENANCE_KEYS),

@@ -190,6 +190,15 @@ def checklist(runs: list[dict[str, Any]]) -> dict[str, Any] | None:
     return {"checks": names, "runs": per_run, "counts": counts}
 
 
+def escalations(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each run whose suite escalated: what, why, its cost and what it broke, and in words."""
+    return [
+        {"id": r["id"], "group": r["group"], "text": r["escalation_text"], **r["escalation"]}
+        for r in runs
+        if r.get("escalation")
+    ]
+
+
 def provenance(exp: Experiment, runs: list[dict[str, Any]]) -> dict[str, Any]:
     done = [r for r in runs if r["results"]]
     plan = exp.plan or {}

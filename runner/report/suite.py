@@ -53,6 +53,17 @@ def split_attacks(
     return inside, outside
 
 
+def cascade_order(attacks: list[Any], threat: Any) -> list[str]:
+    """The attacks' names in the order the suite ran them: those at the threat model cheap to
+    expensive (spec order among equals, as :func:`runner.eval.cascade.plan_stages`), then the
+    others."""
+    from runner.catalog import ATTACKS
+
+    inside = [a for a in attacks if threat.covers(a)]
+    inside.sort(key=lambda a: ATTACKS.load(a.kind)(a).cost())
+    return [a.name for a in inside] + [a.name for a in attacks if not threat.covers(a)]
+
+
 def experiment_suite(runs: list[dict[str, Any]], threat: dict[str, Any] | None) -> dict[str, Any]:
     """The experiment's worst-case attacks and its off-threat attacks (name, kind, norm, eps),
     from the first run with results (every run of an experiment runs the same suite)."""

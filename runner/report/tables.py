@@ -122,6 +122,9 @@ def run_row(r: StoredRun) -> dict[str, Any]:
         "versions": m.versions if m else None,
         "git_commit": m.git_commit if m else None,
         "checklist": _dump(m.checklist) if m else None,
+        # the larger budgets the evidence asked for (None: no signal), and the same in words
+        "escalation": as_stored(dump(m.escalation)) if m and m.escalation else None,
+        "escalation_text": m.escalation.words if m and m.escalation else None,
         "poisoning": as_stored(dump(m.poisoning)) if m and m.poisoning else None,
         "curves": _dump(m.curves) if m else None,
         "epochs": numbers(r.epochs),
@@ -129,11 +132,18 @@ def run_row(r: StoredRun) -> dict[str, Any]:
     }
 
 
-def attack_columns(runs: list[dict[str, Any]], suite: list[str]) -> list[str]:
-    """clean, the suite in spec order, the worst case, then anything else that was measured."""
-    seen = {a for r in runs for a in r["results"]}
-    extra = sorted(seen - {CLEAN, WORST, *suite})
-    cols = [CLEAN, *suite, *extra, WORST]
+def attack_columns(
+    runs: list[dict[str, Any]], suite: list[str], off_threat: tuple[str, ...] = ()
+) -> list[str]:
+    """clean, the suite in the order it ran (``suite``: the cascade's order), then what else
+    was measured in the order the results list it (an escalation's rungs, which ran after the
+    suite), the attacks outside the threat model (``off_threat``), and the worst case: so the
+    cumulative columns of a cascade read left to right as it ran."""
+    seen = list(dict.fromkeys(a for r in runs for a in r["results"]))
+    extra = [a for a in seen if a not in {CLEAN, WORST, *suite}]
+    inside = [a for a in suite if a not in off_threat]
+    cols = [CLEAN, *inside, *[a for a in extra if a not in off_threat],
+            *[a for a in suite if a in off_threat], WORST]  # fmt: skip
     return [c for c in cols if c in seen]
 
 

@@ -208,6 +208,26 @@ class ModelSpec(StrictModel):
         return v
 
 
+class EscalationSpec(StrictModel):
+    """Larger budgets where the evidence asks for them (docs/evaluation.md, "Escalation")."""
+
+    enabled: bool = Field(
+        True,
+        description="on a masking signal (Square broke what the white-box stages missed; a "
+        "checklist check warned or failed) re-run the responsible stage on the survivors with a "
+        "larger budget until a rung breaks nothing new or the caps are reached; no signal, no "
+        "escalation",
+    )
+    max_queries: int = Field(
+        10000, ge=1000, le=1000000,
+        description="Square's ladder: 1000, 5000, 10000, 20000 ... queries, up to this cap",
+    )  # fmt: skip
+    max_restarts: int = Field(
+        5, ge=1, le=100, description="restarts of the escalated APGD-CE (100 steps)"
+    )
+    fab: bool = Field(True, description="end the white-box ladder with FAB-T (9 targets x 100)")
+
+
 class EvalSpec(StrictModel):
     """How trained models are evaluated."""
 
@@ -256,6 +276,10 @@ class EvalSpec(StrictModel):
     )
     checklist_n: int = Field(
         256, ge=8, le=100000, description="test examples the checklist probes use (8 to 100000)"
+    )
+    escalation: EscalationSpec = Field(
+        default_factory=EscalationSpec,
+        description="budgets that grow on a masking signal (see docs/evaluation.md)",
     )
 
     @field_validator("eps_curve")

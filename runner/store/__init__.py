@@ -18,6 +18,8 @@ from runner.store.files import (
 from runner.store.records import (
     ChecklistItem,
     CurvePoint,
+    EscalationRecord,
+    EscalationRung,
     Execution,
     ExportEntry,
     Passes,
@@ -46,6 +48,8 @@ __all__ = [
     "STATUS_FILE",
     "ChecklistItem",
     "CurvePoint",
+    "EscalationRecord",
+    "EscalationRung",
     "Execution",
     "ExportEntry",
     "ModelCard",

@@ -10,7 +10,13 @@ from typing import Any
 
 from pydantic import ConfigDict, Field
 
-from runner.store.records import ChecklistItem, CheckpointProvenance, PoisoningResult, Record
+from runner.store.records import (
+    ChecklistItem,
+    CheckpointProvenance,
+    EscalationRecord,
+    PoisoningResult,
+    Record,
+)
 
 CARD_SCHEMA = "advrun.model_card/1"
 
@@ -95,7 +101,12 @@ class ModelCard(Record):
     recipe: CardRecipe = Field(default_factory=CardRecipe)
     checkpoint: CheckpointProvenance | None = None  # an audit's model file (model card v2)
     checklist: list[ChecklistItem] | None = None
-    unreliable: bool | None = None  # RobustBench's flag: a failed checklist item
+    escalation: EscalationRecord | None = None  # larger budgets the evidence asked for (v3)
+    escalation_text: str | None = None  # the escalation in words (v3)
+    # RobustBench's flag, from the evidence: a failed check that escalation did not settle, or a
+    # random model attacked without EoT
+    unreliable: bool | None = None
+    unreliable_reasons: list[str] = Field(default_factory=list)  # why (v3)
     poisoning: PoisoningResult | None = None
     cost: CardCost = Field(default_factory=CardCost)
     provenance: CardProvenance = Field(default_factory=CardProvenance)

@@ -78,8 +78,14 @@ def _no_weights_choice(data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
-RUN = FileKind(RUN_FILE, 2, "a resolved run", "run the spec again to rewrite it",
-               {0: _unversioned, 1: _no_weights_choice})  # fmt: skip
+def _no_escalation_settings(data: dict[str, Any]) -> dict[str, Any]:
+    """Version 2 -> 3 (run.json): the eval section holds ``escalation`` (its settings); a
+    version 2 file has none (read as the defaults)."""
+    return data
+
+
+RUN = FileKind(RUN_FILE, 3, "a resolved run", "run the spec again to rewrite it",
+               {0: _unversioned, 1: _no_weights_choice, 2: _no_escalation_settings})  # fmt: skip
 STATUS = FileKind(STATUS_FILE, 1, "a run status", "delete it and run the spec again",
                   {0: _unversioned})  # fmt: skip
 
@@ -90,10 +96,19 @@ def _no_checkpoint_provenance(data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
-METRICS = FileKind(METRICS_FILE, 2, "run metrics", "delete it to re-evaluate the run",
-                   {0: _unversioned, 1: _no_checkpoint_provenance})  # fmt: skip
-MODEL_CARD = FileKind(MODEL_CARD_FILE, 2, "a model card", "run advrun report to rewrite it",
-                      {0: _unversioned, 1: _no_checkpoint_provenance})  # fmt: skip
+def _no_escalation(data: dict[str, Any]) -> dict[str, Any]:
+    """Version 2 -> 3 (metrics, model card): version 3 may record the suite's escalation
+    (``escalation``; the card's ``escalation`` and ``escalation_text``); a version 2 file ran
+    none."""
+    return data
+
+
+METRICS = FileKind(METRICS_FILE, 3, "run metrics", "delete it to re-evaluate the run",
+                   {0: _unversioned, 1: _no_checkpoint_provenance,
+                    2: _no_escalation})  # fmt: skip
+MODEL_CARD = FileKind(MODEL_CARD_FILE, 3, "a model card", "run advrun report to rewrite it",
+                      {0: _unversioned, 1: _no_checkpoint_provenance,
+                       2: _no_escalation})  # fmt: skip
 EXPORTS = FileKind(EXPORTS_FILE, 1, "an export index", "delete it and export again",
                    {0: _unversioned})  # fmt: skip
 

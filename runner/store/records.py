@@ -88,6 +88,47 @@ class ChecklistItem(Record):
     evidence: dict[str, float] = Field(default_factory=dict)
 
 
+class EscalationRung(Record):
+    """One larger budget the evidence asked for, run on the worst case's survivors: which
+    attack at what budget, on which ladder, why, what it cost and what it broke."""
+
+    attack: str  # its results column, e.g. square_5000
+    kind: str
+    ladder: str  # square | white_box
+    budget: str  # in words, e.g. "5000 queries"
+    reasons: list[str] = Field(default_factory=list)  # the signals that asked for it
+    attacked: int
+    broken: int  # examples it broke that every stage before it missed
+    seconds: float
+    forward_passes: int = 0
+    backward_passes: int = 0
+
+
+class EscalationRecord(Record):
+    """The suite's escalation (metrics v3): the signals seen, each rung run, and whether every
+    ladder settled (its last rung broke nothing new) or ran into its cap."""
+
+    signals: list[str] = Field(default_factory=list)
+    rungs: list[EscalationRung] = Field(default_factory=list)
+    settled: bool
+    broken: int = 0  # examples the escalation broke in all
+
+    @property
+    def words(self) -> str:
+        """What escalated and why, in a sentence (the model card's and report's)."""
+        ran = ", ".join(f"{r.attack} ({r.budget}: broke {r.broken})" for r in self.rungs)
+        end = (
+            "it settled (the last rung broke nothing new)"
+            if self.settled
+            else "it did not settle (its last rung still broke examples, or no larger budget "
+            "was left)"
+        )
+        return (
+            f"The suite escalated on {'; '.join(self.signals)}: {ran or 'no rung ran'}; "
+            f"{self.broken} more example(s) broken; {end}."
+        )
+
+
 class PoisoningResult(Record):
     """The backdoor's attack success rate on triggered test images outside the target class."""
 
@@ -204,6 +245,7 @@ class RunMetrics(Record):
     results: list[ResultRow] = Field(default_factory=list)
     curves: list[CurvePoint] = Field(default_factory=list)
     checklist: list[ChecklistItem] = Field(default_factory=list)
+    escalation: EscalationRecord | None = None  # larger budgets on a masking signal (v3)
     data_sha256: str | None = None
     class_names: list[str] | None = None
     device: str | None = None

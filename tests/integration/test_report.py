@@ -94,7 +94,10 @@ def test_model_card_fields(exp):
         assert card["robust_acc_attack"] == "worst_case (fgsm, pgd)"
         assert card["recipe"]["kind"] in ("standard", "pgd")
         assert [c["check"] for c in card["checklist"]] == [c["check"] for c in metrics["checklist"]]
-        assert card["unreliable"] == any(c["status"] == "fail" for c in metrics["checklist"])
+        # a failed check makes the card unreliable unless the escalation it set off settled
+        settled = (metrics.get("escalation") or {}).get("settled", False)
+        failed = any(c["status"] == "fail" for c in metrics["checklist"])
+        assert card["unreliable"] == (failed and not settled)
 
 
 def test_user_text_is_escaped_and_nothing_is_fetched(exp):

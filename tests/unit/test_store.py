@@ -151,8 +151,33 @@ def test_an_audits_checkpoint_provenance_is_stored_and_older_files_migrate(v0):
     )  # fmt: skip
     d.write_metrics(m.model_copy(update={"checkpoint_provenance": prov}))
     data = _json(path)
-    assert data[VERSION_KEY] == METRICS.version == 2
+    assert data[VERSION_KEY] == METRICS.version
     assert data["checkpoint_provenance"]["saved_on"] == ["cuda:0"]
     assert d.read_metrics().checkpoint_provenance == prov
     with pytest.raises(ValueError):  # a typo in the record is refused, not kept as a free dict
         CheckpointProvenance.model_validate({**prov.model_dump(), "fromat": "x"})
+
+
+def test_an_escalation_is_stored_and_version_2_metrics_migrate(v0):
+    """metrics.json version 3 may record the suite's escalation; a version 2 file (none) still
+    reads, and the record survives a write and a read."""
+    from runner.store import EscalationRecord, EscalationRung
+
+    (d,) = [d for d in Store(v0).run_dirs() if "audit" in d.path.name]
+    path = d.path / "metrics.json"
+    path.write_text(json.dumps({**_json(path), VERSION_KEY: 2}))  # as the release before wrote it
+    m = d.read_metrics()
+    assert m.escalation is None
+    rung = EscalationRung(attack="square_5000", kind="square", ladder="square",
+                          budget="5000 queries", reasons=["checklist gradients: fail"],
+                          attacked=330, broken=5, seconds=77.3, forward_passes=1650000)  # fmt: skip
+    rec = EscalationRecord(signals=["checklist gradients: fail"], rungs=[rung], settled=False,
+                           broken=5)  # fmt: skip
+    d.write_metrics(m.model_copy(update={"escalation": rec}))
+    data = _json(path)
+    assert data[VERSION_KEY] == METRICS.version == 3
+    assert data["escalation"]["rungs"][0]["budget"] == "5000 queries"
+    assert d.read_metrics().escalation == rec
+    assert "did not settle" in rec.words and "square_5000 (5000 queries: broke 5)" in rec.words
+    with pytest.raises(ValueError):  # a typo is refused, not kept as a free dict
+        EscalationRung.model_validate({**rung.model_dump(), "brokne": 1})
