@@ -150,3 +150,13 @@ def test_eot_iter_is_tunable_like_any_attack_parameter(write_spec):
     cfg = attack_config(loaded.spec, loaded.data, {"eot_iter": 4})
     assert (cfg.kind, cfg.eot_iter, cfg.engine) == ("pgd", 4, "native")
     assert attack_config(loaded.spec, loaded.data, {"eot_iter": 1}).engine == "art"
+
+
+def test_the_randomized_audit_suite_uses_eot_in_every_gradient_attack():
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "specs" / "audit-rand.yaml"
+    attacks = compile_spec(load_spec(path).spec).attacks
+    grad = [a for a in attacks if a.kind in ("pgd", "apgd")]
+    assert len(grad) == 3 and all(a.eot_iter == 20 and a.engine == "native" for a in grad)
+    assert {a.loss for a in grad if a.kind == "apgd"} == {"ce", "dlr"}
