@@ -80,22 +80,23 @@ def eot_grad(
     that draws one random transform per call (not per example) gets one draw per pass.
     """
     grad, logits = input_grad(model, x_adv, y, loss_fn)
-    wrong = (logits.argmax(1) != y).to(x_adv.dtype)
+    wrong = (logits.argmax(1) != y).float()
+    if eot_iter == 1:
+        return grad, wrong
+    total = grad.float()  # summed in float32: a half-precision sum of many passes overflows
     for _ in range(eot_iter - 1):
         g, logits = input_grad(model, x_adv, y, loss_fn)
-        grad = grad + g
-        wrong = wrong + (logits.argmax(1) != y).to(x_adv.dtype)
-    if eot_iter > 1:
-        grad, wrong = grad / eot_iter, wrong / eot_iter
-    return grad, wrong
+        total += g.float()
+        wrong += (logits.argmax(1) != y).float()
+    return (total / eot_iter).to(grad.dtype), wrong / eot_iter
 
 
 @torch.no_grad()
 def fooled_fraction(model: nn.Module, x_adv: Tensor, y: Tensor, eot_iter: int = 1) -> Tensor:
     """Per example, the fraction of ``eot_iter`` forward passes that misclassify x_adv."""
-    wrong = torch.zeros(len(y), device=x_adv.device, dtype=x_adv.dtype)
+    wrong = torch.zeros(len(y), device=x_adv.device, dtype=torch.float32)
     for _ in range(eot_iter):
-        wrong += (model(x_adv).argmax(1) != y).to(x_adv.dtype)
+        wrong += (model(x_adv).argmax(1) != y).float()
     return wrong / eot_iter
 
 
@@ -150,7 +151,7 @@ def pgd(
         )  # fmt: skip
     x = x.detach()
     best = x.clone()
-    score = torch.zeros(x.shape[0], device=x.device, dtype=x.dtype)  # fooled fraction of best
+    score = torch.zeros(x.shape[0], device=x.device, dtype=torch.float32)  # fooled fraction of best
     for _ in range(restarts):
         delta = random_start(x, eps, norm, lo, hi, generator) if rand_init else torch.zeros_like(x)
         for _ in range(steps):
@@ -188,7 +189,7 @@ def _pgd_early_exit(
     out = x.clone()
     alive = torch.ones(n, dtype=torch.bool, device=x.device)
     # with EoT, per example the fooled fraction of its point in ``out`` (restarts keep the best)
-    score = torch.zeros(n, device=x.device, dtype=x.dtype)
+    score = torch.zeros(n, device=x.device, dtype=torch.float32)
     every = compact_every(x.device)
     for r in range(restarts):
         idx = alive.nonzero().squeeze(1)  # each restart attacks the examples still unbroken

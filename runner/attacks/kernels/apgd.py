@@ -71,13 +71,20 @@ def _loss_grad(model, x_adv, y, loss, target, eot_iter=1) -> tuple[Tensor, Tenso
         logits = model(x_adv)
         p = _loss(logits, y, loss, target)
         (g,) = torch.autograd.grad(p.sum(), x_adv)
-        w = (logits.detach().argmax(1) != y).to(x_adv.dtype)
+        w = (logits.detach().argmax(1) != y).float()
         if grad is None:
             grad, per, wrong = g, p.detach(), w
+            if eot_iter > 1:  # summed in float32: a half-precision sum of many passes overflows
+                grad, per = grad.float(), per.float()
         else:
-            grad, per, wrong = grad + g, per + p.detach(), wrong + w
+            grad, per, wrong = grad + g.float(), per + p.detach().float(), wrong + w
     if eot_iter > 1:
-        grad, per, wrong = grad / eot_iter, per / eot_iter, wrong / eot_iter
+        dtype = x_adv.dtype
+        grad, per, wrong = (
+            (grad / eot_iter).to(dtype),
+            (per / eot_iter).to(p.dtype),
+            wrong / eot_iter,
+        )
     return grad.detach(), per, wrong
 
 
@@ -117,7 +124,7 @@ def _single_run(
     n = len(x)
     shape = (-1, *([1] * (x.dim() - 1)))
     out = x.clone()
-    score_out = torch.zeros(n, device=x.device, dtype=x.dtype)
+    score_out = torch.zeros(n, device=x.device, dtype=torch.float32)
     x_adv = x + random_start(x, eps, norm, lo, hi, generator)
     grad, loss_best, wrong = _loss_grad(model, x_adv, y, loss, target, eot_iter)
     s: dict[str, Tensor] = {  # per-example state, shrunk together when examples leave
@@ -239,7 +246,7 @@ def apgd(
     if targeted:  # the k most likely classes other than y, per example: shape (k, B)
         k = min(n_targets, classes - 1)
         targets = logits.scatter(1, y[:, None], float("-inf")).topk(k, dim=1).indices.t()
-    score = torch.zeros(len(x), device=x.device, dtype=x.dtype)  # fooled fraction of best
+    score = torch.zeros(len(x), device=x.device, dtype=torch.float32)  # fooled fraction of best
     rounds = [(r, t) for t in range(len(targets) if targeted else 1) for r in range(restarts)]
     for _, t in rounds:
         idx = alive.nonzero().squeeze(1)
