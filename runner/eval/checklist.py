@@ -226,9 +226,9 @@ def gradients(ctx: EvalContext, ev: Evidence) -> dict[str, Any]:
 
 EOT_ADVICE = (
     "evaluate it with expectation over transformation (EoT): eot_iter: 20 on the pgd and apgd "
-    "attacks (engine native), or {kind: autoattack, composition: rand} (APGD-CE and APGD-DLR "
-    "with 20 EoT passes); attacks without EoT follow one random gradient per step and "
-    "overstate its robustness"
+    "attacks (engine native; apgd with loss ce and with loss dlr are the original AutoAttack's "
+    "rand version), or {kind: autoattack, composition: rand} as one stage; attacks without EoT "
+    "follow one random gradient per step and overstate its robustness"
 )
 
 
