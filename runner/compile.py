@@ -19,11 +19,13 @@ from pydantic import BaseModel
 from runner import expr
 from runner.spec import Spec
 from runner.spec.attacks import ATTACK_SPECS, AttackBase
+from runner.spec.certify import CertifySpec
 from runner.spec.core import DataSpec, EvalSpec, ModelSpec
 from runner.spec.poisoning import PoisoningSpec
 from runner.spec.recipes import RECIPE_SPECS, SWEEPABLE, AdversarialRecipeBase, RecipeBase
 
 HASH_LEN = 10
+DEFENSE_KEY = "poisoning.defense"  # the sweep key of a swept defense (outside the recipe)
 
 
 def canonical_json(obj: Any) -> str:
@@ -42,6 +44,15 @@ def _essential(m: BaseModel | None) -> dict[str, Any] | None:
     """What identifies a spec object in a hash: the values that differ from their defaults, so a
     new option added with a neutral default leaves every existing run id unchanged."""
     return None if m is None else m.model_dump(mode="json", exclude_defaults=True)
+
+
+def _audit_eval(evaluation: EvalSpec) -> EvalSpec:
+    """An audit's eval settings: escalation on unless the spec says (``enabled`` unset is the
+    default: on for ``advrun eval``, off for trained runs)."""
+    esc = evaluation.escalation
+    if esc.enabled is not None:
+        return evaluation
+    return evaluation.model_copy(update={"escalation": esc.model_copy(update={"enabled": True})})
 
 
 def _eval_json(evaluation: EvalSpec) -> dict[str, Any]:
@@ -103,6 +114,7 @@ class Run:
     attacks: tuple[AttackBase, ...]
     eval: EvalSpec
     poisoning: PoisoningSpec | None = None
+    certify: CertifySpec | None = None  # randomized-smoothing certification after the suite
     sweep: dict[str, Any] = field(default_factory=dict)  # the swept values of this run
     deterministic: bool = False  # how to execute, not what: outside the hashes
     threads: int | None = None
@@ -135,6 +147,8 @@ class Run:
         }
         if self.poisoning is not None:
             out["poisoning"] = self.poisoning.model_dump()
+        if self.certify is not None:
+            out["certify"] = self.certify.model_dump()
         return out
 
     @classmethod
@@ -152,6 +166,7 @@ class Run:
             attacks=tuple(ATTACK_SPECS[a["kind"]].model_validate(a) for a in d["attacks"]),
             eval=EvalSpec.model_validate(d["eval"]),
             poisoning=PoisoningSpec.model_validate(d["poisoning"]) if d.get("poisoning") else None,
+            certify=_certify_of(d),
             sweep=dict(d.get("sweep") or {}),
             train_hash=d.get("train_hash", ""),
             eval_hash=d.get("eval_hash", ""),
@@ -177,10 +192,11 @@ class Audit:
     eval_hash: str
     deterministic: bool = False
     threads: int | None = None
+    certify: CertifySpec | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The audit as stored in run.json."""
-        return {
+        out = {
             "id": self.id,
             "slug": self.slug,
             "kind": "audit",
@@ -196,6 +212,9 @@ class Audit:
             "deterministic": self.deterministic,
             "threads": self.threads,
         }
+        if self.certify is not None:
+            out["certify"] = self.certify.model_dump()
+        return out
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> Audit:
@@ -214,7 +233,12 @@ class Audit:
             eval_hash=d.get("eval_hash", ""),
             deterministic=bool(d.get("deterministic", False)),
             threads=d.get("threads"),
+            certify=_certify_of(d),
         )
+
+
+def _certify_of(d: dict[str, Any]) -> CertifySpec | None:
+    return CertifySpec.model_validate(d["certify"]) if d.get("certify") else None
 
 
 @dataclass(frozen=True)
@@ -272,22 +296,30 @@ def _resolve_recipe(recipe: dict[str, Any], threat_eps: float, adversarial: bool
     return r
 
 
-def eval_hash_of(threat: Threat, attacks: tuple[AttackBase, ...], evaluation: EvalSpec) -> str:
+def eval_hash_of(
+    threat: Threat,
+    attacks: tuple[AttackBase, ...],
+    evaluation: EvalSpec,
+    certify: CertifySpec | None = None,
+) -> str:
     """What evaluation depends on: a change re-evaluates trained runs without retraining."""
-    return short_hash(
-        {
-            "attacks": [_essential(a) for a in attacks],
-            "eval": _essential(evaluation),
-            "threat": threat.to_json(),
-        }
-    )
+    what: dict[str, Any] = {
+        "attacks": [_essential(a) for a in attacks],
+        "eval": _essential(evaluation),
+        "threat": threat.to_json(),
+    }
+    if certify is not None:  # absent: the hash of a spec without certification is unchanged
+        what["certify"] = _essential(certify)
+    return short_hash(what)
 
 
 def compile_spec(spec: Spec) -> Plan:
     threat = resolve_threat(spec)
     attacks = resolve_attacks(spec, threat)
-    eval_hash = eval_hash_of(threat, attacks, spec.eval)
+    eval_hash = eval_hash_of(threat, attacks, spec.eval, spec.certify)
     runs: list[Run] = []
+    p = spec.poisoning
+    defenses = [p.defense] if p is not None and isinstance(p.defense, list) else []
     for model in spec.models:
         for recipe in spec.recipes:
             base = recipe.model_dump()
@@ -296,12 +328,16 @@ def compile_spec(spec: Spec) -> Plan:
                 for key in SWEEPABLE
                 if key.split(".")[0] in base and isinstance(v := _get(base, key), list)
             ]
-            for combo in itertools.product(*(values for _, values in swept)):
+            for combo in itertools.product(*(values for _, values in swept), *defenses):
                 raw = json.loads(json.dumps(base))
                 sweep = {}
-                for (key, _), value in zip(swept, combo, strict=True):
+                for (key, _), value in zip(swept, combo, strict=False):
                     _set(raw, key, value)
                     sweep[key] = value
+                poisoning = spec.poisoning
+                if defenses:  # swept: each run filters with one defense
+                    sweep[DEFENSE_KEY] = combo[-1]
+                    poisoning = poisoning.model_copy(update={"defense": combo[-1]})
                 resolved = _resolve_recipe(
                     raw, threat.eps, isinstance(recipe, AdversarialRecipeBase)
                 )
@@ -314,7 +350,7 @@ def compile_spec(spec: Spec) -> Plan:
                         "recipe": _essential(r),
                         "seed": seed,
                         "threat": threat.to_json(),
-                        "poisoning": _essential(spec.poisoning),
+                        "poisoning": _essential(poisoning),
                     }
                     th = short_hash(train)
                     slug = f"{model.name}@{r.name}{f'[{suffix}]' if sweep else ''}@s{seed}"
@@ -330,7 +366,8 @@ def compile_spec(spec: Spec) -> Plan:
                             threat=threat,
                             attacks=attacks,
                             eval=spec.eval,
-                            poisoning=spec.poisoning,
+                            poisoning=poisoning,
+                            certify=spec.certify,
                             sweep=sweep,
                             train_hash=th,
                             eval_hash=eval_hash,
@@ -361,12 +398,13 @@ def compile_audit(
         model=model,
         threat=plan.threat,
         attacks=plan.attacks,
-        eval=spec.eval,
+        eval=_audit_eval(spec.eval),
         checkpoint=checkpoint,
         checkpoint_sha256=sha,
         eval_hash=plan.eval_hash,
         deterministic=spec.deterministic,
         threads=spec.threads,
+        certify=spec.certify,
     )
 
 

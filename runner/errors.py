@@ -44,3 +44,13 @@ class SpecError(AdvrunError):
         n = len(self.problems)
         head = f"spec is invalid: {n} error{'s' if n != 1 else ''}"
         super().__init__("\n".join([head, *map(str, self.problems)]))
+
+
+class SpecValueError(AdvrunError):
+    """A spec value that only execution can judge (e.g. a layer of the built model); ``path`` is
+    its key path, which the command places at file:line:col (:meth:`LoadedSpec.located`)."""
+
+    def __init__(self, path: tuple[object, ...], message: str) -> None:
+        self.path = path
+        self.message = message
+        super().__init__(f"{'.'.join(map(str, path))}: {message}")

@@ -22,7 +22,6 @@ from runner.errors import AdvrunError
 from runner.stats import bootstrap_ci
 
 if TYPE_CHECKING:
-    from runner.compile import Run
     from runner.spec.poisoning import PoisoningSpec
 
 
@@ -48,11 +47,13 @@ def trigger(cfg: PoisoningSpec, pixel_range: tuple[float, float]) -> Callable:
 
 def check_fits(cfg: PoisoningSpec, input_shape: tuple[int, ...], num_classes: int) -> None:
     """The target is a class and the trigger fits inside the image."""
-    if cfg.target >= num_classes:
-        raise AdvrunError(
-            f"poisoning.target {cfg.target} is not a class of this data set "
-            f"(classes 0..{num_classes - 1})"
-        )
+    for key in ("target", "source"):
+        c = getattr(cfg, key)
+        if c is not None and c >= num_classes:
+            raise AdvrunError(
+                f"poisoning.{key} {c} is not a class of this data set "
+                f"(classes 0..{num_classes - 1})"
+            )
     reach = cfg.distance + (2 if cfg.trigger == "pattern" else 0)
     if reach > min(input_shape[-2:]):
         raise AdvrunError(
@@ -67,21 +68,30 @@ def stamp(x: Tensor, cfg: PoisoningSpec, pixel_range: tuple[float, float]) -> Te
     return torch.as_tensor(out, dtype=x.dtype, device=x.device)
 
 
+def sources(y: np.ndarray, cfg: PoisoningSpec) -> np.ndarray:
+    """Where the trigger is stamped: labels of the source class (every class but the target
+    when the spec names none)."""
+    return y != int(cfg.target) if cfg.source is None else y == int(cfg.source)
+
+
 def poison_training_set(
     x: Tensor, y: Tensor, cfg: PoisoningSpec, pixel_range: tuple[float, float], num_classes: int
 ) -> tuple[Tensor, Tensor, dict[str, Any]]:
-    """Replace ``fraction`` of (x, y) by triggered images of other classes labelled ``target``."""
+    """Replace ``fraction`` of (x, y) by triggered images of the source class(es) labelled
+    ``target``."""
     from art.attacks.poisoning import PoisoningAttackBackdoor
 
     check_fits(cfg, tuple(x.shape[1:]), num_classes)
     target = int(cfg.target)
     y_np = y.cpu().numpy()
-    candidates = np.flatnonzero(y_np != target)
+    source = sources(y_np, cfg)
+    candidates = np.flatnonzero(source)
     n = int(round(cfg.fraction * len(y_np)))
     if n < 1 or n > len(candidates):
+        where = "outside the target class" if cfg.source is None else f"of class {cfg.source}"
         raise AdvrunError(
             f"poisoning.fraction {cfg.fraction:g} asks for {n} poisoned images, but the "
-            f"training set has {len(candidates)} images outside the target class"
+            f"training set has {len(candidates)} images {where}"
         )
     idx = np.sort(np.random.default_rng(cfg.seed).choice(candidates, size=n, replace=False))
     attack = PoisoningAttackBackdoor(trigger(cfg, pixel_range))
@@ -103,9 +113,9 @@ def attack_success_rate(
     batch_size: int = 512,
     n_boot: int = 1000,
 ) -> dict[str, Any]:
-    """ASR on the test images whose true class is not the target, with a 95% bootstrap CI."""
+    """ASR on the test images of the source class(es), with a 95% bootstrap CI."""
     target = int(cfg.target)
-    keep = y != target
+    keep = torch.as_tensor(sources(y.cpu().numpy(), cfg), device=y.device)
     xs = stamp(x[keep], cfg, pixel_range)
     model.eval()
     pred = torch.cat(
@@ -122,40 +132,3 @@ def attack_success_rate(
         "trigger": cfg.trigger,
         "fraction": float(cfg.fraction),
     }
-
-
-def asr_row(p: dict[str, Any]) -> dict[str, Any]:
-    """The ASR as a results row: attack ``asr``, whose ``accuracy`` column holds the ASR."""
-    return {
-        "attack": "asr",
-        "kind": "backdoor",
-        "norm": p["trigger"],
-        "eps": 0.0,
-        "accuracy": p["asr"],
-        "n": p["n"],
-        "ci_low": p["ci_low"],
-        "ci_high": p["ci_high"],
-    }
-
-
-def training_set(run: Run, data, ctx) -> tuple[Tensor, Tensor]:
-    """The run's training set: the prepared one, poisoned when the spec has a poisoning block."""
-    p = run.poisoning
-    if p is None:
-        return data.x_train, data.y_train
-    x, y, _ = poison_training_set(data.x_train, data.y_train, p, ctx.pixel_range, data.num_classes)
-    return x, y
-
-
-def evaluate(
-    run: Run, model: nn.Module, x: Tensor, y: Tensor, results: list[dict[str, Any]]
-) -> dict[str, Any] | None:
-    """The ASR block of metrics.json (and its ``asr`` row appended to ``results``), or None."""
-    p = run.poisoning
-    if p is None:
-        return None
-    out = attack_success_rate(
-        model, x, y, p, run.threat.pixel_range, run.eval.batch_size, run.eval.bootstrap
-    )
-    results.append(asr_row(out))
-    return out

@@ -23,4 +23,6 @@ RECIPES.register(
     "backdoor_mitigation", "runner.recipes.backdoor_mitigation:BackdoorMitigationTraining",
     "trigger-stamped training copies with correct labels",
 )
+RECIPES.register("gaussian_augment", "runner.recipes.gaussian_augment:GaussianAugmentTraining", "Cohen et al. 2019 Gaussian data augmentation (randomized smoothing)")
+RECIPES.register("smooth_adv", "runner.recipes.smooth_adv:SmoothAdvTraining", "Salman et al. 2019 SmoothAdv: PGD against the smoothed classifier")
 # fmt: on

@@ -87,6 +87,7 @@ def audit_model(
     log=print,
 ) -> RunMetrics:
     """Evaluate one model like a run; store its run, status, metrics and examples."""
+    from runner.certify.run import certify_phase
     from runner.device import seed_everything, select_device, set_threads
     from runner.eval.evaluate import EvalContext, evaluate_run
     from runner.execute.prepare import prepare
@@ -126,9 +127,13 @@ def audit_model(
             model, data.x_test[:n], data.y_test[:n], audit.threat, data.num_classes, audit.eval,
             audit.attacks, both,
         ))  # fmt: skip
+        cert = certify_phase(audit.certify, model, data, audit.threat, None, both, None)
+        ev.examples, ev.results = cert.joined(ev.examples, ev.results)
         counter.close()
         write_with(d / "examples.parquet", lambda p: ev.examples.to_parquet(p, index=False))
-        metrics = _audit_metrics(audit, ev, data, device, counter.as_dict(), t0, weights)
+        metrics = _audit_metrics(
+            audit, ev, data, device, counter.as_dict(), t0, weights, cert.summaries
+        )
         store.write_metrics(audit, metrics)
         store.write_status(audit, status.model_copy(update={"state": "done", "finished": now()}))
         both("done")
@@ -202,9 +207,17 @@ def _build_and_load(
 
 
 def _audit_metrics(
-    audit: Audit, ev: Any, data: Any, device: Any, passes: dict[str, int], t0: float, w: Weights
+    audit: Audit,
+    ev: Any,
+    data: Any,
+    device: Any,
+    passes: dict[str, int],
+    t0: float,
+    w: Weights,
+    certified: list[dict[str, Any]],
 ) -> RunMetrics:
-    """The audit's metrics.json: a run's record with no training, and its file's provenance."""
+    """The audit's metrics.json: a run's record with no training, its file's provenance and
+    ``certified``: the randomized-smoothing summaries, one per noise level."""
     from runner.provenance import git_commit, versions
 
     m = audit.model
@@ -217,6 +230,7 @@ def _audit_metrics(
         checkpoint_provenance=prov, best_epoch=None, stopped_early=None,
         results=ev.results, curves=ev.curves, checklist=ev.checklist,
         **({"escalation": ev.escalation} if ev.escalation else {}),
+        certified=certified,
         data_sha256=data.sha256, class_names=data.class_names, device=str(device),
         train_seconds=0.0, eval_seconds=time.perf_counter() - t0,
         train_passes=Passes(forward_passes=0, backward_passes=0),
@@ -269,6 +283,7 @@ def run(args: argparse.Namespace) -> int:
         _weights_of(m, ckpt)  # a model that would run untrained: refused before anything else
     from runner import track
     from runner.execute import results
+    from runner.execute.progress import accuracies
     from runner.fsio import write_text
     from runner.report.baseline import load_baseline, remember_baseline
     from runner.report.experiment import write_results
@@ -292,7 +307,7 @@ def run(args: argparse.Namespace) -> int:
             log=(lambda s: None) if args.quiet else print,
         )  # fmt: skip
         if not args.quiet:
-            shown = ", ".join(f"{r.attack} {r.accuracy:.3f}" for r in metrics.results)
+            shown = accuracies(metrics)
             print(f"{metrics.slug}: {shown}")
     df = write_results(plan, store)  # results, curves, report.html and the model cards
     print(results.format_table(df))

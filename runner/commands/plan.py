@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from runner.commands.common import add_spec_arguments, load
 
@@ -14,7 +15,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _short(hp: dict) -> str:
-    keys = ("epochs", "eps", "step_size", "steps", "beta", "ratio")
+    keys = ("epochs", "eps", "step_size", "steps", "beta", "ratio", "sigma", "samples")
     parts = [
         f"{k}={hp[k]:.4g}" if isinstance(hp[k], float) else f"{k}={hp[k]}"
         for k in keys
@@ -29,8 +30,12 @@ def _short(hp: dict) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    _, plan, store = load(args)
+    loaded, plan, store = load(args)
     from runner.execute.claim import holder_of
+    from runner.spec.certify import notes
+
+    for note in notes(loaded.spec):
+        print(f"note: {note}", file=sys.stderr)
 
     status = store.statuses(plan)
     for r in plan.runs:  # a live claim: some process is working on it now

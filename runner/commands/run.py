@@ -13,7 +13,7 @@ from runner.commands.common import (
     load,
     prepare_output,
 )
-from runner.errors import EXIT_FAILED, AdvrunError
+from runner.errors import EXIT_FAILED, AdvrunError, SpecValueError
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -99,7 +99,10 @@ def run(args: argparse.Namespace) -> int:
     )
     launcher.start(opts)  # torchrun: join the process group
     try:
-        preflight(runs, opts)  # missing data, a bad device or model: fail before writing anything
+        try:  # missing data, a bad device or model: fail before writing anything
+            preflight(runs, opts)
+        except SpecValueError as e:  # a value only the built model can judge, at file:line:col
+            raise loaded.located(e.path, e.message) from None
         if launcher.main:  # under torchrun, rank 0 writes and reports
             prepare_output(store.root)  # a read-only or full output directory fails here
             experiment.write_plan(loaded, plan, store)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from runner.commands.common import add_spec_arguments, load
 
@@ -16,4 +17,8 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"{args.spec}: valid: {len(plan.runs)} run(s), {len(loaded.spec.attacks)} attack(s), output {store.root}"
     )
+    from runner.spec.certify import notes
+
+    for note in notes(loaded.spec):  # true of a valid spec, worth knowing
+        print(f"note: {note}", file=sys.stderr)
     return 0

@@ -17,10 +17,21 @@ def _clock(seconds: float) -> str:
     )
 
 
+def accuracies(m: RunMetrics) -> str:
+    """The accuracies of an evaluated run on one line; per noise level of its certification,
+    the smoothed clean accuracy and the average certified radius (the curve is in the table)."""
+    parts = [f"{r.attack} {r.accuracy:.3f}" for r in m.results if not r.is_certified]
+    for s in m.certified:
+        smoothed = (
+            f"smoothed {s.smoothed_accuracy:.3f}, " if s.smoothed_accuracy is not None else ""
+        )
+        parts.append(f"sigma={s.sigma:g}: {smoothed}ACR {s.acr:.3f}")
+    return ", ".join(parts)
+
+
 def result_line(m: RunMetrics) -> str:
     """The accuracies of a finished run, as printed after it."""
-    acc = ", ".join(f"{r.attack} {r.accuracy:.3f}" for r in m.results)
-    return f"{acc} ({m.train_seconds:.1f}s train)"
+    return f"{accuracies(m)} ({m.train_seconds:.1f}s train)"
 
 
 class Progress:

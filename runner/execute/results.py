@@ -34,10 +34,15 @@ def _identity(m: RunMetrics) -> dict:
 
 
 def _result(r) -> dict:
-    """The columns of one results row (``scope`` and ``broken`` empty where it has none)."""
-    return {"attack": r.attack, "attack_kind": r.kind, "norm": r.norm, "eps": r.eps,
-            "accuracy": r.accuracy, "n": r.n, "ci_low": r.ci_low, "ci_high": r.ci_high,
-            "scope": r.scope, "broken": r.broken}  # fmt: skip
+    """The columns of one results row (``scope`` and ``broken`` empty where it has none; the
+    randomized-smoothing columns only on its rows, so tables without them keep their columns)."""
+    row = {"attack": r.attack, "attack_kind": r.kind, "norm": r.norm, "eps": r.eps,
+           "accuracy": r.accuracy, "n": r.n, "ci_low": r.ci_low, "ci_high": r.ci_high,
+           "scope": r.scope, "broken": r.broken}  # fmt: skip
+    if r.is_certified:
+        row |= {"sigma": r.sigma, "radius": r.radius, "linf_radius": r.linf_radius,
+                "abstained": r.abstained}  # fmt: skip
+    return row
 
 
 def collect(plan: Plan, store: Store) -> pd.DataFrame:
@@ -55,8 +60,10 @@ def collect(plan: Plan, store: Store) -> pd.DataFrame:
             for k, v in m.hyperparameters.items()
             if isinstance(v, (int, float, str, bool))
         }
+        # a poisoned run's defense (a column only in experiments with a poisoning block)
+        defense = {"defense": m.poisoning.defense} if m.poisoning and m.poisoning.defense else {}
         for r in m.results:
-            rows.append({**_identity(m), **_result(r), **cost, **hp})
+            rows.append({**_identity(m), **_result(r), **defense, **cost, **hp})
     return pd.DataFrame(rows, columns=None if rows else COLUMNS)
 
 
@@ -82,6 +89,42 @@ def write_curves(plan: Plan, store: Store) -> pd.DataFrame:
     return df
 
 
+CERTIFIED_COLUMNS = ["run_id", "model", "arch", "recipe", "kind", "seed", "sigma", "radius",
+                     "linf_radius", "certified_accuracy", "ci_low", "ci_high", "certified", "n",
+                     "abstained", "abstain_rate", "acr", "smoothed_accuracy", "n0", "samples",
+                     "predict_n", "alpha", "dim", "interval"]  # fmt: skip
+
+
+def collect_certified(plan: Plan, store: Store) -> pd.DataFrame:
+    """Tidy certified accuracy: one row per (run, noise level, radius) of every certified run."""
+    rows = []
+    for m in store.evaluated(plan):
+        for s in m.certified:
+            per_sigma = {"sigma": s.sigma, "n": s.n_examples, "abstained": s.abstained,
+                         "abstain_rate": s.abstain_rate, "acr": s.acr,
+                         "smoothed_accuracy": s.smoothed_accuracy, "n0": s.n0, "samples": s.n,
+                         "predict_n": s.predict_n, "alpha": s.alpha, "dim": s.dim,
+                         "interval": s.interval}  # fmt: skip
+            for p in s.curve:
+                rows.append({**_identity(m), **per_sigma, "radius": p.radius,
+                             "linf_radius": p.linf_radius, "certified_accuracy": p.accuracy,
+                             "ci_low": p.ci_low, "ci_high": p.ci_high,
+                             "certified": p.certified})  # fmt: skip
+    return pd.DataFrame(rows, columns=CERTIFIED_COLUMNS)
+
+
+def write_certified(plan: Plan, store: Store) -> pd.DataFrame:
+    """certified.csv beside results.csv when some run was certified (else none: a stale one of
+    an earlier spec is removed)."""
+    df = collect_certified(plan, store)
+    path = store.root / "certified.csv"
+    if df.empty:
+        path.unlink(missing_ok=True)
+    else:
+        write_with(path, lambda p: df.to_csv(p, index=False))
+    return df
+
+
 def write(df: pd.DataFrame, root: Path, between=None) -> None:
     write_with(root / "results.csv", lambda p: df.to_csv(p, index=False))
     if between is not None:  # a test's kill point between the two files
@@ -99,8 +142,45 @@ def seed_summary(df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+_NOT_PRINTED = ("clean_before", "source_accuracy_before", "asr_before", "filter_f1",
+                "filter_removed")  # fmt: skip
+CERTIFIED_SCOPES = ("certified", "smoothed")
+
+
 def format_table(df: pd.DataFrame) -> str:
-    """model x recipe rows, one column per attack: mean +- std over seeds."""
+    """model x recipe rows, one column per attack: mean +- std over seeds (a poisoned run's
+    defense beside its recipe; of the poisoning rows, the ASR, the source-class accuracy and the
+    filter's precision and recall); then, when some run was certified, its certified accuracy
+    per noise level and radius (its own lines)."""
+    if "defense" in df.columns:
+        df = df[~df["attack"].isin(_NOT_PRINTED)].copy()
+        df["recipe"] = [
+            r if not isinstance(d, str) else f"{r}[defense={d}]"
+            for r, d in zip(df["recipe"], df["defense"], strict=True)
+        ]
+    if "scope" in df.columns and df["scope"].isin(CERTIFIED_SCOPES).any():
+        certified = df[df["scope"].isin(CERTIFIED_SCOPES)]
+        rest = df[~df["scope"].isin(CERTIFIED_SCOPES)]
+        return _format_suite(rest) + "\n" + _format_certified(certified)
+    return _format_suite(df)
+
+
+def _format_certified(df: pd.DataFrame) -> str:
+    """One line per model x recipe x sigma: smoothed accuracy, then certified accuracy at each
+    L2 radius (means over seeds)."""
+    lines = ["randomized smoothing (L2): smoothed clean accuracy (PREDICT), certified accuracy"]
+    for (model, recipe, sigma), g in df.groupby(["model", "recipe", "sigma"], sort=False):
+        parts = []
+        smoothed = g[g["scope"] == "smoothed"]["accuracy"]
+        if len(smoothed):
+            parts.append(f"smoothed {smoothed.mean():.3f}")
+        cert = g[g["scope"] == "certified"].groupby("radius", sort=True)["accuracy"].mean()
+        parts += [f"r={r:g}: {a:.3f}" for r, a in cert.items()]
+        lines.append(f"  {model} {recipe} sigma={sigma:g}: " + ", ".join(parts))
+    return "\n".join(lines)
+
+
+def _format_suite(df: pd.DataFrame) -> str:
     s = seed_summary(df)
     if s.empty:
         return "(no results)"

@@ -11,8 +11,13 @@ from typing import Any
 from tqdm import tqdm
 
 from runner import poisoning
-from runner.catalog import RECIPES
+from runner.catalog import DEFENSES, RECIPES
+from runner.certify.run import certify_phase
 from runner.compile import Run
+from runner.defenses import pipeline
+from runner.defenses.features import feature_module
+from runner.defenses.metrics import effect, poisoning_result, result_rows
+from runner.defenses.pipeline import PoisonJob, TrainingSet
 from runner.device import seed_everything, select_device, set_threads
 from runner.dist import Dist
 from runner.errors import RunFailed
@@ -28,7 +33,7 @@ from runner.models import build_for_spec
 from runner.passes import PassCounter
 from runner.provenance import git_commit, versions
 from runner.recipes.base import TrainContext
-from runner.store import Execution, RunMetrics, Store, now, read_epochs
+from runner.store import Execution, PoisoningResult, RunMetrics, Store, now, read_epochs
 from runner.train.augment import Augment
 from runner.train.loop import FitContext, fit, load_weights
 
@@ -46,6 +51,24 @@ def preflight(runs: list[Run], opts: Options) -> None:
         build_for_spec(r.model, shape, ds.num_classes, allow_import=opts.allow_import)
         if r.poisoning is not None:  # its target and trigger fit the data
             poisoning.check_fits(r.poisoning, shape, ds.num_classes)
+    _check_feature_layers(runs, opts)
+
+
+def _check_feature_layers(runs: list[Run], opts: Options) -> None:
+    """A detector reads a layer the model must have (a SpecValueError, at file:line:col)."""
+    checked = set()
+    for r in runs:
+        p = r.poisoning
+        if p is None or not DEFENSES.load(str(p.defense)).needs_features:
+            continue
+        key = (r.data.model_dump_json(), r.model.model_dump_json(), p.feature_layer)
+        if key in checked:
+            continue
+        checked.add(key)
+        ds, sp = load_split(r.data)
+        model = build_for_spec(r.model, tuple(sp.x_train.shape[1:]), ds.num_classes,
+                               allow_import=opts.allow_import)  # fmt: skip
+        feature_module(model, p.feature_layer)
 
 
 def execute_run(
@@ -77,6 +100,7 @@ def execute_run(
         guard()
         shutil.rmtree(d / "checkpoints", ignore_errors=True)
         shutil.rmtree(d / EVAL_STATE, ignore_errors=True)
+        shutil.rmtree(store.at(run).poisoning_dir, ignore_errors=True)  # defense, crafted poisons
         store.remove_metrics(run)  # no stale results beside a failed retrain
     if main:
         d.mkdir(parents=True, exist_ok=True)
@@ -111,7 +135,10 @@ def execute_run(
         )
         ctx.augment = Augment(run.data.augment, pr, data.input_shape) or None
         recipe = RECIPES.load(run.recipe.kind)(run.recipe, ctx)
-        x_train, y_train = poisoning.training_set(run, data, ctx)  # poisoned if the spec says so
+        poisoned = _poisoned_training_set(run, store, opts, data, ctx, log, guard, dist)
+        x_train, y_train = (
+            (data.x_train, data.y_train) if poisoned is None else (poisoned.x, poisoned.y)
+        )
         world = dist.world_size if dist is not None else 1
         execution = Execution(
             device=str(device), threads=threads, deterministic=run.deterministic,
@@ -156,7 +183,7 @@ def execute_run(
             return None
         try:
             return _evaluate_and_store(run, store, opts, d, model, data, threat, counter, guard,
-                                       log, hooks, execution)  # fmt: skip
+                                       log, hooks, execution, poisoned)  # fmt: skip
         finally:
             if dist is not None:
                 dist.barrier()
@@ -183,6 +210,7 @@ def _evaluate_and_store(
     log: Any,
     hooks: Hooks,
     execution: Execution,
+    poisoned: TrainingSet | None = None,
 ) -> RunMetrics:
     """Evaluate the chosen checkpoint against the suite; write examples, metrics and status."""
     device = next(model.parameters()).device
@@ -203,13 +231,19 @@ def _evaluate_and_store(
         model, x_test, y_test, threat, data.num_classes, run.eval, run.attacks, log,
         checkpoint=_Guarded(kept, guard),
     )))  # fmt: skip
-    examples, summary = evaluation.examples, evaluation.results
+    certified = _deterministic_ops(run, lambda: certify_phase(
+        run.certify, model, data, threat, getattr(run.recipe, "sigma", None), log,
+        _Guarded(kept, guard),
+    ))  # fmt: skip
+    examples, summary = certified.joined(evaluation.examples, evaluation.results)
     eval_passes = {k: v - eval_start[k] for k, v in counter.as_dict().items()}
     counter.close()
     guard()
     write_with(d / "examples.parquet", lambda p: examples.to_parquet(p, index=False))
     st = store.read_status(run)
-    asr = poisoning.evaluate(run, model, x_test, y_test, summary)  # adds an "asr" row
+    asr = _poisoning_result(run, model, x_test, y_test, poisoned)
+    if asr is not None:  # the asr, source-class accuracy and filter rows (scope: poisoning)
+        summary = [*summary, *(r.model_dump(exclude_none=True) for r in result_rows(asr))]
     metrics = RunMetrics(
         run_id=run.id,
         slug=run.slug,
@@ -231,6 +265,7 @@ def _evaluate_and_store(
         checklist=evaluation.checklist,
         # only when it ran: a run without a signal keeps the keys it always had
         **({"escalation": evaluation.escalation} if evaluation.escalation else {}),
+        certified=certified.summaries,
         data_sha256=data.sha256,
         class_names=data.class_names,
         device=str(device),
@@ -249,6 +284,41 @@ def _evaluate_and_store(
     log("done")
     hooks.call("run_done", run, d, metrics)
     return metrics
+
+
+def _poisoned_training_set(
+    run: Run, store: Store, opts: Options, data: Any, ctx: Any, log: Any,
+    guard: Callable[[], None], dist: Dist | None,
+) -> TrainingSet | None:  # fmt: skip
+    """The poisoned (and filtered) training set of a run with a poisoning block, else None."""
+    p = run.poisoning
+    if p is None:
+        return None
+    aux = p.scenario != "backdoor" or DEFENSES.load(str(p.defense)).needs_features
+    if aux and dist is not None and dist.world_size > 1:
+        raise RunFailed(
+            "a poisoning defense or the clean-label scenario trains auxiliary models in one "
+            "process; run this spec without torchrun"
+        )
+    device = ctx.device
+
+    def build() -> Any:
+        m = build_for_spec(run.model, data.input_shape, data.num_classes, run.threat.pixel_range,
+                           opts.allow_import)  # fmt: skip
+        return m.to(device)
+
+    return pipeline.training_set(PoisonJob(run, store.at(run), data, ctx, build, log, guard))
+
+
+def _poisoning_result(
+    run: Run, model: Any, x: Any, y: Any, poisoned: TrainingSet | None
+) -> PoisoningResult | None:
+    """The evaluated model's clean, source-class accuracy and ASR, with the defense's record."""
+    p = run.poisoning
+    if p is None or poisoned is None:
+        return None
+    after = effect(model, x, y, p, run.threat.pixel_range, run.eval.batch_size, run.eval.bootstrap)
+    return poisoning_result(p, after, poisoned.poisons, poisoned.kept)
 
 
 EVAL_STATE = "eval"  # RUN/eval/: finished attacks, curves and checklist of an interrupted run

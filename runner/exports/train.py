@@ -28,12 +28,11 @@ def training_examples(ld: Loaded):
     """
     import torch
 
-    from runner import poisoning
     from runner.device import generator, seed_everything
 
-    run, data = ld.run, ld.data
+    run = ld.run
     ctx, recipe = _recipe(ld)
-    x, y = recipe.training_data(*poisoning.training_set(run, data, ctx))
+    x, y = recipe.training_data(*_training_set(ld, ctx))
     trained = len(read_epochs(ld.run_dir))
     if trained == 0:
         raise AdvrunError(f"{ld.run_dir}: no epoch in epochs.csv; train the run first")
@@ -47,6 +46,25 @@ def training_examples(ld: Loaded):
     cleans, xs, ys, idxs = _replay(ld, ctx, recipe, x, y, batches, gen, epoch)
     eps = float(recipe.eps_at(epoch + 1))
     return torch.cat(cleans), torch.cat(xs), torch.cat(ys), torch.cat(idxs), epoch + 1, eps
+
+
+def _training_set(ld: Loaded, ctx: Any) -> tuple[Any, Any]:
+    """The training set the run trained on: poisoned, and filtered by its defense (both kept in
+    the run directory when they needed a model, so nothing is trained again here)."""
+    from runner.defenses.pipeline import PoisonJob, training_set
+    from runner.models import build_for_spec
+    from runner.store import RunDir
+
+    run, data = ld.run, ld.data
+    if run.poisoning is None:
+        return data.x_train, data.y_train
+
+    def build() -> Any:
+        return build_for_spec(run.model, data.input_shape, data.num_classes,
+                              run.threat.pixel_range, ld.allow_import).to(ld.device)  # fmt: skip
+
+    found = training_set(PoisonJob(run, RunDir(ld.run_dir), data, ctx, build, lambda _m: None))
+    return found.x, found.y
 
 
 def _recipe(ld: Loaded) -> tuple[Any, Any]:

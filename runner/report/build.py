@@ -8,6 +8,7 @@ from typing import Any
 
 from runner.errors import AdvrunError
 from runner.report import audit, narrative, sections
+from runner.report.certified import certified
 from runner.report.collect import Experiment, as_stored, clean_json, load_experiment
 from runner.report.suite import cascade_order, experiment_suite, split_attacks
 from runner.report.tables import (
@@ -109,6 +110,7 @@ def experiment_data(exp: Experiment, label: str) -> dict[str, Any]:
         "paired_test": paired,
         "training": train,
         "robustness_curves": sections.robustness_curves(exp, runs),
+        "certified": certified(runs),
         "tuning": sections.tuning(exp.tune),
         "poisoning": poison,
         "checklist": check,

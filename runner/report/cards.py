@@ -113,4 +113,6 @@ def model_card(exp: dict[str, Any], run: dict[str, Any]) -> ModelCard:
         "cost": _pick(run, COST_KEYS),
         "provenance": _pick(run, PROVENANCE_KEYS),
     }
+    if run.get("certified"):  # randomized smoothing per noise level, with its parameters
+        card["certified"] = run["certified"]
     return ModelCard.model_validate(card)

@@ -43,6 +43,7 @@ def write_results(plan: Plan, store: Store, report: bool = True):
         df = results.collect(plan, store)
         results.write(df, store.root, between=lambda: faults.reached("results"))
         results.write_curves(plan, store)
+        results.write_certified(plan, store)
         if report:
             path = write_default_report(store.root, midway=lambda: faults.reached("report"))
             if path is not None:

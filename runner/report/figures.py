@@ -73,6 +73,32 @@ def curve_plots(exp: dict[str, Any]) -> dict[str, Markup]:
     return out
 
 
+def certified_plots(exp: dict[str, Any]) -> dict[str, Markup]:
+    """Per noise level: certified accuracy against the L2 radius, one line per model x recipe
+    (mean over seeds; the band is the 95% Clopper-Pearson interval, or the seeds' envelope)."""
+    out = {}
+    for level in exp.get("certified") or []:
+        series = [
+            svg.Series(
+                row["group"],
+                [p["radius"] for p in row["points"]],
+                [p["accuracy"] for p in row["points"]],
+                lo=[p["ci_low"] for p in row["points"]],
+                hi=[p["ci_high"] for p in row["points"]],
+            )
+            for row in level["rows"]
+        ]
+        name = f"sigma={level['sigma']:g}"
+        out[name] = svg.line_plot(
+            series,
+            f"Certified accuracy against L2 radius ({name})",
+            "L2 radius (pixel units)",
+            "certified accuracy",
+            ylim=(0, 1),
+        )
+    return out
+
+
 def tuning_plots(exp: dict[str, Any]) -> dict[str, Markup]:
     t = exp["tuning"]
     if not t:
@@ -185,6 +211,7 @@ def figures(report: dict[str, Any]) -> dict[str, Any]:
             {
                 "training": training_plots(e),
                 "curves": curve_plots(e),
+                "certified": certified_plots(e),
                 "tuning": tuning_plots(e),
                 "poisoning": poisoning_plot(e),
             }

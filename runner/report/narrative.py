@@ -201,6 +201,15 @@ def summary(
     if poisoning:
         parts = [f"{r['group']} {pct(r['asr'])}" for r in poisoning["rows"]]
         items.append({"level": "info", "text": "Backdoor attack success rate: " + "; ".join(parts)})
+        filters = [
+            f"{r['group']}: {r['filter']['tp']} of {r['filter']['tp'] + r['filter']['fn']} poisons "
+            f"removed with {r['filter']['fp']} clean examples (precision "
+            f"{pct(r['filter']['precision'])}, recall {pct(r['filter']['recall'])})"
+            for r in poisoning["rows"]
+            if r.get("filter")
+        ]
+        if filters:
+            items.append({"level": "info", "text": "Poisoning filters: " + "; ".join(filters)})
     items += _gate(gate)
     return {
         "items": items,

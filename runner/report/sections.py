@@ -138,8 +138,70 @@ def tuning(summary: dict[str, Any] | None) -> dict[str, Any] | None:
     }
 
 
+def _at(d: Any, *path: str) -> Any:
+    for key in path:
+        d = d.get(key) if isinstance(d, dict) else None
+    return d
+
+
+def _mean_at(members: list[dict[str, Any]], *path: str) -> float | None:
+    """Mean over seeds of one number of the runs' poisoning blocks (None where none has it)."""
+    vals = [v for v in (_f(_at(r["poisoning"], *path)) for r in members) if v is not None]
+    return sum(vals) / len(vals) if vals else None
+
+
+def _bounds(members: list[dict[str, Any]], *path: str) -> tuple[float | None, float | None]:
+    """The widest 95% interval over seeds of one share (``path`` ends at an interval)."""
+    lows = [v for v in (_f(_at(r["poisoning"], *path, "ci_low")) for r in members) if v is not None]
+    highs = [
+        v for v in (_f(_at(r["poisoning"], *path, "ci_high")) for r in members) if v is not None
+    ]
+    return min(lows, default=None), max(highs, default=None)
+
+
+def _filter_row(members: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The defense's filter over seeds: mean precision/recall/F1 (widest intervals), summed
+    confusion counts and removals per class."""
+    filters = [r["poisoning"].get("filter") for r in members if r["poisoning"].get("filter")]
+    if not filters:
+        return None
+    counts = {k: sum(int(f.get(k) or 0) for f in filters) for k in ("tp", "fp", "tn", "fn")}
+    per_class: dict[int, dict[str, int]] = {}
+    for f in filters:
+        for c in f.get("per_class") or []:
+            row = per_class.setdefault(int(c["label"]), dict.fromkeys(
+                ("examples", "poisons", "removed", "removed_poisons"), 0))  # fmt: skip
+            for k in row:
+                row[k] += int(c.get(k) or 0)
+    return {
+        **counts,
+        "removed": sum(int(f.get("removed") or 0) for f in filters),
+        "examples": sum(int(f.get("examples") or 0) for f in filters),
+        "precision": _mean_at(members, "filter", "precision", "value"),
+        "precision_ci": _bounds(members, "filter", "precision"),
+        "recall": _mean_at(members, "filter", "recall", "value"),
+        "recall_ci": _bounds(members, "filter", "recall"),
+        "f1": _mean_at(members, "filter", "f1"),
+        "per_class": [{"label": k, **v} for k, v in sorted(per_class.items())],
+        "seeds": len(filters),
+    }
+
+
+def _effect(members: list[dict[str, Any]], which: str) -> dict[str, Any] | None:
+    """Clean, source-class accuracy and ASR of the runs' models ``before`` or ``after`` the
+    defense: means over seeds with the widest 95% interval."""
+    if not any(_at(r["poisoning"], which) for r in members):
+        return None
+    out = {}
+    for key in ("clean", "source", "asr"):
+        out[key] = _mean_at(members, which, key, "value")
+        out[key + "_ci"] = _bounds(members, which, key)
+    return out
+
+
 def poisoning(runs: list[dict[str, Any]], groups: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """Attack success rate of the backdoor per model x recipe, with and without mitigation."""
+    """Per model x recipe (x defense): the backdoor's success rate, clean and source-class
+    accuracy before and after the defense, and the defense's filter."""
     with_p = [r for r in runs if r["poisoning"]]
     if not with_p:
         return None
@@ -155,23 +217,29 @@ def poisoning(runs: list[dict[str, Any]], groups: list[dict[str, Any]]) -> dict[
         lows = [_f(r["poisoning"].get("ci_low")) for r in members]
         highs = [_f(r["poisoning"].get("ci_high")) for r in members]
         clean = g["cells"].get(CLEAN)
+        defense = members[0]["poisoning"].get("defense") or "none"
         rows.append(
             {
                 "group": g["group"],
                 "kind": g["kind"],
                 "mitigation": g["kind"] == "backdoor_mitigation",
+                "defense": defense,
                 "asr": mean,
                 "asr_std": std,
                 "ci_low": min((v for v in lows if v is not None), default=None),
                 "ci_high": max((v for v in highs if v is not None), default=None),
                 "n": members[0]["poisoning"].get("n"),
                 "clean": clean["mean"] if clean else None,
+                "after": _effect(members, "after"),
+                "before": _effect(members, "before"),
+                "filter": _filter_row(members),
                 "seeds": len(asr),
             }
         )
     p = with_p[0]["poisoning"]
-    setup = {k: p.get(k) for k in ("target", "trigger", "fraction")}
-    return {"setup": setup, "rows": rows}
+    keys = ("scenario", "source", "target", "trigger", "fraction", "poisons")
+    setup = {k: p[k] for k in keys if p.get(k) is not None}  # an older run's block has fewer
+    return {"setup": setup, "rows": rows, "filters": any(r["filter"] for r in rows)}
 
 
 def checklist(runs: list[dict[str, Any]]) -> dict[str, Any] | None:

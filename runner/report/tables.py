@@ -79,8 +79,11 @@ def run_row(r: StoredRun) -> dict[str, Any]:
     group = group_label(ident["model"], ident["recipe"], ident["sweep"], r.id)
     if ident["model"] is None:  # never started: model@recipe[sweep] from the id's slug
         group = r.id.rsplit("-", 1)[0].rsplit("@", 1)[0]
-    results = {  # the backdoor's success rate is shown under poisoning, not as an accuracy
-        x.attack: _result(x) for x in (m.results if m else []) if not x.is_asr
+    results = {  # the backdoor's success rate and the filter are shown under poisoning, not as
+        # accuracies; randomized smoothing under certified robustness, not as attack columns
+        x.attack: _result(x)
+        for x in (m.results if m else [])
+        if not (x.is_poisoning or x.is_certified)
     }
     tp, ep = (m.train_passes, m.eval_passes) if m else (None, None)
     normalize = as_stored(run.model.model_dump())["normalize"] if run is not None else None
@@ -127,6 +130,7 @@ def run_row(r: StoredRun) -> dict[str, Any]:
         "escalation_text": m.escalation.words if m and m.escalation else None,
         "poisoning": as_stored(dump(m.poisoning)) if m and m.poisoning else None,
         "curves": _dump(m.curves) if m else None,
+        "certified": _dump(m.certified) if m else None,
         "epochs": numbers(r.epochs),
         "exports": _dump(r.exports),
     }

@@ -13,6 +13,7 @@ from runner.catalog import DATASETS
 from runner.registry import did_you_mean
 from runner.spec.attacks import check_attacks
 from runner.spec.budget import check_eps
+from runner.spec.certify import check as check_certify
 from runner.spec.core import Spec
 from runner.spec.gate_check import check as check_gate
 from runner.spec.poisoning import check as check_poisoning
@@ -55,7 +56,9 @@ def count_runs(spec: Spec) -> int:
             if isinstance(obj, list):
                 combos *= len(obj)
         per_model += combos
-    return len(spec.models) * per_model * len(spec.seeds)
+    p = spec.poisoning
+    defenses = len(p.defense) if p is not None and isinstance(p.defense, list) else 1
+    return len(spec.models) * per_model * len(spec.seeds) * max(defenses, 1)
 
 
 ROBUSTBENCH = "robustbench:"
@@ -151,5 +154,6 @@ def check_spec(spec: Spec) -> list[Problem]:
     problems += check_gate(spec)
     problems += check_poisoning(spec)
     problems += check_transforms(spec)
+    problems += check_certify(spec)
     # de-duplicate (sweeps can repeat the same message)
     return list(dict.fromkeys(problems))

@@ -28,6 +28,7 @@ from runner.spec.base import (
     Seed,
     StrictModel,
 )
+from runner.spec.certify import CertifySpec
 from runner.spec.gate import GateSpec
 from runner.spec.poisoning import PoisoningSpec
 from runner.spec.recipes import RECIPE_SPECS
@@ -211,12 +212,12 @@ class ModelSpec(StrictModel):
 class EscalationSpec(StrictModel):
     """Larger budgets where the evidence asks for them (docs/evaluation.md, "Escalation")."""
 
-    enabled: bool = Field(
-        True,
+    enabled: bool | None = Field(
+        None,
         description="on a masking signal (Square broke what the white-box stages missed; a "
         "checklist check warned or failed) re-run the responsible stage on the survivors with a "
         "larger budget until a rung breaks nothing new or the caps are reached; no signal, no "
-        "escalation",
+        "escalation. Default: on for advrun eval (an audit of a model), off for trained runs",
     )
     max_queries: int = Field(
         10000, ge=1000, le=1000000,
@@ -369,6 +370,11 @@ class Spec(StrictModel):
         default_factory=list, description="the attack suite run on every trained model"
     )
     eval: EvalSpec = Field(default_factory=EvalSpec, description="evaluation settings")
+    certify: CertifySpec | None = Field(
+        None,
+        description="randomized-smoothing certification (Cohen et al. 2019) of every evaluated "
+        "model: certified L2 radii, certified accuracy against radius, the smoothed clean accuracy",
+    )
     output: OutputSpec = Field(default_factory=OutputSpec, description="output settings")
     gate: GateSpec | None = Field(
         None,

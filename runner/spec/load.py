@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import types
 import typing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,10 +33,16 @@ class LoadedSpec:
     source: str
     overrides: tuple[str, ...]
     data: dict[str, Any]  # the raw mapping after overrides
+    marks: dict = field(default_factory=dict, repr=False)  # key path -> position in the text
 
     @property
     def sha256(self) -> str:
         return spec_sha256(self.text, self.overrides)
+
+    def located(self, path: tuple[Any, ...], message: str) -> SpecError:
+        """A problem found after validation (e.g. by building the model) at file:line:col."""
+        _, exists = _walk_loc(path, self.data)
+        return SpecError([_located(list(path), exists, self.marks, self.source, message)])
 
 
 def spec_sha256(text: str, overrides: list[str] | tuple[str, ...]) -> str:
@@ -154,6 +160,12 @@ def _message(err: dict[str, Any], path: list[Any], data: Any) -> str:
     kind = err["type"]
     if kind == "extra_forbidden":
         allowed = _model_fields(path, data) or []
+        if path[-1] in ("defense", "defence"):  # a defense without the scenario it is measured on
+            return (
+                f"'{path[-1]}' outside the poisoning: block: a poisoning defense is measured "
+                "against a poisoning scenario; set it there, e.g. poisoning: {trigger: pattern, "
+                "target: 0, fraction: 0.05, defense: spectral_signatures}"
+            )
         return f"unknown key '{path[-1]}'{did_you_mean(str(path[-1]), allowed)}; allowed keys: {', '.join(allowed)}"
     if kind == "missing":
         return f"required key '{path[-1]}' is missing"
@@ -355,4 +367,6 @@ def load_spec(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> 
         for o in overrides:
             apply_override(data, marks, o)
     spec = validate_data(data, marks, source)
-    return LoadedSpec(spec=spec, text=text, source=source, overrides=tuple(overrides), data=data)
+    return LoadedSpec(
+        spec=spec, text=text, source=source, overrides=tuple(overrides), data=data, marks=marks
+    )

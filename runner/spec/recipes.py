@@ -232,6 +232,8 @@ SWEEPABLE = (
     "steps",
     "ratio",
     "beta",
+    "sigma",
+    "samples",
     "epochs",
     "optimizer.lr",
     "optimizer.weight_decay",

@@ -14,7 +14,8 @@ from runner.registry import did_you_mean
 from runner.spec.base import MAX_SEED, Pair, StrictModel
 
 Scalar = builtins.int | builtins.float | str | bool
-Metric = Literal["clean_accuracy", "robust_accuracy"]
+Metric = Literal["clean_accuracy", "robust_accuracy", "certified_accuracy", "smoothed_accuracy"]
+CERTIFIED_METRICS = ("certified_accuracy", "smoothed_accuracy")  # read from the certify block
 _PARAM_KEYS = ("float", "int", "categorical", "log", "step")
 # Keys a space may never move: identity, or the fixed evaluation threat model.
 _FIXED = {"name": "the run's name", "kind": "the recipe kind"}
@@ -93,12 +94,28 @@ class TargetSpec(StrictModel):
 class ObjectiveSpec(StrictModel):
     """What a trial scores: ``{maximize: robust_accuracy, attack: pgd20}``."""
 
-    maximize: Metric | None = Field(None, description="clean_accuracy or robust_accuracy")
-    minimize: Metric | None = Field(None, description="clean_accuracy or robust_accuracy")
+    maximize: Metric | None = Field(
+        None,
+        description="clean_accuracy, robust_accuracy, certified_accuracy (with radius) or "
+        "smoothed_accuracy (randomized smoothing's PREDICT)",
+    )
+    minimize: Metric | None = Field(
+        None, description="clean_accuracy, robust_accuracy, certified_accuracy or smoothed_accuracy"
+    )
     attack: str | None = Field(
         None,
         description="robust_accuracy under this suite attack (default: the worst case over the "
         "suite at the threat eps)",
+    )
+    radius: builtins.float | None = Field(
+        None,
+        ge=0,
+        description="certified_accuracy at this L2 radius (pixel units; one of certify.radii)",
+    )
+    sigma: builtins.float | Literal["train"] | None = Field(
+        None,
+        description="certified_accuracy or smoothed_accuracy at this noise level of certify.sigma "
+        "(needed when it lists several; 'train': the trial's own training sigma)",
     )
 
     @model_validator(mode="before")
@@ -130,8 +147,14 @@ class ObjectiveSpec(StrictModel):
 
     @property
     def label(self) -> str:
-        """Its name in summaries: clean_accuracy, robust_accuracy or robust_accuracy@ATTACK."""
-        return self.metric + (f"@{self.attack}" if self.attack else "")
+        """Its name in summaries: clean_accuracy, robust_accuracy, robust_accuracy@ATTACK,
+        certified_accuracy@r=R[sigma=S], smoothed_accuracy[sigma=S]."""
+        where = f"@{self.attack}" if self.attack else ""
+        if self.radius is not None:
+            where += f"@r={self.radius:g}"
+        if self.sigma is not None:
+            where += f"[sigma={self.sigma:g}]" if self.sigma != "train" else "[sigma=train]"
+        return self.metric + where
 
 
 class TuneSpec(StrictModel):

@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from runner.registry import did_you_mean
+from runner.spec.certify import check_certified_goals
 from runner.spec.tune import _FIXED, ATTACK_LOSSES, ParamSpec, set_dotted
 
 
@@ -91,6 +92,7 @@ def check_tune(spec: Any) -> Problems:
     yield from _check_names(spec, t, ri)
     suite = [a.name for a in spec.attacks]
     yield from _check_goals(t, suite)
+    yield from check_certified_goals(spec, t)
     yield from _check_search(spec, t)
     if ri is None:
         return

@@ -11,6 +11,7 @@ from typing import Any
 from pydantic import ConfigDict, Field
 
 from runner.store.records import (
+    CertifiedSummary,
     ChecklistItem,
     CheckpointProvenance,
     EscalationRecord,
@@ -101,12 +102,15 @@ class ModelCard(Record):
     recipe: CardRecipe = Field(default_factory=CardRecipe)
     checkpoint: CheckpointProvenance | None = None  # an audit's model file (model card v2)
     checklist: list[ChecklistItem] | None = None
-    escalation: EscalationRecord | None = None  # larger budgets the evidence asked for (v3)
-    escalation_text: str | None = None  # the escalation in words (v3)
+    escalation: EscalationRecord | None = None  # larger budgets the evidence asked for (v5)
+    escalation_text: str | None = None  # the escalation in words (v5)
     # RobustBench's flag, from the evidence: a failed check that escalation did not settle, or a
     # random model attacked without EoT
     unreliable: bool | None = None
-    unreliable_reasons: list[str] = Field(default_factory=list)  # why (v3)
+    unreliable_reasons: list[str] = Field(default_factory=list)  # why (v5)
     poisoning: PoisoningResult | None = None
+    # randomized smoothing, per noise level: sigma, n0, n, alpha, the certified-accuracy curve
+    # (L2 radii with the L-inf radius each implies), abstentions, ACR, smoothed clean accuracy
+    certified: list[CertifiedSummary] = Field(default_factory=list)
     cost: CardCost = Field(default_factory=CardCost)
     provenance: CardProvenance = Field(default_factory=CardProvenance)

@@ -45,6 +45,13 @@ def _unversioned(data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
+def _before_certification(data: dict[str, Any]) -> dict[str, Any]:
+    """Version 2 -> 3 (metrics.json, model_card.json): version 3 may hold randomized-smoothing
+    results (``certified``, result rows of scope certified/smoothed), which a version-2 reader
+    would refuse; a version-2 file has none, so its keys stay as they are."""
+    return data
+
+
 @dataclass(frozen=True)
 class FileKind:
     """One kind of run-store file: its name, current version and how to read older ones."""
@@ -96,19 +103,29 @@ def _no_checkpoint_provenance(data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
-def _no_escalation(data: dict[str, Any]) -> dict[str, Any]:
-    """Version 2 -> 3 (metrics, model card): version 3 may record the suite's escalation
-    (``escalation``; the card's ``escalation`` and ``escalation_text``); a version 2 file ran
-    none."""
+def _no_poisoning_defense(data: dict[str, Any]) -> dict[str, Any]:
+    """Version 3 -> 4 (metrics, model card): version 4 may add the poisoning scenario, defense,
+    filter metrics and the before/after effects to ``poisoning``, and rows of scope
+    ``poisoning``; a version 3 file has none (its ``asr`` row has no scope)."""
     return data
 
 
-METRICS = FileKind(METRICS_FILE, 3, "run metrics", "delete it to re-evaluate the run",
-                   {0: _unversioned, 1: _no_checkpoint_provenance,
-                    2: _no_escalation})  # fmt: skip
-MODEL_CARD = FileKind(MODEL_CARD_FILE, 3, "a model card", "run advrun report to rewrite it",
-                      {0: _unversioned, 1: _no_checkpoint_provenance,
-                       2: _no_escalation})  # fmt: skip
+def _no_escalation(data: dict[str, Any]) -> dict[str, Any]:
+    """Version 4 -> 5 (metrics, model card): version 5 may record the suite's escalation
+    (``escalation``; the card's ``escalation``, ``escalation_text`` and ``unreliable_reasons``);
+    a version 4 file ran none."""
+    return data
+
+
+METRICS = FileKind(METRICS_FILE, 5, "run metrics", "delete it to re-evaluate the run",
+                   {0: _unversioned, 1: _no_checkpoint_provenance, 2: _before_certification,
+                    3: _no_poisoning_defense, 4: _no_escalation})  # fmt: skip
+MODEL_CARD = FileKind(MODEL_CARD_FILE, 5, "a model card", "run advrun report to rewrite it",
+                      {0: _unversioned, 1: _no_checkpoint_provenance, 2: _before_certification,
+                       3: _no_poisoning_defense, 4: _no_escalation})  # fmt: skip
+POISON_FILTER_FILE = "poisoning/filter.json"
+POISON_FILTER = FileKind(POISON_FILTER_FILE, 1, "a poisoning filter",
+                         "delete it to run the defense again")  # fmt: skip
 EXPORTS = FileKind(EXPORTS_FILE, 1, "an export index", "delete it and export again",
                    {0: _unversioned})  # fmt: skip
 

@@ -18,10 +18,24 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from runner.spec.poisoning import RESULT_NAMES
+
 RunState = Literal["running", "trained", "done", "failed", "pruned"]
 # clean accuracy, an attack of the suite (cumulative in a cascade, or on its own), an attack outside
-# the threat model, the suite's worst case; the backdoor's ASR row has none (``ResultRow.is_asr``)
-Scope = Literal["clean", "cascade", "independent", "off_threat", "worst_case"]
+# the threat model, the suite's worst case; randomized smoothing's certified accuracy at an L2
+# radius and its smoothed classifier's clean accuracy (PREDICT); poisoning: the backdoor's ASR
+# (older files: no scope, ``ResultRow.is_asr``), the source-class accuracy, the same before the
+# defense and the filter's precision, recall, F1 and share removed (:data:`POISONING_ROWS`)
+Scope = Literal[
+    "clean",
+    "cascade",
+    "independent",
+    "off_threat",
+    "worst_case",
+    "certified",
+    "smoothed",
+    "poisoning",
+]
 CheckStatus = Literal["pass", "warn", "fail"]
 
 
@@ -61,11 +75,28 @@ class ResultRow(Record):
     seconds: float | None = None
     forward_passes: int | None = None
     backward_passes: int | None = None
+    # randomized smoothing (scope certified, smoothed): the noise level, the certified L2 radius
+    # (= eps) and the L-inf radius it implies (radius / sqrt(d)), examples that abstained
+    sigma: float | None = None
+    radius: float | None = None
+    linf_radius: float | None = None
+    abstained: int | None = None
+
+    @property
+    def is_certified(self) -> bool:
+        """A randomized-smoothing row (certified accuracy or the smoothed clean accuracy)."""
+        return self.scope in ("certified", "smoothed")
 
     @property
     def is_asr(self) -> bool:
         """The backdoor's attack success rate (in ``accuracy``), not an accuracy."""
         return self.attack == "asr" and self.kind == "backdoor"
+
+    @property
+    def is_poisoning(self) -> bool:
+        """A row of the poisoning scenario (ASR, source-class accuracy, filter quality): not an
+        accuracy under attack of the comparison table."""
+        return self.scope == "poisoning" or self.is_asr
 
 
 class CurvePoint(Record):
@@ -77,6 +108,48 @@ class CurvePoint(Record):
     n: int
     ci_low: float
     ci_high: float
+
+
+class CertifiedPoint(Record):
+    """Certified accuracy at one L2 radius (pixel units) with its 95% Clopper-Pearson interval."""
+
+    radius: float
+    linf_radius: float  # radius / sqrt(d): the L-inf ball inside the certified L2 ball
+    accuracy: float
+    ci_low: float
+    ci_high: float
+    certified: int  # examples certified at this radius with their true class
+
+
+class CertifiedSummary(Record):
+    """Randomized smoothing at one noise level: its parameters, the certified-accuracy curve,
+    abstentions, the average certified radius and the smoothed classifier's clean accuracy."""
+
+    sigma: float
+    n0: int
+    n: int
+    alpha: float
+    predict_n: int
+    n_examples: int
+    skip: int = 1
+    seed: int = 0
+    dim: int  # input values d (the L-inf radius is r / sqrt(d))
+    abstained: int  # CERTIFY abstained (p_lower <= 1/2): not certified at any radius
+    abstain_rate: float
+    acr: float  # average certified radius (0 for an example not certified), L2
+    acr_linf: float
+    interval: str = "clopper-pearson"
+    curve: list[CertifiedPoint] = Field(default_factory=list)
+    smoothed_accuracy: float | None = None  # PREDICT (abstentions count as wrong)
+    smoothed_ci_low: float | None = None
+    smoothed_ci_high: float | None = None
+    smoothed_abstained: int | None = None
+    seconds: float | None = None
+
+    def at(self, radius: float) -> CertifiedPoint | None:
+        """The curve's point at ``radius`` (to a relative 1e-9), or None."""
+        return next((p for p in self.curve if abs(p.radius - radius) <= 1e-9 * max(1, radius)),
+                    None)  # fmt: skip
 
 
 class ChecklistItem(Record):
@@ -105,7 +178,7 @@ class EscalationRung(Record):
 
 
 class EscalationRecord(Record):
-    """The suite's escalation (metrics v3): the signals seen, each rung run, and whether every
+    """The suite's escalation (metrics v5): the signals seen, each rung run, and whether every
     ladder settled (its last rung broke nothing new) or ran into its cap."""
 
     signals: list[str] = Field(default_factory=list)
@@ -129,8 +202,79 @@ class EscalationRecord(Record):
         )
 
 
+POISONING_ROWS = RESULT_NAMES  # the ``attack`` names of the poisoning rows of results.csv
+
+
+class Interval(Record):
+    """A share with its 95% bootstrap interval over ``n`` examples."""
+
+    value: float
+    n: int
+    ci_low: float
+    ci_high: float
+
+
+class BackdoorEffect(Record):
+    """A model's clean test accuracy, its accuracy on the classes the trigger is stamped on
+    (every class but the target: the source classes) and its attack success rate."""
+
+    clean: Interval
+    source: Interval
+    asr: Interval
+
+
+class ClassFilter(Record):
+    """What a defense did to one class of the (poisoned) training set."""
+
+    label: int
+    examples: int
+    poisons: int
+    removed: int
+    removed_poisons: int
+
+
+class FilterMetrics(Record):
+    """How well a defense's removals match the known poisons (poisons are the positives).
+
+    ``precision`` is NaN when nothing was removed, ``recall`` when there were no poisons; the
+    intervals are 95% bootstrap intervals over the removed examples and over the poisons.
+    """
+
+    defense: str
+    examples: int
+    removed: int
+    tp: int
+    fp: int
+    tn: int
+    fn: int
+    precision: Interval
+    recall: Interval
+    f1: float
+    per_class: list[ClassFilter] = Field(default_factory=list)
+    feature_layer: str | None = None  # None: the input of the last linear layer
+    removal_fraction: float | None = None  # spectral_signatures: share of each class removed
+    detector_epochs: int | None = None
+    seconds: float | None = None  # training the detector's model, features and detection
+
+
+class PoisonFilter(Record):
+    """poisoning/filter.json: a finished defense step of a run (resumes skip it): the removed
+    training examples (indices into the poisoned training set), the filter's metrics and the
+    detector model's effect ("before the defense")."""
+
+    train_hash: str
+    removed: list[int]
+    metrics: FilterMetrics
+    before: BackdoorEffect | None = None
+
+
 class PoisoningResult(Record):
-    """The backdoor's attack success rate on triggered test images outside the target class."""
+    """The backdoor's attack success rate on triggered test images outside the target class.
+
+    ``asr`` .. ``ci_high`` are the evaluated model's (after the defense, if any); ``after`` adds its
+    clean and source-class accuracy; ``before`` is the model the defense's detector read (clean
+    training on the poisoned set), ``filter`` how the defense did (metrics.json version 4).
+    """
 
     asr: float
     n: int
@@ -139,6 +283,12 @@ class PoisoningResult(Record):
     target: int
     trigger: str
     fraction: float
+    scenario: str | None = None  # backdoor | clean_label (None: a version 2 file, backdoor)
+    defense: str | None = None
+    poisons: int | None = None  # poisoned training examples
+    after: BackdoorEffect | None = None
+    before: BackdoorEffect | None = None
+    filter: FilterMetrics | None = None
 
 
 class Execution(Record):
@@ -245,7 +395,9 @@ class RunMetrics(Record):
     results: list[ResultRow] = Field(default_factory=list)
     curves: list[CurvePoint] = Field(default_factory=list)
     checklist: list[ChecklistItem] = Field(default_factory=list)
-    escalation: EscalationRecord | None = None  # larger budgets on a masking signal (v3)
+    escalation: EscalationRecord | None = None  # larger budgets on a masking signal (v5)
+
+    certified: list[CertifiedSummary] = Field(default_factory=list)  # one per noise level
     data_sha256: str | None = None
     class_names: list[str] | None = None
     device: str | None = None

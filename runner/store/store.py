@@ -10,6 +10,8 @@ Layout of a run directory::
     examples.parquet  per-example outcomes
     model_card.json   the report's card of an evaluated run
     exports.json      adversarial exports (advrun export-adv)
+    poisoning/        a poisoned run's defense (filter.json, the detector's training) and
+                      clean-label poisons (the proxy's training, the crafted images)
     log.txt           what happened
 
 The JSON files are typed records (:mod:`runner.store.records`), versioned and read and written
@@ -38,6 +40,7 @@ from runner.store.records import (
     Execution,
     ExportEntry,
     Exports,
+    PoisonFilter,
     RunMetrics,
     RunStatus,
 )
@@ -197,6 +200,22 @@ class RunDir:
 
     def remove_model_card(self) -> None:
         self._file(files.MODEL_CARD).unlink(missing_ok=True)
+
+    # ---- poisoning/ ---------------------------------------------------------------------------
+
+    @property
+    def poisoning_dir(self) -> Path:
+        """Where the poisoning steps keep their work: the detector's and the clean-label proxy's
+        training (``detector/``, ``proxy/``), the crafted poisons and filter.json."""
+        return self.path / "poisoning"
+
+    def read_poison_filter(self) -> PoisonFilter | None:
+        path = self._file(files.POISON_FILTER)
+        return files.read_record(path, files.POISON_FILTER, PoisonFilter)
+
+    def write_poison_filter(self, record: PoisonFilter) -> None:
+        self.poisoning_dir.mkdir(parents=True, exist_ok=True)
+        files.write_record(self._file(files.POISON_FILTER), files.POISON_FILTER, record)
 
     # ---- exports.json, epochs.csv -----------------------------------------------------------
 

@@ -98,7 +98,10 @@ def final_metrics(metrics: RunMetrics) -> list[Row]:
     rows: list[Row] = []
     for r in metrics.results:
         k = names.key(r.attack)
-        if k in taken or k.startswith("cost."):
+        if r.is_certified:  # certified.sigma_0.25.r_0.5, smoothed.sigma_0.25: valid MLflow keys
+            where = f"sigma_{r.sigma:g}" + (f".r_{r.radius:g}" if r.radius is not None else "")
+            k = names.key(f"{r.scope}.{where}")
+        elif k in taken or k.startswith("cost."):
             k = names.key(f"attack.{r.attack}")
         for suffix, v0 in (("", r.accuracy), (".ci_low", r.ci_low), (".ci_high", r.ci_high)):
             v = names.number(v0)
@@ -113,6 +116,8 @@ def final_metrics(metrics: RunMetrics) -> list[Row]:
             cost[f"cost.{phase}_{k}"] = v
     cost["best_epoch"] = metrics.best_epoch
     rows += [(k, v, 0) for k, v0 in cost.items() if (v := names.number(v0)) is not None]
+    for c in metrics.certified:  # the average certified radius per noise level
+        rows.append((names.key(f"certified.sigma_{c.sigma:g}.acr"), float(c.acr), 0))
     return rows
 
 

@@ -157,7 +157,8 @@ def study_fingerprint(spec: Spec, data: dict[str, Any]) -> str:
     t = spec.tune
     assert t is not None
     d = trial_data(spec, data, {})
-    searched = d["recipes"][0]
+    s = Spec.model_validate(d)  # before the searched keys go (a required one may be searched)
+    searched = copy.deepcopy(d["recipes"][0])
     if t.mode == "attack":
         searched = copy.deepcopy(data["attacks"][_find(data["attacks"], t.target.attack)])
     for key in t.space:  # the base values of searched keys do not matter
@@ -167,10 +168,11 @@ def study_fingerprint(spec: Spec, data: dict[str, Any]) -> str:
             node = node.get(part) if isinstance(node, dict) else None
         if isinstance(node, dict):
             node.pop(last, None)
-    s = Spec.model_validate(d)
     threat = resolve_threat(s)
+    certify = {"certify": s.certify.model_dump()} if s.certify is not None else {}
     return short_hash(
         {
+            **certify,  # absent without certification: earlier studies keep their names
             "mode": t.mode,
             "target": t.target.model_dump(),
             "space": {k: v.model_dump() for k, v in sorted(t.space.items())},

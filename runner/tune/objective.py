@@ -21,7 +21,7 @@ from runner.errors import AdvrunError, RunFailed
 from runner.execute import Options, execute_run
 from runner.execute.claim import Claim, wait_for
 from runner.spec import LoadedSpec
-from runner.spec.tune import ObjectiveSpec
+from runner.spec.tune import CERTIFIED_METRICS, ObjectiveSpec
 from runner.store import RunMetrics, Store
 from runner.tune.build import Infeasible, trial_run
 from runner.tune.storage import Gate, worker_tag
@@ -55,7 +55,10 @@ def run_lock(ctx: TuneContext, run_id: str) -> Iterator[Claim]:
 
 
 def metric_value(metrics: RunMetrics, goal: ObjectiveSpec) -> float:
-    """clean_accuracy, or robust_accuracy under the named attack (default: the suite's worst case)."""
+    """clean_accuracy, or robust_accuracy under the named attack (default: the suite's worst case),
+    or randomized smoothing's certified accuracy at a radius or smoothed accuracy."""
+    if goal.metric in CERTIFIED_METRICS:
+        return certified_value(metrics, goal)
     rows = {r.attack: r.accuracy for r in metrics.results}
     key = "clean" if goal.metric == "clean_accuracy" else (goal.attack or "worst_case")
     if key not in rows:
@@ -64,6 +67,27 @@ def metric_value(metrics: RunMetrics, goal: ObjectiveSpec) -> float:
             "name an attack of the suite in the objective"
         )
     return float(rows[key])
+
+
+def certified_value(metrics: RunMetrics, goal: ObjectiveSpec) -> float:
+    """certified_accuracy at ``goal.radius`` or smoothed_accuracy, at ``goal.sigma`` (``train``:
+    the run's training sigma; none: the one noise level certified)."""
+    sigma = goal.sigma
+    if sigma == "train":
+        sigma = metrics.hyperparameters.get("sigma")
+    found = [s for s in metrics.certified if sigma is None or abs(s.sigma - float(sigma)) < 1e-12]
+    if not found:
+        raise AdvrunError(
+            f"run {metrics.run_id} was not certified at sigma {sigma} (certified: "
+            f"{', '.join(f'{s.sigma:g}' for s in metrics.certified) or 'none'})"
+        )
+    s = found[0]
+    if goal.metric == "smoothed_accuracy":
+        return float(s.smoothed_accuracy if s.smoothed_accuracy is not None else float("nan"))
+    point = s.at(float(goal.radius or 0.0))
+    if point is None:
+        raise AdvrunError(f"run {metrics.run_id} has no certified accuracy at radius {goal.radius}")
+    return float(point.accuracy)
 
 
 def counts(trial: optuna.trial.FrozenTrial) -> bool:

