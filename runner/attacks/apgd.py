@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
-from runner.attacks.base import BOTH, Attack, art_norm
+from runner.attacks.base import (
+    BOTH,
+    EOT_HELP,
+    EOT_MAX,
+    Attack,
+    Problem,
+    art_norm,
+    check_eot,
+    eot_native_engine,
+)
 from runner.spec.attacks import AttackBase, Engine
 
 if TYPE_CHECKING:
@@ -29,6 +39,9 @@ class APGDAttack(AttackBase):
     n_targets: int = Field(9, ge=1, le=1000, description="targeted: how many target classes")
     steps: int = Field(100, ge=1, le=100000, description="iterations per run")
     restarts: int = Field(1, ge=1, le=1000, description="random restarts (per target)")
+    eot_iter: int = Field(1, ge=1, le=EOT_MAX, description=EOT_HELP + " (engine native)")
+
+    _native_for_eot = model_validator(mode="before")(eot_native_engine)
 
 
 class APGD(Attack):
@@ -40,7 +53,7 @@ class APGD(Attack):
 
     def cost(self) -> float:
         c = self.cfg
-        return float(c.steps * c.restarts * (c.n_targets if c.targeted else 1))
+        return float(c.steps * c.restarts * (c.n_targets if c.targeted else 1) * c.eot_iter)
 
     def native(
         self, model: nn.Module, x: Tensor, y: Tensor, lo: float, hi: float,
@@ -51,7 +64,7 @@ class APGD(Attack):
         c = self.cfg
         return apgd(
             model, x, y, c.eps, c.norm, c.steps, c.loss, c.targeted, c.n_targets, c.restarts,
-            lo, hi, generator=generator,
+            lo, hi, generator=generator, eot_iter=c.eot_iter,
         )  # fmt: skip
 
     def art(self, classifier):
@@ -96,3 +109,8 @@ class APGD(Attack):
             pred = classifier.predict(adv, batch_size=self.cfg.batch_size).argmax(1)
             alive[np.flatnonzero(alive)[pred != y_np[alive]]] = False
         return out
+
+    @classmethod
+    def check(cls, cfg: Any, where: tuple[Any, ...], spec: Any, eps: float) -> Iterator[Problem]:
+        """EoT runs on the native engine only."""
+        yield from check_eot(cfg, where)

@@ -1,9 +1,9 @@
-"""``autoattack``: AutoAttack, as the standard composition of Croce & Hein 2020 (APGD-CE, APGD-T,
-FAB-T, Square; native) or as ART's own AutoAttack defaults (engine art)."""
+"""``autoattack``: AutoAttack, as the standard or the rand composition of Croce & Hein 2020
+(native) or as ART's own AutoAttack defaults (engine art)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, model_validator
@@ -15,18 +15,23 @@ if TYPE_CHECKING:
     import torch
     from torch import Tensor, nn
 
+RAND_EOT_ITER = 20
+"""EoT passes per step of the rand version (the original's ``apgd.eot_iter = 20``)."""
+
 
 class AutoAttackSpec(AttackBase):
-    """AutoAttack, in one of two clearly different compositions."""
+    """AutoAttack, in one of three clearly different compositions."""
 
     kind: Literal["autoattack"] = Field(description="AutoAttack")
-    composition: Literal["standard", "art"] = Field(
+    composition: Literal["standard", "rand", "art"] = Field(
         "standard",
         description="standard: Croce & Hein 2020 (APGD-CE, APGD-T, FAB-T, Square; native engine); "
+        f"rand: their version for randomized defenses (APGD-CE and APGD-DLR, {RAND_EOT_ITER} EoT "
+        "passes per step, 1 restart; native); "
         "art: ART's own AutoAttack defaults (APGD-CE, APGD-DLR, DeepFool, Square; engine art)",
     )
     engine: Engine = Field(
-        "native", description="follows the composition (standard: native, art: art)"
+        "native", description="follows the composition (standard, rand: native; art: art)"
     )
 
     @model_validator(mode="before")
@@ -37,13 +42,17 @@ class AutoAttackSpec(AttackBase):
         return data
 
 
+def _base(cfg: AttackBase) -> dict[str, Any]:
+    return {"eps": cfg.eps, "norm": cfg.norm, "batch_size": cfg.batch_size, "engine": "native"}
+
+
 def standard_components(cfg: AttackBase) -> list[AttackBase]:
     """Croce & Hein 2020's standard AutoAttack: APGD-CE, APGD-T (DLR), FAB-T, Square (Linf)."""
     from runner.attacks.apgd import APGDAttack
     from runner.attacks.fab import FABAttack
     from runner.attacks.square import SquareAttack
 
-    base = {"eps": cfg.eps, "norm": cfg.norm, "batch_size": cfg.batch_size, "engine": "native"}
+    base = _base(cfg)
     parts: list[AttackBase] = [
         APGDAttack(name=f"{cfg.name}/apgd-ce", kind="apgd", loss="ce", targeted=False,
                    n_targets=9, steps=100, restarts=1, **base),
@@ -59,8 +68,30 @@ def standard_components(cfg: AttackBase) -> list[AttackBase]:
     return parts
 
 
+def rand_components(cfg: AttackBase) -> list[AttackBase]:
+    """Croce & Hein 2020's version for randomized defenses (``version='rand'``): APGD-CE and
+    APGD-DLR (untargeted), 100 iterations, 1 restart, the gradient of each step averaged over
+    20 passes (EoT)."""
+    from runner.attacks.apgd import APGDAttack
+
+    base = _base(cfg)
+    return [
+        APGDAttack(name=f"{cfg.name}/apgd-{loss}", kind="apgd", loss=loss, targeted=False,
+                   steps=100, restarts=1, eot_iter=RAND_EOT_ITER, **base)
+        for loss in ("ce", "dlr")
+    ]  # fmt: skip
+
+
+COMPONENTS: dict[str, Callable[[AttackBase], list[AttackBase]]] = {
+    "standard": standard_components,
+    "rand": rand_components,
+}
+"""The natively run compositions, by name: each attack of the cascade in order."""
+
+
 class AutoAttack(Attack):
-    """The standard composition runs natively as a cascade; ``composition: art`` is ART's."""
+    """The standard and rand compositions run natively as a cascade; ``composition: art`` is
+    ART's."""
 
     config = AutoAttackSpec
     norms = BOTH
@@ -69,7 +100,20 @@ class AutoAttack(Attack):
         self, model: nn.Module, x: Tensor, y: Tensor, lo: float, hi: float,
         generator: torch.Generator | None,
     ) -> Tensor:  # fmt: skip
-        """The standard composition as a cascade: each part attacks only what is still correct."""
+        """The composition as a cascade (:meth:`cascade`); its adversarial examples."""
+        return self.cascade(model, x, y, lo, hi, generator)[0]
+
+    def cascade(
+        self, model: nn.Module, x: Tensor, y: Tensor, lo: float, hi: float,
+        generator: torch.Generator | None,
+    ) -> tuple[Tensor, Tensor]:  # fmt: skip
+        """Each part attacks only what is still correct; returns the adversarial examples and
+        which examples every verdict found correct.
+
+        As in the original, one forward pass judges the clean inputs and one each part's output.
+        On a randomized model those verdicts are random: the original reports an example broken
+        if any of them misclassified it, while the suite's accuracy judges the returned point by
+        one more pass (see docs/evaluation.md, Randomized models)."""
         import torch
 
         from runner.attacks import native
@@ -78,7 +122,7 @@ class AutoAttack(Attack):
         x_adv = x.clone()
         with torch.no_grad():
             alive = model(x).argmax(1) == y
-        for part in standard_components(self.cfg):
+        for part in COMPONENTS[self.cfg.composition](self.cfg):
             idx = alive.nonzero().squeeze(1)
             if len(idx) == 0:
                 break
@@ -87,7 +131,7 @@ class AutoAttack(Attack):
             x_adv[idx] = adv
             with torch.no_grad():
                 alive[idx] = model(adv).argmax(1) == y[idx]
-        return x_adv
+        return x_adv, alive
 
     def art(self, classifier):
         """ART's own AutoAttack composition: APGD-CE and APGD-DLR (100 steps, 5 restarts),
@@ -108,11 +152,12 @@ class AutoAttack(Attack):
 
     @classmethod
     def check(cls, cfg: Any, where: tuple[Any, ...], spec: Any, eps: float) -> Iterator[Problem]:
-        want = "native" if cfg.composition == "standard" else "art"
+        want = "art" if cfg.composition == "art" else "native"
         if cfg.engine != want:
+            why = {"standard": "it needs FAB, which ART lacks", "rand": "ART's APGD has no EoT",
+                   "art": "it is ART's own"}[cfg.composition]  # fmt: skip
             yield (
                 (*where, "engine"),
-                f"composition '{cfg.composition}' runs on engine {want} "
-                "(the standard one needs FAB, which ART lacks); remove engine or set it to "
-                f"{want}",
+                f"composition '{cfg.composition}' runs on engine {want} ({why}); remove engine "
+                f"or set it to {want}",
             )

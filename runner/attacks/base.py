@@ -31,6 +31,35 @@ BOTH: Mapping[str, tuple[str, ...]] = {"native": ("linf", "l2"), "art": ("linf",
 """Both engines, both norms: the usual ``norms`` of a gradient attack."""
 
 
+EOT_MAX = 1000
+EOT_HELP = (
+    "expectation over transformation: average each step's input gradient (APGD: and its loss) "
+    f"over this many forward/backward passes, 1 to {EOT_MAX}; for a model that is random at "
+    "test time (input noise, dropout, random transforms); each step costs this many passes"
+)
+
+
+def eot_native_engine(data: Any) -> Any:
+    """A spec model's ``mode="before"`` step: with ``eot_iter`` > 1 and no ``engine`` given, the
+    native engine (ART's attacks have no EoT over a model's own randomness)."""
+    if isinstance(data, dict) and "engine" not in data:
+        eot = data.get("eot_iter")
+        if isinstance(eot, int) and not isinstance(eot, bool) and eot > 1:
+            return {**data, "engine": "native"}
+    return data
+
+
+def check_eot(cfg: Any, where: tuple[Any, ...]) -> Iterator[Problem]:
+    """EoT runs natively only: ART's PGD and APGD draw one gradient per step, and its EoT
+    preprocessors sample input transforms the attacker names, not a model's own randomness."""
+    if cfg.eot_iter > 1 and cfg.engine != "native":
+        yield (
+            (*where, "eot_iter"),
+            f"eot_iter {cfg.eot_iter} needs engine: native (ART's {cfg.kind} has no expectation "
+            "over a randomized model's passes); set engine: native or remove engine",
+        )
+
+
 def art_norm(norm: str) -> Any:
     """ART's name of a norm: ``np.inf`` or 2."""
     import numpy as np

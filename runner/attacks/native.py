@@ -69,6 +69,37 @@ def _ce_sum(logits: Tensor, y: Tensor) -> Tensor:
     return F.cross_entropy(logits, y, reduction="sum")
 
 
+def eot_grad(
+    model: nn.Module, x_adv: Tensor, y: Tensor, loss_fn=None, eot_iter: int = 1
+) -> tuple[Tensor, Tensor]:
+    """The input gradient averaged over ``eot_iter`` forward/backward passes (expectation over
+    transformation, Athalye et al. 2018, for a model whose forward pass is random), and per
+    example the fraction of those passes that misclassify x_adv (1.0 or 0.0 with one pass).
+
+    The passes run one after the other, as in the original AutoAttack's ``eot_iter``: a model
+    that draws one random transform per call (not per example) gets one draw per pass.
+    """
+    grad, logits = input_grad(model, x_adv, y, loss_fn)
+    wrong = (logits.argmax(1) != y).float()
+    if eot_iter == 1:
+        return grad, wrong
+    total = grad.float()  # summed in float32: a half-precision sum of many passes overflows
+    for _ in range(eot_iter - 1):
+        g, logits = input_grad(model, x_adv, y, loss_fn)
+        total += g.float()
+        wrong += (logits.argmax(1) != y).float()
+    return (total / eot_iter).to(grad.dtype), wrong / eot_iter
+
+
+@torch.no_grad()
+def fooled_fraction(model: nn.Module, x_adv: Tensor, y: Tensor, eot_iter: int = 1) -> Tensor:
+    """Per example, the fraction of ``eot_iter`` forward passes that misclassify x_adv."""
+    wrong = torch.zeros(len(y), device=x_adv.device, dtype=torch.float32)
+    for _ in range(eot_iter):
+        wrong += (model(x_adv).argmax(1) != y).float()
+    return wrong / eot_iter
+
+
 def fgsm(
     model: nn.Module,
     x: Tensor,
@@ -99,6 +130,7 @@ def pgd(
     loss_fn=None,
     generator=None,
     early_exit: bool = False,
+    eot_iter: int = 1,
 ) -> Tensor:
     """PGD (Madry et al. 2018), keeping per example the restart that fools the model (or the last).
 
@@ -107,28 +139,31 @@ def pgd(
     first point that fools the model and returns that point: the other examples' trajectories
     are unchanged, so it fools every example the full run fools at its last step, and those it
     fooled on the way, for fewer passes.
+
+    ``eot_iter`` > 1 (a randomized model) averages each step's gradient over that many passes
+    (:func:`eot_grad`); an example then counts as fooled only where every one of the passes
+    misclassifies it, and a restart replaces another's point where more of its passes do.
     """
     if early_exit:
         return _pgd_early_exit(
             model, x, y, eps, step_size, steps, norm, lo, hi, rand_init, restarts, loss_fn,
-            generator,
+            generator, eot_iter,
         )  # fmt: skip
     x = x.detach()
     best = x.clone()
-    fooled = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
+    score = torch.zeros(x.shape[0], device=x.device, dtype=torch.float32)  # fooled fraction of best
     for _ in range(restarts):
         delta = random_start(x, eps, norm, lo, hi, generator) if rand_init else torch.zeros_like(x)
         for _ in range(steps):
-            grad, _ = input_grad(model, x + delta, y, loss_fn)
+            grad, _ = eot_grad(model, x + delta, y, loss_fn, eot_iter)
             delta = project(x, delta + _step(grad, step_size, norm), eps, norm, lo, hi)
         x_adv = (x + delta).detach()
         if restarts == 1:
             return x_adv
-        with torch.no_grad():
-            now_fooled = model(x_adv).argmax(1) != y
-        take = now_fooled | ~fooled  # keep a fooling restart once found
+        now = fooled_fraction(model, x_adv, y, eot_iter)
+        take = now >= score  # keep a fooling restart once found (ties: the later one)
         best[take] = x_adv[take]
-        fooled |= now_fooled
+        score = torch.maximum(score, now)
     return best
 
 
@@ -146,12 +181,15 @@ def rows(t: float | Tensor, idx: Tensor, n: int) -> float | Tensor:
 
 
 def _pgd_early_exit(
-    model, x, y, eps, step_size, steps, norm, lo, hi, rand_init, restarts, loss_fn, generator
-) -> Tensor:
+    model, x, y, eps, step_size, steps, norm, lo, hi, rand_init, restarts, loss_fn, generator,
+    eot_iter=1,
+) -> Tensor:  # fmt: skip
     x = x.detach()
     n = len(x)
     out = x.clone()
     alive = torch.ones(n, dtype=torch.bool, device=x.device)
+    # with EoT, per example the fooled fraction of its point in ``out`` (restarts keep the best)
+    score = torch.zeros(n, device=x.device, dtype=torch.float32)
     every = compact_every(x.device)
     for r in range(restarts):
         idx = alive.nonzero().squeeze(1)  # each restart attacks the examples still unbroken
@@ -162,9 +200,9 @@ def _pgd_early_exit(
         # drawn for the whole batch, as without early exit: the same seed, the same start
         delta = random_start(x, eps, norm, lo, hi, generator)[idx] if rand_init else 0 * xs
         for i in range(steps):
-            grad, logits = input_grad(model, xs + delta, ys, loss_fn)
+            grad, wrong = eot_grad(model, xs + delta, ys, loss_fn, eot_iter)
             if i % every == 0:  # the pass's logits say whether the current point fools already
-                fooled = logits.argmax(1) != ys
+                fooled = wrong >= 1.0  # with EoT: every pass misclassifies it
                 if bool(fooled.any()):  # the loop's one host sync
                     out[idx[fooled]] = (xs + delta)[fooled]
                     alive[idx[fooled]] = False
@@ -177,8 +215,20 @@ def _pgd_early_exit(
                         break
             delta = project(xs, delta + _step(grad, a, norm), e, norm, lo, hi)
         else:
-            out[idx] = (xs + delta).detach()
-            if r + 1 < restarts:  # the next restart needs to know who is still unbroken
-                with torch.no_grad():
-                    alive[idx[model(out[idx]).argmax(1) != ys]] = False
+            _settle_restart(model, out, alive, score, idx, (xs + delta).detach(), ys, eot_iter,
+                            compare=eot_iter > 1 and r > 0, last=r + 1 == restarts)  # fmt: skip
     return out
+
+
+def _settle_restart(model, out, alive, score, idx, final, ys, eot_iter, compare, last) -> None:
+    """A restart's last points for its survivors ``idx``, in place: they replace ``out``'s (with
+    EoT after the first restart: where as many passes or more misclassify them); unless it was
+    the last restart, examples now fooled (by every EoT pass) leave ``alive``."""
+    if last and not compare:
+        out[idx] = final
+        return
+    now = fooled_fraction(model, final, ys, eot_iter)
+    take = now >= score[idx] if compare else torch.ones_like(now, dtype=torch.bool)
+    out[idx[take]] = final[take]
+    score[idx] = torch.maximum(score[idx], now)
+    alive[idx[now >= 1.0]] = False

@@ -5,9 +5,18 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
-from runner.attacks.base import BOTH, Attack, Problem, art_norm
+from runner.attacks.base import (
+    BOTH,
+    EOT_HELP,
+    EOT_MAX,
+    Attack,
+    Problem,
+    art_norm,
+    check_eot,
+    eot_native_engine,
+)
 from runner.spec.attacks import AttackBase
 from runner.spec.base import Expr
 
@@ -26,6 +35,9 @@ class PGDAttack(AttackBase):
         1, ge=1, le=1000, description="random restarts; the worst case per example is kept"
     )
     random_start: bool = Field(True, description="start from a uniform random point in the ball")
+    eot_iter: int = Field(1, ge=1, le=EOT_MAX, description=EOT_HELP + " (engine native)")
+
+    _native_for_eot = model_validator(mode="before")(eot_native_engine)
 
 
 class PGD(Attack):
@@ -36,7 +48,7 @@ class PGD(Attack):
     curve = True
 
     def cost(self) -> float:
-        return float(self.cfg.steps * self.cfg.restarts)
+        return float(self.cfg.steps * self.cfg.restarts * self.cfg.eot_iter)
 
     def native(
         self, model: nn.Module, x: Tensor, y: Tensor, lo: float, hi: float,
@@ -47,7 +59,7 @@ class PGD(Attack):
         c = self.cfg
         return native.pgd(
             model, x, y, c.eps, c.step_size, c.steps, c.norm, lo, hi, c.random_start, c.restarts,
-            generator=generator, early_exit=True,
+            generator=generator, early_exit=True, eot_iter=c.eot_iter,
         )  # fmt: skip
 
     def art(self, classifier):
@@ -67,9 +79,11 @@ class PGD(Attack):
 
     @classmethod
     def check(cls, cfg: Any, where: tuple[Any, ...], spec: Any, eps: float) -> Iterator[Problem]:
-        """Step sizes that overshoot the ball, or that can never reach its boundary."""
+        """Step sizes that overshoot the ball, or that can never reach its boundary; EoT on
+        the native engine only."""
         from runner import expr
         from runner.spec.budget import check_steps
 
+        yield from check_eot(cfg, where)
         step = expr.evaluate(cfg.step_size, eps)
         yield from check_steps(eps, step, cfg.steps, where, iterative=cfg.steps > 1)

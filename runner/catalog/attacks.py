@@ -19,6 +19,7 @@ ATTACKS.register("deepfool", "runner.attacks.deepfool:DeepFool", "DeepFool (Moos
 ATTACKS.register(
     "autoattack", "runner.attacks.autoattack:AutoAttack",
     "AutoAttack: composition 'standard' (Croce & Hein 2020: APGD-CE, APGD-T, FAB-T, Square; "
+    "native), 'rand' (theirs for randomized defenses: APGD-CE and APGD-DLR with 20 EoT passes; "
     "native) or 'art' (ART's own AutoAttack defaults)",
 )
 # fmt: on

@@ -224,16 +224,35 @@ def gradients(ctx: EvalContext, ev: Evidence) -> dict[str, Any]:
     )
 
 
+EOT_ADVICE = (
+    "evaluate it with expectation over transformation (EoT): eot_iter: 20 on the pgd and apgd "
+    "attacks (engine native; apgd with loss ce and with loss dlr are the original AutoAttack's "
+    "rand version), or {kind: autoattack, composition: rand} as one stage; attacks without EoT "
+    "follow one random gradient per step and overstate its robustness"
+)
+
+
+def _randomness(same: bool, same_pred: bool) -> str:
+    """What a difference between two passes says: a random model (predictions change), or
+    float non-determinism or mild randomness (logits only)."""
+    if not same_pred:
+        return f" and change predictions: the model is random at test time; {EOT_ADVICE}"
+    if not same:
+        return f" (non-deterministic kernels, or a model random at test time: if so, {EOT_ADVICE})"
+    return ""
+
+
 def deterministic(ctx: EvalContext, ev: Evidence) -> dict[str, Any]:
     a, b = ctx.logits(ctx.x), ctx.logits(ctx.x)
     diff = float((a - b).abs().max()) if len(a) else 0.0
     same_pred = bool((a.argmax(1) == b.argmax(1)).all()) if len(a) else True
     scale = float(a.abs().max()) if len(a) else 1.0
+    same = diff <= 1e-6 * max(scale, 1.0)
     return _item(
         "deterministic",
-        _grade(diff <= 1e-6 * max(scale, 1.0), same_pred),
+        _grade(same, same_pred),
         f"two forward passes of the same inputs differ by at most {diff:.3g} in the logits"
-        + ("" if same_pred else " and change predictions (randomised model: use EOT attacks)"),
+        + _randomness(same, same_pred),
         max_logit_difference=diff, same_predictions=float(same_pred),
     )  # fmt: skip
 

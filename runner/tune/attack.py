@@ -69,6 +69,7 @@ def run_attack(
                 cfg.random_start,
                 cfg.restarts,
                 loss_fn=LOSSES[pgd_loss],
+                eot_iter=cfg.eot_iter,
             )  # fmt: skip
             for i in range(0, len(x), bs)
         ]

@@ -99,3 +99,6 @@ def test_randomised_model_is_not_deterministic():
     got = checks(Noisy(model).eval(), n=32)
     assert got["deterministic"]["status"] in ("warn", "fail")
     assert got["deterministic"]["evidence"]["max_logit_difference"] > 0
+    # the message says what to do: attacks with expectation over transformation
+    detail = got["deterministic"]["detail"]
+    assert "eot_iter: 20" in detail and "composition: rand" in detail, detail

@@ -20,7 +20,10 @@ AUDIT = BASE.replace(
     "  - {name: cw_linf, kind: cw_linf}\n"
     "  - {name: cw_l2, kind: cw_l2, eps: 1.0}\n"
     "  - {name: aa, kind: autoattack}\n"
-    "  - {name: aa_art, kind: autoattack, composition: art}\n",
+    "  - {name: aa_art, kind: autoattack, composition: art}\n"
+    "  - {name: aa_rand, kind: autoattack, composition: rand}\n"
+    "  - {name: pgd_eot, kind: pgd, steps: 10, step_size: eps/4, eot_iter: 8}\n"
+    "  - {name: apgd_eot, kind: apgd, eot_iter: 20}\n",
 )
 
 
@@ -45,6 +48,11 @@ def test_full_suite_resolves(write_spec):
     assert by["cw_linf"].norm == "linf" and by["cw_linf"].eps == pytest.approx(0.1)
     # the composition picks the engine: standard is native (FAB), ART's own is art
     assert by["aa"].engine == "native" and by["aa_art"].engine == "art"
+    assert by["aa_rand"].engine == "native" and by["aa_rand"].composition == "rand"
+    # EoT runs natively: an attack with eot_iter > 1 and no engine gets the native one
+    assert (by["pgd_eot"].engine, by["pgd_eot"].eot_iter) == ("native", 8)
+    assert (by["apgd_eot"].engine, by["apgd_eot"].eot_iter) == ("native", 20)
+    assert by["pgd20"].eot_iter == 1 and by["apgd_ce"].eot_iter == 1
 
 
 @pytest.mark.parametrize(
@@ -63,6 +71,21 @@ def test_full_suite_resolves(write_spec):
         ("{name: s, kind: square, queries: 0}", "attacks.2.queries", "greater than or equal to 1"),
         ("{name: d, kind: deepfool, overshoot: -1}", "attacks.2.overshoot", "greater than"),
         ("{name: p, kind: pgd, step_size: 0.5}", "attacks.2.step_size", "larger than eps"),
+        ("{name: p, kind: pgd, eot_iter: 0}", "attacks.2.eot_iter", "greater than or equal to 1"),
+        (
+            "{name: a, kind: apgd, eot_iter: 1001}",
+            "attacks.2.eot_iter",
+            "less than or equal to 1000",
+        ),
+        ("{name: a, kind: apgd, eot_iter: 2.5}", "attacks.2.eot_iter", "whole number"),
+        ("{name: p, kind: pgd, eot_iter: 5, engine: art}", "attacks.2.eot_iter", "engine: native"),
+        ("{name: a, kind: apgd, eot_iter: 5, engine: art}", "attacks.2.eot_iter", "no expectation"),
+        (
+            "{name: a, kind: autoattack, composition: rand, engine: art}",
+            "attacks.2.engine",
+            "ART's APGD has no EoT",
+        ),
+        ("{name: a, kind: fgsm, eot_iter: 5}", "attacks.2.eot_iter", "unknown key"),
     ],
 )
 def test_attack_errors_point_at_the_field(errors_of, attack, path, needle):
@@ -104,3 +127,36 @@ def test_eps_curve_values_resolve_later(write_spec):
     ev = compile_spec(spec).runs[0].eval
     assert ev.eps_curve == [0.0, "8/255", "eps/2"] and ev.suite == "cascade"
     assert ev.checklist is True
+
+
+def test_eot_costs_its_passes(write_spec):
+    """An attack's cost (which orders the cascade) counts every EoT pass."""
+    spec = load_spec(write_spec(AUDIT)).spec
+    by = {a.name: a for a in compile_spec(spec).attacks}
+    cost = {n: ATTACKS.load(by[n].kind)(by[n]).cost() for n in ("pgd20", "pgd_eot", "apgd_ce",
+                                                               "apgd_eot")}  # fmt: skip
+    assert cost == {"pgd20": 20.0, "pgd_eot": 80.0, "apgd_ce": 100.0, "apgd_eot": 2000.0}
+
+
+def test_eot_iter_is_tunable_like_any_attack_parameter(write_spec):
+    """Attack-mode tuning searches eot_iter; a trial with EoT runs on the native engine."""
+    from runner.tune.build import attack_config
+
+    tune = (
+        "tune:\n  mode: attack\n  target: {model: cnn, recipe: madry, attack: pgd20}\n"
+        "  space:\n    eot_iter: {int: [1, 20]}\n  trials: 2\n"
+    )
+    loaded = load_spec(write_spec(BASE + tune))
+    cfg = attack_config(loaded.spec, loaded.data, {"eot_iter": 4})
+    assert (cfg.kind, cfg.eot_iter, cfg.engine) == ("pgd", 4, "native")
+    assert attack_config(loaded.spec, loaded.data, {"eot_iter": 1}).engine == "art"
+
+
+def test_the_randomized_audit_suite_uses_eot_in_every_gradient_attack():
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "specs" / "audit-rand.yaml"
+    attacks = compile_spec(load_spec(path).spec).attacks
+    grad = [a for a in attacks if a.kind in ("pgd", "apgd")]
+    assert len(grad) == 3 and all(a.eot_iter == 20 and a.engine == "native" for a in grad)
+    assert {a.loss for a in grad if a.kind == "apgd"} == {"ce", "dlr"}

@@ -6,6 +6,8 @@ checkpoint the step is halved (and the iterate reset to the best point) where th
 fewer than rho = 75% of the steps since the last checkpoint, or where the step was not reduced
 last time and the best loss has not improved. Every iterate is projected into the eps-ball and the
 pixel range (:func:`runner.attacks.native.project`). Targeted runs attack the top-k other classes.
+``eot_iter`` > 1 averages each step's gradient and loss over that many passes of a randomized
+model (expectation over transformation, Athalye et al. 2018; the reference's ``eot_iter``).
 """
 
 from __future__ import annotations
@@ -55,12 +57,35 @@ def checkpoints(steps: int) -> list[int]:
     return sorted({int(round(q * steps)) for q in p[1:] if q <= 1})
 
 
-def _loss_grad(model, x_adv, y, loss, target) -> tuple[Tensor, Tensor, Tensor]:
+def _loss_grad(model, x_adv, y, loss, target, eot_iter=1) -> tuple[Tensor, Tensor, Tensor]:
+    """Input gradient and per-example loss, each averaged over ``eot_iter`` passes, and the
+    fraction of the passes that misclassify x_adv (1.0 or 0.0 with one pass).
+
+    The original AutoAttack averages the gradient but takes the loss (for its best point and
+    step-size checkpoints) and the prediction of its last pass only; the average of the
+    passes' losses is the loss whose gradient the step follows, and estimates it with
+    ``eot_iter`` times less variance."""
     x_adv = x_adv.detach().requires_grad_(True)
-    logits = model(x_adv)
-    per = _loss(logits, y, loss, target)
-    (grad,) = torch.autograd.grad(per.sum(), x_adv)
-    return grad.detach(), per.detach(), logits.detach()
+    grad = per = wrong = None
+    for _ in range(eot_iter):
+        logits = model(x_adv)
+        p = _loss(logits, y, loss, target)
+        (g,) = torch.autograd.grad(p.sum(), x_adv)
+        w = (logits.detach().argmax(1) != y).float()
+        if grad is None:
+            grad, per, wrong = g, p.detach(), w
+            if eot_iter > 1:  # summed in float32: a half-precision sum of many passes overflows
+                grad, per = grad.float(), per.float()
+        else:
+            grad, per, wrong = grad + g.float(), per + p.detach().float(), wrong + w
+    if eot_iter > 1:
+        dtype = x_adv.dtype
+        grad, per, wrong = (
+            (grad / eot_iter).to(dtype),
+            (per / eot_iter).to(p.dtype),
+            wrong / eot_iter,
+        )
+    return grad.detach(), per, wrong
 
 
 def _single_run(
@@ -77,8 +102,14 @@ def _single_run(
     rho: float,
     generator: torch.Generator | None,
     early_exit: bool = True,
+    eot_iter: int = 1,
 ) -> tuple[Tensor, Tensor]:
-    """One APGD run; returns (adversarial point where fooled, else the best-loss point; fooled).
+    """One APGD run; returns (adversarial point where fooled, else the best-loss point; score).
+
+    The score of an example is the fraction of the ``eot_iter`` passes that misclassified its
+    returned point (1.0: fooled; with one pass 1.0 or 0.0). With EoT (a randomized model) the
+    returned adversarial point is the one that most passes misclassified, and an example counts
+    as fooled (and leaves the batch) only where all of them did.
 
     With ``early_exit`` an example leaves the batch once it is misclassified, keeping that point:
     every other example follows exactly the trajectory it would follow without early exit (each
@@ -93,9 +124,9 @@ def _single_run(
     n = len(x)
     shape = (-1, *([1] * (x.dim() - 1)))
     out = x.clone()
-    fooled_out = torch.zeros(n, dtype=torch.bool, device=x.device)
+    score_out = torch.zeros(n, device=x.device, dtype=torch.float32)
     x_adv = x + random_start(x, eps, norm, lo, hi, generator)
-    grad, loss_best, logits = _loss_grad(model, x_adv, y, loss, target)
+    grad, loss_best, wrong = _loss_grad(model, x_adv, y, loss, target, eot_iter)
     s: dict[str, Tensor] = {  # per-example state, shrunk together when examples leave
         "rows": torch.arange(n, device=x.device),
         "x": x,
@@ -104,7 +135,7 @@ def _single_run(
         "x_old": x_adv.clone(),
         "grad": grad,
         "step": torch.full((n, *([1] * (x.dim() - 1))), 2.0 * eps, device=x.device, dtype=x.dtype),
-        "fooled": logits.argmax(1) != y,
+        "score": wrong,  # fooled fraction of x_best_adv (EoT passes that misclassify it)
         "x_best_adv": x_adv.clone(),
         "x_best": x_adv.clone(),
         "grad_best": grad.clone(),
@@ -122,14 +153,14 @@ def _single_run(
     every = compact_every(x.device)
     for i in range(steps):
         if early_exit and i % every == 0:
-            done = s["fooled"]
+            done = s["score"] >= 1.0
             if bool(done.any()):  # the one host sync of the loop, every `every` steps
                 rows = s["rows"][done]
-                out[rows], fooled_out[rows] = s["x_best_adv"][done], True
+                out[rows], score_out[rows] = s["x_best_adv"][done], 1.0
                 keep = (~done).nonzero().squeeze(1)
                 s = {k: v[keep] for k, v in s.items()}
                 if len(keep) == 0:
-                    return out, fooled_out
+                    return out, score_out
         xs, x_adv, grad, step = s["x"], s["x_adv"], s["grad"], s["step"]
         with torch.no_grad():
             a = 0.75 if i > 0 else 1.0
@@ -141,11 +172,13 @@ def _single_run(
             x_new = x_adv + a * (z - x_adv) + (1 - a) * (x_adv - s["x_old"])
             x_new = xs + project(xs, x_new - xs, eps, norm, lo, hi)
             s["x_old"], x_adv = x_adv, x_new
-        grad, per, logits = _loss_grad(model, x_adv, s["y"], loss, s.get("target"))
+        grad, per, wrong = _loss_grad(model, x_adv, s["y"], loss, s.get("target"), eot_iter)
         with torch.no_grad():
-            now = logits.argmax(1) != s["y"]
+            # the point most passes misclassify (ties: the later); with one pass, the latest
+            # fooling point, as in the reference
+            now = (wrong > 0) & (wrong >= s["score"])
             s["x_best_adv"] = torch.where(now.view(shape), x_adv, s["x_best_adv"])
-            s["fooled"] = s["fooled"] | now
+            s["score"] = torch.maximum(s["score"], wrong)
             s["improved"] = s["improved"] + (per > s["loss_prev"]).to(x.dtype)
             s["loss_prev"] = per
             better = per > s["loss_best"]
@@ -167,9 +200,9 @@ def _single_run(
             s["x_adv"], s["grad"], s["step"] = x_adv, grad, step
     # examples never fooled return their best-loss point (the strongest point found)
     rows = s["rows"]
-    out[rows] = torch.where(s["fooled"].view(shape), s["x_best_adv"], s["x_best"])
-    fooled_out[rows] = s["fooled"]
-    return out.detach(), fooled_out
+    out[rows] = torch.where((s["score"] > 0).view(shape), s["x_best_adv"], s["x_best"])
+    score_out[rows] = s["score"]
+    return out.detach(), score_out
 
 
 def apgd(
@@ -188,11 +221,16 @@ def apgd(
     rho: float = 0.75,
     generator: torch.Generator | None = None,
     early_exit: bool = True,
+    eot_iter: int = 1,
 ) -> Tensor:
     """APGD (or APGD-T over the top ``n_targets`` classes, one after the other).
 
     Each target and restart attacks only the examples still unbroken; with ``early_exit`` an
-    example also leaves a run as soon as it is misclassified (:func:`_single_run`)."""
+    example also leaves a run as soon as it is misclassified (:func:`_single_run`). With
+    ``eot_iter`` > 1 (a randomized model: the original AutoAttack's ``eot_iter``) every step
+    averages the gradient and the loss over that many passes; an example is unbroken until all
+    passes misclassify it, and a later run's point replaces an earlier one where at least as
+    many of its passes did."""
     x, y = x.detach(), y.detach()
     best = x.clone()
     with torch.no_grad():
@@ -208,15 +246,21 @@ def apgd(
     if targeted:  # the k most likely classes other than y, per example: shape (k, B)
         k = min(n_targets, classes - 1)
         targets = logits.scatter(1, y[:, None], float("-inf")).topk(k, dim=1).indices.t()
+    score = torch.zeros(len(x), device=x.device, dtype=torch.float32)  # fooled fraction of best
     rounds = [(r, t) for t in range(len(targets) if targeted else 1) for r in range(restarts)]
     for _, t in rounds:
         idx = alive.nonzero().squeeze(1)
         if len(idx) == 0:
             break
         tgt = targets[t, idx] if targets is not None else None
-        adv, fooled = _single_run(
-            model, x[idx], y[idx], eps, norm, steps, loss, tgt, lo, hi, rho, generator, early_exit
-        )
-        best[idx] = adv  # fooled examples keep a fooling point; the rest the strongest point
-        alive[idx[fooled]] = False
+        adv, got = _single_run(
+            model, x[idx], y[idx], eps, norm, steps, loss, tgt, lo, hi, rho, generator,
+            early_exit, eot_iter,
+        )  # fmt: skip
+        # fooled examples keep a fooling point, the rest the strongest point (with one pass,
+        # always the latest run's: an unbroken example's score is 0)
+        take = got >= score[idx]
+        best[idx[take]] = adv[take]
+        score[idx] = torch.maximum(score[idx], got)
+        alive[idx[got >= 1.0]] = False
     return best
