@@ -255,13 +255,24 @@ def test_catastrophic_overfitting_guard(robust, stops):
     )
 
 
-@pytest.mark.parametrize("kind", ["n_fgsm", "grad_align"])
-def test_the_other_single_step_recipes_have_the_same_guard(kind):
-    recipe = RECIPES.load(kind)(_spec(kind, eps=0.1, alpha=0.1, overfit_drop=0.2), _ctx())
+@pytest.mark.parametrize(
+    ("kind", "fields"),
+    [("n_fgsm", {"alpha": 0.1}), ("grad_align", {"alpha": 0.1}), ("fgsm_augment", {"ratio": 1.0})],
+)
+def test_the_other_single_step_recipes_have_the_same_guard(kind, fields):
+    recipe = RECIPES.load(kind)(_spec(kind, eps=0.1, overfit_drop=0.2, **fields), _ctx())
     reason = recipe.should_stop(history([0.3, 0.5, 0.6, 0.05]))
     assert "catastrophic overfitting" in reason and "epoch 3" in reason
     assert recipe.should_stop(history([0.3, 0.5, 0.6, 0.45])) is None
-    off = RECIPES.load(kind)(_spec(kind, eps=0.1, alpha=0.1, overfit_drop=None), _ctx())
+    off = RECIPES.load(kind)(_spec(kind, eps=0.1, overfit_drop=None, **fields), _ctx())
+    assert off.should_stop(history([0.3, 0.5, 0.6, 0.05])) is None
+
+
+def test_fgsm_augment_guard_is_off_by_default_and_needs_validation():
+    """Opt-in for fgsm_augment: specs that run it without validation stay valid (and keep their
+    run ids); turned on, it asks for validation like the other single-step recipes."""
+    assert _spec("fgsm_augment", eps=0.1).overfit_drop is None
+    off = RECIPES.load("fgsm_augment")(_spec("fgsm_augment", eps=0.1), _ctx())
     assert off.should_stop(history([0.3, 0.5, 0.6, 0.05])) is None
 
 
