@@ -227,6 +227,39 @@ def test_early_stop_restores_and_evaluates_the_best_epoch(tmp_path, monkeypatch)
     assert "restored epoch" in (d / "log.txt").read_text()
 
 
+@pytest.mark.parametrize("drop", [0.2, None])
+def test_the_real_guard_stops_a_collapsing_fgsm_run_through_the_cli(tmp_path, monkeypatch, drop):
+    """Plain FGSM (fgsm_augment, ratio 1) through ``advrun run``: the validation PGD accuracy
+    rises, then collapses at epoch 3 (scripted: digits' small runs do not collapse in a test's
+    time); the recipe's own guard stops the run there and the best epoch is evaluated."""
+    import runner.train.loop as loop
+
+    script = iter([(0.8, 0.3), (0.85, 0.5), (0.95, 0.05), (0.95, 0.04)])
+    monkeypatch.setattr(loop, "validate", lambda *a, **k: next(script))
+    guard = "" if drop is None else f", overfit_drop: {drop}"
+    rc, d = run_single(
+        tmp_path,
+        f"{{name: r, kind: fgsm_augment, ratio: 1.0{guard}, epochs: 4, "
+        f"{COMMON.replace('epochs: 2, ', '')}}}",
+        "last",
+    )
+    assert rc == 0
+    status = json.loads((d / "status.json").read_text())
+    metrics = json.loads((d / "metrics.json").read_text())
+    epochs = pd.read_csv(d / "epochs.csv")
+    if drop is None:  # off: all four epochs, the last one evaluated
+        assert status["stopped_early"] is None and len(epochs) == 4
+        assert metrics["checkpoint"] == "last"
+        return
+    assert status["stopped_epoch"] == 3 and len(epochs) == 3
+    assert status["stopped_early"] == (
+        "catastrophic overfitting: validation PGD accuracy fell from 0.500 (epoch 2) to 0.050 at "
+        "epoch 3 (more than overfit_drop 0.2)"
+    )
+    assert metrics["checkpoint"] == "best" and metrics["best_epoch"] == 2
+    assert "restored epoch 2" in (d / "log.txt").read_text()
+
+
 def history(robust: list[float]) -> list[dict]:
     return [{"epoch": i + 1, "val_robust": r} for i, r in enumerate(robust)]
 
