@@ -1,6 +1,6 @@
 """Time to robustness: the robust accuracy each recipe reaches against what its training cost.
 
-    .venv/bin/python bench/time_to_robustness.py [--stage all|run|co|render]
+    .venv/bin/python bench/time_to_robustness.py [--stage all|run|co|co-zoo|render]
         [--data digits,synthetic] [--budgets 2,6] [--recipes pgd,free,...] [--tag=-more]
         [--out bench-out/ttr] [--svg FILE] [--table FILE] [--co-data digits] [--co-eps 0.2]
         [--threads 1]
@@ -29,6 +29,13 @@ GradAlign, with validation on (PGD-10 on 200 held-out images per epoch, or all o
 ``--co-data`` at ``--co-eps`` with a high learning rate. Writes OUT/co.csv and the epochs in
 OUT/co-curves.csv.
 
+``co-zoo``: the masked-model zoo's ``fgsm_co`` (bench/masked_models.py: plain FGSM training of a
+small CNN on digits, the whole batch, no random start, step eps, eps 0.3, Adam at a constant lr
+1e-3, batches of 128, 30 epochs) through advrun: ``fgsm_augment`` with ``ratio: 1`` and the same
+optimizer, validation on (PGD-10 on digits' 180 held-out images), the guard off and on
+(``overfit_drop: 0.2``), evaluated at the last epoch (the guard's restored best one where it
+fired) by the audit suite. Writes OUT/co-zoo.csv and the epochs in OUT/co-zoo-curves.csv.
+
 ``render``: the Markdown table (``--table``) and the figure (``--svg``: robust accuracy against
 passes per data set, and the validation PGD accuracy per epoch of the ``co`` runs) from OUT's
 CSV files. The stages may run side by side on one OUT (``all`` runs them in turn). Timings are
@@ -53,7 +60,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from attacks import synthetic_cifar  # noqa: E402
+from advrun_api import synthetic_cifar  # noqa: E402
 
 from runner.cli import main as advrun  # noqa: E402
 from runner.compile import compile_spec  # noqa: E402
@@ -85,6 +92,14 @@ DATA = {
         "{name: cnn, arch: small_cnn, kwargs: {width: 0.25}}",
     ),
 }
+ZOO_CO = {  # name -> fields: bench/masked_models.py's fgsm_co through advrun, validation on
+    "fgsm (zoo)": "kind: fgsm_augment, ratio: 1.0",
+    "fgsm (zoo) + guard": "kind: fgsm_augment, ratio: 1.0, overfit_drop: 0.2",
+}
+ZOO_COMMON = (
+    "epochs: 30, batch_size: 128, optimizer: {name: adam, lr: 0.001}, "
+    "schedule: {name: constant}, monitor: {n: 180, steps: 10}"
+)
 CO_RECIPES = {  # name -> fields, validation on
     "fgsm (plain)": "kind: fgsm_rs, random_start: false, overfit_drop: null",
     "fgsm (plain) + guard": "kind: fgsm_rs, random_start: false, overfit_drop: 0.2",
@@ -176,6 +191,19 @@ def cost_panel(rows: pd.DataFrame, title: str) -> str:
                              ylim=(0.0, 1.0)))  # fmt: skip
 
 
+def zoo_panel(curves: dict[str, pd.DataFrame], title: str) -> str:
+    """Validation clean (solid) and PGD-10 (dashed) accuracy per epoch of the co-zoo runs."""
+    series = []
+    for i, (name, c) in enumerate(curves.items()):
+        series += [
+            svg.Series(f"{name}: clean", list(c.epoch), list(c.val_clean), color=svg.color(i)),
+            svg.Series(f"{name}: PGD-10", list(c.epoch), list(c.val_robust), color=svg.color(i),
+                       dash=True),
+        ]  # fmt: skip
+    return str(svg.line_plot(series, title, "epoch", "validation accuracy", width=760,
+                             height=360, ylim=(0.0, 1.0)))  # fmt: skip
+
+
 def co_panel(curves: dict[str, pd.DataFrame], title: str) -> str:
     series = [
         svg.Series(
@@ -219,8 +247,27 @@ def reach_table(g: pd.DataFrame, target: float, pgd: pd.Series) -> list[str]:
     return [*lines, ""]
 
 
+def zoo_table(zoo: pd.DataFrame) -> list[str]:
+    lines = [
+        "**Plain FGSM at eps 0.3** (the zoo's `fgsm_co` through advrun: `fgsm_augment`, "
+        "`ratio: 1`, Adam lr 1e-3 constant, 30 epochs; test n = "
+        f"{int(zoo.n.iloc[0])}; validation n = 180)",
+        "",
+        "| run | epochs trained | val PGD: max (epoch) | val PGD: last | val clean: last | guard "
+        "| test clean | test FGSM | test FGSM, PGD-20 | worst case [95% CI] |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for _, r in zoo.iterrows():
+        lines.append(
+            f"| {r.recipe} | {r.trained} | {r.best:.3f} ({r.best_epoch}) | {r.last:.3f} | "
+            f"{r.last_clean:.3f} | {r.guard} | {r.clean:.3f} | {r.fgsm:.3f} | {r.pgd20:.3f} | "
+            f"{r.worst_case:.3f} [{r.ci_low:.3f}, {r.ci_high:.3f}] |"
+        )
+    return [*lines, ""]
+
+
 def table(rows: pd.DataFrame, answers: dict[str, dict], co: pd.DataFrame | None,
-          header: str) -> str:  # fmt: skip
+          header: str, zoo: pd.DataFrame | None = None) -> str:  # fmt: skip
     lines = [header, ""]
     for dataset, g in rows.groupby("data", sort=False) if len(rows) else []:
         a = answers.get(dataset)
@@ -263,6 +310,8 @@ def table(rows: pd.DataFrame, answers: dict[str, dict], co: pd.DataFrame | None,
                 f"{r.worst_case:.3f} |"
             )
         lines.append("")
+    if zoo is not None:
+        lines += zoo_table(zoo)
     return "\n".join(lines)
 
 
@@ -270,22 +319,38 @@ def co_experiment(out: Path, data: str, eps: str, model: str, epochs: int, lr: f
                   threads: int) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:  # fmt: skip
     val_n = 180 if "digits" in data else 200  # digits' validation split holds 180 images
     common = f"epochs: {epochs}, optimizer: {{lr: {lr}}}, monitor: {{n: {val_n}, steps: 10}}"
-    names = {n: f"co{i}" for i, n in enumerate(CO_RECIPES)}
-    recipes = [f"  - {{name: {names[n]}, {f}, {common}}}" for n, f in CO_RECIPES.items()]
-    df = run_experiment("co", data, eps, model, recipes, out, threads)
+    return guard_experiment(out, "co", CO_RECIPES, common, data, eps, model, threads)
+
+
+def guard_experiment(out: Path, name: str, recipes: dict[str, str], common: str, data: str,
+                     eps: str, model: str,
+                     threads: int) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:  # fmt: skip
+    """Runs with validation on: per run, its epochs (epochs.csv), what the guard did (log.txt)
+    and the audit suite's test accuracies (clean, FGSM, worst case)."""
+    names = {n: f"{name}{i}" for i, n in enumerate(recipes)}
+    lines = [f"  - {{name: {names[n]}, {f}, {common}}}" for n, f in recipes.items()]
+    df = run_experiment(name, data, eps, model, lines, out, threads)
     rows, curves = [], {}
-    for name, rname in names.items():
-        (d,) = [p for p in (out / "co" / "runs").iterdir() if f"@{rname}@" in p.name]
+    for label, rname in names.items():
+        (d,) = [p for p in (out / name / "runs").iterdir() if f"@{rname}@" in p.name]
         epochs_csv = pd.read_csv(d / "epochs.csv")
-        curves[name] = epochs_csv
-        worst = df[(df.recipe == rname) & (df.attack == "worst_case")].iloc[0]
+        curves[label] = epochs_csv
+        mine = df[df.recipe == rname].set_index("attack")
         log = (d / "log.txt").read_text()
         guard = "stopped: " + log.split("stopped early: ", 1)[1].split(";")[0] if (
-            "stopped early" in log) else "did not fire" if "guard" in name else "off"  # fmt: skip
+            "stopped early" in log) else "did not fire" if "guard" in label else "off"  # fmt: skip
+        best = int(epochs_csv.val_robust.idxmax())
         rows.append({
-            "recipe": name, "trained": len(epochs_csv), "best": epochs_csv.val_robust.max(),
-            "last": epochs_csv.val_robust.iloc[-1], "guard": guard,
-            "worst_case": float(worst["accuracy"]),
+            "recipe": label, "trained": len(epochs_csv), "best": epochs_csv.val_robust.max(),
+            "best_epoch": int(epochs_csv.epoch[best]), "last": epochs_csv.val_robust.iloc[-1],
+            "last_clean": epochs_csv.val_clean.iloc[-1], "guard": guard,
+            "clean": float(mine.loc["clean", "accuracy"]),
+            "fgsm": float(mine.loc["fgsm", "accuracy"]),
+            "pgd20": float(mine.loc["pgd20", "accuracy"]),  # after FGSM in the cascade
+            "worst_case": float(mine.loc["worst_case", "accuracy"]),
+            "ci_low": float(mine.loc["worst_case", "ci_low"]),
+            "ci_high": float(mine.loc["worst_case", "ci_high"]),
+            "n": int(mine.loc["worst_case", "n"]),
         })  # fmt: skip
     return pd.DataFrame(rows), curves
 
@@ -326,6 +391,16 @@ def co_stage(args: argparse.Namespace, out: Path) -> None:
     pd.concat(long, ignore_index=True).to_csv(out / "co-curves.csv", index=False)
 
 
+def co_zoo_stage(args: argparse.Namespace, out: Path) -> None:
+    """The zoo's fgsm_co through advrun: OUT/co-zoo.csv and its epochs in OUT/co-zoo-curves.csv."""
+    data, _, model = DATA["digits"]
+    zoo, curves = guard_experiment(out, "co-zoo", ZOO_CO, ZOO_COMMON, data, "0.3", model,
+                                   args.threads)  # fmt: skip
+    zoo.to_csv(out / "co-zoo.csv", index=False)
+    long = [c.assign(recipe=name) for name, c in curves.items()]
+    pd.concat(long, ignore_index=True).to_csv(out / "co-zoo-curves.csv", index=False)
+
+
 def machine() -> str:
     cpu = platform.machine()
     info = Path("/proc/cpuinfo")
@@ -357,6 +432,13 @@ def render_stage(args: argparse.Namespace, out: Path) -> None:
         curves = {n: long[long.recipe == n] for n in co.recipe}
         title = f"{args.co_data} (L-inf {args.co_eps}), Adam lr {args.co_lr}: overfitting?"
         panels.append(co_panel(curves, title))
+    zoo = None
+    if (out / "co-zoo.csv").exists():
+        zoo = pd.read_csv(out / "co-zoo.csv")
+        long = pd.read_csv(out / "co-zoo-curves.csv")
+        curves = {n: long[long.recipe == n] for n in zoo.recipe}
+        title = "digits (L-inf 0.3), plain FGSM as the zoo's fgsm_co (Adam 1e-3, 30 ep.)"
+        panels.append(zoo_panel(curves, title))
     budgets = {d: sorted(set(g.epochs)) for d, g in rows.groupby("data")} if len(rows) else {}
     header = (
         f"Measured {datetime.date.today().isoformat()} on {machine()}; "
@@ -364,7 +446,7 @@ def render_stage(args: argparse.Namespace, out: Path) -> None:
         f"shared with other jobs (wall times are noisy: compare passes first); epoch budgets "
         f"{budgets}; one seed per run."
     )
-    text = table(rows, answers, co, header)
+    text = table(rows, answers, co, header, zoo)
     print(text)
     if args.table:
         args.table.write_text(text + "\n")
@@ -374,8 +456,9 @@ def render_stage(args: argparse.Namespace, out: Path) -> None:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--stage", default="all", choices=["all", "run", "co", "render"],
-                    help="run: the recipes; co: catastrophic overfitting; render: table and figure "
+    ap.add_argument("--stage", default="all", choices=["all", "run", "co", "co-zoo", "render"],
+                    help="run: the recipes; co: catastrophic overfitting; co-zoo: plain FGSM as "
+                    "the masked-model zoo's fgsm_co; render: table and figure "
                     "from OUT's CSV files (stages may run side by side on one OUT)")  # fmt: skip
     ap.add_argument("--data", default="digits,synthetic")
     ap.add_argument("--budgets", default="2,6", help="epoch budgets (an epochs sweep)")
@@ -397,6 +480,8 @@ def main() -> int:
         run_stage(args, out)
     if args.stage in ("all", "co"):
         co_stage(args, out)
+    if args.stage in ("all", "co-zoo"):
+        co_zoo_stage(args, out)
     if args.stage in ("all", "render"):
         render_stage(args, out)
     return 0

@@ -3,7 +3,10 @@
 In each batch a share ``ratio`` of the examples is replaced by FGSM examples crafted against the
 current model (one signed-gradient step of size eps, no random start), kept with their correct
 labels: the model trains on clean and adversarial examples together. This is ART's
-``AdversarialTrainer(classifier, FastGradientMethod, ratio)``.
+``AdversarialTrainer(classifier, FastGradientMethod, ratio)``. At ``ratio: 1`` and a large eps it
+is plain FGSM training, which can overfit catastrophically; the single-step recipes' guard
+(``overfit_drop``) watches it, off by default here (Goodfellow et al.'s recipe keeps clean
+examples in every batch, and existing specs may run without validation).
 """
 
 from __future__ import annotations
@@ -14,15 +17,15 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
-from runner.recipes.base import Recipe
+from runner.recipes.base import GuardedRecipe
 from runner.spec.base import FloatSweep
-from runner.spec.recipes import AdversarialRecipeBase, Problem, as_list
+from runner.spec.recipes import Problem, SingleStepRecipeBase, as_list
 
 if TYPE_CHECKING:
     from torch import Tensor, nn
 
 
-class FGSMAugmentRecipe(AdversarialRecipeBase):
+class FGSMAugmentRecipe(SingleStepRecipeBase):
     """Goodfellow et al. 2015: replace a share of each batch by FGSM examples, correct labels."""
 
     kind: Literal["fgsm_augment"] = Field(
@@ -32,8 +35,17 @@ class FGSMAugmentRecipe(AdversarialRecipeBase):
         0.5,
         description="share of each batch replaced by its FGSM examples, in (0, 1]; a list sweeps",
     )
+    overfit_drop: float | None = Field(
+        None,
+        gt=0,
+        le=1,
+        description="catastrophic-overfitting guard: stop and restore the best epoch when "
+        "validation PGD accuracy falls this far below its best (null, the default here: off; "
+        "0.2 as the other single-step recipes; needs validation on)",
+    )
 
     def check(self, where: tuple[Any, ...], spec: Any) -> Iterator[Problem]:
+        yield from super().check(where, spec)
         for r in as_list(self.ratio):
             if not 0 < r <= 1:
                 yield (
@@ -45,7 +57,7 @@ class FGSMAugmentRecipe(AdversarialRecipeBase):
                 )
 
 
-class FGSMAugmentTraining(Recipe):
+class FGSMAugmentTraining(GuardedRecipe):
     config = FGSMAugmentRecipe
     art_trainer = "AdversarialTrainer"
     adversarial = True

@@ -227,6 +227,39 @@ def test_early_stop_restores_and_evaluates_the_best_epoch(tmp_path, monkeypatch)
     assert "restored epoch" in (d / "log.txt").read_text()
 
 
+@pytest.mark.parametrize("drop", [0.2, None])
+def test_the_real_guard_stops_a_collapsing_fgsm_run_through_the_cli(tmp_path, monkeypatch, drop):
+    """Plain FGSM (fgsm_augment, ratio 1) through ``advrun run``: the validation PGD accuracy
+    rises, then collapses at epoch 3 (scripted: digits' small runs do not collapse in a test's
+    time); the recipe's own guard stops the run there and the best epoch is evaluated."""
+    import runner.train.loop as loop
+
+    script = iter([(0.8, 0.3), (0.85, 0.5), (0.95, 0.05), (0.95, 0.04)])
+    monkeypatch.setattr(loop, "validate", lambda *a, **k: next(script))
+    guard = "" if drop is None else f", overfit_drop: {drop}"
+    rc, d = run_single(
+        tmp_path,
+        f"{{name: r, kind: fgsm_augment, ratio: 1.0{guard}, epochs: 4, "
+        f"{COMMON.replace('epochs: 2, ', '')}}}",
+        "last",
+    )
+    assert rc == 0
+    status = json.loads((d / "status.json").read_text())
+    metrics = json.loads((d / "metrics.json").read_text())
+    epochs = pd.read_csv(d / "epochs.csv")
+    if drop is None:  # off: all four epochs, the last one evaluated
+        assert status["stopped_early"] is None and len(epochs) == 4
+        assert metrics["checkpoint"] == "last"
+        return
+    assert status["stopped_epoch"] == 3 and len(epochs) == 3
+    assert status["stopped_early"] == (
+        "catastrophic overfitting: validation PGD accuracy fell from 0.500 (epoch 2) to 0.050 at "
+        "epoch 3 (more than overfit_drop 0.2)"
+    )
+    assert metrics["checkpoint"] == "best" and metrics["best_epoch"] == 2
+    assert "restored epoch 2" in (d / "log.txt").read_text()
+
+
 def history(robust: list[float]) -> list[dict]:
     return [{"epoch": i + 1, "val_robust": r} for i, r in enumerate(robust)]
 
@@ -255,13 +288,24 @@ def test_catastrophic_overfitting_guard(robust, stops):
     )
 
 
-@pytest.mark.parametrize("kind", ["n_fgsm", "grad_align"])
-def test_the_other_single_step_recipes_have_the_same_guard(kind):
-    recipe = RECIPES.load(kind)(_spec(kind, eps=0.1, alpha=0.1, overfit_drop=0.2), _ctx())
+@pytest.mark.parametrize(
+    ("kind", "fields"),
+    [("n_fgsm", {"alpha": 0.1}), ("grad_align", {"alpha": 0.1}), ("fgsm_augment", {"ratio": 1.0})],
+)
+def test_the_other_single_step_recipes_have_the_same_guard(kind, fields):
+    recipe = RECIPES.load(kind)(_spec(kind, eps=0.1, overfit_drop=0.2, **fields), _ctx())
     reason = recipe.should_stop(history([0.3, 0.5, 0.6, 0.05]))
     assert "catastrophic overfitting" in reason and "epoch 3" in reason
     assert recipe.should_stop(history([0.3, 0.5, 0.6, 0.45])) is None
-    off = RECIPES.load(kind)(_spec(kind, eps=0.1, alpha=0.1, overfit_drop=None), _ctx())
+    off = RECIPES.load(kind)(_spec(kind, eps=0.1, overfit_drop=None, **fields), _ctx())
+    assert off.should_stop(history([0.3, 0.5, 0.6, 0.05])) is None
+
+
+def test_fgsm_augment_guard_is_off_by_default_and_needs_validation():
+    """Opt-in for fgsm_augment: specs that run it without validation stay valid (and keep their
+    run ids); turned on, it asks for validation like the other single-step recipes."""
+    assert _spec("fgsm_augment", eps=0.1).overfit_drop is None
+    off = RECIPES.load("fgsm_augment")(_spec("fgsm_augment", eps=0.1), _ctx())
     assert off.should_stop(history([0.3, 0.5, 0.6, 0.05])) is None
 
 

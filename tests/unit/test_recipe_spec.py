@@ -287,6 +287,12 @@ def test_valid_recipes_of_issue_22(write_spec, recipe):
             "{name",
             "validation is off",
         ),
+        (
+            "{name: r, kind: fgsm_augment, overfit_drop: 0.2, monitor: {n: 0}}",
+            "recipes.2.overfit_drop",
+            "0.2",
+            "validation is off",
+        ),
     ],
 )
 def test_bad_options_of_issue_22_are_located(errors_of, recipe, path, at, text):
