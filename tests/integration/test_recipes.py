@@ -577,3 +577,39 @@ def test_smooth_adv_attacks_the_smoothed_classifier_within_its_l2_ball():
     model.register_forward_pre_hook(lambda m, args: seen.append(len(args[0])))
     recipe.batch_loss(model, x, y, 0)
     assert seen == [32 * 4] * 5  # 4 attack steps, then the update on the m = 4 noisy copies
+
+
+ZOO_CO = """\
+name: zoo
+seeds: [0]
+device: cpu
+threads: 1
+data: {dataset: digits}
+threat: {norm: linf, eps: 0.3}
+models: [{name: cnn, arch: small_cnn}]
+recipes:
+  - {name: fgsm, kind: fgsm_augment, ratio: 1.0, overfit_drop: 0.2, epochs: 30, batch_size: 128,
+     optimizer: {name: adam, lr: 0.001}, schedule: {name: constant}, monitor: {n: 180, steps: 10}}
+attacks:
+  - {name: pgd10, kind: pgd, steps: 10, step_size: eps/4}
+eval: {bootstrap: 50, checklist: false}
+"""
+
+
+@pytest.mark.slow
+def test_the_gap_stops_real_plain_fgsm_at_eps_03_on_digits(tmp_path):
+    """The bench's co-zoo run (docs/performance.md): plain FGSM at eps 0.3 on digits never has a
+    robust epoch (validation PGD accuracy below 0.1 throughout), so a fall cannot fire; the
+    FGSM-vs-PGD gap does, before the 30 epochs end, and the diagnosis says no epoch was robust."""
+    rc = main(["run", str(write(tmp_path / "spec.yaml", ZOO_CO)), "-o", str(tmp_path / "o"), "-q"])
+    assert rc == 0
+    (d,) = (tmp_path / "o" / "runs").iterdir()
+    status = json.loads((d / "status.json").read_text())
+    epochs = pd.read_csv(d / "epochs.csv")
+    assert 1 <= status["stopped_epoch"] < 30 and len(epochs) == status["stopped_epoch"]
+    reason = status["stopped_early"]
+    assert reason.startswith("catastrophic overfitting: validation FGSM accuracy"), reason
+    assert "more than overfit_gap 0.3" in reason and "no epoch was ever robust" in reason
+    last = epochs.iloc[-1]
+    assert last.val_fgsm - last.val_robust > 0.3 and (epochs.val_robust < 0.1).all()
+    assert json.loads((d / "metrics.json").read_text())["checkpoint"] == "best"
