@@ -31,7 +31,15 @@ from runner.train.state import TrainingState, load_weights, save_state_dict
 if TYPE_CHECKING:
     from runner.passes import PassCounter
 
-__all__ = ["FitContext", "FitResult", "fit", "load_weights", "score_of", "validate", "validate_fgsm"]
+__all__ = [
+    "FitContext",
+    "FitResult",
+    "fit",
+    "load_weights",
+    "score_of",
+    "validate",
+    "validate_fgsm",
+]
 
 CPU = torch.device("cpu")
 

@@ -266,7 +266,9 @@ def test_the_real_guard_stops_a_collapsing_fgsm_run_through_the_cli(tmp_path, mo
 
 
 @pytest.mark.parametrize("guard", ["overfit_drop: 0.2", "overfit_drop: 0.2, overfit_gap: null", ""])
-def test_the_fgsm_pgd_gap_stops_single_step_overfitting_through_the_cli(tmp_path, monkeypatch, guard):
+def test_the_fgsm_pgd_gap_stops_single_step_overfitting_through_the_cli(
+    tmp_path, monkeypatch, guard
+):
     """Single-step overfitting without a fall (Kim et al. 2021): validation PGD accuracy stays
     flat while FGSM accuracy soars (scripted: epoch 3's FGSM accuracy is 0.37 above PGD's). The
     guard's gap (default overfit_gap 0.3) stops the run there and the best epoch is evaluated;
