@@ -238,3 +238,22 @@ def test_a_square_rung_of_5000_queries_that_breaks_nothing_is_drawn_again_before
     assert _script(1, [5000, 10000], [0])[0] == [("square_5000", "5000 queries")]
     # the cap's second draw still broke examples: not settled
     assert _script(5, [5000], [0, 1])[1] is False
+
+
+def test_the_checklist_reads_the_suites_square_stage_instead_of_running_its_own():
+    """black_box_vs_white_box shares the suite's evidence: on the quantized model its figures are
+    the cascade's own (what Square broke that fgsm and pgd10 missed), exactly, and no Square probe
+    runs; a suite without a Square stage leaves the check to its own probe."""
+    model, _ = trained()
+    ev = _evaluate(Quantized(model).eval(), FAST, False, checklist=True)
+    rows = _rows(ev)
+    item = next(c for c in ev.checklist if c["check"] == "black_box_vs_white_box")
+    e = item["evidence"]
+    assert e["shared_with_suite"] == 1.0
+    assert e["white_box"] == rows["pgd10"]["accuracy"]
+    assert e["square"] == rows["worst_case"]["accuracy"] == rows["square"]["accuracy"]
+    assert round(e["square_only"] * N) == rows["square"]["broken"] > 0.02 * N
+    assert item["status"] == "fail" and "the suite's Square (square; 100 queries" in item["detail"]
+    plain = _evaluate(Quantized(model).eval(), FAST[:2], False, checklist=True)
+    item = next(c for c in plain.checklist if c["check"] == "black_box_vs_white_box")
+    assert "shared_with_suite" not in item["evidence"] and "500 queries" in item["detail"]
