@@ -90,8 +90,8 @@ def suite_square(suite: Any, attacks: Any, n: int) -> SuiteSquare | None:
     none to share (no Square stage at the threat model after a white-box stage, or not a
     cascade): the checklist then runs its own Square probe."""
     by_name = {a.name: a for a in attacks}
-    order = list(suite.at_threat)
-    if any(suite.info.get(a, {}).get("scope") != "cascade" for a in order):
+    order = [a for a in suite.at_threat if a in by_name]
+    if not order or any(suite.info.get(a, {}).get("scope") != "cascade" for a in order):
         return None
     square = [a for a in order if by_name[a].kind == "square"]
     if not square:
