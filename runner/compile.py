@@ -329,68 +329,85 @@ def eval_hash_of(
 
 
 def compile_spec(spec: Spec) -> Plan:
+    """The spec's runs: models x recipe variants (sweep values, swept defenses) x seeds."""
     threat = resolve_threat(spec)
     attacks = resolve_attacks(spec, threat)
     eval_hash = eval_hash_of(threat, attacks, spec.eval, spec.certify)
-    runs: list[Run] = []
+    shared = {"threat": threat, "attacks": attacks, "eval_hash": eval_hash}
+    runs = [
+        _run(spec, model, r, sweep, poisoning, seed, **shared)
+        for model in spec.models
+        for recipe in spec.recipes
+        for r, sweep, poisoning in _recipe_variants(spec, recipe, threat.eps)
+        for seed in spec.seeds
+    ]
+    return Plan(name=spec.name, runs=runs, threat=threat, attacks=attacks, eval_hash=eval_hash)
+
+
+def _recipe_variants(spec: Spec, recipe: Any, eps: float) -> list[tuple[Any, dict, Any]]:
+    """(resolved recipe, sweep values, poisoning block) for each combination of the recipe's
+    swept values and, when ``poisoning.defense`` is a list, each defense."""
     p = spec.poisoning
     defenses = [p.defense] if p is not None and isinstance(p.defense, list) else []
-    for model in spec.models:
-        for recipe in spec.recipes:
-            base = recipe.model_dump()
-            swept = [
-                (key, v)
-                for key in SWEEPABLE
-                if key.split(".")[0] in base and isinstance(v := _get(base, key), list)
-            ]
-            for combo in itertools.product(*(values for _, values in swept), *defenses):
-                raw = json.loads(json.dumps(base))
-                sweep = {}
-                for (key, _), value in zip(swept, combo, strict=False):
-                    _set(raw, key, value)
-                    sweep[key] = value
-                poisoning = spec.poisoning
-                if defenses:  # swept: each run filters with one defense
-                    sweep[DEFENSE_KEY] = combo[-1]
-                    poisoning = poisoning.model_copy(update={"defense": combo[-1]})
-                adversarial = isinstance(recipe, AdversarialRecipeBase)
-                relative = recipe.eps_relative if adversarial else ()
-                resolved = _resolve_recipe(raw, threat.eps, adversarial, relative)
-                r = type(recipe).model_validate(resolved)
-                suffix = ",".join(f"{k.split('.')[-1]}={_fmt(v)}" for k, v in sweep.items())
-                for seed in spec.seeds:
-                    train = {
-                        "data": _essential(spec.data),
-                        "model": _essential(model),
-                        "recipe": _essential(r),
-                        "seed": seed,
-                        "threat": threat.to_json(),
-                        "poisoning": _essential(poisoning),
-                    }
-                    th = short_hash(train)
-                    slug = f"{model.name}@{r.name}{f'[{suffix}]' if sweep else ''}@s{seed}"
-                    runs.append(
-                        Run(
-                            id=f"{slug}-{th}",
-                            slug=slug,
-                            experiment=spec.name,
-                            data=spec.data,
-                            model=model,
-                            recipe=r,
-                            seed=seed,
-                            threat=threat,
-                            attacks=attacks,
-                            eval=spec.eval,
-                            poisoning=poisoning,
-                            certify=spec.certify,
-                            sweep=sweep,
-                            train_hash=th,
-                            eval_hash=eval_hash,
-                            deterministic=spec.deterministic,
-                            threads=spec.threads,
-                        )
-                    )
-    return Plan(name=spec.name, runs=runs, threat=threat, attacks=attacks, eval_hash=eval_hash)
+    base = recipe.model_dump()
+    swept = [
+        (key, v)
+        for key in SWEEPABLE
+        if key.split(".")[0] in base and isinstance(v := _get(base, key), list)
+    ]
+    adversarial = isinstance(recipe, AdversarialRecipeBase)
+    relative = recipe.eps_relative if adversarial else ()
+    variants = []
+    for combo in itertools.product(*(values for _, values in swept), *defenses):
+        raw = json.loads(json.dumps(base))
+        sweep = {}
+        for (key, _), value in zip(swept, combo, strict=False):
+            _set(raw, key, value)
+            sweep[key] = value
+        poisoning = spec.poisoning
+        if defenses:  # swept: each run filters with one defense
+            sweep[DEFENSE_KEY] = combo[-1]
+            poisoning = poisoning.model_copy(update={"defense": combo[-1]})
+        resolved = _resolve_recipe(raw, eps, adversarial, relative)
+        variants.append((type(recipe).model_validate(resolved), sweep, poisoning))
+    return variants
+
+
+def _run(
+    spec: Spec, model: Any, r: Any, sweep: dict, poisoning: Any, seed: int, *, threat: Any,
+    attacks: list, eval_hash: str,
+) -> Run:  # fmt: skip
+    """One run; its id is the slug plus the hash of everything its training depends on."""
+    train = {
+        "data": _essential(spec.data),
+        "model": _essential(model),
+        "recipe": _essential(r),
+        "seed": seed,
+        "threat": threat.to_json(),
+        "poisoning": _essential(poisoning),
+    }
+    th = short_hash(train)
+    suffix = ",".join(f"{k.split('.')[-1]}={_fmt(v)}" for k, v in sweep.items())
+    slug = f"{model.name}@{r.name}{f'[{suffix}]' if sweep else ''}@s{seed}"
+    return Run(
+        id=f"{slug}-{th}",
+        slug=slug,
+        experiment=spec.name,
+        data=spec.data,
+        model=model,
+        recipe=r,
+        seed=seed,
+        threat=threat,
+        attacks=attacks,
+        eval=spec.eval,
+        poisoning=poisoning,
+        certify=spec.certify,
+        sweep=sweep,
+        train_hash=th,
+        eval_hash=eval_hash,
+        deterministic=spec.deterministic,
+        threads=spec.threads,
+    )
 
 
 def compile_audit(

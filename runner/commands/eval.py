@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -87,13 +88,9 @@ def audit_model(
     log=print,
 ) -> RunMetrics:
     """Evaluate one model like a run; store its run, status, metrics and examples."""
-    from runner.certify.run import certify_phase
     from runner.device import seed_everything, select_device, set_threads
-    from runner.eval.evaluate import EvalContext, evaluate_run
     from runner.execute.prepare import prepare
     from runner.execute.runlog import RunLog
-    from runner.fsio import write_with
-    from runner.passes import PassCounter
     from runner.store import now
 
     slug = audit.slug
@@ -117,23 +114,7 @@ def audit_model(
         log(msg)
 
     try:
-        n = audit.eval.n or len(data.x_test)
-        for line in weights.loaded.lines(str(device)) if weights.loaded else []:
-            both(line)  # what the file held and what was unwrapped
-        counter = PassCounter(model)
-        t0 = time.perf_counter()
-        both(f"auditing {slug} on {device} ({n} test examples)")
-        ev = evaluate_run(EvalContext(
-            model, data.x_test[:n], data.y_test[:n], audit.threat, data.num_classes, audit.eval,
-            audit.attacks, both,
-        ))  # fmt: skip
-        cert = certify_phase(audit.certify, model, data, audit.threat, None, both, None)
-        ev.examples, ev.results = cert.joined(ev.examples, ev.results)
-        counter.close()
-        write_with(d / "examples.parquet", lambda p: ev.examples.to_parquet(p, index=False))
-        metrics = _audit_metrics(
-            audit, ev, data, device, counter.as_dict(), t0, weights, cert.summaries
-        )
+        metrics = _evaluate_audit(audit, d, model, data, device, weights, both)
         store.write_metrics(audit, metrics)
         store.write_status(audit, status.model_copy(update={"state": "done", "finished": now()}))
         both("done")
@@ -144,6 +125,34 @@ def audit_model(
         raise
     finally:
         runlog.close()
+
+
+def _evaluate_audit(
+    audit: Audit, d: Path, model: Any, data: Any, device: Any, weights: Weights,
+    both: Callable[[str], None],
+) -> RunMetrics:  # fmt: skip
+    """The suite, curve, checklist and certification of one audited model; writes its
+    examples.parquet and returns its metrics (not yet stored)."""
+    from runner.certify.run import certify_phase
+    from runner.eval.evaluate import EvalContext, evaluate_run
+    from runner.fsio import write_with
+    from runner.passes import PassCounter
+
+    n = audit.eval.n or len(data.x_test)
+    for line in weights.loaded.lines(str(device)) if weights.loaded else []:
+        both(line)  # what the file held and what was unwrapped
+    counter = PassCounter(model)
+    t0 = time.perf_counter()
+    both(f"auditing {audit.slug} on {device} ({n} test examples)")
+    ev = evaluate_run(EvalContext(
+        model, data.x_test[:n], data.y_test[:n], audit.threat, data.num_classes, audit.eval,
+        audit.attacks, both,
+    ))  # fmt: skip
+    cert = certify_phase(audit.certify, model, data, audit.threat, None, both, None)
+    ev.examples, ev.results = cert.joined(ev.examples, ev.results)
+    counter.close()
+    write_with(d / "examples.parquet", lambda p: ev.examples.to_parquet(p, index=False))
+    return _audit_metrics(audit, ev, data, device, counter.as_dict(), t0, weights, cert.summaries)
 
 
 def provenance(loaded: LoadedCheckpoint, how: str | None, device: str) -> CheckpointProvenance:

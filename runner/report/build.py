@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -61,9 +62,7 @@ def experiment_data(exp: Experiment, label: str) -> dict[str, Any]:
     first = next((r.run for r in exp.runs if r.run is not None), None)
     threat = as_stored(first.threat.to_json()) if first else None
     attacks = [as_stored(a.model_dump()) for a in first.attacks] if first else []
-    order = cascade_order(list(first.attacks), first.threat) if first else []
-    off = tuple(a.name for a in first.attacks if not first.threat.covers(a)) if first else ()
-    columns = attack_columns(runs, order, off)
+    columns = _columns(runs, first)
     rows = groups(runs, columns)
     paired = _paired_test(exp, runs, rows, columns)
     train = sections.training(runs)
@@ -71,9 +70,7 @@ def experiment_data(exp: Experiment, label: str) -> dict[str, Any]:
     check = sections.checklist(runs)
     gate = _gate(exp)
     best_by_column = _best_by_column(rows, columns)
-    counts: dict[str, int] = {}
-    for r in runs:
-        counts[r["state"]] = counts.get(r["state"], 0) + 1
+    counts = dict(Counter(r["state"] for r in runs))
     suite, descriptions, audits = _suite(runs, threat, attacks, first, gate)
     return {
         "label": label,
@@ -106,7 +103,7 @@ def experiment_data(exp: Experiment, label: str) -> dict[str, Any]:
             suite,
             threat,
             audit.summary_items(audits) if audits is not None else None,
-        ),
+        ),  # fmt: skip
         "paired_test": paired,
         "training": train,
         "robustness_curves": sections.robustness_curves(exp, runs),
@@ -119,6 +116,16 @@ def experiment_data(exp: Experiment, label: str) -> dict[str, Any]:
         "provenance": sections.provenance(exp, runs),
         "threat_model": narrative.threat_model(threat, attacks, runs, poison, audits is not None),
     }
+
+
+def _columns(runs: list[dict[str, Any]], first: Any) -> list[str]:
+    """The comparison table's attack columns: in the order the cascade ran them, then the
+    attacks off the threat model (another norm or eps)."""
+    if first is None:
+        return attack_columns(runs, [], ())
+    order = cascade_order(list(first.attacks), first.threat)
+    off = tuple(a.name for a in first.attacks if not first.threat.covers(a))
+    return attack_columns(runs, order, off)
 
 
 def _suite(

@@ -85,7 +85,6 @@ def run_row(r: StoredRun) -> dict[str, Any]:
         for x in (m.results if m else [])
         if not (x.is_poisoning or x.is_certified)
     }
-    tp, ep = (m.train_passes, m.eval_passes) if m else (None, None)
     normalize = as_stored(run.model.model_dump())["normalize"] if run is not None else None
     return {
         "id": r.id,
@@ -103,12 +102,7 @@ def run_row(r: StoredRun) -> dict[str, Any]:
         "state": r.state,
         "diagnosis": r.status.diagnosis,
         "results": results,
-        "train_seconds": _f(m.train_seconds) if m else None,
-        "eval_seconds": _f(m.eval_seconds) if m else None,
-        "train_forward_passes": tp.forward_passes if tp else None,
-        "train_backward_passes": tp.backward_passes if tp else None,
-        "eval_forward_passes": ep.forward_passes if ep else None,
-        "eval_backward_passes": ep.backward_passes if ep else None,
+        **_cost(m),
         **_training(r),
         "checkpoint": m.checkpoint if m else None,
         "checkpoint_sha256": m.checkpoint_sha256 if m else None,
@@ -133,6 +127,19 @@ def run_row(r: StoredRun) -> dict[str, Any]:
         "certified": _dump(m.certified) if m else None,
         "epochs": numbers(r.epochs),
         "exports": _dump(r.exports),
+    }
+
+
+def _cost(m: Any) -> dict[str, Any]:
+    """A run's training and evaluation cost: seconds and passes (None before it has metrics)."""
+    tp, ep = (m.train_passes, m.eval_passes) if m else (None, None)
+    return {
+        "train_seconds": _f(m.train_seconds) if m else None,
+        "eval_seconds": _f(m.eval_seconds) if m else None,
+        "train_forward_passes": tp.forward_passes if tp else None,
+        "train_backward_passes": tp.backward_passes if tp else None,
+        "eval_forward_passes": ep.forward_passes if ep else None,
+        "eval_backward_passes": ep.backward_passes if ep else None,
     }
 
 
