@@ -87,7 +87,7 @@ def _escalated(ctx: EvalContext) -> tuple[Any, Any, dict[str, float], Any]:
     seed = zlib.crc32(b"checklist")
     np.random.seed(seed)
     torch.manual_seed(seed)
-    items = run_checklist(ctx)
+    items = run_checklist(ctx, suite=res)  # as evaluate_run: the suite's Square evidence shared
     t.append(time.perf_counter())
     esc = escalate(ctx, res, items)
     t.append(time.perf_counter())

@@ -64,6 +64,15 @@ def _eval_json(evaluation: EvalSpec) -> dict[str, Any]:
     return out
 
 
+def _attack_json(attack: AttackBase) -> dict[str, Any]:
+    """An attack as run.json holds it; ``eot_iter`` (EoT on PGD and APGD) only when it is not 1,
+    so the files of runs without EoT keep their keys (and an older advrun reads them)."""
+    out = attack.model_dump()
+    if out.get("eot_iter") == 1:
+        out.pop("eot_iter")
+    return out
+
+
 def _model_json(model: ModelSpec) -> dict[str, Any]:
     """A model as run.json holds it; ``weights`` (advrun eval's choice of a checkpoint's raw or
     EMA weights, run.json version 2) only when set, so other runs' files keep their keys."""
@@ -140,7 +149,7 @@ class Run:
             "model": _model_json(self.model),
             "recipe": self.recipe.as_data(),
             "threat": self.threat.to_json(),
-            "attacks": [a.model_dump() for a in self.attacks],
+            "attacks": [_attack_json(a) for a in self.attacks],
             "eval": _eval_json(self.eval),
             "deterministic": self.deterministic,
             "threads": self.threads,
@@ -205,7 +214,7 @@ class Audit:
             "data": self.data.model_dump(),
             "model": _model_json(self.model),
             "threat": self.threat.to_json(),
-            "attacks": [a.model_dump() for a in self.attacks],
+            "attacks": [_attack_json(a) for a in self.attacks],
             "eval": _eval_json(self.eval),
             "checkpoint": self.checkpoint,
             "checkpoint_sha256": self.checkpoint_sha256,

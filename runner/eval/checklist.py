@@ -17,6 +17,11 @@ spec's suite, so every run gets the same checks:
 The checks rest on :class:`Probe` measurements (accuracy under one attack setting), gathered in
 an :class:`Evidence` that measures each probe once, when a check first asks for it, so checks
 share what they measure; a probe is a value, and a larger budget is another probe.
+
+The checklist and the suite share evidence: when the suite ran as a cascade with a Square stage
+at the threat model after white-box stages, ``black_box_vs_white_box`` reads that stage's
+per-example results on the checklist's examples (:class:`SuiteSquare`: what Square broke that
+the white-box stages before it missed) instead of running a Square probe of its own.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -60,13 +66,61 @@ def pgd_probe(eps: float, steps: int, step_size: float, **kw: Any) -> Probe:
     return Probe("pgd", eps, steps, step_size, **kw)
 
 
+@dataclass(frozen=True)
+class SuiteSquare:
+    """The suite's Square evidence on the checklist's examples (the first ``n``): accuracy after
+    its white-box stages that ran before its first Square stage (``white``; examples a Square
+    stage broke count as standing), and after those and its Square stages (``combined``)."""
+
+    square: tuple[str, ...]  # the Square stages
+    white_box: tuple[str, ...]  # the white-box stages before the first of them
+    queries: int  # the largest Square stage's queries
+    white: float
+    combined: float
+    n: int
+
+    @property
+    def square_only(self) -> float:
+        """Share of the examples broken by Square that the white-box stages before it missed."""
+        return self.white - self.combined
+
+
+def suite_square(suite: Any, attacks: Any, n: int) -> SuiteSquare | None:
+    """The cascade's Square evidence on its first ``n`` examples, or None where the suite holds
+    none to share (no Square stage at the threat model after a white-box stage, or not a
+    cascade): the checklist then runs its own Square probe."""
+    by_name = {a.name: a for a in attacks}
+    order = [a for a in suite.at_threat if a in by_name]
+    if not order or any(suite.info.get(a, {}).get("scope") != "cascade" for a in order):
+        return None
+    square = [a for a in order if by_name[a].kind == "square"]
+    if not square:
+        return None
+    white = [a for a in order[: order.index(square[0])] if by_name[a].kind != "square"]
+    if not white:
+        return None
+    ex = suite.examples
+    w = ex[(ex.attack == "worst_case") & (ex.example < n)]
+    if not len(w):
+        return None
+    broken_by = w["broken_by"].to_numpy(object)
+    correct = w["correct"].to_numpy(bool)
+    by_square = np.isin(broken_by, square)
+    return SuiteSquare(
+        tuple(square), tuple(white), max(int(by_name[a].queries) for a in square),
+        white=float((correct | by_square).mean()), combined=float(correct.mean()), n=len(w),
+    )  # fmt: skip
+
+
 class Evidence:
     """The probes' accuracies on the checklist's examples, each measured once, when first asked
-    for (so the order of the checks' requests is the order of the random draws)."""
+    for (so the order of the checks' requests is the order of the random draws); ``square``:
+    the suite's Square evidence on those examples, when it has some to share."""
 
-    def __init__(self, ctx: EvalContext) -> None:
+    def __init__(self, ctx: EvalContext, square: SuiteSquare | None = None) -> None:
         self.ctx = ctx
         self.accuracy: dict[Probe, float] = {}
+        self.square = square
 
     def __getitem__(self, probe: Probe) -> float:
         if probe not in self.accuracy:
@@ -200,6 +254,8 @@ def more_steps(ctx: EvalContext, ev: Evidence) -> dict[str, Any]:
 
 
 def black_box_vs_white_box(ctx: EvalContext, ev: Evidence) -> dict[str, Any]:
+    if ev.square is not None:
+        return _black_box_from_suite(ev.square)
     eps, fgsm_p, pgd20_p, pgd40_p, restarts_p = _step20(ctx)
     white = min(ev[pgd20_p], ev[pgd40_p], ev[restarts_p], ev[fgsm_p])
     square = ev[Probe("square", eps, queries=SQUARE_QUERIES)]
@@ -209,6 +265,23 @@ def black_box_vs_white_box(ctx: EvalContext, ev: Evidence) -> dict[str, Any]:
         f"Square (black box, {SQUARE_QUERIES} queries) accuracy {square:.3f} vs best white-box "
         f"{white:.3f}: a black-box attack that is stronger means the gradients mislead",
         square=square, white_box=white,
+    )  # fmt: skip
+
+
+def _black_box_from_suite(sq: SuiteSquare) -> dict[str, Any]:
+    """The same question from the suite's own stages: did Square break examples the white-box
+    stages before it missed? Graded as the probe is (Square's accuracy at most half a point
+    below white box passes, two points warns): ``combined`` is at most the accuracy of a Square
+    run on the white-box survivors, so this reads the same evidence without a second Square."""
+    only = sq.square_only
+    return _item(
+        "black_box_vs_white_box",
+        _grade(only <= POINT / 2, only <= 2 * POINT),
+        f"the suite's Square ({', '.join(sq.square)}; {sq.queries} queries, black box) broke "
+        f"{only * 100:.1f} points of the examples its white-box stages "
+        f"({', '.join(sq.white_box)}) missed: accuracy {sq.white:.3f} -> {sq.combined:.3f} "
+        f"(n {sq.n}): a black-box attack that is stronger means the gradients mislead",
+        square=sq.combined, white_box=sq.white, square_only=only, shared_with_suite=1.0,
     )  # fmt: skip
 
 
@@ -267,12 +340,17 @@ CHECKS: tuple[Callable[[EvalContext, Evidence], dict[str, Any]], ...] = (
 )
 
 
-def run_checklist(ctx: EvalContext, evidence: Evidence | None = None) -> list[dict[str, Any]]:
+def run_checklist(
+    ctx: EvalContext, evidence: Evidence | None = None, suite: Any = None
+) -> list[dict[str, Any]]:
     """All checks on the first ``settings.checklist_n`` examples; a list of {check, status,
-    detail, evidence}. ``evidence`` (on those examples) may hold probes measured already."""
+    detail, evidence}. ``evidence`` (on those examples) may hold probes measured already;
+    ``suite`` (the suite's result on ``ctx``'s examples) shares its Square evidence."""
     ctx.model.eval()
-    ctx = ctx.first(ctx.settings.checklist_n)
-    ev = evidence if evidence is not None else Evidence(ctx)
+    n = ctx.settings.checklist_n
+    square = suite_square(suite, ctx.attacks, n) if suite is not None else None
+    ctx = ctx.first(n)
+    ev = evidence if evidence is not None else Evidence(ctx, square)
     out = [check(ctx, ev) for check in CHECKS]
     for item in out:
         ctx.log(f"checklist {item['check']}: {item['status']} ({item['detail']})")

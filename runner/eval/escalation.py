@@ -17,7 +17,13 @@ Ladders (each rung attacks the worst case's survivors, seeded by its position):
 - Square: 1000, 5000, 10000, 20000 ... queries (above the suite's own Square), up to
   ``eval.escalation.max_queries``;
 - white box: APGD-CE 100 steps x ``max_restarts`` restarts, APGD-DLR 100 steps, APGD-T
-  (9 targets x 100 steps), FAB-T (9 targets x 100 steps, unless ``fab: false``).
+  (9 targets x 100 steps), FAB-T (9 targets x 100 steps, unless ``fab: false``); on a random
+  model (the checklist's ``deterministic`` failed) the original AutoAttack's rand version
+  instead: APGD-CE and APGD-DLR, 100 steps, each step's gradient averaged over 20 passes (EoT).
+
+Square is random: a Square rung of 5,000 queries or more that breaks nothing new is drawn once more
+with a new seed at the same budget (``square_5000_draw2``; at most ``max_restarts`` draws) before the
+ladder settles there; if the new draw breaks examples, the ladder climbs on.
 
 A ladder stops after the first rung that breaks nothing new (the evaluation *settled* there); a
 ladder whose last rung still broke examples ran into its cap (*not settled*: the model card then
@@ -60,6 +66,8 @@ CHECK_LADDERS = {
     "deterministic": (WHITE_BOX,),
 }
 SEED_OFFSET = 1000  # rung k is seeded ctx.seed + 1000 + k: apart from the suite's stages
+SQUARE_REDRAW_QUERIES = 5000  # a Square rung this large that broke nothing is drawn again
+SQUARE_DRAWS = 2  # draws at such a budget before the ladder settles (bounded by max_restarts)
 
 
 @dataclass(frozen=True)
@@ -116,10 +124,36 @@ def _square_rungs(ctx: EvalContext, attacks: Sequence[AttackBase]) -> list[Rung]
             for q in ladder if q > have]  # fmt: skip
 
 
-def _white_box_rungs(ctx: EvalContext) -> list[Rung]:
+def random_model(checklist: Sequence[dict[str, Any]]) -> bool:
+    """The checklist's ``deterministic`` failed: two passes of the same inputs changed
+    predictions, so the model is random at test time."""
+    return any(c.get("check") == "deterministic" and c.get("status") == "fail" for c in checklist)
+
+
+def _eot_rungs(ctx: EvalContext) -> list[Rung]:
+    """A random model's white-box ladder: the original AutoAttack's rand version, each rung on
+    the survivors (APGD-CE, then APGD-DLR; 100 steps, 1 restart, each step's gradient averaged
+    over ``RAND_EOT_ITER`` = 20 passes). Targeted APGD and FAB-T are left out, as in the rand
+    version: they follow one random draw per step."""
+    from runner.attacks.apgd import APGDAttack
+    from runner.attacks.autoattack import RAND_EOT_ITER as EOT
+
+    common = {"eps": ctx.threat.eps, "norm": ctx.threat.norm, "engine": "native",
+              "batch_size": ctx.batch_size, "steps": 100, "restarts": 1, "eot_iter": EOT}  # fmt: skip
+    return [
+        Rung(WHITE_BOX, APGDAttack(name=f"apgd_{loss}_eot{EOT}", kind="apgd", loss=loss,
+                                   **common), f"100 steps, EoT {EOT}")
+        for loss in ("ce", "dlr")
+    ]  # fmt: skip
+
+
+def _white_box_rungs(ctx: EvalContext, checklist: Sequence[dict[str, Any]] = ()) -> list[Rung]:
+    """The white-box ladder; with EoT when the checklist found the model random."""
     from runner.attacks.apgd import APGDAttack
     from runner.attacks.fab import FABAttack
 
+    if random_model(checklist):
+        return _eot_rungs(ctx)
     esc, threat = ctx.settings.escalation, ctx.threat
     targets = max(1, min(9, ctx.num_classes - 1))
     common = {"eps": threat.eps, "norm": threat.norm, "engine": "native",
@@ -172,11 +206,11 @@ def escalate(
         return None
     ladders = {s.ladder for s in signals}
     rungs = {SQUARE: _square_rungs(ctx, ctx.attacks) if SQUARE in ladders else [],
-             WHITE_BOX: _white_box_rungs(ctx) if WHITE_BOX in ladders else []}  # fmt: skip
+             WHITE_BOX: _white_box_rungs(ctx, checklist) if WHITE_BOX in ladders else []}  # fmt: skip
     taken = {a.name for a in ctx.attacks} | {"clean", "worst_case"}
     rungs = {k: _unique(v, taken) for k, v in rungs.items()}
     ctx.model.eval()
-    climb = _Climb(ctx, suite, signals)
+    climb = _Climb(ctx, suite, signals, taken)
     try:
         with fast_layout(ctx.model, ctx.x):
             for ladder in (SQUARE, WHITE_BOX):
@@ -190,8 +224,10 @@ def escalate(
 class _Climb:
     """The worst case, taken up from the suite's and extended one rung at a time."""
 
-    def __init__(self, ctx: EvalContext, suite: SuiteResult, signals: list[Signal]) -> None:
-        self.ctx, self.suite, self.signals = ctx, suite, signals
+    def __init__(
+        self, ctx: EvalContext, suite: SuiteResult, signals: list[Signal], taken: set[str]
+    ) -> None:
+        self.ctx, self.suite, self.signals, self.taken = ctx, suite, signals, taken
         ex = suite.examples
         clean = ex[ex.attack == "clean"].sort_values("example")
         worst = ex[ex.attack == "worst_case"].sort_values("example")
@@ -210,13 +246,35 @@ class _Climb:
     def ladder(self, ladder: str, rungs: list[Rung]) -> None:
         reasons = [s.reason for s in self.signals if s.ladder == ladder]
         for rung in rungs:
-            if not bool(self.worst.alive.any()):
-                return  # nothing left to break: settled
-            broken = self._rung(rung, reasons)
-            if broken == 0:
-                return
+            for draw in range(1, self._draws(rung) + 1):
+                if not bool(self.worst.alive.any()):
+                    return  # nothing left to break: settled
+                broken = self._rung(rung if draw == 1 else self._redraw(rung, draw), reasons)
+                if broken:
+                    break  # this budget still breaks examples: the next rung
+            else:
+                return  # every draw at this budget broke nothing new: settled
         # the cap: the last rung still broke examples (or no larger budget was left to try)
         self.settled = False
+
+    def _draws(self, rung: Rung) -> int:
+        """Square is random: at ``SQUARE_REDRAW_QUERIES`` or more, a rung that breaks nothing is
+        drawn again with a new seed (up to ``max_restarts`` draws, at most 2) before the ladder
+        settles there; one draw of 5,000 queries that broke nothing left an example to the
+        original AutoAttack's own Square 5,000 on the quantized bench model."""
+        queries = getattr(rung.attack, "queries", 0)
+        if rung.ladder != SQUARE or queries < SQUARE_REDRAW_QUERIES:
+            return 1
+        return max(1, min(SQUARE_DRAWS, self.ctx.settings.escalation.max_restarts))
+
+    def _redraw(self, rung: Rung, draw: int) -> Rung:
+        """The same budget again under a new seed (every rung is seeded by its position)."""
+        name = f"{rung.attack.name}_draw{draw}"
+        while name in self.taken:
+            name += "_escalated"
+        self.taken.add(name)
+        return Rung(rung.ladder, rung.attack.model_copy(update={"name": name}),
+                    f"{rung.budget}, draw {draw} (new seed)")  # fmt: skip
 
     def _rung(self, rung: Rung, reasons: list[str]) -> int:
         ctx, w = self.ctx, self.worst
@@ -254,7 +312,7 @@ class _Climb:
                 attack=r.attack.name, kind=r.attack.kind, ladder=r.ladder, budget=r.budget,
                 reasons=i["reasons"], attacked=i["attacked"], broken=i["broken"],
                 seconds=i["seconds"], forward_passes=i["forward_passes"],
-                backward_passes=i["backward_passes"],
+                backward_passes=i["backward_passes"], eot_iter=getattr(r.attack, "eot_iter", 1),
             )
             for r, i in self.ran
         ]  # fmt: skip

@@ -74,7 +74,8 @@ def evaluate_run(ctx: EvalContext) -> Evaluation:
     if settings.checklist:
         from runner.eval.checklist import run_checklist
 
-        ev.checklist = _phase(ctx, "checklist", lambda: run_checklist(ctx))
+        # the suite's Square stage answers black_box_vs_white_box (no second Square)
+        ev.checklist = _phase(ctx, "checklist", lambda: run_checklist(ctx, suite=suite))
     attacks = list(ctx.attacks)
     if settings.escalation.enabled:
         from runner.eval.escalation import escalate

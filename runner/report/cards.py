@@ -70,7 +70,8 @@ def unreliable(
 ) -> tuple[bool | None, list[str]]:
     """(RobustBench's ``unreliable`` flag, why) from the evidence: a checklist check failed and
     escalation did not settle it (none ran, or its last rung still broke examples / no larger
-    budget was left), or the model is random (``deterministic`` failed) and no attack used EoT.
+    budget was left), or the model is random (``deterministic`` failed) and no attack used EoT
+    (neither the spec's nor an escalation rung).
     None when the checklist did not run (no evidence either way)."""
     if not checklist:
         return None, []
@@ -80,7 +81,8 @@ def unreliable(
     if failed and not settled:
         why = "escalation did not settle it" if escalation else "no escalation ran"
         reasons.append(f"checklist {', '.join(failed)} failed and {why}")
-    if "deterministic" in failed and not any(uses_eot(a) for a in attacks):
+    rungs = (escalation or {}).get("rungs") or []  # EoT rungs count: they ran on the survivors
+    if "deterministic" in failed and not any(uses_eot(a) for a in [*attacks, *rungs]):
         reasons.append("the model is random (deterministic failed) and no attack used EoT")
     return bool(reasons), reasons
 

@@ -117,12 +117,19 @@ def _no_escalation(data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
-METRICS = FileKind(METRICS_FILE, 5, "run metrics", "delete it to re-evaluate the run",
+def _no_eot_rungs(data: dict[str, Any]) -> dict[str, Any]:
+    """Version 5 -> 6 (metrics, model card): an escalation rung may record ``eot_iter`` (EoT
+    rungs on a random model), which a version-5 reader would refuse; a version-5 rung ran
+    without EoT (read as 1)."""
+    return data
+
+
+METRICS = FileKind(METRICS_FILE, 6, "run metrics", "delete it to re-evaluate the run",
                    {0: _unversioned, 1: _no_checkpoint_provenance, 2: _before_certification,
-                    3: _no_poisoning_defense, 4: _no_escalation})  # fmt: skip
-MODEL_CARD = FileKind(MODEL_CARD_FILE, 5, "a model card", "run advrun report to rewrite it",
+                    3: _no_poisoning_defense, 4: _no_escalation, 5: _no_eot_rungs})  # fmt: skip
+MODEL_CARD = FileKind(MODEL_CARD_FILE, 6, "a model card", "run advrun report to rewrite it",
                       {0: _unversioned, 1: _no_checkpoint_provenance, 2: _before_certification,
-                       3: _no_poisoning_defense, 4: _no_escalation})  # fmt: skip
+                       3: _no_poisoning_defense, 4: _no_escalation, 5: _no_eot_rungs})  # fmt: skip
 POISON_FILTER_FILE = "poisoning/filter.json"
 POISON_FILTER = FileKind(POISON_FILTER_FILE, 1, "a poisoning filter",
                          "delete it to run the defense again")  # fmt: skip

@@ -175,6 +175,7 @@ class EscalationRung(Record):
     seconds: float
     forward_passes: int = 0
     backward_passes: int = 0
+    eot_iter: int = 1  # passes each gradient step averaged (> 1: EoT, on a random model; v6)
 
 
 class EscalationRecord(Record):

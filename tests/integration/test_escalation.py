@@ -152,3 +152,108 @@ def test_a_checklist_warning_climbs_the_white_box_ladder_until_a_rung_breaks_not
     assert rec.settled is True
     rows = _rows(ev)
     assert round((rows["pgd10"]["accuracy"] - rows["worst_case"]["accuracy"]) * N) == rec.broken
+
+
+class Noisy(nn.Module):
+    """Gaussian input noise (sd ``sd``) in every pass, test time included: a random model."""
+
+    def __init__(self, inner: nn.Module, sd: float = 0.3) -> None:
+        super().__init__()
+        self.inner, self.sd = inner, sd
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.inner(x + self.sd * torch.randn_like(x))
+
+
+def test_a_random_model_climbs_the_white_box_ladder_with_eot():
+    """The digits CNN behind input noise: the checklist's deterministic fails, so the white-box
+    rungs are the original AutoAttack's rand version (APGD-CE, APGD-DLR with 20 EoT passes a
+    step), recorded with their eot_iter, and the card does not call the audit unreliable for
+    want of EoT."""
+    from runner.report.cards import unreliable
+
+    model, _ = trained()
+    torch.manual_seed(0)
+    ev = _evaluate(Noisy(model).eval(), FAST[:2], True, checklist=True, max_queries=1000)
+    checks = {c["check"]: c["status"] for c in ev.checklist}
+    assert checks["deterministic"] == "fail"
+    rec = ev.escalation
+    assert rec is not None and "checklist deterministic: fail" in rec.signals
+    white = [r for r in rec.rungs if r.ladder == "white_box"]
+    assert white, rec
+    assert [r.attack for r in white] == ["apgd_ce_eot20", "apgd_dlr_eot20"][: len(white)]
+    assert all(r.kind == "apgd" and r.eot_iter == 20 and r.budget == "100 steps, EoT 20"
+               for r in white)  # fmt: skip
+    # each EoT step costs 20 passes: at least 20 backward passes per attacked example (its
+    # first step; APGD drops an example once it is fooled)
+    assert all(r.backward_passes >= 20 * r.attacked > 0 for r in white), white
+    back = RunMetrics(run_id="r", slug="s", eval_hash="h", model="m", arch="a", recipe="audit",
+                      kind="audit", results=ev.results, escalation=rec)  # fmt: skip
+    assert RunMetrics.model_validate(dump(back)).escalation.rungs == rec.rungs
+    flag, why = unreliable(ev.checklist, dump(rec), [dump(a) for a in FAST[:2]])
+    assert "the model is random (deterministic failed) and no attack used EoT" not in why
+    rows = _rows(ev)
+    assert all(rows[r.attack]["scope"] == "cascade" for r in white)
+
+
+def _script(max_restarts: int, queries: list[int], broken: list[int]):
+    """A Square ladder over ``queries`` whose rungs break ``broken`` in turn (no model runs):
+    the names and budgets of the rungs climbed, and whether it settled."""
+    from types import SimpleNamespace
+
+    from runner.eval import escalation as esc
+
+    climb = esc._Climb.__new__(esc._Climb)
+    climb.ctx = SimpleNamespace(settings=SimpleNamespace(
+        escalation=SimpleNamespace(max_restarts=max_restarts)))  # fmt: skip
+    climb.signals, climb.settled = [], True
+    climb.taken = {"square"} | {f"square_{q}" for q in queries}
+    climb.worst = SimpleNamespace(alive=torch.ones(4, dtype=torch.bool))
+    ran, left = [], list(broken)
+
+    def rung(r, reasons):
+        ran.append((r.attack.name, r.budget))
+        return left.pop(0)
+
+    climb._rung = rung
+    rungs = [esc.Rung(esc.SQUARE, attack(f"square_{q}", "square", queries=q), f"{q} queries")
+             for q in queries]  # fmt: skip
+    climb.ladder(esc.SQUARE, rungs)
+    assert not left, "every scripted rung ran"
+    return ran, climb.settled
+
+
+def test_a_square_rung_of_5000_queries_that_breaks_nothing_is_drawn_again_before_settling():
+    ran, settled = _script(5, [1000, 5000, 10000], [3, 0, 0])
+    assert ran == [("square_1000", "1000 queries"), ("square_5000", "5000 queries"),
+                   ("square_5000_draw2", "5000 queries, draw 2 (new seed)")]  # fmt: skip
+    assert settled
+    # the new draw broke examples: the ladder climbs on, and 10,000 is drawn twice as well
+    ran, settled = _script(5, [5000, 10000], [0, 2, 0, 0])
+    assert [n for n, _ in ran] == ["square_5000", "square_5000_draw2", "square_10000",
+                                   "square_10000_draw2"]  # fmt: skip
+    assert settled
+    # below 5,000 queries one draw settles; max_restarts 1 allows one draw at any budget
+    assert _script(5, [1000, 5000], [0]) == ([("square_1000", "1000 queries")], True)
+    assert _script(1, [5000, 10000], [0])[0] == [("square_5000", "5000 queries")]
+    # the cap's second draw still broke examples: not settled
+    assert _script(5, [5000], [0, 1])[1] is False
+
+
+def test_the_checklist_reads_the_suites_square_stage_instead_of_running_its_own():
+    """black_box_vs_white_box shares the suite's evidence: on the quantized model its figures are
+    the cascade's own (what Square broke that fgsm and pgd10 missed), exactly, and no Square probe
+    runs; a suite without a Square stage leaves the check to its own probe."""
+    model, _ = trained()
+    ev = _evaluate(Quantized(model).eval(), FAST, False, checklist=True)
+    rows = _rows(ev)
+    item = next(c for c in ev.checklist if c["check"] == "black_box_vs_white_box")
+    e = item["evidence"]
+    assert e["shared_with_suite"] == 1.0
+    assert e["white_box"] == rows["pgd10"]["accuracy"]
+    assert e["square"] == rows["worst_case"]["accuracy"] == rows["square"]["accuracy"]
+    assert round(e["square_only"] * N) == rows["square"]["broken"] > 0.02 * N
+    assert item["status"] == "fail" and "the suite's Square (square; 100 queries" in item["detail"]
+    plain = _evaluate(Quantized(model).eval(), FAST[:2], False, checklist=True)
+    item = next(c for c in plain.checklist if c["check"] == "black_box_vs_white_box")
+    assert "shared_with_suite" not in item["evidence"] and "500 queries" in item["detail"]

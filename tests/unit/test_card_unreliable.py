@@ -56,6 +56,18 @@ def test_a_random_model_is_unreliable_without_eot_even_when_escalation_settled()
     assert not uses_eot({"kind": "apgd", "eot_iter": 1}) and not uses_eot(APGD)
 
 
+def test_a_random_model_whose_escalation_ran_eot_rungs_is_not_unreliable_for_it():
+    """The white-box rungs of a random model's escalation carry eot_iter 20: they count as EoT."""
+    rung = EscalationRung(attack="apgd_ce_eot20", kind="apgd", ladder="white_box",
+                          budget="100 steps, EoT 20", reasons=["checklist deterministic: fail"],
+                          attacked=200, broken=0, seconds=9.0, eot_iter=20)  # fmt: skip
+    rec = dump(EscalationRecord(signals=rung.reasons, rungs=[rung], settled=True))
+    assert unreliable(RANDOM, rec, [APGD]) == (False, [])
+    no_eot = dump(EscalationRecord(signals=rung.reasons, settled=True,
+                                   rungs=[rung.model_copy(update={"eot_iter": 1})]))  # fmt: skip
+    assert unreliable(RANDOM, no_eot, [APGD])[0] is True
+
+
 def _run(checklist, escalation) -> dict:
     results = {
         "clean": {"accuracy": 0.99, "n": 360, "scope": "clean"},

@@ -210,9 +210,31 @@ def test_an_escalation_is_stored_and_version_4_metrics_migrate(v0):
                            broken=5)  # fmt: skip
     d.write_metrics(m.model_copy(update={"escalation": rec}))
     data = _json(path)
-    assert data[VERSION_KEY] == METRICS.version == 5
+    assert data[VERSION_KEY] == METRICS.version == 6
     assert data["escalation"]["rungs"][0]["budget"] == "5000 queries"
     assert d.read_metrics().escalation == rec
     assert "did not settle" in rec.words and "square_5000 (5000 queries: broke 5)" in rec.words
     with pytest.raises(ValueError):  # a typo is refused, not kept as a free dict
         EscalationRung.model_validate({**rung.model_dump(), "brokne": 1})
+
+
+def test_version_5_escalation_rungs_read_without_eot_and_eot_rungs_round_trip(v0):
+    """metrics.json version 6 records a rung's ``eot_iter`` (EoT rungs on a random model); a
+    version 5 file's rungs have none and read as 1 (they ran without EoT)."""
+    from runner.store import EscalationRecord, EscalationRung
+
+    (d,) = [d for d in Store(v0).run_dirs() if "audit" in d.path.name]
+    path = d.path / "metrics.json"
+    plain = {"attack": "apgd_ce_5r", "kind": "apgd", "ladder": "white_box",
+             "budget": "100 steps x 5 restarts", "attacked": 10, "broken": 1, "seconds": 1.0}  # fmt: skip
+    old = {"signals": ["checklist deterministic: fail"], "rungs": [plain], "settled": True}
+    path.write_text(json.dumps({**_json(path), "escalation": old, VERSION_KEY: 5}))
+    m = d.read_metrics()
+    assert m.escalation is not None and m.escalation.rungs[0].eot_iter == 1
+    eot = EscalationRung(**{**plain, "attack": "apgd_ce_eot20", "budget": "100 steps, EoT 20",
+                            "eot_iter": 20})  # fmt: skip
+    rec = EscalationRecord(signals=old["signals"], rungs=[eot], settled=True, broken=1)
+    d.write_metrics(m.model_copy(update={"escalation": rec}))
+    data = _json(path)
+    assert data[VERSION_KEY] == 6 and data["escalation"]["rungs"][0]["eot_iter"] == 20
+    assert d.read_metrics().escalation == rec

@@ -48,7 +48,7 @@ def test_a_version_3_backdoor_run_reads(run_dir):
     asr = m.row("asr")
     assert asr.scope is None and asr.is_asr and asr.is_poisoning
     assert not m.row("worst_case").is_poisoning
-    assert METRICS.version == MODEL_CARD.version == 4
+    assert METRICS.version == MODEL_CARD.version >= 4  # 4 added the defense records
 
 
 def test_a_defended_run_round_trips(run_dir):
@@ -64,7 +64,7 @@ def test_a_defended_run_round_trips(run_dir):
                         poisons=38, after=effect, before=effect, filter=metrics)  # fmt: skip
     run_dir.write_metrics(m.model_copy(update={"poisoning": p}))
     data = json.loads((run_dir.path / "metrics.json").read_text())
-    assert data[VERSION_KEY] == 4 and data["poisoning"]["filter"]["tp"] == 38
+    assert data[VERSION_KEY] == METRICS.version and data["poisoning"]["filter"]["tp"] == 38
     assert run_dir.read_metrics().poisoning == p
     kept = PoisonFilter(train_hash="abc", removed=[1, 5, 9], metrics=metrics, before=effect)
     assert run_dir.read_poison_filter() is None
