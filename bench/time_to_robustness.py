@@ -33,7 +33,7 @@ OUT/co-curves.csv.
 small CNN on digits, the whole batch, no random start, step eps, eps 0.3, Adam at a constant lr
 1e-3, batches of 128, 30 epochs) through advrun: ``fgsm_augment`` with ``ratio: 1`` and the same
 optimizer, validation on (PGD-10 on digits' 180 held-out images), the guard off and on
-(``overfit_drop: 0.2``), evaluated at the last epoch (the guard's restored best one where it
+(``overfit_drop: 0.2``, with ``overfit_gap`` at its default 0.3), evaluated at the last epoch (the guard's restored best one where it
 fired) by the audit suite. Writes OUT/co-zoo.csv and the epochs in OUT/co-zoo-curves.csv.
 
 ``render``: the Markdown table (``--table``) and the figure (``--svg``: robust accuracy against
@@ -94,7 +94,7 @@ DATA = {
 }
 ZOO_CO = {  # name -> fields: bench/masked_models.py's fgsm_co through advrun, validation on
     "fgsm (zoo)": "kind: fgsm_augment, ratio: 1.0",
-    "fgsm (zoo) + guard": "kind: fgsm_augment, ratio: 1.0, overfit_drop: 0.2",
+    "fgsm (zoo) + guard": "kind: fgsm_augment, ratio: 1.0, overfit_drop: 0.2",  # overfit_gap 0.3
 }
 ZOO_COMMON = (
     "epochs: 30, batch_size: 128, optimizer: {name: adam, lr: 0.001}, "
@@ -192,7 +192,8 @@ def cost_panel(rows: pd.DataFrame, title: str) -> str:
 
 
 def zoo_panel(curves: dict[str, pd.DataFrame], title: str) -> str:
-    """Validation clean (solid) and PGD-10 (dashed) accuracy per epoch of the co-zoo runs."""
+    """Validation clean (solid) and PGD-10 (dashed) accuracy per epoch of the co-zoo runs, and
+    FGSM (points) where the guard measured it."""
     series = []
     for i, (name, c) in enumerate(curves.items()):
         series += [
@@ -200,6 +201,9 @@ def zoo_panel(curves: dict[str, pd.DataFrame], title: str) -> str:
             svg.Series(f"{name}: PGD-10", list(c.epoch), list(c.val_robust), color=svg.color(i),
                        dash=True),
         ]  # fmt: skip
+        if "val_fgsm" in c and c.val_fgsm.notna().any():  # the guard's FGSM monitor
+            series.append(svg.Series(f"{name}: FGSM", list(c.epoch), list(c.val_fgsm),
+                                     color=svg.color(i), points_only=True))  # fmt: skip
     return str(svg.line_plot(series, title, "epoch", "validation accuracy", width=760,
                              height=360, ylim=(0.0, 1.0)))  # fmt: skip
 
@@ -337,7 +341,7 @@ def guard_experiment(out: Path, name: str, recipes: dict[str, str], common: str,
         curves[label] = epochs_csv
         mine = df[df.recipe == rname].set_index("attack")
         log = (d / "log.txt").read_text()
-        guard = "stopped: " + log.split("stopped early: ", 1)[1].split(";")[0] if (
+        guard = "stopped: " + log.split("stopped early: ", 1)[1].split("; restored epoch")[0] if (
             "stopped early" in log) else "did not fire" if "guard" in label else "off"  # fmt: skip
         best = int(epochs_csv.val_robust.idxmax())
         rows.append({

@@ -203,6 +203,10 @@ class Recipe:
         """A reason to stop training early (e.g. catastrophic overfitting), or None."""
         return None
 
+    def watches_fgsm(self) -> bool:
+        """Whether validation measures FGSM accuracy too (a single-step recipe's guard)."""
+        return False
+
     # -- engine: art -----------------------------------------------------------------------
     def art_epoch(self, classifier, x: Tensor, y: Tensor, epoch: int, scheduler) -> float:
         """One epoch through ART's own trainer; only recipes with an ART trainer override it.
@@ -216,9 +220,49 @@ class Recipe:
 class GuardedRecipe(Recipe):
     """A single-step recipe (spec: :class:`runner.spec.recipes.SingleStepRecipeBase`) with the
     catastrophic-overfitting guard: stop when validation PGD accuracy falls ``overfit_drop``
-    below its best epoch; the loop then restores and evaluates the best epoch."""
+    below its best epoch, or when validation FGSM accuracy exceeds PGD accuracy by more than
+    ``overfit_gap`` in an epoch; the loop then restores and evaluates the best epoch."""
+
+    def watches_fgsm(self) -> bool:
+        return self.cfg.watches_fgsm()
 
     def should_stop(self, history: list[dict[str, Any]]) -> str | None:
+        return self._drop(history) or self._gap(history)
+
+    def _gap(self, history: list[dict[str, Any]]) -> str | None:
+        """Single-step overfitting (Kim et al. 2021): validation FGSM accuracy above PGD's by
+        more than ``overfit_gap`` in the epoch."""
+        if not self.watches_fgsm():
+            return None
+        gap = self.cfg.overfit_gap
+        last = history[-1]
+        fgsm, robust = last.get("val_fgsm", float("nan")), last["val_robust"]
+        if not fgsm - robust > gap:  # NaN (no monitor) never fires
+            return None
+        reason = (
+            f"catastrophic overfitting: validation FGSM accuracy {fgsm:.3f} exceeds PGD accuracy "
+            f"{robust:.3f} by {fgsm - robust:.3f} at epoch {last['epoch']} (more than "
+            f"overfit_gap {gap:g})"
+        )
+        return reason + self._never_robust(history, gap)
+
+    def _never_robust(self, history: list[dict[str, Any]], gap: float) -> str:
+        """What the diagnosis adds when the epoch to restore is no robust model either: every
+        epoch showed the gap, or the best validation PGD accuracy is at most chance."""
+        best = max(history, key=lambda r: r["val_robust"])
+        chance = 1 / self.ctx.num_classes
+        if all(r.get("val_fgsm", float("nan")) - r["val_robust"] > gap for r in history):
+            why = "the gap exceeded overfit_gap from the first epoch"
+        elif best["val_robust"] <= chance:
+            why = (
+                f"the best validation PGD accuracy, {best['val_robust']:.3f} (epoch "
+                f"{best['epoch']}), is at most chance (1/{self.ctx.num_classes})"
+            )
+        else:
+            return ""
+        return f"; no epoch was ever robust ({why}): the epoch restored is not a robust model"
+
+    def _drop(self, history: list[dict[str, Any]]) -> str | None:
         drop = self.cfg.overfit_drop
         robust = [r["val_robust"] for r in history]
         if drop is None or len(robust) < 2 or robust[-1] != robust[-1]:  # NaN: no monitor

@@ -297,6 +297,10 @@ class IterativeRecipeBase(AdversarialRecipeBase):
                 yield from check_steps(eps, step, steps, where, iterative=steps > 1)
 
 
+OVERFIT_GAP = 0.3
+"""The guard's default FGSM-PGD gap: measured on digits (docs/performance.md, stage co-zoo)."""
+
+
 class SingleStepRecipeBase(AdversarialRecipeBase):
     """Recipes that craft with a single gradient step: they can overfit catastrophically (PGD
     accuracy collapses within an epoch while FGSM accuracy soars, Wong et al. 2020), which a
@@ -309,10 +313,31 @@ class SingleStepRecipeBase(AdversarialRecipeBase):
         description="catastrophic-overfitting guard: stop and restore the best epoch when "
         "validation PGD accuracy falls this far below its best (null: off)",
     )
+    overfit_gap: float | None = Field(
+        OVERFIT_GAP,
+        gt=0,
+        le=1,
+        description="the guard's second signature, on when overfit_drop is: stop and restore the "
+        "best epoch when validation FGSM accuracy exceeds validation PGD accuracy by more than "
+        "this in an epoch (single-step overfitting: the model resists the FGSM it trains on, "
+        "PGD breaks it; null: not watched, FGSM accuracy not measured)",
+    )
+
+    def watches_fgsm(self) -> bool:
+        """Whether the guard measures validation FGSM accuracy (and epochs.csv has val_fgsm)."""
+        return self.overfit_drop is not None and self.overfit_gap is not None
 
     def check(self, where: tuple[Any, ...], spec: Any) -> Iterator[Problem]:
         """The guard needs validation; a kind's own ``check`` calls this one first."""
         guarded = self.overfit_drop is not None
+        if not guarded and "overfit_gap" in self.model_fields_set and self.overfit_gap:
+            yield (
+                (*where, "overfit_gap"),
+                (
+                    "overfit_gap extends the catastrophic-overfitting guard, which is off here "
+                    "(overfit_drop: null); set overfit_drop (e.g. 0.2) to turn the guard on"
+                ),
+            )
         if guarded and (self.monitor.n == 0 or spec.data.val_fraction == 0):
             yield (
                 (*where, "overfit_drop"),

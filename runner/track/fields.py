@@ -22,6 +22,7 @@ EPOCH_METRICS = {
     "eps": "eps",
     "val_clean": "val_clean",
     "val_robust": "val_robust",
+    "val_fgsm": "val_fgsm",  # single-step recipes' guard only
     "seconds": "epoch_seconds",
 }
 Row = tuple[str, float, int]

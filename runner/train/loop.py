@@ -31,7 +31,15 @@ from runner.train.state import TrainingState, load_weights, save_state_dict
 if TYPE_CHECKING:
     from runner.passes import PassCounter
 
-__all__ = ["FitContext", "FitResult", "fit", "load_weights", "score_of", "validate"]
+__all__ = [
+    "FitContext",
+    "FitResult",
+    "fit",
+    "load_weights",
+    "score_of",
+    "validate",
+    "validate_fgsm",
+]
 
 CPU = torch.device("cpu")
 
@@ -78,6 +86,27 @@ def validate(
         robust.append(_clean_correct(model, xa, y[i : i + bs], bs))
     model.train(was)
     return clean.float().mean().item(), torch.cat(robust).float().mean().item()
+
+
+def validate_fgsm(
+    model: nn.Module, x: Tensor, y: Tensor, ctx: TrainContext, bs: int = 512
+) -> float:
+    """FGSM accuracy at the threat model (one step of eps, no random start), in eval mode: what
+    a single-step recipe's guard compares with PGD accuracy. Its passes count as the run's."""
+    if len(x) == 0:
+        return float("nan")
+    was = model.training
+    model.eval()
+    lo, hi = ctx.pixel_range
+    eps = ctx.threat.eps
+    correct = []
+    for i in range(0, len(x), bs):
+        xb = x[i : i + bs]
+        xa = native.pgd(model, xb, y[i : i + bs], eps, eps, 1, ctx.threat.norm, lo, hi,
+                        rand_init=False)  # fmt: skip
+        correct.append(_clean_correct(model, xa, y[i : i + bs], bs))
+    model.train(was)
+    return torch.cat(correct).float().mean().item()
 
 
 def _csv(history: list[dict[str, Any]]) -> str:
@@ -182,8 +211,17 @@ def _epoch_row(
         "eps": job.recipe.eps_at(epoch + 1) if job.recipe.adversarial else 0.0,
         "val_clean": val_clean,
         "val_robust": val_robust,
-        "seconds": time.perf_counter() - t0,
     }
+    if job.recipe.watches_fgsm():  # a single-step recipe's guard: FGSM vs PGD (else unchanged)
+        val_fgsm = (
+            validate_fgsm(state.evaluated_model(), job.x_val[:n_val], job.y_val[:n_val], job.ctx)
+            if n_val and job.main
+            else float("nan")
+        )
+        if job.dist is not None:
+            (val_fgsm,) = job.dist.broadcast((val_fgsm,))
+        row["val_fgsm"] = val_fgsm
+    row["seconds"] = time.perf_counter() - t0
     return row | passes.columns()
 
 

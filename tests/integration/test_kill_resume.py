@@ -127,3 +127,41 @@ def test_killed_runs_with_awp_ema_and_free_resume_bitwise(tmp_path):
     assert_same_outputs(out, tmp_path / "ref")  # epochs, results, last.pt and best.pt bitwise
     for d in run_dirs(out).values():
         assert "resumed at epoch 1" in (d / "log.txt").read_text(), d.name
+
+
+GAP_GUARDED = """\
+name: gapkill
+seeds: [0]
+device: cpu
+deterministic: true
+data: {dataset: digits, limit: 300}
+threat: {norm: linf, eps: 0.3}
+models: [{name: mlp, arch: mlp, kwargs: {hidden: [32]}}]
+recipes:
+  - {name: fgsm-rs, kind: fgsm_rs, epochs: 3, optimizer: {lr: 3e-3}, monitor: {n: 64, steps: 3}}
+  - {name: fgsm-zoo, kind: fgsm_augment, ratio: 1.0, overfit_drop: 0.2, overfit_gap: 0.02,
+     epochs: 3, optimizer: {lr: 3e-3}, monitor: {n: 64, steps: 3}}
+attacks:
+  - {name: pgd5, kind: pgd, steps: 5, step_size: eps/4}
+eval: {n: 100, bootstrap: 50, checklist: false}
+"""
+
+
+def test_killed_single_step_runs_with_the_fgsm_monitor_resume_bitwise(tmp_path):
+    """The guard's FGSM monitor (val_fgsm) and its stop decision survive a kill: the rerun's
+    epochs, results and checkpoints equal an uninterrupted run's."""
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(GAP_GUARDED)
+    ref = advrun("run", str(spec), "-o", str(tmp_path / "ref"), "-q", "--no-report")
+    assert ref.returncode == 0, ref.stderr
+    ref_epochs = {n: (d / "epochs.csv").read_text() for n, d in run_dirs(tmp_path / "ref").items()}
+    assert all("val_fgsm" in text.splitlines()[0] for text in ref_epochs.values()), ref_epochs
+    out = tmp_path / "out"
+    args = ("run", str(spec), "-o", str(out), "-q", "--no-report")
+    for attempt in range(2):  # one kill per run, each after its first epoch
+        marker = tmp_path / f"fired-{attempt}"
+        killed = advrun(*args, ADVRUN_FAULT=f"epoch:1@{marker}")
+        assert killed.returncode == -signal.SIGKILL, (attempt, killed.stderr)
+    again = advrun(*args)
+    assert again.returncode == 0 and "Traceback" not in again.stderr, again.stderr
+    assert_same_outputs(out, tmp_path / "ref")

@@ -101,6 +101,8 @@ def test_each_recipe_keeps_its_guardrail_records(experiment, kind, engine):
     status = json.loads((d / "status.json").read_text())
     assert status["state"] == "done"
     epochs = pd.read_csv(d / "epochs.csv")
+    # the single-step recipes' guard (on by default but on fgsm_augment) measures FGSM too
+    watched = ["val_fgsm"] if kind in ("fgsm_rs", "n_fgsm", "grad_align") else []
     assert list(epochs.columns) == [
         "epoch",
         "loss",
@@ -108,10 +110,13 @@ def test_each_recipe_keeps_its_guardrail_records(experiment, kind, engine):
         "eps",
         "val_clean",
         "val_robust",
+        *watched,
         "seconds",
         "forward_passes",
         "backward_passes",
     ]
+    if watched:
+        assert epochs["val_fgsm"].between(0, 1).all()
     assert list(epochs["epoch"]) == [1, 2]
     assert (
         epochs["backward_passes"].is_monotonic_increasing and epochs["backward_passes"].iloc[0] > 0
@@ -258,6 +263,102 @@ def test_the_real_guard_stops_a_collapsing_fgsm_run_through_the_cli(tmp_path, mo
     )
     assert metrics["checkpoint"] == "best" and metrics["best_epoch"] == 2
     assert "restored epoch 2" in (d / "log.txt").read_text()
+
+
+@pytest.mark.parametrize("guard", ["overfit_drop: 0.2", "overfit_drop: 0.2, overfit_gap: null", ""])
+def test_the_fgsm_pgd_gap_stops_single_step_overfitting_through_the_cli(
+    tmp_path, monkeypatch, guard
+):
+    """Single-step overfitting without a fall (Kim et al. 2021): validation PGD accuracy stays
+    flat while FGSM accuracy soars (scripted: epoch 3's FGSM accuracy is 0.37 above PGD's). The
+    guard's gap (default overfit_gap 0.3) stops the run there and the best epoch is evaluated;
+    FGSM accuracy is measured, its passes counted and written (val_fgsm) only where it watches."""
+    import runner.train.loop as loop
+
+    pgd = iter([(0.6, 0.30), (0.7, 0.35), (0.8, 0.33), (0.85, 0.32)])
+    fgsm = iter([0.40, 0.50, 0.70, 0.75])
+    monkeypatch.setattr(loop, "validate", lambda *a, **k: next(pgd))
+    real_fgsm, fgsm_calls = loop.validate_fgsm, []
+
+    def scripted_fgsm(model, x, y, ctx, bs=512):
+        real_fgsm(model, x, y, ctx, bs)  # the real attack runs (and its passes count)
+        fgsm_calls.append(len(x))
+        return next(fgsm)
+
+    monkeypatch.setattr(loop, "validate_fgsm", scripted_fgsm)
+    fields = f", {guard}" if guard else ""
+    rc, d = run_single(
+        tmp_path,
+        f"{{name: r, kind: fgsm_augment, ratio: 1.0{fields}, epochs: 4, "
+        f"{COMMON.replace('epochs: 2, ', '')}}}",
+        "last",
+    )
+    assert rc == 0
+    status = json.loads((d / "status.json").read_text())
+    metrics = json.loads((d / "metrics.json").read_text())
+    epochs = pd.read_csv(d / "epochs.csv")
+    if guard != "overfit_drop: 0.2":  # off, or the gap not watched: no FGSM, all four epochs
+        assert fgsm_calls == [] and "val_fgsm" not in epochs.columns
+        assert status["stopped_early"] is None and len(epochs) == 4
+        assert metrics["checkpoint"] == "last"
+        return
+    assert fgsm_calls == [32, 32, 32]
+    assert list(epochs.val_fgsm) == pytest.approx([0.40, 0.50, 0.70])
+    assert status["stopped_epoch"] == 3 and len(epochs) == 3
+    assert status["stopped_early"] == (
+        "catastrophic overfitting: validation FGSM accuracy 0.700 exceeds PGD accuracy 0.330 by "
+        "0.370 at epoch 3 (more than overfit_gap 0.3)"
+    )
+    assert metrics["checkpoint"] == "best" and metrics["best_epoch"] == 2
+    assert "restored epoch 2" in (d / "log.txt").read_text()
+
+
+def test_fgsm_monitor_passes_are_counted(tmp_path):
+    """The guard's FGSM monitor (one forward and one backward per validation image, plus the
+    forward that scores it) adds to the run's passes; turned off, the passes are as before."""
+    spec = f"{{name: r, kind: fgsm_augment, ratio: 1.0, {COMMON}"
+    (tmp_path / "off").mkdir(), (tmp_path / "on").mkdir()
+    _, off = run_single(tmp_path / "off", spec + ", overfit_drop: 0.2, overfit_gap: null}", "last")
+    _, on = run_single(tmp_path / "on", spec + ", overfit_drop: 0.2, overfit_gap: 0.99}", "last")
+    e_off, e_on = pd.read_csv(off / "epochs.csv"), pd.read_csv(on / "epochs.csv")
+    assert list(e_on.forward_passes - e_off.forward_passes) == [2 * 32, 4 * 32]
+    assert list(e_on.backward_passes - e_off.backward_passes) == [32, 2 * 32]
+    assert list(e_off.columns) == [c for c in e_on.columns if c != "val_fgsm"]
+    same = ["loss", "lr", "val_clean", "val_robust"]  # training untouched by the monitor
+    assert e_on[same].equals(e_off[same]) and e_on.val_fgsm.between(0, 1).all()
+
+
+def test_the_gap_guard_on_every_single_step_recipe():
+    def rows(robust, fgsm):
+        return [
+            {"epoch": i + 1, "val_robust": r, "val_fgsm": f}
+            for i, (r, f) in enumerate(zip(robust, fgsm, strict=True))
+        ]
+
+    for kind, fields in [("fgsm_rs", {"alpha": 0.125}), ("n_fgsm", {"alpha": 0.1}),
+                         ("grad_align", {"alpha": 0.1}), ("fgsm_augment", {"ratio": 1.0})]:  # fmt: skip
+        recipe = RECIPES.load(kind)(_spec(kind, eps=0.1, overfit_drop=0.2, **fields), _ctx())
+        assert recipe.watches_fgsm()
+        assert recipe.should_stop(rows([0.5, 0.5], [0.6, 0.79])) is None  # 0.29: within
+        reason = recipe.should_stop(rows([0.5, 0.5], [0.6, 0.81]))
+        assert "FGSM accuracy 0.810 exceeds PGD accuracy 0.500 by 0.310 at epoch 2" in reason
+        assert "no epoch was ever robust" not in reason
+        first = recipe.should_stop(rows([0.07], [0.45]))  # the collapse from the first epoch
+        assert "epoch 1" in first and "no epoch was ever robust" in first
+        never = recipe.should_stop(rows([0.3, 0.2], [0.65, 0.55]))
+        assert "no epoch was ever robust (the gap exceeded overfit_gap from the first" in never
+        chance = recipe.should_stop(rows([0.05, 0.09, 0.02], [0.1, 0.2, 0.4]))
+        assert "epoch 3" in chance and (
+            "no epoch was ever robust (the best validation PGD accuracy, 0.090 (epoch 2), is at "
+            "most chance (1/10))" in chance
+        )
+        assert recipe.should_stop(rows([0.5], [float("nan")])) is None  # monitor off
+        off = RECIPES.load(kind)(
+            _spec(kind, eps=0.1, overfit_drop=0.2, overfit_gap=None, **fields), _ctx()
+        )
+        assert not off.watches_fgsm() and off.should_stop(rows([0.07], [0.45])) is None
+    assert not RECIPES.load("pgd")(_spec("pgd", eps=0.1), _ctx()).watches_fgsm()
+    assert not RECIPES.load("fgsm_augment")(_spec("fgsm_augment", eps=0.1), _ctx()).watches_fgsm()
 
 
 def history(robust: list[float]) -> list[dict]:
@@ -478,3 +579,39 @@ def test_smooth_adv_attacks_the_smoothed_classifier_within_its_l2_ball():
     model.register_forward_pre_hook(lambda m, args: seen.append(len(args[0])))
     recipe.batch_loss(model, x, y, 0)
     assert seen == [32 * 4] * 5  # 4 attack steps, then the update on the m = 4 noisy copies
+
+
+ZOO_CO = """\
+name: zoo
+seeds: [0]
+device: cpu
+threads: 1
+data: {dataset: digits}
+threat: {norm: linf, eps: 0.3}
+models: [{name: cnn, arch: small_cnn}]
+recipes:
+  - {name: fgsm, kind: fgsm_augment, ratio: 1.0, overfit_drop: 0.2, epochs: 30, batch_size: 128,
+     optimizer: {name: adam, lr: 0.001}, schedule: {name: constant}, monitor: {n: 180, steps: 10}}
+attacks:
+  - {name: pgd10, kind: pgd, steps: 10, step_size: eps/4}
+eval: {bootstrap: 50, checklist: false}
+"""
+
+
+@pytest.mark.slow
+def test_the_gap_stops_real_plain_fgsm_at_eps_03_on_digits(tmp_path):
+    """The bench's co-zoo run (docs/performance.md): plain FGSM at eps 0.3 on digits never has a
+    robust epoch (validation PGD accuracy below 0.1 throughout), so a fall cannot fire; the
+    FGSM-vs-PGD gap does, before the 30 epochs end, and the diagnosis says no epoch was robust."""
+    rc = main(["run", str(write(tmp_path / "spec.yaml", ZOO_CO)), "-o", str(tmp_path / "o"), "-q"])
+    assert rc == 0
+    (d,) = (tmp_path / "o" / "runs").iterdir()
+    status = json.loads((d / "status.json").read_text())
+    epochs = pd.read_csv(d / "epochs.csv")
+    assert 1 <= status["stopped_epoch"] < 30 and len(epochs) == status["stopped_epoch"]
+    reason = status["stopped_early"]
+    assert reason.startswith("catastrophic overfitting: validation FGSM accuracy"), reason
+    assert "more than overfit_gap 0.3" in reason and "no epoch was ever robust" in reason
+    last = epochs.iloc[-1]
+    assert last.val_fgsm - last.val_robust > 0.3 and (epochs.val_robust < 0.1).all()
+    assert json.loads((d / "metrics.json").read_text())["checkpoint"] == "best"

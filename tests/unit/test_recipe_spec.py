@@ -78,6 +78,17 @@ def test_backdoor_mitigation_is_valid_with_a_poisoning_block(write_spec):
             "recipes.2.overfit_drop",
             "validation is off",
         ),
+        ("{name: r, kind: fgsm_rs, overfit_gap: 1.5}", "recipes.2.overfit_gap", "less than or"),
+        (
+            "{name: r, kind: fgsm_augment, overfit_gap: 0.3}",
+            "recipes.2.overfit_gap",
+            "set overfit_drop",
+        ),
+        (
+            "{name: r, kind: n_fgsm, overfit_drop: null, overfit_gap: 0.2}",
+            "recipes.2.overfit_gap",
+            "the catastrophic-overfitting guard, which is off here",
+        ),
         ("{name: r, kind: backdoor_mitigation}", "recipes.2.kind", "add a poisoning: block"),
         ("{name: r, kind: backdoor_mitigation, fraction: 0}", "recipes.2.fraction", "greater"),
         ("{name: r, kind: standard, amp: fp16}", "recipes.2.amp", "'off' or 'bf16'"),
