@@ -25,13 +25,17 @@ For each model, on the same test examples and eps, in one process with ``--threa
    evidence for the escalation rule of bench/ESCALATION.md.
 
 Printed: one table (robust accuracy of each, examples broken only by advrun / only by each
-reference, seconds); written: ``reports/bench_attacks.json`` and ``.md`` (``--report-dir``) and
-``--out``. Models: the three of the bench before issue 17 (``pgd``, ``standard``: advrun's small
-CNN on digits at eps 0.1; ``cifar``: synthetic 32x32x3 at 8/255) and the zoo of
-bench/masked_models.py (third-party-style and masked models built by plain PyTorch loops).
-On a CPU advrun runs the model channels-last; ``--same-layout`` gives torchattacks that layout
-too. ``--art-n N`` adds ART's AutoAttack on the first N examples of ``pgd``; ``--apgd``
-compares native APGD with ART's. Timings are wall clock: compare ratios from the same run.
+reference, seconds); on a randomized model each method's own verdict is one draw per stage, so the
+final inputs are judged again by 101 seeded draws (the same for every method): their expected
+accuracy, and the only-by counts under the majority verdict (an example is broken when its final
+input is misclassified in most draws: a property of the input). Written:
+``reports/bench_attacks.json`` and ``.md`` (``--report-dir``) and ``--out``. Models: the three
+of the bench before issue 17 (``pgd``, ``standard``: advrun's small CNN on digits at eps 0.1;
+``cifar``: synthetic 32x32x3 at 8/255) and the zoo of bench/masked_models.py (third-party-style
+and masked models built by plain PyTorch loops). On a CPU advrun runs the model channels-last;
+``--same-layout`` gives torchattacks that layout too. ``--art-n N`` adds ART's AutoAttack on the
+first N examples of ``pgd``; ``--apgd`` compares native APGD with ART's.
+Timings are wall clock: compare ratios from the same run.
 """
 
 from __future__ import annotations
@@ -71,17 +75,31 @@ def clean_draws(model, x, y, k: int = 20) -> dict[str, float]:
             "ever_wrong": float((ok.min(0).values == 0).float().mean())}  # fmt: skip
 
 
-def rejudged(model, x_adv, y, k: int = 20) -> dict[str, float]:
-    """A randomized model's verdict on final inputs over k draws: the expected accuracy and the
-    accuracy by majority vote (each method's own verdict is one draw per stage)."""
+DRAWS = 101
+"""Forward draws that judge a randomized model's final inputs (odd: a majority has no ties)."""
+
+
+def draws(model, x_adv, y, k: int = DRAWS) -> np.ndarray:
+    """Per example, the fraction of k seeded forward draws that classify ``x_adv`` correctly:
+    a property of the input, where each method's own verdict is one draw per stage. Every
+    method's inputs are judged by the same seeded draws (paired)."""
     torch.manual_seed(1)
     with torch.no_grad():
-        frac = torch.stack([model(x_adv).argmax(1) == y for _ in range(k)]).float().mean(0)
-    return {
-        "draws": k,
-        "expected": float(frac.mean()),
-        "majority": float((frac > 0.5).float().mean()),
-    }
+        ok = torch.stack([model(x_adv).argmax(1) == y for _ in range(k)]).float()
+    return ok.mean(0).cpu().numpy()
+
+
+def rejudged(frac: np.ndarray) -> dict[str, float]:
+    """Expected accuracy and accuracy by majority vote (correct in more than half the draws)."""
+    return {"draws": DRAWS, "expected": float(frac.mean()), "majority": float((frac > 0.5).mean())}
+
+
+def compare_draws(ours: np.ndarray, ref: np.ndarray) -> dict[str, float | int]:
+    """Per example under the majority verdict (broken: misclassified in most draws), and the
+    paired difference of expected accuracy (advrun - reference) with its standard error."""
+    d = ours - ref
+    return {**compare(ours > 0.5, ref > 0.5), "expected_difference": float(d.mean()),
+            "expected_difference_se": float(d.std(ddof=1) / len(d) ** 0.5)}  # fmt: skip
 
 
 def compare(ours: np.ndarray, ref: np.ndarray) -> dict[str, int]:
@@ -187,7 +205,8 @@ def bench_model(which: str, args) -> dict:
     }  # fmt: skip
     if case.randomized:
         r["clean_draws"] = clean_draws(model, x, y)
-        r["advrun"]["rejudged"] = rejudged(model, ours.x_adv, y)
+        ours_draws = draws(model, ours.x_adv, y)
+        r["advrun"]["rejudged"] = rejudged(ours_draws)
     every = ours.correct.copy()
     for name, (res, passes) in ref.items():
         every &= res.correct
@@ -201,8 +220,10 @@ def bench_model(which: str, args) -> dict:
             # the fast suite (before escalation) against this reference
             "only_ref_fast": int((ours.fast_correct & ~res.correct).sum()),
         }  # fmt: skip
-        if case.randomized:
-            r[name]["rejudged"] = rejudged(model, res.x_adv, y)
+        if case.randomized:  # the same comparison by verdicts that are properties of inputs
+            theirs = draws(model, res.x_adv, y)
+            r[name]["rejudged"] = rejudged(theirs)
+            r[name]["majority"] = compare_draws(ours_draws, theirs)
     r["all_methods_robust_accuracy"] = float(every.mean())
     if not args.no_signals:
         s = signals(case, attacks, threat, ours)

@@ -14,8 +14,9 @@ from typing import Any
 REF_LABELS = {"torchattacks": "torchattacks AA", "original": "original AA",
               "original_rand": "original AA rand"}  # fmt: skip
 COLUMNS = ("model", "n", "clean", "advrun fast", "advrun", "TA AA", "orig AA", "orig rand", "all",
-           "only adv/TA", "only adv/orig", "only adv/rand", "fast s", "adv s", "TA s", "orig s",
-           "rand s", "advrun escalated", "escalated (bench probes)")  # fmt: skip
+           "only adv/TA", "only adv/orig", "only adv/rand", "maj. only adv/orig",
+           "maj. only adv/rand", "fast s", "adv s", "TA s", "orig s", "rand s", "advrun escalated",
+           "escalated (bench probes)")  # fmt: skip
 
 
 def _acc(r: dict, key: str) -> str:
@@ -24,6 +25,12 @@ def _acc(r: dict, key: str) -> str:
 
 def _only(r: dict, key: str) -> str:
     return f"{r[key]['only_advrun']}/{r[key]['only_ref']}" if key in r else "-"
+
+
+def _only_majority(r: dict, key: str) -> str:
+    """The only-by counts under the majority verdict (randomized models; '-' elsewhere)."""
+    m = r.get(key, {}).get("majority")
+    return f"{m['only_advrun']}/{m['only_ref']}" if m else "-"
 
 
 def _secs(r: dict, key: str) -> str:
@@ -52,7 +59,8 @@ def row(which: str, r: dict) -> list[str]:
             f"{a['robust_accuracy']:.4f}" if new else "-",
             _acc(r, "torchattacks"), _acc(r, "original"), _acc(r, "original_rand"),
             f"{r['all_methods_robust_accuracy']:.4f}", _only(r, "torchattacks"),
-            _only(r, "original"), _only(r, "original_rand"), f"{fast_s:.1f}", full,
+            _only(r, "original"), _only(r, "original_rand"), _only_majority(r, "original"),
+            _only_majority(r, "original_rand"), f"{fast_s:.1f}", full,
             _secs(r, "torchattacks"), _secs(r, "original"), _secs(r, "original_rand"),
             escalated_words(a), "-" if esc is None else f"{esc:.4f}"]  # fmt: skip
 
@@ -77,6 +85,23 @@ def _counts(d: dict[str, int]) -> str:
     return ", ".join(f"{k} {v}" for k, v in d.items()) or "none"
 
 
+def _majority_lines(r: dict) -> list[str]:
+    """A randomized model's final inputs judged by many seeded draws (the same for every method):
+    expected and majority accuracy, and the only-by counts under the majority verdict."""
+    judged = {k: r[k]["rejudged"] for k in ("advrun", *REF_LABELS) if k in r}
+    k = next(iter(judged.values()))["draws"]
+    out = [f"final inputs judged over {k} draws (expected / majority): " + ", ".join(
+        f"{name} {v['expected']:.4f} / {v['majority']:.4f}" for name, v in judged.items())]  # fmt: skip
+    for key, label in REF_LABELS.items():
+        m = r.get(key, {}).get("majority")
+        if m:
+            out.append(f"  by majority verdict vs {label}: broken only by advrun "
+                       f"{m['only_advrun']}, only by it {m['only_ref']}; expected accuracy "
+                       f"advrun - it {100 * m['expected_difference']:+.2f} pts "
+                       f"(paired SE {100 * m['expected_difference_se']:.2f})")  # fmt: skip
+    return out
+
+
 def model_lines(which: str, r: dict) -> list[str]:
     """What happened on one model, in a few lines."""
     a = r["advrun"]
@@ -98,9 +123,7 @@ def model_lines(which: str, r: dict) -> list[str]:
         d = r["clean_draws"]
         out.append(f"randomized: clean accuracy over {d['draws']} draws {d['mean']:.4f} "
                    f"(sd {d['sd']:.4f}), wrong in at least one draw {d['ever_wrong']:.4f}")  # fmt: skip
-        judged = {k: r[k]["rejudged"] for k in ("advrun", *REF_LABELS) if k in r}
-        out.append("final inputs judged over 20 draws (expected / majority): " + ", ".join(
-            f"{k} {v['expected']:.4f} / {v['majority']:.4f}" for k, v in judged.items()))  # fmt: skip
+        out += _majority_lines(r)
     for key, label in REF_LABELS.items():
         if key not in r:
             continue
@@ -174,7 +197,9 @@ def document(out: dict[str, Any]) -> str:
           "'advrun': with the checklist and the escalation its evidence asked for (runs before "
           "advrun escalated: '-'); 'only adv/X': examples broken only by advrun (escalated "
           "where it ran) / only by X; 'fast s': the fast suite alone; 'adv s': suite + checklist "
-          "+ escalation; seconds wall clock; 'escalated (bench probes)': advrun's worst case "
+          "+ escalation; 'maj. only adv/X' (randomized models): the same counts when an example "
+          "counts as broken if its final input is misclassified in most of 101 seeded draws; "
+          "seconds wall clock; 'escalated (bench probes)': advrun's worst case "
           "after every bench-side escalation probe on its survivors.", "",
           "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]  # fmt: skip
     md += ["| " + " | ".join(x) + " |" for x in rows]
