@@ -7,9 +7,10 @@ accuracy than APGD without EoT, and advrun's ``{kind: autoattack, composition: r
 with the original AutoAttack's rand version (Croce & Hein's code, ``pyautoattack``). On a
 deterministic model EoT must change nothing but the pass count.
 
-Accuracies on a randomized model are random; each comparison is paired per example and its
-tolerance is measured: three standard errors of the mean per-example difference at the test's
-n (360 test examples), printed with the figures.
+Accuracies on a randomized model are random; each comparison is paired per example, judged by
+each final input's expected accuracy over many seeded forward draws (a property of the input,
+where a method's own verdict is one draw), and its tolerance is at least three standard errors of
+the mean per-example difference at the test's n (359 test examples), printed with the figures.
 """
 
 from __future__ import annotations
@@ -196,8 +197,18 @@ def test_eot_apgd_is_stronger_than_apgd_on_a_randomized_model(name):
     assert gap > 3 * se
 
 
-def _original_rand(model: nn.Module, x: Tensor, y: Tensor, seed: int) -> Tensor:
-    """Which examples the original AutoAttack's rand version leaves correct."""
+def _original_rand(
+    model: nn.Module, x: Tensor, y: Tensor, seed: int
+) -> tuple[Tensor, Tensor, Tensor]:
+    """The original AutoAttack's rand version: the inputs it returns, the points its attacks
+    reached, and its own (single-draw) verdicts.
+
+    It returns the clean input for every example its single-draw verdicts never found fooled,
+    and drops the best-loss point its APGD reached there (the first value of
+    ``attack_single_run``, which its ``perturb`` discards); advrun's cascade returns that point.
+    The second tensor puts it back, read from the original's own calls (the attack untouched):
+    each example's point from the last APGD run that attacked it, where the original returned x.
+    """
     pyautoattack = pytest.importorskip(
         "pyautoattack",
         reason="the original AutoAttack is a bench extra: make bench-install "
@@ -205,29 +216,78 @@ def _original_rand(model: nn.Module, x: Tensor, y: Tensor, seed: int) -> Tensor:
     )
     aa = pyautoattack.AutoAttack(model, eps=EPS, norm="Linf", version="rand", seed=seed,
                                  device=x.device)  # fmt: skip
+    runs: list[tuple[Tensor, Tensor, Tensor]] = []  # (inputs, labels, best-loss points) per run
+    single_run = aa.apgd.attack_single_run
+
+    def recorded(xb: Tensor, yb: Tensor, *a, **k):
+        out = single_run(xb, yb, *a, **k)
+        runs.append((xb, yb, out[0].detach()))
+        return out
+
+    aa.apgd.attack_single_run = recorded
     torch.manual_seed(seed)  # the model's noise draws come from the global generator
     x_adv, y_adv = aa.run_standard_evaluation(x, y, batch_size=500)
     assert (x_adv - x).abs().amax() <= EPS + 1e-5
-    return y_adv == y
+    reached = x_adv.clone()
+    returned_x = (x_adv == x).flatten(1).all(1)
+    for xb, yb, best in runs:  # which examples a run attacked: the same input and label
+        same = (xb.flatten(1)[:, None] == x.flatten(1)[None]).all(2) & (yb[:, None] == y[None])
+        row, idx = same.nonzero(as_tuple=True)
+        keep = returned_x[idx]
+        reached[idx[keep]] = best[row[keep]]
+    return x_adv, reached, y_adv == y
+
+
+RAND_SEEDS = {"noise": 14, "dropout": 10}
+"""Seeds averaged per example: each method's outcome on an example varies with its random
+starts and noise draws (per-seed sd of the per-example difference measured 0.196 on noise, 0.160
+on dropout, at n 359), and 1 point must be at least 3 standard errors of the mean difference."""
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["noise", "dropout"])
 def test_rand_composition_agrees_with_the_original_rand_version(name):
-    """Same model, same 360 inputs, the same verdicts: one forward pass on the clean inputs and
-    one on each part's output, an example robust if every verdict classified it correctly (the
-    original's protocol, which :meth:`AutoAttack.cascade` follows)."""
+    """Same model, same 359 test inputs: advrun's ``composition: rand`` and the original's rand
+    version agree within 1 point, 1 point being at least 3 standard errors.
+
+    Each method's own verdicts are one forward draw per stage, noise against noise; here every
+    final input is judged by its expected accuracy over 100 seeded draws (the same draws for
+    both methods), which is a property of the input, averaged per example over the seeds of
+    :data:`RAND_SEEDS`, and the per-example differences give the standard error. Like for like:
+    where the original returned the clean input (never fooled in its draws), the point its
+    attack reached (:func:`_original_rand`); its inputs as returned are printed too."""
     model, x, y = random_model(name)
-    theirs = _original_rand(model, x, y, seed=0)
-    torch.manual_seed(0)
     cfg = AutoAttackSpec(name="aa", kind="autoattack", composition="rand", eps=EPS,
                          norm="linf", batch_size=500)  # fmt: skip
-    x_adv, ours = AutoAttack(cfg).cascade(model, x, y, 0.0, 1.0, torch.Generator().manual_seed(0))
-    assert (x_adv - x).abs().amax() <= EPS + 1e-6
-    diff, se = paired(ours, theirs)
-    print(f"{name}: rand version robust accuracy advrun {ours.float().mean():.4f}, original "
-          f"{theirs.float().mean():.4f}; difference {diff:.4f}, SE {se:.4f}, n {len(y)}")  # fmt: skip
-    # measured: noise 0.423 vs 0.429 (SE 0.031), dropout 0.462 vs 0.485 (SE 0.022); other seeds
-    # gave differences from -7.5 to -1.1 points. The verdicts are random: 3 SE (6-9 points at
-    # n 359) is the tolerance this n affords, not 1 point
-    assert abs(diff) <= max(0.01, 3 * se)
+    per_seed: dict[str, list[Tensor]] = {"advrun": [], "original": [], "returned": [],
+                                         "advrun_verdict": [], "original_verdict": []}  # fmt: skip
+    for seed in range(RAND_SEEDS[name]):
+        returned, reached, theirs = _original_rand(model, x, y, seed)
+        torch.manual_seed(seed)
+        gen = torch.Generator().manual_seed(seed)
+        ours, verdict = AutoAttack(cfg).cascade(model, x, y, 0.0, 1.0, gen)
+        assert (ours - x).abs().amax() <= EPS + 1e-6
+        for key, x_adv in (("advrun", ours), ("original", reached), ("returned", returned)):
+            torch.manual_seed(10_000 + seed)  # the same judging draws for every method
+            per_seed[key].append(expected_correct(model, x_adv, y, passes=100))
+        per_seed["advrun_verdict"].append(verdict.float())
+        per_seed["original_verdict"].append(theirs.float())
+    mean = {k: torch.stack(v).mean(0) for k, v in per_seed.items()}
+    diff, se = paired(mean["advrun"], mean["original"])
+    raw, raw_se = paired(mean["advrun"], mean["returned"])
+    seeds = torch.stack(per_seed["advrun"]).mean(1) - torch.stack(per_seed["original"]).mean(1)
+    print(f"{name}, {len(seeds)} seeds, n {len(y)}: expected accuracy over 100 draws advrun "
+          f"{mean['advrun'].mean():.4f}, original {mean['original'].mean():.4f}; difference "
+          f"{diff:+.4f}, SE {se:.4f} (sd of per-example differences {se * len(y) ** 0.5:.4f}; "
+          f"from the seeds' spread {float(seeds.std()) / len(seeds) ** 0.5:.4f}); the original's "
+          f"inputs as returned {mean['returned'].mean():.4f} ({raw:+.4f}, SE {raw_se:.4f}); "
+          f"single-draw verdicts: advrun {mean['advrun_verdict'].mean():.4f}, original "
+          f"{mean['original_verdict'].mean():.4f}")  # fmt: skip
+    # measured (2026-12-07): noise -0.24 point (SE 0.28; advrun 0.6252, original 0.6276),
+    # dropout -0.28 (SE 0.27; 0.5974, 0.6002): 1 point is 3.6 SE. The inputs the original
+    # returns: 0.7055 and 0.6584 (8.0 and 6.1 points above advrun's). The single-draw verdicts,
+    # averaged over the seeds: 0.4170 / 0.4081 and 0.4621 / 0.4694 (one seed alone: SE 2-3 points).
+    # About 3.5 minutes per model on one thread.
+    assert 3 * se <= 0.01, "the comparison cannot resolve 1 point at this n and seed count"
+    assert abs(diff) <= 0.01
+    assert raw <= 3 * raw_se  # never weaker than the inputs the original returns
