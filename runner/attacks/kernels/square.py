@@ -76,6 +76,8 @@ class SquareSearch:
     ) -> None:
         self.model, self.x, self.y, self.eps = model, x.detach(), y, eps
         self.p_init, self.lo, self.hi, self.gen = p_init, lo, hi, generator
+        if restart_stale and not skip_noop:  # AutoAttack's shared window needs searches in step
+            raise ValueError("restart_stale needs per-example windows (skip_noop=True)")
         self.skip_noop, self.restart_stale = skip_noop, restart_stale
         n, c, h, w = x.shape
         self.shape = (c, h, w)
