@@ -133,3 +133,22 @@ def test_the_pgd_probes_share_one_run_and_equal_separate_runs():
     assert shared[p40] <= shared[p20] and shared[p2r] <= shared[p20]
     # the separate runs cost more: PGD-40 repeats PGD-20's first 20 steps, restart 2 is extra
     assert shared_passes < separate_passes
+
+
+def test_the_pgd_runs_do_not_depend_on_how_often_fooled_examples_leave(monkeypatch):
+    """On an accelerator fooled examples leave the batch every 8 steps (one host sync), on a CPU
+    every step: the first fooling step per example, and so every probe, is the same."""
+    from runner.attacks import native
+    from runner.eval.checklist import Evidence, planned
+
+    model, data = trained()
+    ctx = EvalContext(model, data.x_test, data.y_test, THREAT, 10,
+                      evaluation(batch_size=512, checklist_n=96), log=lambda _: None).first(96)  # fmt: skip
+    every_step = Evidence(ctx, planned=planned(ctx))
+    probes = planned(ctx)
+    first = [every_step[p] for p in probes]
+    monkeypatch.setattr(native, "compact_every", lambda device: 8)
+    every_8 = Evidence(ctx, planned=planned(ctx))
+    assert [every_8[p] for p in probes] == first
+    for key, runs in every_step.runs.items():
+        assert all(torch.equal(a, b) for a, b in zip(runs.at, every_8.runs[key].at, strict=True))
