@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # advrun's GPU check: every GPU claim measured in one run of at most 8 minutes on one GPU.
 #
-#   bash bench/gpu_check.sh [--device cuda|cpu] [--parts 1,...,6] [OUTDIR]
+#   bash bench/gpu_check.sh [--device cuda|cpu] [--parts 1,...,7] [OUTDIR]
 #                                            (defaults: cuda, every part, reports/gpu-check)
 #   make gpu-check                                           (the same, with the machine's python3)
 #
 # Made for a GPU machine that starts bare and reaches no package registry: it uses that machine's
 # own python3 and torch (PYTHON=... picks another interpreter), installs the wheels of .whl/ that
 # `make gpu-wheels` downloaded (ART, Optuna, pydantic, torchattacks, the original AutoAttack...)
-# with --no-deps into a temporary folder put first on PYTHONPATH with this checkout, and runs six
+# with --no-deps into a temporary folder put first on PYTHONPATH with this checkout, and runs seven
 # parts, each under `timeout`; a part that fails or runs out of time is recorded as
 # "skipped: why" (or "partial" with what it measured first) and the others go on:
 #   1 the gpu-marked tests (bench/gpu_parts.py tests)
@@ -17,20 +17,22 @@
 #   4 PGD-10 training throughput, PreAct ResNet-18 and WRN-34-10 (bench/gpu_train.py)
 #   5 advrun run --jobs 2 --jobs-per-gpu 2 vs --jobs 1 on a 4-run spec (bench/gpu_parts.py jobs)
 #   6 torchrun, one process, DDP on nccl (bench/gpu_parts.py torchrun)
+#   7 bench/certify.py: randomized-smoothing certification vs ART's certify (cnn, cifar)
 # --parts reruns only the parts named (3,4...), keeping the others' files already in OUTDIR.
 # Then OUTDIR/gpu-check.json and OUTDIR/gpu-check.md (bench/gpu_report.py): one table, every part
-# a figure or "skipped: why", the four GPU targets met / missed / unmeasured. Each part's output
+# a figure or "skipped: why", the five GPU targets met / missed / unmeasured. Each part's output
 # is in OUTDIR/logs/, its figures in OUTDIR/parts/.
 #
-# Time: on cuda the parts get 70 + 60 + 90 + 160 + 50 + 30 s at most (460 s; sizes chosen for an
-# H100, estimated, never run on one yet) and the whole check stops starting parts at 470 s
-# (GPU_CHECK_TOTAL_S). --device cpu runs the same parts at toy size (minutes on 2 busy cores).
+# Time: on cuda the parts get 60 + 50 + 80 + 135 + 45 + 25 + 45 s at most (440 s; sizes chosen
+# for an H100, estimated, never run on one yet; about 20 s are left for the set-up above) and the
+# whole check stops starting parts at 470 s (GPU_CHECK_TOTAL_S). --device cpu runs the same parts
+# at toy size (minutes on 2 busy cores).
 set -u
 
 DEVICE=cuda
 OUTDIR=reports/gpu-check
-PARTS=1,2,3,4,5,6
-usage() { echo "gpu_check.sh: $1 (usage: [--device cuda|cpu] [--parts 1,...,6] [OUTDIR])" >&2; exit 2; }
+PARTS=1,2,3,4,5,6,7
+usage() { echo "gpu_check.sh: $1 (usage: [--device cuda|cpu] [--parts 1,...,7] [OUTDIR])" >&2; exit 2; }
 while [ $# -gt 0 ]; do
     case "$1" in
         --device|--parts) [ $# -ge 2 ] || usage "$1 needs a value" ;;&
@@ -44,15 +46,17 @@ while [ $# -gt 0 ]; do
     esac
 done
 case "$DEVICE" in
-    cuda) BUDGETS=(70 60 90 160 50 30); TOTAL=${GPU_CHECK_TOTAL_S:-470}
-          RECIPES=(--repeats 2 --threads 0); THREADS=0 ;;
-    cpu)  BUDGETS=(180 180 300 180 420 180); TOTAL=${GPU_CHECK_TOTAL_S:-1500}
+    cuda) BUDGETS=(60 50 80 135 45 25 45); TOTAL=${GPU_CHECK_TOTAL_S:-470}
+          RECIPES=(--repeats 2 --threads 0); THREADS=0
+          CERTIFY=(--n 10000 --examples 6 --batch 4096) ;;
+    cpu)  BUDGETS=(180 180 300 180 420 180 240); TOTAL=${GPU_CHECK_TOTAL_S:-1740}
           RECIPES=(--kinds standard,pgd --repeats 1 --threads 1); THREADS=1
+          CERTIFY=(--n 1000 --examples 2 --batch 1024)
           export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} ;;
     *) echo "gpu_check.sh: --device cuda or cpu, not '$DEVICE'" >&2; exit 2 ;;
 esac
-if ! [[ $PARTS =~ ^[1-6](,[1-6])*$ ]]; then
-    echo "gpu_check.sh: --parts takes part numbers 1 to 6 separated by commas, not '$PARTS'" >&2
+if ! [[ $PARTS =~ ^[1-7](,[1-7])*$ ]]; then
+    echo "gpu_check.sh: --parts takes part numbers 1 to 7 separated by commas, not '$PARTS'" >&2
     exit 2
 fi
 selected() { [[ ",$PARTS," == *",$1,"* ]]; }
@@ -61,7 +65,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 PY=${PYTHON:-python3}
 mkdir -p "$OUTDIR/parts" "$OUTDIR/logs" || exit 2
 OUTDIR=$(cd "$OUTDIR" && pwd)
-for n in 1 2 3 4 5 6; do  # a part rerun starts afresh; the others' files stay
+for n in 1 2 3 4 5 6 7; do  # a part rerun starts afresh; the others' files stay
     selected "$n" && rm -f "$OUTDIR/parts/$n-"* "$OUTDIR/logs/$n-"*
 done
 rm -f "$OUTDIR"/parts/env.json "$OUTDIR"/logs/0-setup.log "$OUTDIR"/gpu-check.json "$OUTDIR"/gpu-check.md
@@ -100,7 +104,8 @@ except Exception as e:  # noqa: BLE001
     env["torch"] = f"not importable: {e}"
 missing = []
 for mod in ("art", "optuna", "pydantic", "multiprocess", "yaml", "jinja2", "pandas", "pyarrow",
-            "sklearn", "scipy", "safetensors", "torchattacks", "pyautoattack", "pytest"):
+            "sklearn", "scipy", "safetensors", "statsmodels", "torchattacks", "pyautoattack",
+            "pytest"):
     try:
         importlib.import_module(mod)
     except Exception as e:  # noqa: BLE001
@@ -138,5 +143,7 @@ run_part 4-training "${BUDGETS[3]}" "$PY" bench/gpu_train.py --device "$DEVICE" 
 run_part 5-jobs "${BUDGETS[4]}" "$PY" bench/gpu_parts.py jobs --device "$DEVICE" --out "$P/5-jobs.json"
 run_part 6-torchrun "${BUDGETS[5]}" "$PY" bench/gpu_parts.py torchrun --device "$DEVICE" \
     --out "$P/6-torchrun.json"
+run_part 7-certify "${BUDGETS[6]}" "$PY" bench/certify.py --device "$DEVICE" --models cnn,cifar \
+    --n0 100 "${CERTIFY[@]}" --art-batch 32 --threads "$THREADS" --out "$P/7-certify.json"
 
 "$PY" bench/gpu_report.py "$OUTDIR" --device "$DEVICE" --seconds $((SECONDS - START))

@@ -6,7 +6,7 @@ bench/gpu_check.sh runs each part under ``timeout`` and leaves, per part KEY, in
 ``KEY.json`` (its figures, written by the part itself, possibly before it was cut short; a
 top-level ``skipped`` says why it could not measure), ``KEY.status`` (``exit seconds budget``)
 or ``KEY.skip`` (why it was not started), and its output in OUTDIR/logs/KEY.log. This turns them
-into ``gpu-check.json`` and ``gpu-check.md``: every part a figure or "skipped: why", and the four
+into ``gpu-check.json`` and ``gpu-check.md``: every part a figure or "skipped: why", and the five
 GPU targets each met, missed or unmeasured. Imports no torch (the environment is read by the
 script before, into OUTDIR/parts/env.json).
 """
@@ -26,6 +26,7 @@ PARTS = {
     "4-training": "PGD-10 training throughput",
     "5-jobs": "--jobs 2 --jobs-per-gpu 2 vs --jobs 1",
     "6-torchrun": "torchrun, one process, DDP",
+    "7-certify": "randomized-smoothing certification vs ART's certify",
 }
 TIMED_OUT = (124, 137)  # timeout's exit code, and SIGKILL after its grace period
 
@@ -146,9 +147,30 @@ def rows_torchrun(f: dict) -> Iterator[tuple[str, str]]:
     )
 
 
+def _same_batch(r: dict) -> float:
+    """advrun's speed-up over ART's certify given advrun's own batch size."""
+    return r["speedup_vs_art"] if r["batch"] == r["art_batch"] else r[
+        f"speedup_vs_art_batch_{r['batch']}"]  # fmt: skip
+
+
+def rows_certify(f: dict) -> Iterator[tuple[str, str]]:
+    for r in f.get("models", []):
+        s = r["s_per_example"]
+        art_b = s["art"] if r["batch"] == r["art_batch"] else s[f"art_batch_{r['batch']}"]
+        acc = r["certified_accuracy_r0"]
+        yield (f"{r['model']} {'x'.join(map(str, r['input']))}, {r['examples']} examples, "
+               f"n0 {r['n0']}, n {r['n']}, sigma {f['sigma']}, batch {r['batch']}",
+               f"s/example: bare {s['bare']:.4f}, advrun {s['advrun']:.4f}, ART (batch "
+               f"{r['art_batch']}) {s['art']:.4f}, ART (batch {r['batch']}) {art_b:.4f}; advrun "
+               f"{r['speedup_vs_art']:.1f}x faster than ART's default, {_same_batch(r):.1f}x at "
+               f"the same batch, {r['advrun_vs_bare']:.2f}x the bare loop; certified@0 advrun "
+               f"{acc['advrun']:.3f}, ART {acc['art']:.3f}")  # fmt: skip
+
+
 ROWS: dict[str, Callable[[dict], Iterator[tuple[str, str]]]] = {
     "1-tests": rows_tests, "2-recipes": rows_recipes, "3-attacks": rows_attacks,
     "4-training": rows_training, "5-jobs": rows_jobs, "6-torchrun": rows_torchrun,
+    "7-certify": rows_certify,
 }  # fmt: skip
 
 
@@ -165,7 +187,7 @@ def _native_over_bare(parts: dict) -> dict[str, float]:
 
 
 def targets(parts: dict, device: str) -> list[dict]:
-    """The four GPU targets, each met / missed / unmeasured (with why)."""
+    """The five GPU targets, each met / missed / unmeasured (with why)."""
     rec = (parts["2-recipes"].get("figures") or {}).get("recipes") or {}
     att = (parts["3-attacks"].get("figures") or {}).get("torchattacks") or {}
     wrn = ((parts["4-training"].get("figures") or {}).get("models") or {}).get("wrn") or {}
@@ -208,6 +230,13 @@ def targets(parts: dict, device: str) -> list[dict]:
         ratio is not None and ratio > 1,
         f"bf16/fp32 throughput {ratio:.2f}x" if ratio else "–",
     )
+    cert = (parts["7-certify"].get("figures") or {}).get("models") or []
+    slowest = min((r["speedup_vs_art"] for r in cert), default=None)
+    add("certification >= 20x faster than ART at the same n (issue 20)",
+        "advrun/ART >= 20 at the same n0, n, alpha, examples (every model of part 7; ART at "
+        "its default batch 32)", "7-certify", slowest, slowest is not None and slowest >= 20,
+        ", ".join(f"{r['model']} {r['speedup_vs_art']:.1f}x ({_same_batch(r):.1f}x at the same "
+                  f"batch {r['batch']}; n {r['n']})" for r in cert) or "–")  # fmt: skip
     return out
 
 

@@ -111,6 +111,11 @@ def fgsm(
 ) -> Tensor:
     """One gradient step of size eps (Goodfellow et al. 2015)."""
     grad, _ = input_grad(model, x, y)
+    return fgsm_step(x, grad, eps, norm, lo, hi)
+
+
+def fgsm_step(x: Tensor, grad: Tensor, eps: float, norm: str, lo: float, hi: float) -> Tensor:
+    """FGSM's point from a loss gradient at x already computed (the checklist shares one)."""
     delta = project(x, _step(grad, eps, norm), eps, norm, lo, hi)
     return (x + delta).detach()
 
@@ -232,3 +237,50 @@ def _settle_restart(model, out, alive, score, idx, final, ys, eot_iter, compare,
     out[idx[take]] = final[take]
     score[idx] = torch.maximum(score[idx], now)
     alive[idx[now >= 1.0]] = False
+
+
+def first_fooled(
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    start: Tensor,
+    eps: float,
+    step_size: float,
+    steps: int,
+    norm: str = "linf",
+    lo: float = 0.0,
+    hi: float = 1.0,
+) -> Tensor:
+    """PGD from ``start`` recording, per example, the first point of its trajectory that the
+    model misclassifies: 0 for the start, k after k steps, ``steps + 1`` where none does.
+
+    An example leaves the batch at that point (early exit), so one run of ``steps`` answers
+    every shorter run from the same start too: PGD-k fools exactly the examples with an index
+    <= k, and the others' trajectories do not depend on who left. The last point costs one
+    forward pass; no other pass is spent on an example already fooled (on a CPU; on an
+    accelerator a fooled example rides along for at most :func:`compact_every` steps).
+    """
+    x = x.detach()
+    at = torch.full((len(x),), steps + 1, dtype=torch.long, device=x.device)
+    idx = torch.arange(len(x), device=x.device)
+    xs, ys, delta = x, y, start.detach()
+    every = compact_every(x.device)
+    for i in range(steps + 1):
+        if i < steps:
+            grad, logits = input_grad(model, xs + delta, ys)
+        else:
+            with torch.no_grad():
+                logits = model(xs + delta)
+        now = (logits.argmax(1) != ys) & (at[idx] > i)
+        at[idx] = torch.where(now, torch.full_like(at[idx], i), at[idx])
+        if i == steps:
+            break
+        if i % every == 0:
+            left = at[idx] > i
+            if not bool(left.all()):  # the loop's one host sync
+                keep = left.nonzero().squeeze(1)
+                idx, xs, ys, delta, grad = idx[keep], xs[keep], ys[keep], delta[keep], grad[keep]
+                if len(idx) == 0:
+                    break
+        delta = project(xs, delta + _step(grad, step_size, norm), eps, norm, lo, hi)
+    return at

@@ -48,9 +48,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--launcher",
-        choices=("local", "ray"),
+        choices=("local", "serial", "jobs", "ray"),
         default="local",
-        help="local (default: this machine; see --jobs) or ray (one Ray task per run)",
+        help="local (default: this machine, serial or jobs by --jobs), serial (this process, "
+        "one run after another), jobs (--jobs processes) or ray (one Ray task per run)",
     )
     g.add_argument(
         "--address",
@@ -145,6 +146,9 @@ def _check_parallel(args: argparse.Namespace) -> None:
         raise AdvrunError(f"--retries {args.retries}: give 0 or more")
     if args.launcher != "ray" and args.address:
         raise AdvrunError("--address joins a Ray cluster; add --launcher ray")
+    if args.launcher == "serial" and args.jobs > 1:
+        raise AdvrunError(f"--launcher serial runs in this process, one run after another; "
+                          f"drop --jobs {args.jobs} or use --launcher jobs")  # fmt: skip
     if args.launcher == "ray" and args.jobs > 1:
         raise AdvrunError(
             "--jobs is for the local launcher; with --launcher ray the cluster's resources "
@@ -158,10 +162,10 @@ def _launcher_name(args: argparse.Namespace) -> str:
     from runner import dist
 
     if dist.under_torchrun():
-        if args.jobs > 1 or args.launcher != "local":
+        if args.jobs > 1 or args.launcher not in ("local", "serial"):
             raise AdvrunError("under torchrun, run without --jobs and --launcher: torchrun's "
                               "ranks are the parallelism")  # fmt: skip
         return "torchrun"
-    if args.launcher == "ray":
-        return "ray"
+    if args.launcher in ("ray", "serial", "jobs"):
+        return args.launcher
     return "jobs" if args.jobs > 1 else "serial"

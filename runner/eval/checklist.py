@@ -16,7 +16,10 @@ spec's suite, so every run gets the same checks:
 
 The checks rest on :class:`Probe` measurements (accuracy under one attack setting), gathered in
 an :class:`Evidence` that measures each probe once, when a check first asks for it, so checks
-share what they measure; a probe is a value, and a larger budget is another probe.
+share what they measure; a probe is a value, and a larger budget is another probe. Probes share
+passes too: the PGD probes at one setting are one early-exit run (:class:`PGDRuns`: PGD-40
+continues PGD-20, the second restart attacks what the first left), and FGSM and ``gradients``
+read one loss gradient.
 
 The checklist and the suite share evidence: when the suite ran as a cascade with a Square stage
 at the threat model after white-box stages, ``black_box_vs_white_box`` reads that stage's
@@ -33,8 +36,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from runner.attacks import native
 
@@ -115,65 +117,158 @@ def suite_square(suite: Any, attacks: Any, n: int) -> SuiteSquare | None:
 class Evidence:
     """The probes' accuracies on the checklist's examples, each measured once, when first asked
     for (so the order of the checks' requests is the order of the random draws); ``square``:
-    the suite's Square evidence on those examples, when it has some to share."""
+    the suite's Square evidence on those examples, when it has some to share.
 
-    def __init__(self, ctx: EvalContext, square: SuiteSquare | None = None) -> None:
+    Probes share passes: the clean logits, one loss gradient at the clean inputs (FGSM's step and
+    the ``gradients`` check), and one :class:`PGDRuns` per PGD setting (eps, step size, random
+    start) for every probe of ``planned`` at that setting: PGD-20 and PGD-40 are one trajectory,
+    and the second restart attacks only what the first left standing. Every PGD probe stops
+    attacking an example at the first point that fools the model (a point found counts, as in
+    the suite); examples the model misclassifies clean count as broken and are not attacked.
+    """
+
+    def __init__(
+        self, ctx: EvalContext, square: SuiteSquare | None = None, planned: tuple[Probe, ...] = ()
+    ) -> None:
         self.ctx = ctx
         self.accuracy: dict[Probe, float] = {}
         self.square = square
+        self.planned = planned
+        self.runs: dict[tuple[float, float, bool], PGDRuns] = {}
+        self._logits: Tensor | None = None
+        self._grad: Tensor | None = None
 
     def __getitem__(self, probe: Probe) -> float:
         if probe not in self.accuracy:
-            self.accuracy[probe] = self.ctx.accuracy(
-                _MEASURE[probe.kind](self.ctx, probe), self.ctx.y
-            )
+            correct = _MEASURE[probe.kind](self, probe)
+            self.accuracy[probe] = float(correct.float().mean()) if len(correct) else 0.0
         return self.accuracy[probe]
 
+    @property
+    def clean_logits(self) -> Tensor:
+        if self._logits is None:
+            self._logits = self.ctx.logits(self.ctx.x)
+        return self._logits
 
-def _batched(fn, x: Tensor, y: Tensor, bs: int) -> Tensor:
-    return torch.cat([fn(x[i : i + bs], y[i : i + bs]) for i in range(0, len(x), bs)])
+    @property
+    def clean_correct(self) -> Tensor:
+        return self.clean_logits.argmax(1) == self.ctx.y
+
+    @property
+    def loss_grad(self) -> Tensor:
+        """The input gradient of the cross-entropy at the clean inputs, batched on the device."""
+        if self._grad is None:
+            ctx, bs = self.ctx, self.ctx.batch_size
+            self._grad = torch.cat([native.input_grad(ctx.model, ctx.x[i : i + bs],
+                                                      ctx.y[i : i + bs])[0]
+                                    for i in range(0, len(ctx.x), bs)])  # fmt: skip
+        return self._grad
+
+    def correct_at(self, x_adv: Tensor) -> Tensor:
+        """Correct on the clean input and at ``x_adv``."""
+        return self.clean_correct & (self.ctx.logits(x_adv).argmax(1) == self.ctx.y)
 
 
-def _clean(ctx: EvalContext, probe: Probe) -> Tensor:
-    return ctx.x
+def _setting(p: Probe) -> tuple[float, float, bool]:
+    return (p.eps, p.step_size, p.random_start)
 
 
-def _fgsm(ctx: EvalContext, p: Probe) -> Tensor:
+@dataclass
+class PGDRuns:
+    """PGD's restarts at one setting, as the first point of each restart's trajectory that
+    fools the model (``at[q]``: per example, 0 the start, k after k steps; larger: none in the
+    ``steps[q]`` steps run, or not attacked). Restart q > 0 attacked only the examples that no
+    earlier restart fooled within ``floor[q]`` steps; those count as broken for every probe it
+    answers, so a probe (s steps, r restarts) is answered exactly where each of its restarts ran
+    at least s steps and ``floor[q] <= s``."""
+
+    at: list[Tensor]
+    steps: list[int]
+    floor: list[int]
+
+    def answers(self, p: Probe) -> bool:
+        r = p.restarts
+        return r <= len(self.at) and all(
+            self.steps[q] >= p.steps and self.floor[q] <= p.steps for q in range(r)
+        )
+
+    def correct(self, p: Probe) -> Tensor:
+        first = torch.stack(self.at[: p.restarts]).amin(0)
+        return first > p.steps
+
+    @classmethod
+    def run(cls, ev: Evidence, probes: list[Probe]) -> PGDRuns:
+        """The restarts that answer every probe of ``probes`` (one setting), on the clean-correct
+        examples, batched, drawing each restart's random start for the whole batch."""
+        ctx, p0 = ev.ctx, probes[0]
+        (lo, hi), norm, bs = ctx.pixel_range, ctx.threat.norm, ctx.batch_size
+        never = max(p.steps for p in probes) + 1
+        gen = ctx.generator(0)
+        earlier = torch.where(ev.clean_correct, never, 0)
+        at: list[Tensor] = []
+        steps: list[int] = []
+        floor: list[int] = []
+        for q in range(max(p.restarts for p in probes)):
+            need = [p.steps for p in probes if p.restarts > q]
+            todo = earlier > min(need)
+            out = torch.full_like(earlier, never)
+            for i in range(0, len(ctx.x), bs):
+                xb, yb, tb = ctx.x[i : i + bs], ctx.y[i : i + bs], todo[i : i + bs]
+                start = (native.random_start(xb, p0.eps, norm, lo, hi, gen) if p0.random_start
+                         else torch.zeros_like(xb))  # fmt: skip
+                if bool(tb.any()):
+                    out[i : i + bs][tb] = native.first_fooled(
+                        ctx.model, xb[tb], yb[tb], start[tb], p0.eps, p0.step_size, max(need),
+                        norm, lo, hi,
+                    )  # fmt: skip
+            at.append(out if q else torch.minimum(out, earlier))
+            steps.append(max(need))
+            floor.append(min(need) if q else 0)
+            earlier = torch.minimum(earlier, out)
+        return cls(at, steps, floor)
+
+
+def _clean(ev: Evidence, probe: Probe) -> Tensor:
+    return ev.clean_correct
+
+
+def _fgsm(ev: Evidence, p: Probe) -> Tensor:
+    ctx = ev.ctx
     (lo, hi), norm = ctx.pixel_range, ctx.threat.norm
-    return _batched(lambda a, b: native.fgsm(ctx.model, a, b, p.eps, norm, lo, hi),
-                    ctx.x, ctx.y, ctx.batch_size)  # fmt: skip
+    return ev.correct_at(native.fgsm_step(ctx.x, ev.loss_grad, p.eps, norm, lo, hi))
 
 
-def _pgd(ctx: EvalContext, p: Probe) -> Tensor:
-    (lo, hi), norm = ctx.pixel_range, ctx.threat.norm
-    gen = ctx.generator(0)
-    return _batched(
-        lambda xb, yb: native.pgd(ctx.model, xb, yb, p.eps, p.step_size, p.steps, norm, lo, hi,
-                                  p.random_start, p.restarts, generator=gen),
-        ctx.x, ctx.y, ctx.batch_size,
-    )  # fmt: skip
+def _pgd(ev: Evidence, p: Probe) -> Tensor:
+    """From the runs at the probe's setting: run once for every planned probe there."""
+    runs = ev.runs.get(_setting(p))
+    if runs is None or not runs.answers(p):
+        same = [q for q in ev.planned if _setting(q) == _setting(p)]
+        runs = PGDRuns.run(ev, [*same, p])
+        ev.runs.setdefault(_setting(p), runs)
+    return runs.correct(p)
 
 
-def _square(ctx: EvalContext, p: Probe) -> Tensor:
+def _square(ev: Evidence, p: Probe) -> Tensor:
     """Square: advrun's kernel at Linf, ART's attack at L2."""
+    ctx = ev.ctx
     (lo, hi), norm, bs = ctx.pixel_range, ctx.threat.norm, ctx.batch_size
     if norm == "linf":
         from runner.attacks.kernels.square import square_linf
 
         gen = ctx.generator(0)
-        return _batched(
-            lambda a, b: square_linf(ctx.model, a, b, p.eps, p.queries, 0.8, lo, hi, gen),
-            ctx.x, ctx.y, bs,
-        )  # fmt: skip
+        x_adv = torch.cat([square_linf(ctx.model, ctx.x[i : i + bs], ctx.y[i : i + bs], p.eps,
+                                       p.queries, 0.8, lo, hi, gen)
+                           for i in range(0, len(ctx.x), bs)])  # fmt: skip
+        return ev.correct_at(x_adv)
     from runner.attacks.square import SquareAttack
 
     cfg = SquareAttack(name="checklist_square", kind="square", engine="art", eps=p.eps,
                        norm=norm, queries=p.queries, p_init=0.8, restarts=1,
                        batch_size=bs)  # fmt: skip
-    return ctx.attack(cfg, ctx.x, ctx.y)
+    return ev.correct_at(ctx.attack(cfg, ctx.x, ctx.y))
 
 
-_MEASURE: dict[str, Callable[[EvalContext, Probe], Tensor]] = {
+_MEASURE: dict[str, Callable[[Evidence, Probe], Tensor]] = {
     "clean": _clean,
     "fgsm": _fgsm,
     "pgd": _pgd,
@@ -189,19 +284,14 @@ def _grade(passed: bool, warned: bool) -> str:
     return "pass" if passed else "warn" if warned else "fail"
 
 
-def gradient_stats(model: nn.Module, x: Tensor, y: Tensor, bs: int) -> dict[str, float]:
+def gradient_stats(grad: Tensor) -> dict[str, float]:
     """Fractions of examples whose input gradient of the loss is all zero / not finite."""
-    zero = bad = 0
-    for i in range(0, len(x), bs):
-        xb = x[i : i + bs].detach().requires_grad_(True)
-        loss = F.cross_entropy(model(xb), y[i : i + bs], reduction="sum")
-        (g,) = torch.autograd.grad(loss, xb)
-        g = g.flatten(1)
-        finite = torch.isfinite(g).all(1)
-        bad += int((~finite).sum())
-        zero += int((finite & (g.abs().amax(1) == 0)).sum())
-    n = max(len(x), 1)
-    return {"zero_fraction": zero / n, "nonfinite_fraction": bad / n, "n": float(len(x))}
+    g = grad.flatten(1)
+    finite = torch.isfinite(g).all(1)
+    bad = int((~finite).sum())
+    zero = int((finite & (g.abs().amax(1) == 0)).sum())
+    n = max(len(g), 1)
+    return {"zero_fraction": zero / n, "nonfinite_fraction": bad / n, "n": float(len(g))}
 
 
 # -- the checks, in the order they run (and so draw random numbers) --------------------------
@@ -226,10 +316,21 @@ def iterative_vs_single_step(ctx: EvalContext, ev: Evidence) -> dict[str, Any]:
     )  # fmt: skip
 
 
-def large_eps(ctx: EvalContext, ev: Evidence) -> dict[str, Any]:
+def _large(ctx: EvalContext) -> Probe:
+    """PGD-50 without random start at an eps that reaches any image (Linf: the pixel range)."""
     lo, hi = ctx.pixel_range
     big = (hi - lo) if ctx.threat.norm == "linf" else (hi - lo) * math.sqrt(ctx.x[0].numel())
-    large = ev[pgd_probe(big, 50, 2.5 * big / 50, random_start=False)]
+    return pgd_probe(big, 50, 2.5 * big / 50, random_start=False)
+
+
+def planned(ctx: EvalContext) -> tuple[Probe, ...]:
+    """The PGD probes the checks ask for (measured together, setting by setting)."""
+    return (*_step20(ctx)[2:], _large(ctx))
+
+
+def large_eps(ctx: EvalContext, ev: Evidence) -> dict[str, Any]:
+    big_p = _large(ctx)
+    big, large = big_p.eps, ev[big_p]
     chance = 1.0 / ctx.num_classes
     return _item(
         "large_eps",
@@ -286,7 +387,7 @@ def _black_box_from_suite(sq: SuiteSquare) -> dict[str, Any]:
 
 
 def gradients(ctx: EvalContext, ev: Evidence) -> dict[str, Any]:
-    g = gradient_stats(ctx.model, ctx.x, ctx.y, ctx.batch_size)
+    g = gradient_stats(ev.loss_grad)
     zero, bad = g["zero_fraction"], g["nonfinite_fraction"]
     return _item(
         "gradients",
@@ -316,7 +417,7 @@ def _randomness(same: bool, same_pred: bool) -> str:
 
 
 def deterministic(ctx: EvalContext, ev: Evidence) -> dict[str, Any]:
-    a, b = ctx.logits(ctx.x), ctx.logits(ctx.x)
+    a, b = ev.clean_logits, ctx.logits(ctx.x)  # the second pass of the same inputs
     diff = float((a - b).abs().max()) if len(a) else 0.0
     same_pred = bool((a.argmax(1) == b.argmax(1)).all()) if len(a) else True
     scale = float(a.abs().max()) if len(a) else 1.0
@@ -350,7 +451,7 @@ def run_checklist(
     n = ctx.settings.checklist_n
     square = suite_square(suite, ctx.attacks, n) if suite is not None else None
     ctx = ctx.first(n)
-    ev = evidence if evidence is not None else Evidence(ctx, square)
+    ev = evidence if evidence is not None else Evidence(ctx, square, planned(ctx))
     out = [check(ctx, ev) for check in CHECKS]
     for item in out:
         ctx.log(f"checklist {item['check']}: {item['status']} ({item['detail']})")

@@ -21,9 +21,16 @@ Ladders (each rung attacks the worst case's survivors, seeded by its position):
   model (the checklist's ``deterministic`` failed) the original AutoAttack's rand version
   instead: APGD-CE and APGD-DLR, 100 steps, each step's gradient averaged over 20 passes (EoT).
 
-Square is random: a Square rung of 5,000 queries or more that breaks nothing new is drawn once more
-with a new seed at the same budget (``square_5000_draw2``; at most ``max_restarts`` draws) before the
-ladder settles there; if the new draw breaks examples, the ladder climbs on.
+The Square ladder is one search, continued (native Linf): ``square_5000`` goes on from where
+``square_1000`` left each survivor (its lowest-margin point, its place in the p schedule) for 4,000
+more queries, instead of starting from fresh stripes again, so a survivor that reaches 10,000 has
+cost 10,000 queries, not 16,000. Within it a proposal that would not change the image gets a new
+sign (the authors' own code), and a survivor stuck at a local minimum (no gain over 4 x as many
+queries as there are proposals of the final window size) spends its remaining queries on a fresh
+search (:class:`runner.attacks.kernels.square.SquareSearch`): that is where the second draw of a
+random attack helps, on small images, at no extra budget. A rung's budget words say what ran (the
+search it continues, how many stuck searches restarted). With the ART engine (L2) each rung is a
+fresh Square run.
 
 A ladder stops after the first rung that breaks nothing new (the evaluation *settled* there); a
 ladder whose last rung still broke examples ran into its cap (*not settled*: the model card then
@@ -45,12 +52,15 @@ import numpy as np
 import pandas as pd
 import torch
 
-from runner.eval.cascade import Clean, Stage, SuiteResult, WorstCase, _frame, _numpy
-from runner.eval.common import fast_layout
+from runner.eval.cascade import Clean, Outcome, Stage, SuiteResult, WorstCase, _frame, _numpy
+from runner.eval.common import fast_layout, margins, perturbation_norm
 from runner.passes import PassCounter
 from runner.store.records import EscalationRecord, EscalationRung
 
 if TYPE_CHECKING:
+    from torch import Tensor
+
+    from runner.attacks.kernels.square import SquareSearch
     from runner.eval.context import EvalContext
     from runner.spec.attacks import AttackBase
 
@@ -66,8 +76,6 @@ CHECK_LADDERS = {
     "deterministic": (WHITE_BOX,),
 }
 SEED_OFFSET = 1000  # rung k is seeded ctx.seed + 1000 + k: apart from the suite's stages
-SQUARE_REDRAW_QUERIES = 5000  # a Square rung this large that broke nothing is drawn again
-SQUARE_DRAWS = 2  # draws at such a budget before the ladder settles (bounded by max_restarts)
 
 
 @dataclass(frozen=True)
@@ -242,39 +250,17 @@ class _Climb:
         self.settled = True
         self.attacks: list[AttackBase] = []
         self.counter = PassCounter(ctx.model)
+        self.square = _ContinuedSquare(ctx)
 
     def ladder(self, ladder: str, rungs: list[Rung]) -> None:
         reasons = [s.reason for s in self.signals if s.ladder == ladder]
         for rung in rungs:
-            for draw in range(1, self._draws(rung) + 1):
-                if not bool(self.worst.alive.any()):
-                    return  # nothing left to break: settled
-                broken = self._rung(rung if draw == 1 else self._redraw(rung, draw), reasons)
-                if broken:
-                    break  # this budget still breaks examples: the next rung
-            else:
-                return  # every draw at this budget broke nothing new: settled
+            if not bool(self.worst.alive.any()):
+                return  # nothing left to break: settled
+            if not self._rung(rung, reasons):
+                return  # this budget broke nothing new: settled
         # the cap: the last rung still broke examples (or no larger budget was left to try)
         self.settled = False
-
-    def _draws(self, rung: Rung) -> int:
-        """Square is random: at ``SQUARE_REDRAW_QUERIES`` or more, a rung that breaks nothing is
-        drawn again with a new seed (up to ``max_restarts`` draws, at most 2) before the ladder
-        settles there; one draw of 5,000 queries that broke nothing left an example to the
-        original AutoAttack's own Square 5,000 on the quantized bench model."""
-        queries = getattr(rung.attack, "queries", 0)
-        if rung.ladder != SQUARE or queries < SQUARE_REDRAW_QUERIES:
-            return 1
-        return max(1, min(SQUARE_DRAWS, self.ctx.settings.escalation.max_restarts))
-
-    def _redraw(self, rung: Rung, draw: int) -> Rung:
-        """The same budget again under a new seed (every rung is seeded by its position)."""
-        name = f"{rung.attack.name}_draw{draw}"
-        while name in self.taken:
-            name += "_escalated"
-        self.taken.add(name)
-        return Rung(rung.ladder, rung.attack.model_copy(update={"name": name}),
-                    f"{rung.budget}, draw {draw} (new seed)")  # fmt: skip
 
     def _rung(self, rung: Rung, reasons: list[str]) -> int:
         ctx, w = self.ctx, self.worst
@@ -282,8 +268,10 @@ class _Climb:
         stage = Stage(SEED_OFFSET + k, rung.attack, "cascade")
         idx = w.alive.nonzero().squeeze(1)
         t0 = time.perf_counter()
-        classifier = ctx.art_classifier([rung.attack])
-        out = stage.run(ctx, idx, self.clean, classifier, self.counter)
+        if self.square.covers(rung):
+            out, rung = self.square.run(rung, idx, SEED_OFFSET + k, self.counter)
+        else:
+            out = stage.run(ctx, idx, self.clean, ctx.art_classifier([rung.attack]), self.counter)
         name = rung.attack.name
         broken = w.absorb(name, out)
         attacked = torch.zeros(len(ctx.y), dtype=torch.bool, device=ctx.y.device)
@@ -323,3 +311,66 @@ class _Climb:
             broken=sum(r.broken for r in rungs),
         )
         return Escalated(SuiteResult(examples, self.info, at_threat), self.attacks, record)
+
+
+class _ContinuedSquare:
+    """The Square ladder's one search (native Linf), continued by each rung on the survivors."""
+
+    def __init__(self, ctx: EvalContext) -> None:
+        self.ctx = ctx
+        self.idx: Tensor | None = None  # the examples the search covers (the first rung's)
+        self.parts: list[SquareSearch] = []  # one per batch of them
+        self.last: tuple[str, int] | None = None  # the rung run last: its name and queries
+
+    def covers(self, rung: Rung) -> bool:
+        a = rung.attack
+        return rung.ladder == SQUARE and a.engine == "native" and a.norm == "linf"
+
+    def _start(self, a: AttackBase, idx: Tensor, seed_index: int) -> None:
+        from runner.attacks.kernels.square import SquareSearch
+
+        ctx, bs = self.ctx, a.batch_size
+        lo, hi = ctx.pixel_range
+        gen = ctx.generator(seed_index)
+        self.idx = idx
+        self.parts = [SquareSearch(ctx.model, ctx.x[idx[i : i + bs]], ctx.y[idx[i : i + bs]],
+                                   a.eps, a.p_init, lo, hi, gen, skip_noop=True,
+                                   restart_stale=True)
+                      for i in range(0, len(idx), bs)]  # fmt: skip
+
+    def run(self, rung: Rung, idx: Tensor, seed_index: int, counter) -> tuple[Outcome, Rung]:
+        """Continue the search to the rung's queries on examples ``idx`` (survivors only shrink,
+        so they are among the first rung's); the rung returned carries the budget in words."""
+        from runner.attacks.runner import _check_threat
+
+        ctx, a = self.ctx, rung.attack
+        if self.idx is None:
+            self._start(a, idx, seed_index)
+        assert self.idx is not None
+        f0, b0 = counter.forward, counter.backward
+        restarts0 = self._restarts()
+        pos = torch.searchsorted(self.idx, idx)  # both ascending
+        bs = a.batch_size
+        for i, part in enumerate(self.parts):
+            local = pos[(pos >= i * bs) & (pos < (i + 1) * bs)] - i * bs
+            if len(local):
+                part.run(a.queries, local)
+        x_adv = torch.cat([part.best for part in self.parts])[pos] if len(pos) else ctx.x[idx]
+        passes = {"forward_passes": counter.forward - f0, "backward_passes": counter.backward - b0}
+        x, y = ctx.x[idx], ctx.y[idx]
+        _check_threat(x, x_adv, a, *ctx.pixel_range)
+        logits = ctx.logits(x_adv)
+        out = Outcome(idx, y, logits.argmax(1), margins(logits, y),
+                      perturbation_norm(x, x_adv, a.norm), passes)  # fmt: skip
+        budget = rung.budget
+        if self.last is not None:
+            name, q = self.last
+            budget += f", continuing {name}'s search (+{a.queries - q} a survivor)"
+        restarted = self._restarts() - restarts0
+        if restarted:
+            budget += f"; {restarted} stuck search(es) restarted fresh"
+        self.last = (a.name, a.queries)
+        return out, Rung(rung.ladder, a, budget)
+
+    def _restarts(self) -> int:
+        return sum(int(p.searches.sum()) - len(p.x) for p in self.parts)

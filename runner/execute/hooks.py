@@ -58,7 +58,7 @@ class Hooks:
 
 # a key of Options.tracking -> "module:factory"; the factory takes (its settings, opts) and
 # returns a RunHooks. Imported only when the key is present (the engines are optional extras).
-INTEGRATIONS: dict[str, str] = {"mlflow": "runner.track.mlflow:make_hooks"}
+INTEGRATIONS: dict[str, str] = {"mlflow": "runner.track.hooks:make_hooks"}
 
 
 def hooks_for(opts: Options) -> Hooks:

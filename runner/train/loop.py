@@ -110,12 +110,15 @@ def validate_fgsm(
 
 
 def _csv(history: list[dict[str, Any]]) -> str:
-    cols = list(history[0])
-    lines = [",".join(cols)] + [
-        ",".join(f"{r[c]:.6g}" if isinstance(r[c], float) else str(r[c]) for c in cols)
-        for r in history
-    ]
+    """Every column any epoch has, in first-seen order; a cell an epoch lacks is empty (a run
+    resumed by a newer advrun logs columns its first epochs did not have, e.g. val_fgsm)."""
+    cols = list(dict.fromkeys(c for r in history for c in r))
+    lines = [",".join(cols)] + [",".join(_cell(r.get(c, "")) for c in cols) for r in history]
     return "\n".join(lines) + "\n"
+
+
+def _cell(v: Any) -> str:
+    return f"{v:.6g}" if isinstance(v, float) else str(v)
 
 
 def score_of(row: dict[str, Any], n_val: int, adversarial: bool) -> tuple[float, float]:

@@ -102,3 +102,53 @@ def test_randomised_model_is_not_deterministic():
     # the message says what to do: attacks with expectation over transformation
     detail = got["deterministic"]["detail"]
     assert "eot_iter: 20" in detail and "composition: rand" in detail, detail
+
+
+def test_the_pgd_probes_share_one_run_and_equal_separate_runs():
+    """PGD-20, PGD-40 and PGD-20 x 2 restarts come from one run (PGD-40 continues PGD-20's
+    trajectory, restart 2 attacks what restart 1 left standing): on the clean-correct examples
+    their verdicts equal those of separate early-exit PGD runs from the same random starts,
+    exactly, for fewer passes than the separate runs."""
+    from runner.attacks import native
+    from runner.eval.checklist import Evidence, _step20, planned
+    from runner.passes import PassCounter
+
+    model, data = trained()
+    ctx = EvalContext(model, data.x_test, data.y_test, THREAT, 10,
+                      evaluation(batch_size=512, checklist_n=128), log=lambda _: None).first(128)  # fmt: skip
+    _, _, p20, p40, p2r = _step20(ctx)
+    counter = PassCounter(model)
+    ev = Evidence(ctx, planned=planned(ctx))
+    shared = {p: ev[p] for p in (p20, p40, p2r)}
+    shared_passes = counter.forward + counter.backward
+    ok = ev.clean_correct
+    for p in (p20, p40, p2r):
+        x_adv = native.pgd(model, ctx.x, ctx.y, p.eps, p.step_size, p.steps, "linf", 0.0, 1.0,
+                           True, p.restarts, generator=ctx.generator(0), early_exit=True)  # fmt: skip
+        separate = ok & (model(x_adv).argmax(1) == ctx.y)
+        assert torch.equal(ev.runs[(p.eps, p.step_size, True)].correct(p) & ok, separate), p
+        assert shared[p] == pytest.approx(float(separate.float().mean()))
+    separate_passes = counter.forward + counter.backward - shared_passes
+    counter.close()
+    assert shared[p40] <= shared[p20] and shared[p2r] <= shared[p20]
+    # the separate runs cost more: PGD-40 repeats PGD-20's first 20 steps, restart 2 is extra
+    assert shared_passes < separate_passes
+
+
+def test_the_pgd_runs_do_not_depend_on_how_often_fooled_examples_leave(monkeypatch):
+    """On an accelerator fooled examples leave the batch every 8 steps (one host sync), on a CPU
+    every step: the first fooling step per example, and so every probe, is the same."""
+    from runner.attacks import native
+    from runner.eval.checklist import Evidence, planned
+
+    model, data = trained()
+    ctx = EvalContext(model, data.x_test, data.y_test, THREAT, 10,
+                      evaluation(batch_size=512, checklist_n=96), log=lambda _: None).first(96)  # fmt: skip
+    every_step = Evidence(ctx, planned=planned(ctx))
+    probes = planned(ctx)
+    first = [every_step[p] for p in probes]
+    monkeypatch.setattr(native, "compact_every", lambda device: 8)
+    every_8 = Evidence(ctx, planned=planned(ctx))
+    assert [every_8[p] for p in probes] == first
+    for key, runs in every_step.runs.items():
+        assert all(torch.equal(a, b) for a, b in zip(runs.at, every_8.runs[key].at, strict=True))

@@ -106,6 +106,28 @@ def test_square_breaking_what_white_box_missed_escalates_and_breaks_more():
     assert np.array_equal(w["broken_by"].to_numpy()[hit], wf["broken_by"].to_numpy()[hit])
 
 
+def test_a_larger_square_rung_continues_the_search_of_the_one_before():
+    """With a cap of 2,000 queries the ladder is 1,000 -> 2,000: the second rung goes on from
+    the first rung's points on its survivors (1,000 more queries each, not 2,000 from fresh
+    stripes), and the first rung is exactly the one a cap of 1,000 runs (same seed, same search)."""
+    model, _ = trained()
+    ev = _evaluate(Quantized(model).eval(), FAST, True, max_queries=2000)
+    first, second = ev.escalation.rungs
+    alone = masked(True).escalation.rungs[0]
+    assert first.model_dump(exclude={"seconds"}) == alone.model_dump(exclude={"seconds"})
+    assert first.broken > 0  # so the ladder climbed
+    assert (second.attack, second.ladder) == ("square_2000", "square")
+    assert second.budget.startswith(
+        "2000 queries, continuing square_1000's search (+1000 a survivor)"
+    )
+    assert second.attacked == first.attacked - first.broken
+    assert 0 < second.forward_passes <= 1000 * second.attacked
+    assert second.backward_passes == 0
+    rows = _rows(ev)
+    assert round(rows["worst_case"]["accuracy"] * N) == second.attacked - second.broken
+    assert ev.escalation.settled == (second.broken == 0)
+
+
 def test_escalation_is_recorded_in_metrics_and_survives_a_round_trip():
     rec = masked(True).escalation
     m = RunMetrics(run_id="r", slug="s", eval_hash="h", model="m", arch="a", recipe="audit",
@@ -196,7 +218,7 @@ def test_a_random_model_climbs_the_white_box_ladder_with_eot():
     assert all(rows[r.attack]["scope"] == "cascade" for r in white)
 
 
-def _script(max_restarts: int, queries: list[int], broken: list[int]):
+def _script(queries: list[int], broken: list[int]):
     """A Square ladder over ``queries`` whose rungs break ``broken`` in turn (no model runs):
     the names and budgets of the rungs climbed, and whether it settled."""
     from types import SimpleNamespace
@@ -204,10 +226,7 @@ def _script(max_restarts: int, queries: list[int], broken: list[int]):
     from runner.eval import escalation as esc
 
     climb = esc._Climb.__new__(esc._Climb)
-    climb.ctx = SimpleNamespace(settings=SimpleNamespace(
-        escalation=SimpleNamespace(max_restarts=max_restarts)))  # fmt: skip
     climb.signals, climb.settled = [], True
-    climb.taken = {"square"} | {f"square_{q}" for q in queries}
     climb.worst = SimpleNamespace(alive=torch.ones(4, dtype=torch.bool))
     ran, left = [], list(broken)
 
@@ -220,24 +239,58 @@ def _script(max_restarts: int, queries: list[int], broken: list[int]):
              for q in queries]  # fmt: skip
     climb.ladder(esc.SQUARE, rungs)
     assert not left, "every scripted rung ran"
-    return ran, climb.settled
+    return [n for n, _ in ran], climb.settled
 
 
-def test_a_square_rung_of_5000_queries_that_breaks_nothing_is_drawn_again_before_settling():
-    ran, settled = _script(5, [1000, 5000, 10000], [3, 0, 0])
-    assert ran == [("square_1000", "1000 queries"), ("square_5000", "5000 queries"),
-                   ("square_5000_draw2", "5000 queries, draw 2 (new seed)")]  # fmt: skip
-    assert settled
-    # the new draw broke examples: the ladder climbs on, and 10,000 is drawn twice as well
-    ran, settled = _script(5, [5000, 10000], [0, 2, 0, 0])
-    assert [n for n, _ in ran] == ["square_5000", "square_5000_draw2", "square_10000",
-                                   "square_10000_draw2"]  # fmt: skip
-    assert settled
-    # below 5,000 queries one draw settles; max_restarts 1 allows one draw at any budget
-    assert _script(5, [1000, 5000], [0]) == ([("square_1000", "1000 queries")], True)
-    assert _script(1, [5000, 10000], [0])[0] == [("square_5000", "5000 queries")]
-    # the cap's second draw still broke examples: not settled
-    assert _script(5, [5000], [0, 1])[1] is False
+def test_the_square_ladder_settles_at_its_first_rung_that_breaks_nothing():
+    """One rung per budget (no second draw: the continued search restarts stuck examples
+    itself); a rung that still breaks examples climbs on; the cap's rung breaking: not settled."""
+    assert _script([1000, 5000, 10000], [3, 0]) == (["square_1000", "square_5000"], True)
+    assert _script([1000, 5000, 10000], [0]) == (["square_1000"], True)
+    assert _script([1000, 5000, 10000], [3, 1, 2]) == (
+        ["square_1000", "square_5000", "square_10000"], False)  # fmt: skip
+
+
+class _Flat(nn.Module):
+    """Logits that ignore the input (no proposal ever gains), recording every input queried."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[torch.Tensor] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.seen.append(x.clone())
+        return torch.tensor([[1.0, 0.0]]).repeat(len(x), 1)
+
+
+def test_square_search_restarts_a_stuck_search_and_never_wastes_a_query_on_an_unchanged_image():
+    """8 x 8 grey images: windows are one pixel from query 1,000 on (final_it 1000), 2 x 64
+    proposals of that size, so a search that gained nothing for 4 x 128 = 512 queries after that
+    starts afresh; the budget per example is exact across continued runs."""
+    from runner.attacks.kernels.square import SquareSearch
+
+    x = torch.rand(3, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    y = torch.zeros(3, dtype=torch.long)
+    model = _Flat()
+    s = SquareSearch(model, x, y, 0.1, generator=torch.Generator().manual_seed(1),
+                     skip_noop=True, restart_stale=True)  # fmt: skip
+    assert (s.final_it, s.patience) == (1000, 512)
+    s.run(1000)
+    assert s.queries.tolist() == [1000] * 3 and s.searches.tolist() == [1] * 3
+    # a search is stuck once past query 1000 of its schedule with 512 queries gained nothing
+    # (here from the start): it restarts after 1,002 queries (stripes + 1,001 proposals)
+    s.run(4000)
+    assert s.queries.tolist() == [4000] * 3
+    assert s.searches.tolist() == [4] * 3
+    # every proposal of the first search changed its current image (its stripes: none gained)
+    assert len(model.seen) == 4000  # one pass a query for all three, restarts included
+    assert not any(torch.equal(q, model.seen[0]) for q in model.seen[1:1002])
+    # AutoAttack's own search (no skip, no restart) wastes about half its one-pixel proposals
+    # (its last 498 proposals x 3 examples; binomial SE 19 of 1,494, the bounds 15 SE apart)
+    plain = _Flat()
+    SquareSearch(plain, x, y, 0.1, generator=torch.Generator().manual_seed(1)).run(1500)
+    same = sum(int((q == plain.seen[0]).flatten(1).all(1).sum()) for q in plain.seen[1002:])
+    assert 0.3 * 1494 < same < 0.7 * 1494
 
 
 def test_the_checklist_reads_the_suites_square_stage_instead_of_running_its_own():

@@ -1,6 +1,7 @@
-"""`bench/gpu_check.sh --device cpu`: the GPU check's six parts at toy size, end to end (slow). Every
-part produced a figure or a "skipped: why", and the one JSON and one markdown table are written.
-Fast: the script's refusals, a part it has no time left for, and --parts keeping the others."""
+"""`bench/gpu_check.sh --device cpu`: the GPU check's seven parts at toy size, end to end (slow).
+Every part produced a figure or a "skipped: why", and the one JSON and one markdown table are
+written. Fast: the script's refusals, a part it has no time left for, --parts keeping the others,
+and bench/certify.py's refusal of a missing CUDA and its skip when ART's certify cannot import."""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ def check(tmp_path_factory):
     out = tmp_path_factory.mktemp("gpu-check")
     env = dict(os.environ, PYTHON=sys.executable, OMP_NUM_THREADS="1")
     r = subprocess.run(["bash", str(ROOT / "bench" / "gpu_check.sh"), "--device", "cpu", str(out)],
-                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800)  # fmt: skip
+                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=2100)  # fmt: skip
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     return out, json.loads((out / "gpu-check.json").read_text())
 
@@ -34,7 +35,7 @@ def check(tmp_path_factory):
 def test_every_part_gives_a_figure_or_says_why_it_was_skipped(check):
     out, data = check
     assert set(data["parts"]) == {"1-tests", "2-recipes", "3-attacks", "4-training", "5-jobs",
-                                  "6-torchrun"}  # fmt: skip
+                                  "6-torchrun", "7-certify"}  # fmt: skip
     for key, part in data["parts"].items():
         assert part["status"] in ("ok", "skipped"), (key, part["status"], part.get("why"))
         if part["status"] == "skipped":
@@ -43,7 +44,7 @@ def test_every_part_gives_a_figure_or_says_why_it_was_skipped(check):
     tests = data["parts"]["1-tests"]
     assert tests["status"] == "skipped" and tests["why"].startswith("no CUDA here")
     assert tests["figures"]["skipped_tests"] >= 1 and tests["figures"]["passed"] == 0
-    for key in ("2-recipes", "3-attacks", "4-training", "5-jobs", "6-torchrun"):
+    for key in ("2-recipes", "3-attacks", "4-training", "5-jobs", "6-torchrun", "7-certify"):
         assert data["parts"][key]["status"] == "ok", (key, data["parts"][key].get("why"))
 
 
@@ -65,6 +66,21 @@ def test_the_figures_are_those_of_each_part(check):
         assert all(c["img_per_s"] > 0 and c["peak_mib"] is None for c in model["configs"].values())
     assert f["5-jobs"]["same_results"] is True  # deterministic: --jobs 2 changes no number
     assert f["6-torchrun"]["backend"] == "gloo" and f["6-torchrun"]["world_size"] == 1
+    cert = f["7-certify"]  # the certification bench at toy size, same n for advrun and ART
+    assert cert["device"] == "cpu" and [r["model"] for r in cert["models"]] == ["cnn", "cifar"]
+    for r in cert["models"]:
+        assert (r["n0"], r["n"], r["examples"], r["batch"], r["art_batch"]) == (
+            100,
+            1000,
+            2,
+            1024,
+            32,
+        )
+        assert all(v > 0 for v in r["s_per_example"].values()), r
+        assert r["speedup_vs_art"] == pytest.approx(
+            r["s_per_example"]["art"] / r["s_per_example"]["advrun"]
+        )
+        assert 0 <= r["certified_accuracy_r0"]["advrun"] <= 1
 
 
 @pytest.mark.slow
@@ -73,8 +89,11 @@ def test_the_table_names_every_part_and_leaves_the_gpu_targets_unmeasured(check)
     md = (out / "gpu-check.md").read_text()
     for key in data["parts"]:
         assert f"| {key[0]} " in md, key
-    assert [t["verdict"] for t in data["targets"]] == ["unmeasured"] * 4
-    assert md.count("**unmeasured** (toy size on cpu: the targets are GPU claims)") == 4
+    assert [t["verdict"] for t in data["targets"]] == ["unmeasured"] * 5
+    assert md.count("**unmeasured** (toy size on cpu: the targets are GPU claims)") == 5
+    row = next(ln for ln in md.splitlines() if "faster than ART at the same n (issue 20)" in ln)
+    assert row.startswith("| target | certification >= 20x faster than ART at the same n")
+    assert "cnn " in row and "cifar " in row and "n 1000)" in row, row
 
 
 def test_the_script_refuses_an_unknown_device_and_records_parts_it_has_no_time_for(tmp_path):
@@ -102,3 +121,25 @@ def test_the_script_refuses_an_unknown_device_and_records_parts_it_has_no_time_f
     assert parts["2-recipes"]["why"] == "not started: the check's 0 s were spent"
     r = subprocess.run(["bash", str(script), "--parts"], capture_output=True, text=True)
     assert r.returncode == 2 and "--parts needs a value" in r.stderr
+    r = subprocess.run(["bash", str(script), "--parts", "7,8"], capture_output=True, text=True)
+    assert r.returncode == 2 and "part numbers 1 to 7" in r.stderr
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="needs a machine without CUDA")
+def test_the_certify_bench_refuses_cuda_without_it_and_skips_without_arts_certify(tmp_path):
+    bench = [sys.executable, str(ROOT / "bench" / "certify.py")]
+    r = subprocess.run([*bench, "--device", "cuda", "--models", "cnn"], capture_output=True,
+                       text=True, timeout=300)  # fmt: skip
+    assert r.returncode == 2 and "--device cuda asked, but CUDA is not available here" in r.stderr
+    # statsmodels (which ART's Clopper-Pearson bound imports) made unimportable: nothing timed
+    shim = tmp_path / "shim" / "statsmodels"
+    shim.mkdir(parents=True)
+    (shim / "__init__.py").write_text("raise ImportError('statsmodels hidden by the test')\n")
+    env = dict(os.environ, PYTHONPATH=str(tmp_path / "shim"))
+    out = tmp_path / "7-certify.json"
+    r = subprocess.run([*bench, "--models", "cnn", "--out", str(out)], env=env,
+                       capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    figures = json.loads(out.read_text())
+    assert figures["models"] == []
+    assert figures["skipped"] == "ART's certify cannot run here: statsmodels hidden by the test"

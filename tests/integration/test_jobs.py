@@ -16,9 +16,9 @@ def outputs(tmp_path_factory):
     root = tmp_path_factory.mktemp("jobs")
     (root / "spec.yaml").write_text(SPEC4)
     done = {}
-    for jobs in (1, 2):
+    for jobs, launcher in ((1, "serial"), (2, "local")):  # serial by name, jobs by --jobs
         r = advrun("run", str(root / "spec.yaml"), "-o", str(root / f"j{jobs}"), "--jobs",
-                   str(jobs), "--no-report")  # fmt: skip
+                   str(jobs), "--launcher", launcher, "--no-report")  # fmt: skip
         assert r.returncode == 0, r.stderr
         done[jobs] = (root / f"j{jobs}", r.stdout)
     return done
@@ -85,6 +85,7 @@ def test_cores_and_gpus_are_split_between_jobs(monkeypatch):
         (["--jobs-per-gpu", "0"], "--jobs-per-gpu 0"),
         (["--address", "x:1"], "--launcher ray"),
         (["--launcher", "ray", "--jobs", "2"], "--jobs is for the local launcher"),
+        (["--launcher", "serial", "--jobs", "2"], "--launcher jobs"),
     ],
 )
 def test_bad_parallel_options_are_usage_errors(tmp_path, args, needle):
@@ -92,3 +93,19 @@ def test_bad_parallel_options_are_usage_errors(tmp_path, args, needle):
     r = advrun("run", str(tmp_path / "spec.yaml"), "-o", str(tmp_path / "o"), *args)
     assert r.returncode == 2 and needle in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize(
+    ("launcher", "jobs", "expected"),
+    [("local", 1, "serial"), ("local", 3, "jobs"), ("serial", 1, "serial"), ("jobs", 1, "jobs"),
+     ("jobs", 2, "jobs"), ("ray", 1, "ray")],
+)  # fmt: skip
+def test_launcher_by_name_or_by_jobs(monkeypatch, launcher, jobs, expected):
+    import argparse
+
+    from runner.commands.run import _launcher_name
+    from runner.execute.launchers import LAUNCHERS
+
+    monkeypatch.delenv("WORLD_SIZE", raising=False)  # not under torchrun
+    got = _launcher_name(argparse.Namespace(launcher=launcher, jobs=jobs))
+    assert got == expected and got in LAUNCHERS.names()

@@ -15,7 +15,7 @@ from digits_model import CPU, DATA
 from resolved import LINF_01, evaluation
 
 from runner.catalog import RECIPES
-from runner.eval.checklist import CHECKS, Evidence, run_checklist
+from runner.eval.checklist import CHECKS, Evidence, planned, run_checklist
 from runner.eval.context import EvalContext
 from runner.execute.prepare import prepare
 from runner.models import build_model
@@ -110,10 +110,11 @@ def test_the_checklist_measures_each_probe_once_in_the_order_of_the_checks():
     model, data = trained()
     ctx = EvalContext(model, data.x_test, data.y_test, LINF_01, 10,
                       evaluation(batch_size=512, checklist_n=16), log=lambda _: None)  # fmt: skip
-    evidence = Evidence(ctx.first(16))
+    evidence = Evidence(ctx.first(16), planned=planned(ctx.first(16)))
     items = run_checklist(ctx, evidence)
-    # four checks read twelve accuracies: clean, FGSM, PGD-20, PGD-50 at a large eps, PGD-40,
-    # PGD-20 with two restarts and Square, each measured once, in this order (the random draws')
+    # four checks read seven accuracies: clean, FGSM, PGD-20, PGD-50 at a large eps, PGD-40,
+    # PGD-20 with two restarts and Square, each measured once, in this order; the PGD probes at
+    # one setting come from one run (PGD-20's request ran PGD-40 and the second restart too)
     probes = list(evidence.accuracy)
     assert len(items) == len(CHECKS)
     assert [(p.kind, p.steps, p.restarts) for p in probes] == [
@@ -121,3 +122,4 @@ def test_the_checklist_measures_each_probe_once_in_the_order_of_the_checks():
         ("pgd", 20, 2), ("square", 0, 1),
     ]  # fmt: skip
     assert items[0]["evidence"]["pgd20"] == items[2]["evidence"]["pgd20"] == evidence[probes[2]]
+    assert len(evidence.runs) == 2  # two PGD settings: the threat's and the large eps

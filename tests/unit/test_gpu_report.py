@@ -33,6 +33,22 @@ ATTACKS = {
 }  # fmt: skip
 
 
+def _certify_row(model: str, speedup: float, same_batch: float) -> dict:
+    return {
+        "model": model, "device": "cuda", "input": [1, 8, 8], "examples": 6, "n0": 100,
+        "n": 10000, "batch": 4096, "art_batch": 32, "threads": 16,
+        "s_per_example": {"bare": 0.002, "advrun": 0.0025, "art": 0.0025 * speedup,
+                          "art_batch_4096": 0.0025 * same_batch},
+        "speedup_vs_art": speedup, "speedup_vs_art_batch_4096": same_batch,
+        "advrun_vs_bare": 1.25, "certified_accuracy_r0": {"advrun": 0.833, "art": 0.833},
+    }  # fmt: skip
+
+
+def _certify(*rows: dict) -> dict:
+    return {"device": "cuda", "torch": "2.11.0", "sigma": 0.25, "alpha": 0.001, "gpu": "H100",
+            "models": list(rows)}  # fmt: skip
+
+
 def _config(img_per_s: float) -> dict:
     return {"seconds": [1.0, 1.1], "first_epoch_s": 2.0, "img_per_s": img_per_s, "peak_mib": 900}
 
@@ -67,13 +83,15 @@ def outdir(tmp_path):
         tmp_path, "5-jobs", None, "1 3 50", log="Traceback ...\nRuntimeError: CUDA out of memory\n"
     )
     # 6-torchrun: never started (no status at all)
+    _part(tmp_path, "7-certify", _certify(_certify_row("cnn", 31.0, 9.0),
+                                          _certify_row("cifar", 120.0, 110.0)), "0 30 45")  # fmt: skip
     return tmp_path
 
 
 def test_each_part_is_ok_partial_or_skipped_with_why(outdir):
     parts = gpu_report.build(outdir, "cuda", 400.0)["parts"]
     assert [parts[k]["status"] for k in gpu_report.PARTS] == [
-        "ok", "ok", "ok", "partial", "skipped", "skipped"]  # fmt: skip
+        "ok", "ok", "ok", "partial", "skipped", "skipped", "ok"]  # fmt: skip
     assert parts["4-training"]["why"] == "timed out after 160 s"
     assert parts["5-jobs"]["why"] == "exit 1: RuntimeError: CUDA out of memory"
     assert parts["6-torchrun"]["why"] == "not run (no status recorded)"
@@ -100,6 +118,33 @@ def test_targets_are_met_missed_or_unmeasured_from_the_figures(outdir):
     assert t["suite vs torchattacks' AutoAttack"]["verdict"] == "met"
     assert t["bf16 vs fp32 on WRN-34-10"]["verdict"] == "met"
     assert t["bf16 vs fp32 on WRN-34-10"]["measured"] == pytest.approx(180 / 98)
+    cert = t["certification >= 20x faster than ART at the same n (issue 20)"]
+    assert cert["verdict"] == "met" and cert["measured"] == 31.0  # the slower model decides
+    assert cert["figure"] == ("cnn 31.0x (9.0x at the same batch 4096; n 10000), "
+                              "cifar 120.0x (110.0x at the same batch 4096; n 10000)")  # fmt: skip
+
+
+CERTIFY_TARGET = "certification >= 20x faster than ART at the same n (issue 20)"
+
+
+def test_the_certification_target_missed_cut_short_or_skipped(outdir):
+    _part(outdir, "7-certify", _certify(_certify_row("cnn", 12.5, 4.0),
+                                        _certify_row("cifar", 80.0, 70.0)), "0 30 45")  # fmt: skip
+    t = {x["target"]: x for x in gpu_report.build(outdir, "cuda", 400.0)["targets"]}
+    assert t[CERTIFY_TARGET]["verdict"] == "missed" and t[CERTIFY_TARGET]["measured"] == 12.5
+    # cut short after the first model: judged on it, the part marked partial
+    _part(outdir, "7-certify", _certify(_certify_row("cnn", 25.0, 8.0)), "124 45 45")
+    report = gpu_report.build(outdir, "cuda", 400.0)
+    assert report["parts"]["7-certify"]["status"] == "partial"
+    t = {x["target"]: x for x in report["targets"]}
+    assert t[CERTIFY_TARGET]["verdict"] == "met" and t[CERTIFY_TARGET]["measured"] == 25.0
+    # ART's certify could not run: nothing timed, the part and the target say why
+    why = "ART's certify cannot run here: No module named 'statsmodels'"
+    _part(outdir, "7-certify", _certify() | {"skipped": why}, "0 6 45")
+    report = gpu_report.build(outdir, "cuda", 400.0)
+    assert report["parts"]["7-certify"]["status"] == "skipped"
+    t = {x["target"]: x for x in report["targets"]}
+    assert t[CERTIFY_TARGET]["verdict"] == "unmeasured" and t[CERTIFY_TARGET]["why"] == why
 
 
 def test_a_missed_target_and_an_unmeasured_one(outdir):
@@ -144,7 +189,12 @@ def test_the_markdown_is_one_table_with_every_part_and_target(outdir):
         assert any(ln.startswith(f"| {key[0]} ") for ln in table), key
     assert "| 6 torchrun, one process, DDP | skipped | skipped: not run (no status recorded)" in md
     assert "pyautoattack is not installed" in md
-    assert sum(ln.startswith("| target |") for ln in table) == 4
+    assert sum(ln.startswith("| target |") for ln in table) == 5
+    assert ("| 7 randomized-smoothing certification vs ART's certify | cnn 1x8x8, 6 examples, "
+            "n0 100, n 10000, sigma 0.25, batch 4096 | s/example: bare 0.0020, advrun 0.0025, "
+            "ART (batch 32) 0.0775, ART (batch 4096) 0.0225; advrun 31.0x faster than ART's "
+            "default, 9.0x at the same batch, 1.25x the bare loop; certified@0 advrun 0.833, "
+            "ART 0.833 | – | – |") in md  # fmt: skip
     assert "**met**" in md and "**unmeasured**" not in md.split("| target |", 1)[0]
     data = json.loads((outdir / "gpu-check.json").read_text())
     assert data["schema"] == "advrun-gpu-check/1" and set(data["parts"]) == set(gpu_report.PARTS)
