@@ -154,23 +154,12 @@ class Run:
     def from_json(cls, d: dict[str, Any]) -> Run:
         """A run read back from its run.json."""
         return cls(
-            id=d["id"],
-            slug=d["slug"],
-            experiment=d.get("experiment", ""),
-            data=DataSpec.model_validate(d["data"]),
-            model=ModelSpec.model_validate(d["model"]),
+            **_evaluated_fields(d),
             recipe=RECIPE_SPECS[d["recipe"]["kind"]].model_validate(d["recipe"]),
             seed=int(d["seed"]),
-            threat=Threat.from_json(d["threat"]),
-            attacks=tuple(ATTACK_SPECS[a["kind"]].model_validate(a) for a in d["attacks"]),
-            eval=EvalSpec.model_validate(d["eval"]),
             poisoning=PoisoningSpec.model_validate(d["poisoning"]) if d.get("poisoning") else None,
-            certify=_certify_of(d),
             sweep=dict(d.get("sweep") or {}),
             train_hash=d.get("train_hash", ""),
-            eval_hash=d.get("eval_hash", ""),
-            deterministic=bool(d.get("deterministic", False)),
-            threads=d.get("threads"),
         )
 
 
@@ -219,25 +208,28 @@ class Audit:
     def from_json(cls, d: dict[str, Any]) -> Audit:
         """An audit read back from its run.json."""
         return cls(
-            id=d["id"],
-            slug=d["slug"],
-            experiment=d.get("experiment", ""),
-            data=DataSpec.model_validate(d["data"]),
-            model=ModelSpec.model_validate(d["model"]),
-            threat=Threat.from_json(d["threat"]),
-            attacks=tuple(ATTACK_SPECS[a["kind"]].model_validate(a) for a in d["attacks"]),
-            eval=EvalSpec.model_validate(d["eval"]),
+            **_evaluated_fields(d),
             checkpoint=d.get("checkpoint"),
             checkpoint_sha256=d.get("checkpoint_sha256"),
-            eval_hash=d.get("eval_hash", ""),
-            deterministic=bool(d.get("deterministic", False)),
-            threads=d.get("threads"),
-            certify=_certify_of(d),
         )
 
 
-def _certify_of(d: dict[str, Any]) -> CertifySpec | None:
-    return CertifySpec.model_validate(d["certify"]) if d.get("certify") else None
+def _evaluated_fields(d: dict[str, Any]) -> dict[str, Any]:
+    """The fields a run.json of a run and of an audit share (what is evaluated, and how)."""
+    return {
+        "id": d["id"],
+        "slug": d["slug"],
+        "experiment": d.get("experiment", ""),
+        "data": DataSpec.model_validate(d["data"]),
+        "model": ModelSpec.model_validate(d["model"]),
+        "threat": Threat.from_json(d["threat"]),
+        "attacks": tuple(ATTACK_SPECS[a["kind"]].model_validate(a) for a in d["attacks"]),
+        "eval": EvalSpec.model_validate(d["eval"]),
+        "certify": CertifySpec.model_validate(d["certify"]) if d.get("certify") else None,
+        "eval_hash": d.get("eval_hash", ""),
+        "deterministic": bool(d.get("deterministic", False)),
+        "threads": d.get("threads"),
+    }
 
 
 @dataclass(frozen=True)
