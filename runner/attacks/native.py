@@ -272,7 +272,7 @@ def first_fooled(
             with torch.no_grad():
                 logits = model(xs + delta)
         now = (logits.argmax(1) != ys) & (at[idx] > i)
-        at[idx] = torch.where(now, torch.full_like(at[idx], i), at[idx])
+        at[idx] = torch.where(now, i, at[idx])
         if i == steps:
             break
         if i % every == 0:
