@@ -14,17 +14,17 @@ Signals (each names the ladder it climbs):
 
 Ladders (each rung attacks the worst case's survivors, seeded by its position):
 
-- Square: 1000, 5000, 10000, 20000 ... queries (above the suite's own Square), up to
-  ``eval.escalation.max_queries``;
+- Square: 1000, 2500, 5000, 10000, 20000 ... queries (above the suite's own Square), up to
+  ``eval.escalation.max_queries`` (with the ART engine, whose rungs are fresh runs: no 2500);
 - white box: APGD-CE 100 steps x ``max_restarts`` restarts, APGD-DLR 100 steps, APGD-T
   (9 targets x 100 steps), FAB-T (9 targets x 100 steps, unless ``fab: false``); on a random
   model (the checklist's ``deterministic`` failed) the original AutoAttack's rand version
   instead: APGD-CE and APGD-DLR, 100 steps, each step's gradient averaged over 20 passes (EoT).
 
-The Square ladder is one search, continued (native Linf): ``square_5000`` goes on from where
-``square_1000`` left each survivor (its lowest-margin point, its place in the p schedule) for 4,000
+The Square ladder is one search, continued (native Linf): ``square_2500`` goes on from where
+``square_1000`` left each survivor (its lowest-margin point, its place in the p schedule) for 1,500
 more queries, instead of starting from fresh stripes again, so a survivor that reaches 10,000 has
-cost 10,000 queries, not 16,000. Within it a proposal that would not change the image gets a new
+cost 10,000 queries, not 18,500. Within it a proposal that would not change the image gets a new
 sign (the authors' own code), and a survivor stuck at a local minimum (no gain over 4 x as many
 queries as there are proposals of the final window size) spends its remaining queries on a fresh
 search (:class:`runner.attacks.kernels.square.SquareSearch`): that is where the second draw of a
@@ -75,6 +75,11 @@ CHECK_LADDERS = {
     "more_steps": (WHITE_BOX,),
     "deterministic": (WHITE_BOX,),
 }
+# Square's first rungs, then doubling up to the cap. A continued search (native Linf) pays only a
+# rung's increment, so it gets a 2,500 step: a search that stopped breaking examples after 1,000
+# queries settles there instead of first spending the whole way to 5,000 (the original
+# AutoAttack's budget). A fresh run per rung (ART) would pay 2,500 on top: it goes 1,000, 5,000.
+SQUARE_RUNGS = {"continued": (1000, 2500, 5000), "fresh": (1000, 5000)}
 SEED_OFFSET = 1000  # rung k is seeded ctx.seed + 1000 + k: apart from the suite's stages
 
 
@@ -121,11 +126,13 @@ def _square_rungs(ctx: EvalContext, attacks: Sequence[AttackBase]) -> list[Rung]
         name="square", kind="square", eps=ctx.threat.eps, norm=ctx.threat.norm,
         engine="native" if ctx.threat.norm == "linf" else "art", batch_size=ctx.batch_size,
     )  # fmt: skip
-    ladder, q = [], 1000
+    first = SQUARE_RUNGS["continued" if _ContinuedSquare.continues(base) else "fresh"]
+    ladder = [q for q in first if q <= cap]
+    q = first[-1] * 2
     while q <= cap:
         ladder.append(q)
-        q = q * 5 if q == 1000 else q * 2
-    if ladder[-1] < cap:
+        q *= 2
+    if not ladder or ladder[-1] < cap:
         ladder.append(cap)
     return [Rung(SQUARE, base.model_copy(update={"name": f"square_{q}", "queries": q}),
                  f"{q} queries")
@@ -322,9 +329,13 @@ class _ContinuedSquare:
         self.parts: list[SquareSearch] = []  # one per batch of them
         self.last: tuple[str, int] | None = None  # the rung run last: its name and queries
 
+    @staticmethod
+    def continues(attack: AttackBase) -> bool:
+        """Square on this engine and norm is one search continued from rung to rung."""
+        return attack.engine == "native" and attack.norm == "linf"
+
     def covers(self, rung: Rung) -> bool:
-        a = rung.attack
-        return rung.ladder == SQUARE and a.engine == "native" and a.norm == "linf"
+        return rung.ladder == SQUARE and self.continues(rung.attack)
 
     def _start(self, a: AttackBase, idx: Tensor, seed_index: int) -> None:
         from runner.attacks.kernels.square import SquareSearch

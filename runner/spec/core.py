@@ -221,7 +221,7 @@ class EscalationSpec(StrictModel):
     )
     max_queries: int = Field(
         10000, ge=1000, le=1000000,
-        description="Square's ladder: 1000, 5000, 10000, 20000 ... queries, up to this cap",
+        description="Square's ladder: 1000, 2500, 5000, 10000, 20000 ... queries, up to this cap",
     )  # fmt: skip
     max_restarts: int = Field(
         5, ge=1, le=100, description="restarts of the escalated APGD-CE (100 steps)"

@@ -251,6 +251,32 @@ def test_the_square_ladder_settles_at_its_first_rung_that_breaks_nothing():
         ["square_1000", "square_5000", "square_10000"], False)  # fmt: skip
 
 
+
+def _ladder(cap: int, engine: str = "native", norm: str = "linf", have: int = 100) -> list[int]:
+    from types import SimpleNamespace
+
+    import runner.eval.escalation as esc
+
+    suite = attack("square", "square", queries=have, engine=engine, norm=norm)
+    threat = SimpleNamespace(eps=0.1, norm=norm, covers=lambda a: True)
+    ctx = SimpleNamespace(settings=SimpleNamespace(escalation=SimpleNamespace(max_queries=cap)),
+                          threat=threat, batch_size=128)  # fmt: skip
+    rungs = esc._square_rungs(ctx, [suite])
+    assert [r.attack.name for r in rungs] == [f"square_{r.attack.queries}" for r in rungs]
+    return [r.attack.queries for r in rungs]
+
+
+def test_the_square_ladder_s_budgets():
+    """A continued search (native Linf) pays a rung's increment only, so it steps 1,000 ->
+    2,500 -> 5,000, then doubles to the cap; fresh runs per rung (ART) skip the 2,500 step;
+    budgets the suite's own Square already spent are not rungs."""
+    assert _ladder(10000) == [1000, 2500, 5000, 10000]
+    assert _ladder(30000) == [1000, 2500, 5000, 10000, 20000, 30000]
+    assert _ladder(3000) == [1000, 2500, 3000]
+    assert _ladder(1000) == [1000]
+    assert _ladder(10000, engine="art", norm="l2") == [1000, 5000, 10000]
+    assert _ladder(10000, have=2500) == [5000, 10000]
+
 class _Flat(nn.Module):
     """Logits that ignore the input (no proposal ever gains), recording every input queried."""
 
