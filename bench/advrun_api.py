@@ -24,6 +24,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import runner.eval.context as eval_context  # noqa: E402
+import runner.eval.escalation as escalation  # noqa: E402
 from bench.masked_models import Case  # noqa: E402
 from runner.attacks import native  # noqa: E402
 from runner.attacks.apgd import APGDAttack  # noqa: E402
@@ -95,25 +96,32 @@ def _escalated(ctx: EvalContext) -> tuple[Any, Any, dict[str, float], Any]:
     return res, (esc.suite if esc else res), secs, esc
 
 
-def run_advrun(model, x, y, attacks, threat, mode: str = "cascade",
-               keep_adv: bool = False, escalated: bool = False) -> AdvrunResult:  # fmt: skip
+def run_advrun(model, x, y, attacks, threat, mode: str = "cascade", keep_adv: bool = False,
+               escalated: bool = False, **settings: Any) -> AdvrunResult:  # fmt: skip
     """advrun's worst case (``run_suite``), timed, with its passes counted; ``escalated``: as
-    ``advrun eval`` runs it, with the checklist and the escalation its evidence asks for.
+    ``advrun eval`` runs it, with the checklist and the escalation its evidence asks for;
+    ``settings``: ``eval`` settings other than the defaults (e.g. ``escalation``).
 
     ``keep_adv`` (cascade mode) also keeps the input that broke each example, as the references
     return theirs, by recording what the evaluation's ``generate`` returned (bench only).
     """
     counter = PassCounter(model)
     outputs: list[torch.Tensor] = []
-    generate = eval_context.generate
+    generate, square_run = eval_context.generate, escalation._ContinuedSquare.run
 
     def recorded(*a, **k):
         outputs.append(generate(*a, **k).detach())
         return outputs[-1]
 
+    def square_recorded(self, rung, idx, *a, **k):  # the Square ladder's rungs skip generate
+        result = square_run(self, rung, idx, *a, **k)
+        outputs.append(self.points(idx).detach())
+        return result
+
     if keep_adv:
         eval_context.generate = recorded
-    ctx = context(model, x, y, attacks, threat, mode, n=CHECKLIST_N)
+        escalation._ContinuedSquare.run = square_recorded
+    ctx = context(model, x, y, attacks, threat, mode, n=CHECKLIST_N, **settings)
     esc = None
     try:
         t0 = time.perf_counter()
@@ -124,7 +132,7 @@ def run_advrun(model, x, y, attacks, threat, mode: str = "cascade",
             phases = None
         secs = time.perf_counter() - t0
     finally:
-        eval_context.generate = generate
+        eval_context.generate, escalation._ContinuedSquare.run = generate, square_run
         counter.close()
     correct, broken_by = _worst(res)
     out = AdvrunResult(secs, correct, broken_by, res.info, counter.as_dict(),

@@ -366,7 +366,7 @@ class _ContinuedSquare:
             local = pos[(pos >= i * bs) & (pos < (i + 1) * bs)] - i * bs
             if len(local):
                 part.run(a.queries, local)
-        x_adv = torch.cat([part.best for part in self.parts])[pos] if len(pos) else ctx.x[idx]
+        x_adv = self.points(idx)
         passes = {"forward_passes": counter.forward - f0, "backward_passes": counter.backward - b0}
         x, y = ctx.x[idx], ctx.y[idx]
         _check_threat(x, x_adv, a, *ctx.pixel_range)
@@ -382,6 +382,14 @@ class _ContinuedSquare:
             budget += f"; {restarted} stuck search(es) restarted fresh"
         self.last = (a.name, a.queries)
         return out, Rung(rung.ladder, a, budget)
+
+    def points(self, idx: Tensor) -> Tensor:
+        """The search's lowest-margin point so far for each example of ``idx`` (ascending, among
+        the first rung's examples)."""
+        assert self.idx is not None
+        if len(idx) == 0:
+            return self.ctx.x[idx]
+        return torch.cat([part.best for part in self.parts])[torch.searchsorted(self.idx, idx)]
 
     def _restarts(self) -> int:
         return sum(int(p.searches.sum()) - len(p.x) for p in self.parts)

@@ -251,7 +251,6 @@ def test_the_square_ladder_settles_at_its_first_rung_that_breaks_nothing():
         ["square_1000", "square_5000", "square_10000"], False)  # fmt: skip
 
 
-
 def _ladder(cap: int, engine: str = "native", norm: str = "linf", have: int = 100) -> list[int]:
     from types import SimpleNamespace
 
@@ -276,6 +275,7 @@ def test_the_square_ladder_s_budgets():
     assert _ladder(1000) == [1000]
     assert _ladder(10000, engine="art", norm="l2") == [1000, 5000, 10000]
     assert _ladder(10000, have=2500) == [5000, 10000]
+
 
 class _Flat(nn.Module):
     """Logits that ignore the input (no proposal ever gains), recording every input queried."""
