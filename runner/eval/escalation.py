@@ -76,9 +76,9 @@ CHECK_LADDERS = {
     "deterministic": (WHITE_BOX,),
 }
 # Square's first rungs, then doubling up to the cap. A continued search (native Linf) pays only a
-# rung's increment, so it gets a 2,500 step: a search that stopped breaking examples after 1,000
-# queries settles there instead of first spending the whole way to 5,000 (the original
-# AutoAttack's budget). A fresh run per rung (ART) would pay 2,500 on top: it goes 1,000, 5,000.
+# rung's increment, so the 2,500 step costs nothing where it breaks examples; where it breaks none,
+# the ladder settles without first spending the way to 5,000 (or, one rung later, 5,000 to 10,000
+# to show that 5,000 broke nothing). A fresh run per rung (ART) would pay 2,500 on top: 1,000, 5,000.
 SQUARE_RUNGS = {"continued": (1000, 2500, 5000), "fresh": (1000, 5000)}
 SEED_OFFSET = 1000  # rung k is seeded ctx.seed + 1000 + k: apart from the suite's stages
 
