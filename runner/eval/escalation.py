@@ -55,7 +55,7 @@ import torch
 from runner.eval.cascade import Clean, Outcome, Stage, SuiteResult, WorstCase, _frame, _numpy
 from runner.eval.common import fast_layout, margins, perturbation_norm
 from runner.passes import PassCounter
-from runner.store.records import EscalationRecord, EscalationRung
+from runner.store.records import CONFIRM_DRAWS, EscalationRecord, EscalationRung
 
 if TYPE_CHECKING:
     from torch import Tensor
@@ -225,7 +225,7 @@ def escalate(
     taken = {a.name for a in ctx.attacks} | {"clean", "worst_case"}
     rungs = {k: _unique(v, taken) for k, v in rungs.items()}
     ctx.model.eval()
-    climb = _Climb(ctx, suite, signals, taken)
+    climb = _Climb(ctx, suite, signals, taken, random=random_model(checklist))
     try:
         with fast_layout(ctx.model, ctx.x):
             for ladder in (SQUARE, WHITE_BOX):
@@ -240,9 +240,15 @@ class _Climb:
     """The worst case, taken up from the suite's and extended one rung at a time."""
 
     def __init__(
-        self, ctx: EvalContext, suite: SuiteResult, signals: list[Signal], taken: set[str]
+        self,
+        ctx: EvalContext,
+        suite: SuiteResult,
+        signals: list[Signal],
+        taken: set[str],
+        random: bool = False,
     ) -> None:
         self.ctx, self.suite, self.signals, self.taken = ctx, suite, signals, taken
+        self.random = random  # the checklist found the model random: confirm Square's breaks
         ex = suite.examples
         clean = ex[ex.attack == "clean"].sort_values("example")
         worst = ex[ex.attack == "worst_case"].sort_values("example")
@@ -280,7 +286,13 @@ class _Climb:
         else:
             out = stage.run(ctx, idx, self.clean, ctx.art_classifier([rung.attack]), self.counter)
         name = rung.attack.name
+        newly = out.idx[out.fooled & w.alive[out.idx]]
         broken = w.absorb(name, out)
+        confirmed, f0 = None, self.counter.forward
+        if self.random and self.square.covers(rung):
+            confirmed = self._confirmed(newly)
+        passes = {**out.passes}
+        passes["forward_passes"] += self.counter.forward - f0  # the confirming draws
         attacked = torch.zeros(len(ctx.y), dtype=torch.bool, device=ctx.y.device)
         attacked[out.idx] = True
         self.frames.append(_frame(name, _numpy(ctx.y), _numpy(w.pred), _numpy(w.alive),
@@ -288,13 +300,33 @@ class _Climb:
         seconds = time.perf_counter() - t0
         fooled = int(out.fooled.sum())
         info = {"scope": "cascade", "attacked": len(out.idx), "fooled": fooled,
-                "broken": broken, "seconds": round(seconds, 3), **out.passes}  # fmt: skip
+                "broken": broken, "seconds": round(seconds, 3), **passes}  # fmt: skip
         self.info[name] = info
-        self.ran.append((rung, {**info, "reasons": reasons}))
+        self.ran.append((rung, {**info, "reasons": reasons, "confirmed": confirmed}))
         self.attacks.append(rung.attack)
+        also = (
+            ""
+            if confirmed is None
+            else f" ({confirmed} confirmed by most of {CONFIRM_DRAWS} draws)"
+        )
         ctx.log(f"escalation {name} ({rung.budget}; {'; '.join(reasons)}): attacked "
-                f"{len(out.idx)}, broke {broken} more [{seconds:.1f}s]")  # fmt: skip
-        return broken
+                f"{len(out.idx)}, broke {broken} more{also} [{seconds:.1f}s]")  # fmt: skip
+        return broken if confirmed is None else confirmed
+
+    def _confirmed(self, newly: Tensor) -> int:
+        """Of the examples a Square rung broke on a random model (each by one draw at its
+        lowest-margin point, the luckiest of its queries), those whose input most of
+        ``CONFIRM_DRAWS`` draws misclassify. The ladder climbs on these only: on a random model a
+        fresh draw breaks some examples by chance at every budget, so counting those would climb
+        to the cap whatever the search found."""
+        from runner.attacks.native import fooled_fraction
+
+        if len(newly) == 0:
+            return 0
+        x_adv = self.square.points(newly)
+        with torch.no_grad():
+            frac = fooled_fraction(self.ctx.model, x_adv, self.ctx.y[newly], CONFIRM_DRAWS)
+        return int((frac > 0.5).sum())
 
     def result(self) -> Escalated:
         ctx, w = self.ctx, self.worst
@@ -308,6 +340,7 @@ class _Climb:
                 reasons=i["reasons"], attacked=i["attacked"], broken=i["broken"],
                 seconds=i["seconds"], forward_passes=i["forward_passes"],
                 backward_passes=i["backward_passes"], eot_iter=getattr(r.attack, "eot_iter", 1),
+                confirmed=i["confirmed"],
             )
             for r, i in self.ran
         ]  # fmt: skip

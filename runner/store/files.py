@@ -124,12 +124,21 @@ def _no_eot_rungs(data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
-METRICS = FileKind(METRICS_FILE, 6, "run metrics", "delete it to re-evaluate the run",
+def _no_confirmed_breaks(data: dict[str, Any]) -> dict[str, Any]:
+    """Version 6 -> 7 (metrics, model card): a Square rung on a random model may record
+    ``confirmed`` (its breaks that most of 20 draws confirm), which a version-6 reader would
+    refuse; a version-6 rung has none (read as None: not judged so)."""
+    return data
+
+
+METRICS = FileKind(METRICS_FILE, 7, "run metrics", "delete it to re-evaluate the run",
                    {0: _unversioned, 1: _no_checkpoint_provenance, 2: _before_certification,
-                    3: _no_poisoning_defense, 4: _no_escalation, 5: _no_eot_rungs})  # fmt: skip
-MODEL_CARD = FileKind(MODEL_CARD_FILE, 6, "a model card", "run advrun report to rewrite it",
+                    3: _no_poisoning_defense, 4: _no_escalation, 5: _no_eot_rungs,
+                    6: _no_confirmed_breaks})  # fmt: skip
+MODEL_CARD = FileKind(MODEL_CARD_FILE, 7, "a model card", "run advrun report to rewrite it",
                       {0: _unversioned, 1: _no_checkpoint_provenance, 2: _before_certification,
-                       3: _no_poisoning_defense, 4: _no_escalation, 5: _no_eot_rungs})  # fmt: skip
+                       3: _no_poisoning_defense, 4: _no_escalation, 5: _no_eot_rungs,
+                       6: _no_confirmed_breaks})  # fmt: skip
 POISON_FILTER_FILE = "poisoning/filter.json"
 POISON_FILTER = FileKind(POISON_FILTER_FILE, 1, "a poisoning filter",
                          "delete it to run the defense again")  # fmt: skip

@@ -176,6 +176,18 @@ class EscalationRung(Record):
     forward_passes: int = 0
     backward_passes: int = 0
     eot_iter: int = 1  # passes each gradient step averaged (> 1: EoT, on a random model; v6)
+    # on a random model, a Square rung: of the examples it broke (one draw each), those whose input
+    # most of CONFIRM_DRAWS draws misclassify; the ladder climbs on these (v7)
+    confirmed: int | None = None
+
+
+CONFIRM_DRAWS = 20  # forward draws that confirm a break on a random model (EoT's 20 passes)
+
+
+def _confirmed(rung: EscalationRung) -> str:
+    if rung.confirmed is None:
+        return ""
+    return f", {rung.confirmed} confirmed by most of {CONFIRM_DRAWS} draws"
 
 
 class EscalationRecord(Record):
@@ -190,13 +202,17 @@ class EscalationRecord(Record):
     @property
     def words(self) -> str:
         """What escalated and why, in a sentence (the model card's and report's)."""
-        ran = ", ".join(f"{r.attack} ({r.budget}: broke {r.broken})" for r in self.rungs)
-        end = (
-            "it settled (the last rung broke nothing new)"
-            if self.settled
-            else "it did not settle (its last rung still broke examples, or no larger budget "
-            "was left)"
-        )
+        ran = ", ".join(f"{r.attack} ({r.budget}: broke {r.broken}{_confirmed(r)})"
+                        for r in self.rungs)  # fmt: skip
+        last = self.rungs[-1] if self.rungs else None
+        if not self.settled:
+            end = ("it did not settle (its last rung still broke examples, or no larger budget "
+                   "was left)")  # fmt: skip
+        elif last is not None and last.broken and last.confirmed is not None:
+            end = (f"it settled (the last rung broke nothing that most of {CONFIRM_DRAWS} draws of "
+                   "this random model confirmed)")  # fmt: skip
+        else:
+            end = "it settled (the last rung broke nothing new)"
         return (
             f"The suite escalated on {'; '.join(self.signals)}: {ran or 'no rung ran'}; "
             f"{self.broken} more example(s) broken; {end}."

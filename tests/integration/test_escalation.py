@@ -218,6 +218,52 @@ def test_a_random_model_climbs_the_white_box_ladder_with_eot():
     assert all(rows[r.attack]["scope"] == "cascade" for r in white)
 
 
+class Flaky(nn.Module):
+    """A random model whose randomness ignores the input: each pass misclassifies each example
+    with probability ``p`` (the network's top class moved one on). Any break is one lucky draw."""
+
+    def __init__(self, inner: nn.Module, p: float = 0.1) -> None:
+        super().__init__()
+        self.inner, self.p = inner, p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = self.inner(x)
+        flip = torch.rand(len(x), device=x.device) < self.p
+        wrong = (logits.argmax(1) + 1) % logits.shape[1]
+        bump = torch.zeros_like(logits).scatter(1, wrong[:, None], 1e3)
+        return torch.where(flip[:, None], logits + bump, logits)
+
+
+def test_on_a_random_model_the_square_ladder_climbs_only_on_confirmed_breaks():
+    """On a model the checklist finds random, a Square rung's breaks (one draw each) are judged
+    again by 20 draws at the input that broke each: a rung whose breaks most draws do not confirm
+    settles the ladder, as one that broke nothing does; its breaks still count in the worst case
+    (one draw, as every verdict), and the record and its words say how many were confirmed."""
+    model, data = trained()
+    torch.manual_seed(0)
+    n = 40
+    cfg = evaluation(batch_size=128, bootstrap=100, checklist=True,
+                     escalation={"enabled": True, "max_queries": 10000})  # fmt: skip
+    ctx = EvalContext(Flaky(model).eval(), data.x_test[:n], data.y_test[:n], LINF_01, 10, cfg,
+                      FAST, lambda s: None)  # fmt: skip
+    ev = evaluate_run(ctx)
+    assert {c["check"]: c["status"] for c in ev.checklist}["deterministic"] == "fail"
+    rec = ev.escalation
+    assert rec is not None
+    square = [r for r in rec.rungs if r.ladder == "square"]
+    assert square, rec.signals  # the cascade's Square broke by chance what white-box stages missed
+    # every rung but the last broke a confirmed example; the last broke none that was confirmed
+    assert all(r.confirmed is not None for r in square)
+    assert square[-1].confirmed == 0 and all(r.confirmed > 0 for r in square[:-1])
+    assert any(r.broken > r.confirmed for r in square), "some breaks were luck"
+    assert square[-1].attack != "square_10000", "it stopped before the cap"
+    assert "confirmed by most of 20 draws" in rec.words
+    white = [r for r in rec.rungs if r.ladder == "white_box"]
+    assert all(r.confirmed is None for r in white)
+    rows = _rows(ev)
+    assert rows[square[-1].attack]["broken"] == square[-1].broken  # still counted, one draw each
+
+
 def _script(queries: list[int], broken: list[int]):
     """A Square ladder over ``queries`` whose rungs break ``broken`` in turn (no model runs):
     the names and budgets of the rungs climbed, and whether it settled."""

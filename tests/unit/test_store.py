@@ -210,7 +210,7 @@ def test_an_escalation_is_stored_and_version_4_metrics_migrate(v0):
                            broken=5)  # fmt: skip
     d.write_metrics(m.model_copy(update={"escalation": rec}))
     data = _json(path)
-    assert data[VERSION_KEY] == METRICS.version == 6
+    assert data[VERSION_KEY] == METRICS.version >= 6
     assert data["escalation"]["rungs"][0]["budget"] == "5000 queries"
     assert d.read_metrics().escalation == rec
     assert "did not settle" in rec.words and "square_5000 (5000 queries: broke 5)" in rec.words
@@ -236,5 +236,31 @@ def test_version_5_escalation_rungs_read_without_eot_and_eot_rungs_round_trip(v0
     rec = EscalationRecord(signals=old["signals"], rungs=[eot], settled=True, broken=1)
     d.write_metrics(m.model_copy(update={"escalation": rec}))
     data = _json(path)
-    assert data[VERSION_KEY] == 6 and data["escalation"]["rungs"][0]["eot_iter"] == 20
+    assert data[VERSION_KEY] >= 6 and data["escalation"]["rungs"][0]["eot_iter"] == 20
     assert d.read_metrics().escalation == rec
+
+
+def test_version_6_rungs_read_unconfirmed_and_confirmed_breaks_round_trip(v0):
+    """metrics.json version 7 records how many of a Square rung's breaks on a random model most of
+    20 draws confirmed (``confirmed``); a version-6 rung has none (None: not judged so). The words
+    say it, and a ladder that stopped on unconfirmed breaks says why it settled."""
+    from runner.store import EscalationRecord, EscalationRung
+
+    (d,) = [d for d in Store(v0).run_dirs() if "audit" in d.path.name]
+    path = d.path / "metrics.json"
+    plain = {"attack": "square_1000", "kind": "square", "ladder": "square",
+             "budget": "1000 queries", "attacked": 300, "broken": 1, "seconds": 20.0}  # fmt: skip
+    old = {"signals": ["checklist deterministic: fail"], "rungs": [plain], "settled": False}
+    path.write_text(json.dumps({**_json(path), "escalation": old, VERSION_KEY: 6}))
+    m = d.read_metrics()
+    assert m.escalation is not None and m.escalation.rungs[0].confirmed is None
+    assert "square_1000 (1000 queries: broke 1)" in m.escalation.words
+    rung = EscalationRung(**{**plain, "confirmed": 0})
+    rec = EscalationRecord(signals=old["signals"], rungs=[rung], settled=True, broken=1)
+    d.write_metrics(m.model_copy(update={"escalation": rec}))
+    data = _json(path)
+    assert data[VERSION_KEY] == METRICS.version == 7
+    assert data["escalation"]["rungs"][0]["confirmed"] == 0
+    assert d.read_metrics().escalation == rec
+    assert "square_1000 (1000 queries: broke 1, 0 confirmed by most of 20 draws)" in rec.words
+    assert "it settled (the last rung broke nothing that most of 20 draws" in rec.words
