@@ -41,6 +41,15 @@ def _json(path: Path) -> dict:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
+def _audit_metrics(v0: Path, version: int, **keys):
+    """The audit's run dir and metrics.json, rewritten as a version-``version`` file (plus
+    ``keys``), as an older release wrote it."""
+    (d,) = [d for d in Store(v0).run_dirs() if "audit" in d.path.name]
+    path = d.path / "metrics.json"
+    path.write_text(json.dumps({**_json(path), **keys, VERSION_KEY: version}))
+    return d, path
+
+
 def test_previous_release_files_are_read_as_typed_records(v0):
     stored = Store(v0).read("cnn@madry@s0-f285bfa9ca")
     assert stored.found and stored.problem is None and stored.state == "done"
@@ -173,9 +182,7 @@ def test_an_audits_checkpoint_provenance_is_stored_and_older_files_migrate(v0):
     still reads, and the record survives a write and a read."""
     from runner.store.records import CheckpointProvenance
 
-    (d,) = [d for d in Store(v0).run_dirs() if "audit" in d.path.name]
-    path = d.path / "metrics.json"
-    path.write_text(json.dumps({**_json(path), VERSION_KEY: 1}))  # as the release before wrote it
+    d, path = _audit_metrics(v0, 1)
     m = d.read_metrics()
     assert m.checkpoint_provenance is None and m.is_audit
     prov = CheckpointProvenance(
@@ -198,9 +205,7 @@ def test_an_escalation_is_stored_and_version_4_metrics_migrate(v0):
     reads, and the record survives a write and a read."""
     from runner.store import EscalationRecord, EscalationRung
 
-    (d,) = [d for d in Store(v0).run_dirs() if "audit" in d.path.name]
-    path = d.path / "metrics.json"
-    path.write_text(json.dumps({**_json(path), VERSION_KEY: 4}))  # as the release before wrote it
+    d, path = _audit_metrics(v0, 4)
     m = d.read_metrics()
     assert m.escalation is None
     rung = EscalationRung(attack="square_5000", kind="square", ladder="square",
@@ -223,12 +228,10 @@ def test_version_5_escalation_rungs_read_without_eot_and_eot_rungs_round_trip(v0
     version 5 file's rungs have none and read as 1 (they ran without EoT)."""
     from runner.store import EscalationRecord, EscalationRung
 
-    (d,) = [d for d in Store(v0).run_dirs() if "audit" in d.path.name]
-    path = d.path / "metrics.json"
     plain = {"attack": "apgd_ce_5r", "kind": "apgd", "ladder": "white_box",
              "budget": "100 steps x 5 restarts", "attacked": 10, "broken": 1, "seconds": 1.0}  # fmt: skip
     old = {"signals": ["checklist deterministic: fail"], "rungs": [plain], "settled": True}
-    path.write_text(json.dumps({**_json(path), "escalation": old, VERSION_KEY: 5}))
+    d, path = _audit_metrics(v0, 5, escalation=old)
     m = d.read_metrics()
     assert m.escalation is not None and m.escalation.rungs[0].eot_iter == 1
     eot = EscalationRung(**{**plain, "attack": "apgd_ce_eot20", "budget": "100 steps, EoT 20",
@@ -246,12 +249,10 @@ def test_version_6_rungs_read_unconfirmed_and_confirmed_breaks_round_trip(v0):
     say it, and a ladder that stopped on unconfirmed breaks says why it settled."""
     from runner.store import EscalationRecord, EscalationRung
 
-    (d,) = [d for d in Store(v0).run_dirs() if "audit" in d.path.name]
-    path = d.path / "metrics.json"
     plain = {"attack": "square_1000", "kind": "square", "ladder": "square",
              "budget": "1000 queries", "attacked": 300, "broken": 1, "seconds": 20.0}  # fmt: skip
     old = {"signals": ["checklist deterministic: fail"], "rungs": [plain], "settled": False}
-    path.write_text(json.dumps({**_json(path), "escalation": old, VERSION_KEY: 6}))
+    d, path = _audit_metrics(v0, 6, escalation=old)
     m = d.read_metrics()
     assert m.escalation is not None and m.escalation.rungs[0].confirmed is None
     assert "square_1000 (1000 queries: broke 1)" in m.escalation.words
