@@ -8,6 +8,15 @@ example, so its row is its own accuracy. In both modes the worst case per exampl
 margin any attack reached: an example is robust if no attack fooled it, and ``broken_by`` names the
 first attack (in cascade order) that did. Attacks outside the threat model (another norm or a larger
 eps) always run independently and stay out of the worst case.
+
+On a random model (two clean passes of the same inputs differ) a verdict is one forward draw,
+so a cheap attack without EoT "breaks" examples by luck, and an example so broken leaves the
+cascade before the attacks that average over draws reach it. There a break by an attack without
+EoT counts only when most of ``CONFIRM_DRAWS`` draws at its input misclassify it; an example whose
+break they do not confirm stays in the cascade for the next attack. Attacks with EoT (``eot_iter``
+> 1, AutoAttack's rand composition) keep one-draw verdicts, as the original AutoAttack's rand
+version counts its breaks, so the worst case stays comparable with it. ``fooled`` counts an
+attack's one-draw misclassifications, ``broken`` the breaks it counted.
 """
 
 from __future__ import annotations
@@ -22,8 +31,18 @@ import torch
 from torch import Tensor
 
 from runner import faults
-from runner.eval.common import attack_cost, fast_layout, margins, perturbation_norm, progress
+from runner.eval.common import (
+    attack_cost,
+    fast_layout,
+    logit_difference,
+    majority_draw,
+    margins,
+    perturbation_norm,
+    progress,
+)
 from runner.passes import PassCounter
+from runner.spec.attacks import uses_eot
+from runner.store.records import CONFIRM_DRAWS
 
 if TYPE_CHECKING:
     from runner.eval.context import EvalContext
@@ -35,6 +54,8 @@ class SuiteResult:
     examples: pd.DataFrame  # long: (example, attack) rows incl. "clean" and "worst_case"
     info: dict[str, dict[str, Any]]  # per attack: scope, attacked, broken, seconds
     at_threat: list[str]  # names in the worst case, in cascade order
+    random: bool = False  # two clean passes differed: breaks without EoT were confirmed by draws
+    clean_twice: tuple[Tensor, Tensor] | None = None  # the two clean passes' logits (shared)
 
 
 def _numpy(t: Tensor) -> np.ndarray:
@@ -65,12 +86,15 @@ class Clean:
     logits: Tensor
     pred: Tensor
     ok: Tensor
+    random: bool = False  # a second pass gave other logits: verdicts are draws (module doc)
+    second: Tensor | None = None  # that second pass's logits
 
     @classmethod
     def of(cls, ctx: EvalContext) -> Clean:
-        logits = ctx.logits(ctx.x)
+        logits, second = ctx.logits(ctx.x), ctx.logits(ctx.x)
         pred = logits.argmax(1)
-        return cls(logits, pred, pred == ctx.y)
+        _, same, _ = logit_difference(logits, second)
+        return cls(logits, pred, pred == ctx.y, not same, second)
 
     def margins(self, y: Tensor) -> Tensor:
         return margins(self.logits, y)
@@ -91,10 +115,39 @@ class Outcome:
     margin: Tensor
     dist: Tensor
     passes: dict[str, int]  # forward and backward passes the attack spent
+    unconfirmed: int = 0  # one-draw breaks that most of CONFIRM_DRAWS draws did not confirm
 
     @property
     def fooled(self) -> Tensor:
+        """The examples the attack broke (by the verdict of :func:`judge`)."""
         return self.pred != self.y
+
+    @property
+    def fooled_one_draw(self) -> int:
+        return int(self.fooled.sum()) + self.unconfirmed
+
+
+def judge(
+    ctx: EvalContext, attack: AttackBase, idx: Tensor, x_adv: Tensor, random: bool, passes
+) -> Outcome:
+    """An attack's outcome on examples ``idx`` from the inputs it returned: one forward draw
+    each; on a random model, a break by an attack without EoT is judged again by
+    ``CONFIRM_DRAWS`` draws (counted in ``passes``), whose majority decides (module doc)."""
+    x, y = ctx.x[idx], ctx.y[idx]
+    if not len(idx):
+        empty = torch.empty(0, device=y.device)
+        return Outcome(idx, y, y.clone(), empty, empty, passes)
+    logits = ctx.logits(x_adv)
+    pred, m = logits.argmax(1), margins(logits, y)
+    unconfirmed = 0
+    hit = (pred != y).nonzero().squeeze(1)
+    if random and not uses_eot(attack) and len(hit):
+        pred[hit], m[hit] = majority_draw(ctx.model, x_adv[hit], y[hit], CONFIRM_DRAWS,
+                                          ctx.batch_size)  # fmt: skip
+        unconfirmed = int((pred[hit] == y[hit]).sum())
+        passes = {**passes, "forward_passes": passes["forward_passes"] + CONFIRM_DRAWS * len(hit)}
+    dist = perturbation_norm(x, x_adv, attack.norm)
+    return Outcome(idx, y, pred, m, dist, passes, unconfirmed)
 
 
 @dataclass(frozen=True)
@@ -125,11 +178,15 @@ class Stage:
         x, y = ctx.x[idx], ctx.y[idx]
         x_adv = ctx.attack(self.attack, x, y, classifier, gen)
         passes = {"forward_passes": counter.forward - f0, "backward_passes": counter.backward - b0}
-        logits = ctx.logits(x_adv)
-        pred = logits.argmax(1) if len(idx) else clean.pred[idx]
-        m = margins(logits, y) if len(idx) else clean.margins(ctx.y)[idx]
-        dist = perturbation_norm(x, x_adv, self.attack.norm)
-        return Outcome(idx, y, pred, m, dist, passes)
+        return judge(ctx, self.attack, idx, x_adv, clean.random, passes)
+
+
+def unconfirmed_words(out: Outcome) -> str:
+    """The log's note on one-draw breaks the draws did not confirm (random models)."""
+    if not out.unconfirmed:
+        return ""
+    return (f" ({out.unconfirmed} by one draw that most of {CONFIRM_DRAWS} draws did not "
+            "confirm: not counted)")  # fmt: skip
 
 
 def plan_stages(ctx: EvalContext) -> list[Stage]:
@@ -256,11 +313,12 @@ class _Suite:
         self.frames.append(_frame(name, _numpy(ctx.y), _numpy(pred), _numpy(ok), _numpy(m),
                                   _numpy(d), _numpy(attacked)))  # fmt: skip
         seconds = time.perf_counter() - t0
-        attacked_n, fooled = len(out.idx), int(out.fooled.sum())
+        attacked_n, fooled = len(out.idx), out.fooled_one_draw
         self.info[name] = {"scope": stage.scope, "attacked": int(attacked_n), "fooled": fooled,
                            "broken": broken, "seconds": round(seconds, 3), **out.passes}  # fmt: skip
-        ctx.log(f"{name} ({stage.scope}): attacked {attacked_n}, fooled {fooled}, "
-                f"accuracy {float(ok.float().mean()):.4f} [{seconds:.1f}s]")  # fmt: skip
+        ctx.log(f"{name} ({stage.scope}): attacked {attacked_n}, fooled {fooled}"
+                f"{unconfirmed_words(out)}, accuracy {float(ok.float().mean()):.4f} "
+                f"[{seconds:.1f}s]")  # fmt: skip
         faults.reached(f"attack:{name}")
         if ctx.checkpoint is not None:
             state = worst.frame("state", ctx.y, clean, worst.broken_by.copy())
@@ -286,4 +344,6 @@ class _Suite:
         examples = pd.concat(frames, ignore_index=True)
         # every row carries the example's worst-case breaker, for easy filtering
         examples["broken_by"] = np.tile(worst.broken_by, len(frames)) if inside else ""
-        return SuiteResult(examples, self.info, inside)
+        clean = self.clean
+        twice = (clean.logits, clean.second) if clean.second is not None else None
+        return SuiteResult(examples, self.info, inside, clean.random, twice)

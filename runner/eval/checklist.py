@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
+from runner.eval.common import logit_difference
 from runner.eval.probes import CLEAN, Evidence, Probe, SuiteSquare, pgd_probe, suite_square
 
 if TYPE_CHECKING:
@@ -186,11 +187,8 @@ def _randomness(same: bool, same_pred: bool) -> str:
 
 
 def deterministic(ctx: EvalContext, ev: Evidence) -> dict[str, Any]:
-    a, b = ev.clean_logits, ctx.logits(ctx.x)  # the second pass of the same inputs
-    diff = float((a - b).abs().max()) if len(a) else 0.0
-    same_pred = bool((a.argmax(1) == b.argmax(1)).all()) if len(a) else True
-    scale = float(a.abs().max()) if len(a) else 1.0
-    same = diff <= 1e-6 * max(scale, 1.0)
+    a, b = ev.clean_twice  # two passes of the same inputs (the suite's, when it shares them)
+    diff, same, same_pred = logit_difference(a, b)
     return _item(
         "deterministic",
         _grade(same, same_pred),
@@ -215,12 +213,15 @@ def run_checklist(
 ) -> list[dict[str, Any]]:
     """All checks on the first ``settings.checklist_n`` examples; a list of {check, status,
     detail, evidence}. ``evidence`` (on those examples) may hold probes measured already;
-    ``suite`` (the suite's result on ``ctx``'s examples) shares its Square evidence."""
+    ``suite`` (the suite's result on ``ctx``'s examples) shares its Square evidence and its two
+    clean passes."""
     ctx.model.eval()
     n = ctx.settings.checklist_n
     square = suite_square(suite, ctx.attacks, n) if suite is not None else None
     ctx = ctx.first(n)
     ev = evidence if evidence is not None else Evidence(ctx, square, planned(ctx))
+    if (twice := getattr(suite, "clean_twice", None)) is not None:
+        ev.share_clean(*(logits[:n] for logits in twice))
     out = [check(ctx, ev) for check in CHECKS]
     for item in out:
         ctx.log(f"checklist {item['check']}: {item['status']} ({item['detail']})")

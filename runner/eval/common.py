@@ -28,6 +28,31 @@ def margins(logits: Tensor, y: Tensor) -> Tensor:
     return true - other
 
 
+def logit_difference(a: Tensor, b: Tensor) -> tuple[float, bool, bool]:
+    """Two forward passes of the same inputs: their largest logit difference, whether it is within
+    float noise (1e-6 of the largest logit: the model is deterministic), and whether every
+    prediction agrees."""
+    if not len(a):
+        return 0.0, True, True
+    diff = float((a - b).abs().max())
+    same = diff <= 1e-6 * max(float(a.abs().max()), 1.0)
+    return diff, same, bool((a.argmax(1) == b.argmax(1)).all())
+
+
+def majority_draw(
+    model: nn.Module, x: Tensor, y: Tensor, draws: int, bs: int
+) -> tuple[Tensor, Tensor]:
+    """A random model's verdict on inputs ``x`` by ``draws`` forward passes: per example, the
+    prediction and margin of the draw whose margin ranks ``draws // 2 + 1``-th from the lowest,
+    so the margin is negative exactly when most draws misclassify the input."""
+    with torch.no_grad():
+        logits = torch.stack([logits_of(model, x, bs) for _ in range(draws)])  # draw, ex., class
+    m = torch.stack([margins(one, y) for one in logits])
+    margin, which = m.kthvalue(draws // 2 + 1, dim=0)
+    pred = logits[which, torch.arange(len(y), device=y.device)].argmax(1)
+    return pred, margin
+
+
 @contextlib.contextmanager
 def fast_layout(model: nn.Module, x: Tensor) -> Iterator[nn.Module]:
     """On a CPU, run the model with its 4-D weights in channels-last layout while attacking.

@@ -52,10 +52,21 @@ import numpy as np
 import pandas as pd
 import torch
 
-from runner.eval.cascade import Clean, Outcome, Stage, SuiteResult, WorstCase, _frame, _numpy
-from runner.eval.common import fast_layout, margins, perturbation_norm
+from runner.eval.cascade import (
+    Clean,
+    Outcome,
+    Stage,
+    SuiteResult,
+    WorstCase,
+    _frame,
+    _numpy,
+    judge,
+    unconfirmed_words,
+)
+from runner.eval.common import fast_layout
 from runner.passes import PassCounter
-from runner.store.records import CONFIRM_DRAWS, EscalationRecord, EscalationRung
+from runner.spec.attacks import uses_eot
+from runner.store.records import EscalationRecord, EscalationRung
 
 if TYPE_CHECKING:
     from torch import Tensor
@@ -225,7 +236,7 @@ def escalate(
     taken = {a.name for a in ctx.attacks} | {"clean", "worst_case"}
     rungs = {k: _unique(v, taken) for k, v in rungs.items()}
     ctx.model.eval()
-    climb = _Climb(ctx, suite, signals, taken, random=random_model(checklist))
+    climb = _Climb(ctx, suite, signals, taken)
     try:
         with fast_layout(ctx.model, ctx.x):
             for ladder in (SQUARE, WHITE_BOX):
@@ -245,17 +256,15 @@ class _Climb:
         suite: SuiteResult,
         signals: list[Signal],
         taken: set[str],
-        random: bool = False,
     ) -> None:
         self.ctx, self.suite, self.signals, self.taken = ctx, suite, signals, taken
-        self.random = random  # the checklist found the model random: confirm Square's breaks
         ex = suite.examples
         clean = ex[ex.attack == "clean"].sort_values("example")
         worst = ex[ex.attack == "worst_case"].sort_values("example")
         dev = ctx.y.device
         ok = torch.tensor(clean["correct"].to_numpy(bool), device=dev)
         pred = torch.tensor(clean["pred"].to_numpy(), device=dev)
-        self.clean = Clean(torch.empty(0, device=dev), pred, ok)
+        self.clean = Clean(torch.empty(0, device=dev), pred, ok, suite.random)
         self.worst = WorstCase.from_frame(worst, dev)
         self.frames = [ex[ex.attack != "worst_case"]]
         self.info = dict(suite.info)
@@ -263,7 +272,7 @@ class _Climb:
         self.settled = True
         self.attacks: list[AttackBase] = []
         self.counter = PassCounter(ctx.model)
-        self.square = _ContinuedSquare(ctx)
+        self.square = _ContinuedSquare(ctx, suite.random)
 
     def ladder(self, ladder: str, rungs: list[Rung]) -> None:
         reasons = [s.reason for s in self.signals if s.ladder == ladder]
@@ -286,47 +295,25 @@ class _Climb:
         else:
             out = stage.run(ctx, idx, self.clean, ctx.art_classifier([rung.attack]), self.counter)
         name = rung.attack.name
-        newly = out.idx[out.fooled & w.alive[out.idx]]
         broken = w.absorb(name, out)
-        confirmed, f0 = None, self.counter.forward
-        if self.random and self.square.covers(rung):
-            confirmed = self._confirmed(newly)
-        passes = {**out.passes}
-        passes["forward_passes"] += self.counter.forward - f0  # the confirming draws
+        # on a random model a break without EoT counted only where most draws confirmed it
+        confirmed = broken if self.clean.random and not uses_eot(rung.attack) else None
+        passes = out.passes
         attacked = torch.zeros(len(ctx.y), dtype=torch.bool, device=ctx.y.device)
         attacked[out.idx] = True
         self.frames.append(_frame(name, _numpy(ctx.y), _numpy(w.pred), _numpy(w.alive),
                                   _numpy(w.margin), _numpy(w.dist), _numpy(attacked)))  # fmt: skip
         seconds = time.perf_counter() - t0
-        fooled = int(out.fooled.sum())
+        fooled = out.fooled_one_draw
         info = {"scope": "cascade", "attacked": len(out.idx), "fooled": fooled,
                 "broken": broken, "seconds": round(seconds, 3), **passes}  # fmt: skip
         self.info[name] = info
         self.ran.append((rung, {**info, "reasons": reasons, "confirmed": confirmed}))
         self.attacks.append(rung.attack)
-        also = (
-            ""
-            if confirmed is None
-            else f" ({confirmed} confirmed by most of {CONFIRM_DRAWS} draws)"
-        )
         ctx.log(f"escalation {name} ({rung.budget}; {'; '.join(reasons)}): attacked "
-                f"{len(out.idx)}, broke {broken} more{also} [{seconds:.1f}s]")  # fmt: skip
-        return broken if confirmed is None else confirmed
-
-    def _confirmed(self, newly: Tensor) -> int:
-        """Of the examples a Square rung broke on a random model (each by one draw at its
-        lowest-margin point, the luckiest of its queries), those whose input most of
-        ``CONFIRM_DRAWS`` draws misclassify. The ladder climbs on these only: on a random model a
-        fresh draw breaks some examples by chance at every budget, so counting those would climb
-        to the cap whatever the search found."""
-        from runner.attacks.native import fooled_fraction
-
-        if len(newly) == 0:
-            return 0
-        x_adv = self.square.points(newly)
-        with torch.no_grad():
-            frac = fooled_fraction(self.ctx.model, x_adv, self.ctx.y[newly], CONFIRM_DRAWS)
-        return int((frac > 0.5).sum())
+                f"{len(out.idx)}, broke {broken} more{unconfirmed_words(out)} "
+                f"[{seconds:.1f}s]")  # fmt: skip
+        return broken
 
     def result(self) -> Escalated:
         ctx, w = self.ctx, self.worst
@@ -356,8 +343,8 @@ class _Climb:
 class _ContinuedSquare:
     """The Square ladder's one search (native Linf), continued by each rung on the survivors."""
 
-    def __init__(self, ctx: EvalContext) -> None:
-        self.ctx = ctx
+    def __init__(self, ctx: EvalContext, random: bool = False) -> None:
+        self.ctx, self.random = ctx, random  # random: breaks are judged by draws (cascade doc)
         self.idx: Tensor | None = None  # the examples the search covers (the first rung's)
         self.parts: list[SquareSearch] = []  # one per batch of them
         self.last: tuple[str, int] | None = None  # the rung run last: its name and queries
@@ -401,11 +388,8 @@ class _ContinuedSquare:
                 part.run(a.queries, local)
         x_adv = self.points(idx)
         passes = {"forward_passes": counter.forward - f0, "backward_passes": counter.backward - b0}
-        x, y = ctx.x[idx], ctx.y[idx]
-        _check_threat(x, x_adv, a, *ctx.pixel_range)
-        logits = ctx.logits(x_adv)
-        out = Outcome(idx, y, logits.argmax(1), margins(logits, y),
-                      perturbation_norm(x, x_adv, a.norm), passes)  # fmt: skip
+        _check_threat(ctx.x[idx], x_adv, a, *ctx.pixel_range)
+        out = judge(ctx, a, idx, x_adv, self.random, passes)
         budget = rung.budget
         if self.last is not None:
             name, q = self.last

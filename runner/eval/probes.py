@@ -113,6 +113,7 @@ class Evidence:
         self.planned = planned
         self.runs: dict[tuple[float, float, bool], PGDRuns] = {}
         self._logits: Tensor | None = None
+        self._second: Tensor | None = None  # a second clean pass (the deterministic check)
         self._grad: Tensor | None = None
 
     def __getitem__(self, probe: Probe) -> float:
@@ -126,6 +127,20 @@ class Evidence:
         if self._logits is None:
             self._logits = self.ctx.logits(self.ctx.x)
         return self._logits
+
+    @property
+    def clean_twice(self) -> tuple[Tensor, Tensor]:
+        """Two forward passes of the clean inputs."""
+        if self._second is None:
+            self._second = self.ctx.logits(self.ctx.x)
+        return self.clean_logits, self._second
+
+    def share_clean(self, first: Tensor, second: Tensor) -> None:
+        """Take the suite's two clean passes of these examples instead of measuring them again."""
+        if self._logits is None:
+            self._logits = first
+        if self._second is None:
+            self._second = second
 
     @property
     def clean_correct(self) -> Tensor:

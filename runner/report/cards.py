@@ -8,6 +8,7 @@ from typing import Any
 from runner.report.narrative import fmt_eps
 from runner.report.suite import split_attacks
 from runner.report.tables import CLEAN, WORST
+from runner.spec.attacks import uses_eot
 from runner.store import ModelCard
 from runner.store.card import CARD_SCHEMA
 
@@ -54,13 +55,6 @@ def _weights(run: dict[str, Any]) -> dict[str, str]:
             "the best checkpoint and every number of this card are the average's"
         )
     }
-
-
-def uses_eot(attack: Any) -> bool:
-    """Whether an attack (a spec model or its dump) averages its gradient over random draws:
-    ``eot_iter`` > 1, or the original AutoAttack's rand composition (APGD with 20 EoT draws)."""
-    get = attack.get if isinstance(attack, dict) else lambda k, d=None: getattr(attack, k, d)
-    return (get("eot_iter", 1) or 1) > 1 or get("composition") == "rand"
 
 
 def unreliable(

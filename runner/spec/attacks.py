@@ -129,3 +129,10 @@ def _check_curve(spec: Any) -> Iterator[Problem]:
             "no attack to draw the curve with: add a pgd or apgd attack at the threat norm, "
             "or name attacks in eval.curve_attacks",
         )
+
+
+def uses_eot(attack: Any) -> bool:
+    """Whether an attack (a spec model or its dump) averages its gradient over random draws:
+    ``eot_iter`` > 1, or the original AutoAttack's rand composition (APGD with 20 EoT draws)."""
+    get = attack.get if isinstance(attack, dict) else lambda k, d=None: getattr(attack, k, d)
+    return (get("eot_iter", 1) or 1) > 1 or get("composition") == "rand"

@@ -176,8 +176,9 @@ class EscalationRung(Record):
     forward_passes: int = 0
     backward_passes: int = 0
     eot_iter: int = 1  # passes each gradient step averaged (> 1: EoT, on a random model; v6)
-    # on a random model, a Square rung: of the examples it broke (one draw each), those whose input
-    # most of CONFIRM_DRAWS draws misclassify; the ladder climbs on these (v7)
+    # on a random model, a rung without EoT: its breaks that most of CONFIRM_DRAWS draws at the
+    # breaking input confirmed (v7). Since v7 such a rung counts only those (so == broken); a v7
+    # record written before counted every one-draw break and may hold fewer here
     confirmed: int | None = None
 
 
@@ -185,8 +186,10 @@ CONFIRM_DRAWS = 20  # forward draws that confirm a break on a random model (EoT'
 
 
 def _confirmed(rung: EscalationRung) -> str:
-    if rung.confirmed is None:
+    if rung.confirmed is None or not rung.broken:
         return ""
+    if rung.confirmed == rung.broken:
+        return f", each confirmed by most of {CONFIRM_DRAWS} draws"
     return f", {rung.confirmed} confirmed by most of {CONFIRM_DRAWS} draws"
 
 

@@ -17,6 +17,7 @@ from resolved import attack as resolved_attack
 from torch import nn
 
 from runner.compile import Threat
+from runner.eval.cascade import run_suite
 from runner.eval.evaluate import EvalContext, evaluate_run
 from runner.store import RunMetrics
 from runner.store.files import dump
@@ -234,11 +235,12 @@ class Flaky(nn.Module):
         return torch.where(flip[:, None], logits + bump, logits)
 
 
-def test_on_a_random_model_the_square_ladder_climbs_only_on_confirmed_breaks():
-    """On a model the checklist finds random, a Square rung's breaks (one draw each) are judged
-    again by 20 draws at the input that broke each: a rung whose breaks most draws do not confirm
-    settles the ladder, as one that broke nothing does; its breaks still count in the worst case
-    (one draw, as every verdict), and the record and its words say how many were confirmed."""
+def test_on_a_random_model_a_break_without_eot_counts_only_where_most_draws_confirm_it():
+    """On a random model a verdict is one forward draw, so an attack without EoT "breaks" examples
+    by luck. There such a break counts only where most of 20 draws at the breaking input confirm
+    it: luck is not counted, the example stays in the cascade for the next stage (the EoT rungs
+    included), and the Square ladder does not climb on luck. The model's randomness ignores its
+    input, so every break the draws confirm is the network's own."""
     model, data = trained()
     torch.manual_seed(0)
     n = 40
@@ -248,20 +250,24 @@ def test_on_a_random_model_the_square_ladder_climbs_only_on_confirmed_breaks():
                       FAST, lambda s: None)  # fmt: skip
     ev = evaluate_run(ctx)
     assert {c["check"]: c["status"] for c in ev.checklist}["deterministic"] == "fail"
-    rec = ev.escalation
-    assert rec is not None
-    square = [r for r in rec.rungs if r.ladder == "square"]
-    assert square, rec.signals  # the cascade's Square broke by chance what white-box stages missed
-    # every rung but the last broke a confirmed example; the last broke none that was confirmed
-    assert all(r.confirmed is not None for r in square)
-    assert square[-1].confirmed == 0 and all(r.confirmed > 0 for r in square[:-1])
-    assert any(r.broken > r.confirmed for r in square), "some breaks were luck"
-    assert square[-1].attack != "square_10000", "it stopped before the cap"
-    assert "confirmed by most of 20 draws" in rec.words
-    white = [r for r in rec.rungs if r.ladder == "white_box"]
-    assert all(r.confirmed is None for r in white)
     rows = _rows(ev)
-    assert rows[square[-1].attack]["broken"] == square[-1].broken  # still counted, one draw each
+    stages = [rows[a.name] for a in FAST]  # cheap to expensive: the cascade's order
+    assert all(r["fooled"] >= r["broken"] for r in stages), stages
+    assert sum(r["fooled"] - r["broken"] for r in stages) > 0, "some one-draw breaks were luck"
+    for before, after in zip(stages, stages[1:], strict=False):  # unconfirmed ones attacked again
+        assert after["attacked"] == before["attacked"] - before["broken"], (before, after)
+    rec = ev.escalation
+    assert rec is not None and "checklist deterministic: fail" in rec.signals
+    assert all(r.confirmed == r.broken for r in rec.rungs if r.ladder == "square"), rec.rungs
+    white = [r for r in rec.rungs if r.ladder == "white_box"]
+    assert white and all(r.eot_iter == 20 and r.confirmed is None for r in white), rec.rungs
+    alive = stages[-1]["attacked"] - stages[-1]["broken"]
+    first = (rec.rungs[0].attacked, rec.rungs[0].broken)
+    assert first[0] == alive, "the first rung attacks every example no confirmed break took"
+    # the network itself is deterministic: its suite takes every one-draw verdict as it is
+    plain = run_suite(EvalContext(model.eval(), data.x_test[:n], data.y_test[:n], LINF_01, 10,
+                                  cfg, FAST, lambda s: None))  # fmt: skip
+    assert not plain.random and all(i["fooled"] == i["broken"] for i in plain.info.values())
 
 
 def _script(queries: list[int], broken: list[int]):

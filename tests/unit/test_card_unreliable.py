@@ -4,7 +4,8 @@ what escalated. Pure: the card is built from plain run data, no torch."""
 
 from __future__ import annotations
 
-from runner.report.cards import model_card, unreliable, uses_eot
+from runner.report.cards import model_card, unreliable
+from runner.spec.attacks import uses_eot
 from runner.store import EscalationRecord, EscalationRung
 from runner.store.files import dump
 
