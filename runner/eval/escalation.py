@@ -45,7 +45,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -89,7 +89,8 @@ CHECK_LADDERS = {
 # Square's first rungs, then doubling up to the cap. A continued search (native Linf) pays only a
 # rung's increment, so the 2,500 step costs nothing where it breaks examples; where it breaks none,
 # the ladder settles without first spending the way to 5,000 (or, one rung later, 5,000 to 10,000
-# to show that 5,000 broke nothing). A fresh run per rung (ART) would pay 2,500 on top: 1,000, 5,000.
+# to show that 5,000 broke nothing). A fresh run per rung (ART) would pay 2,500 on top: 1,000,
+# 5,000.
 SQUARE_RUNGS = {"continued": (1000, 2500, 5000), "fresh": (1000, 5000)}
 SEED_OFFSET = 1000  # rung k is seeded ctx.seed + 1000 + k: apart from the suite's stages
 
@@ -251,11 +252,7 @@ class _Climb:
     """The worst case, taken up from the suite's and extended one rung at a time."""
 
     def __init__(
-        self,
-        ctx: EvalContext,
-        suite: SuiteResult,
-        signals: list[Signal],
-        taken: set[str],
+        self, ctx: EvalContext, suite: SuiteResult, signals: list[Signal], taken: set[str]
     ) -> None:
         self.ctx, self.suite, self.signals, self.taken = ctx, suite, signals, taken
         ex = suite.examples
@@ -298,7 +295,6 @@ class _Climb:
         broken = w.absorb(name, out)
         # on a random model a break without EoT counted only where most draws confirmed it
         confirmed = broken if self.clean.random and not uses_eot(rung.attack) else None
-        passes = out.passes
         attacked = torch.zeros(len(ctx.y), dtype=torch.bool, device=ctx.y.device)
         attacked[out.idx] = True
         self.frames.append(_frame(name, _numpy(ctx.y), _numpy(w.pred), _numpy(w.alive),
@@ -306,7 +302,7 @@ class _Climb:
         seconds = time.perf_counter() - t0
         fooled = out.fooled_one_draw
         info = {"scope": "cascade", "attacked": len(out.idx), "fooled": fooled,
-                "broken": broken, "seconds": round(seconds, 3), **passes}  # fmt: skip
+                "broken": broken, "seconds": round(seconds, 3), **out.passes}  # fmt: skip
         self.info[name] = info
         self.ran.append((rung, {**info, "reasons": reasons, "confirmed": confirmed}))
         self.attacks.append(rung.attack)
@@ -337,13 +333,14 @@ class _Climb:
             settled=self.settled,
             broken=sum(r.broken for r in rungs),
         )
-        return Escalated(SuiteResult(examples, self.info, at_threat), self.attacks, record)
+        suite = replace(self.suite, examples=examples, info=self.info, at_threat=at_threat)
+        return Escalated(suite, self.attacks, record)
 
 
 class _ContinuedSquare:
     """The Square ladder's one search (native Linf), continued by each rung on the survivors."""
 
-    def __init__(self, ctx: EvalContext, random: bool = False) -> None:
+    def __init__(self, ctx: EvalContext, random: bool) -> None:
         self.ctx, self.random = ctx, random  # random: breaks are judged by draws (cascade doc)
         self.idx: Tensor | None = None  # the examples the search covers (the first rung's)
         self.parts: list[SquareSearch] = []  # one per batch of them

@@ -211,7 +211,7 @@ class EscalationRecord(Record):
         if not self.settled:
             end = ("it did not settle (its last rung still broke examples, or no larger budget "
                    "was left)")  # fmt: skip
-        elif last is not None and last.broken and last.confirmed is not None:
+        elif last is not None and last.broken and last.confirmed is not None:  # an early v7 record
             end = (f"it settled (the last rung broke nothing that most of {CONFIRM_DRAWS} draws of "
                    "this random model confirmed)")  # fmt: skip
         else:
